@@ -1,0 +1,37 @@
+"""lagrangeprop: differentiate programs by the method of Lagrange multipliers.
+
+A program is a set of equality constraints ``c_d = 0`` held as a networkx DiGraph;
+the multipliers of its Lagrangian ``L = <seed, z_o> - Σ λ_d c_d`` are the gradient.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> sol = lp.trace(lambda x: lp.exp(x) * x, x=1.0).solve(x=1.0)
+>>> round(float(sol.grad["x"]), 6)   # (1 + x) e^x
+5.436564
+"""
+
+from .api import grad, value_and_grad
+from .errors import (ConvergenceError, GraphError, InputError, LagrangePropError,
+                     NonFiniteError, ShapeError, SingularSystemError)
+from .lagrangian import Solution
+from .ops import (abs, add, concatenate, cos, divide, dot, exp, greater, greater_equal,
+                  identity, less, less_equal, log, log1p, logaddexp, logsumexp, matmul,
+                  maximum, mean, minimum, multiply, negative, power, reshape, sigmoid, sin,
+                  softmax, sqrt, square, stack, subtract, sum, tan, tanh, transpose, where)
+from .primitives import primitive
+from .program import Program
+from .trace import Var, trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Program", "Solution", "Var", "trace", "grad", "value_and_grad", "primitive",
+    "LagrangePropError", "GraphError", "ShapeError", "InputError", "ConvergenceError",
+    "SingularSystemError", "NonFiniteError",
+    "abs", "add", "concatenate", "cos", "divide", "dot", "exp", "greater", "greater_equal",
+    "identity", "less", "less_equal", "log", "log1p", "logaddexp", "logsumexp", "matmul",
+    "maximum", "mean", "minimum", "multiply", "negative", "power", "reshape", "sigmoid",
+    "sin", "softmax", "sqrt", "square", "stack", "subtract", "sum", "tan", "tanh",
+    "transpose", "where",
+]

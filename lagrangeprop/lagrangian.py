@@ -1,0 +1,296 @@
+"""The Lagrangian ``L = <seed, z_o> - Σ_d <λ_d, c_d>``, its stationarity residuals, and Solution.
+
+Stationarity (SPEC §1): ``∂L/∂λ = -c = 0`` is the forward pass, ``∂L/∂z = 0`` the
+multiplier equations ``Aᵀλ = e_o·seed``, and ``λ_x := ∂L/∂x = ∇_x z_o`` the gradient.
+:meth:`Solution.kkt` reports the first two residuals: the certificate of a solution.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> prog = lp.trace(lambda x: lp.exp(x) ** 2, x=0.1)
+>>> sol = prog.solve(x=0.1)
+>>> bool(abs(prog.lagrangian(sol) - sol.output) < 1e-15), sol.kkt()["adjoint"] < 1e-12
+(True, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .adjoint import accumulate, run_adjoint
+from .blocks import block_jacobian, block_residual
+from .errors import InputError, ShapeError
+from .forward import initial_values, run_forward
+from .options import SolveOptions
+from .schedule import Block, Schedule
+
+__all__ = ["Solution", "solve_program", "evaluate_program", "lagrangian_value",
+           "lagrangian_gradient", "constraint_jacobian", "parse_inputs"]
+
+
+def _scalarize(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v[()] if v.ndim == 0 else v
+
+
+# ------------------------------------------------------------------ inputs
+def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[int, np.ndarray]:
+    """Check names, shapes and finiteness of the caller's inputs."""
+    expected = sched.input_names
+    extra = [k for k in inputs if k not in sched.index or sched.roles[sched.index[k]] != "input"]
+    if extra:
+        raise InputError(f"unexpected {what}(s) {extra}; the program's inputs are {expected}")
+    missing = [k for k in expected if k not in inputs]
+    if missing:
+        raise InputError(f"missing {what}(s) {missing}: pass "
+                         + ", ".join(f"{k}=<array of shape {sched.shapes[sched.index[k]]}>"
+                                     for k in missing))
+    out = {}
+    for k, v in inputs.items():
+        i = sched.index[k]
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{what} {k!r} must be a real number or array, got "
+                             f"{type(v).__name__}") from None
+        if arr.shape != sched.shapes[i]:
+            raise InputError(f"{what} {k!r} has shape {arr.shape}, the program expects "
+                             f"{sched.shapes[i]}; trace or declare it with that shape")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{what} {k!r} contains NaN or inf; inputs must be finite")
+        out[i] = arr
+    return out
+
+
+def _parse_guess(sched: Schedule, guess: dict | None) -> dict[int, np.ndarray]:
+    if not guess:
+        return {}
+    out = {}
+    for k, v in guess.items():
+        if k not in sched.index or sched.roles[sched.index[k]] != "defined":
+            raise InputError(f"guess names {k!r}, which is not a defined variable of the program")
+        i = sched.index[k]
+        try:
+            out[i] = np.broadcast_to(np.asarray(v, dtype=np.float64), sched.shapes[i])
+        except ValueError:
+            raise InputError(f"guess for {k!r} has shape {np.shape(v)}, the variable has "
+                             f"shape {sched.shapes[i]}") from None
+    return out
+
+
+def _parse_seed(sched: Schedule, seed) -> np.ndarray:
+    shape = sched.shapes[sched.output]
+    name = sched.names[sched.output]
+    if seed is None:
+        if shape != ():
+            raise ShapeError(
+                f"output {name!r} has shape {shape}: pass seed= (a cotangent of that shape) to "
+                "solve(), use prog.evaluate() for values only, or lp.jacobian for the Jacobian")
+        return np.float64(1.0)
+    arr = np.asarray(seed, dtype=np.float64)
+    if arr.shape != shape:
+        raise ShapeError(f"seed has shape {arr.shape} but output {name!r} has shape {shape}")
+    return arr
+
+
+# ------------------------------------------------------------------- solve
+def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxiter=None,
+                  method=None, linear_solver=None) -> Solution:
+    sched = prog.compile()
+    opts = SolveOptions.make(tol, maxiter, method, linear_solver)
+    vals = initial_values(sched, parse_inputs(sched, inputs))
+    seed = _parse_seed(sched, seed)
+    states = run_forward(sched, vals, opts, _parse_guess(sched, guess))
+    lam = run_adjoint(sched, vals, seed, states, opts)
+    return Solution(prog, sched, vals, lam, states, seed, opts)
+
+
+def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None):
+    sched = prog.compile()
+    opts = SolveOptions.make(tol, maxiter, method, None)
+    vals = initial_values(sched, parse_inputs(sched, inputs))
+    run_forward(sched, vals, opts, _parse_guess(sched, guess))
+    return _scalarize(vals[sched.output])
+
+
+# ----------------------------------------------------- L at arbitrary points
+def _all_defined(sched: Schedule) -> Block:
+    """Every live constraint as one pseudo-block (for A = ∂c/∂z and c at any point)."""
+    if "_all" not in sched.__dict__:
+        nodes = list(sched.defined)
+        sizes = [int(np.prod(sched.shapes[n], dtype=int)) for n in nodes]
+        offsets = [int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]])] if nodes else []
+        sched.__dict__["_all"] = Block(
+            names=[sched.names[n] for n in nodes], nodes=nodes,
+            steps=[sched.step_of[n] for n in nodes], offsets=offsets, size=int(sum(sizes)),
+            explicit=not sched.residual, shapes=[sched.shapes[n] for n in nodes], sizes=sizes,
+            position={n: k for k, n in enumerate(nodes)})
+    return sched.__dict__["_all"]
+
+
+def _point(sched: Schedule, inputs: dict, values: dict) -> list:
+    vals = initial_values(sched, parse_inputs(sched, {k: v for k, v in inputs.items()
+                                                      if k in sched.index
+                                                      and sched.roles[sched.index[k]] == "input"}))
+    for n in sched.defined:
+        name = sched.names[n]
+        if name not in values:
+            raise InputError(f"values has no entry for defined variable {name!r}")
+        v = np.asarray(values[name], dtype=np.float64)
+        if v.shape != sched.shapes[n]:
+            raise InputError(f"values[{name!r}] has shape {v.shape}, expected {sched.shapes[n]}")
+        vals[n] = v
+    return vals
+
+
+def _multipliers(sched: Schedule, multipliers: dict) -> list:
+    lam: list = [None] * len(sched.names)
+    for n in sched.defined:
+        v = multipliers.get(sched.names[n])
+        lam[n] = None if v is None else np.asarray(v, dtype=np.float64)
+    return lam
+
+
+def _seed(sched, seed):
+    return np.float64(1.0) if seed is None and sched.shapes[sched.output] == () \
+        else _parse_seed(sched, seed)
+
+
+def _unpack(prog, inputs, values, multipliers):
+    if isinstance(inputs, Solution):
+        sol = inputs
+        return ({k: sol.values[k] for k in sol.schedule.input_names}, sol.values,
+                sol.multipliers, sol.seed)
+    return inputs, values, multipliers, None
+
+
+def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> float:
+    """``L(x, z, λ) = <seed, z_o> - Σ_d <λ_d, c_d(z, x)>`` at any point."""
+    inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
+    sched = prog.compile()
+    seed = sol_seed if sol_seed is not None else _seed(sched, seed)
+    vals = _point(sched, inputs, values)
+    lam = _multipliers(sched, multipliers or {})
+    c, _ = block_residual(_all_defined(sched), vals)
+    blk = _all_defined(sched)
+    total = float(np.sum(seed * vals[sched.output]))
+    for n, off, size in zip(blk.nodes, blk.offsets, blk.sizes):
+        if lam[n] is not None:
+            total -= float(np.dot(np.ravel(lam[n]), c[off:off + size]))
+    return total
+
+
+def lagrangian_gradient(prog, inputs, values, multipliers, seed=None):
+    """``(∂L/∂x, ∂L/∂z, ∂L/∂λ)`` as dicts keyed by node name (∂L/∂λ_d = -c_d)."""
+    sched = prog.compile()
+    seed = _seed(sched, seed)
+    vals = _point(sched, inputs, values)
+    lam = _multipliers(sched, multipliers)
+    blk = _all_defined(sched)
+    c, ans = block_residual(blk, vals)
+    acc: list = [None] * len(sched.names)
+    # ∂L/∂z_u = [u = o]·seed - (∂c/∂z_u)ᵀ λ: -λ_u from an explicit c_u's own z_u term ...
+    for n in sched.defined:
+        if not sched.step_of[n].residual and lam[n] is not None:
+            acc[n] = -lam[n]
+    acc[sched.output] = seed if acc[sched.output] is None else acc[sched.output] + seed
+    # ... plus ±(∂op_d/∂z_u)ᵀ λ_d through every argument (this also gives ∂L/∂x)
+    for n in sched.defined:
+        if lam[n] is not None:
+            step = sched.step_of[n]
+            accumulate(step, lam[n], ans[n], vals, acc, -1.0 if step.residual else 1.0)
+
+    def dense(i):
+        return _scalarize(np.zeros(sched.shapes[i]) if acc[i] is None
+                          else np.broadcast_to(acc[i], sched.shapes[i]))
+    gx = {sched.names[i]: dense(i) for i in sched.inputs}
+    gz = {sched.names[n]: dense(n) for n in sched.defined}
+    glam = {sched.names[n]: _scalarize(-c[off:off + size].reshape(sched.shapes[n]))
+            for n, off, size in zip(blk.nodes, blk.offsets, blk.sizes)}
+    return gx, gz, glam
+
+
+def constraint_jacobian(prog, values: dict, inputs: dict):
+    """``A = ∂c/∂z`` (scipy.sparse CSR) over the defined variables, and node -> slice."""
+    sched = prog.compile()
+    vals = _point(sched, inputs, values)
+    blk = _all_defined(sched)
+    _, ans = block_residual(blk, vals)
+    A = block_jacobian(blk, vals, ans).tocsr()
+    index = {name: slice(off, off + size)
+             for name, off, size in zip(blk.names, blk.offsets, blk.sizes)}
+    return A, index
+
+
+# ---------------------------------------------------------------- Solution
+class Solution:
+    """A solved program: values, multipliers (= gradients) and the KKT certificate."""
+
+    def __init__(self, program, schedule: Schedule, vals: list, lam: list, states: dict,
+                 seed, options: SolveOptions):
+        self.program = program
+        self.schedule = schedule
+        self._vals = vals
+        self._lam = lam
+        self._states = states
+        self.seed = seed
+        self.options = options
+        live = [*schedule.inputs, *schedule.defined]
+        self.values: dict[str, Any] = {schedule.names[i]: _scalarize(vals[i]) for i in live}
+        self.multipliers: dict[str, Any] = {
+            schedule.names[i]: _scalarize(np.zeros(schedule.shapes[i]) if lam[i] is None
+                                          else np.broadcast_to(lam[i], schedule.shapes[i]))
+            for i in live}
+        self.grad: dict[str, Any] = {schedule.names[i]: self.multipliers[schedule.names[i]]
+                                     for i in schedule.inputs}
+
+    @property
+    def output(self):
+        """``z_o``, the output value."""
+        return _scalarize(self._vals[self.schedule.output])
+
+    @property
+    def inputs(self) -> dict:
+        return {k: self.values[k] for k in self.schedule.input_names}
+
+    def kkt(self) -> dict[str, float]:
+        """Stationarity residuals: ``primal = max|c| / max(1, max|z|)`` and
+        ``adjoint = max|∂L/∂z| / max(1, max|λ|)``."""
+        _, gz, glam = lagrangian_gradient(self.program, self.inputs, self.values,
+                                          self.multipliers, self.seed)
+
+        def mx(d):
+            return max((float(np.max(np.abs(v))) for v in d.values() if np.size(v)), default=0.0)
+        return {"primal": mx(glam) / max(1.0, mx(self.values)),
+                "adjoint": mx(gz) / max(1.0, mx(self.multipliers))}
+
+    def report(self) -> str:
+        """A table of every node: name, op, value and multiplier."""
+        sched = self.schedule
+        rows = [("node", "op", "value", "multiplier")]
+        for i in [*sched.inputs, *sched.defined]:
+            name = sched.names[i]
+            op = "input" if sched.roles[i] == "input" else sched.step_of[i].prim.name
+            if i in sched.residual:
+                op += " (residual)"
+            rows.append((name, op, _fmt(self.values[name]), _fmt(self.multipliers[name])))
+        widths = [max(len(r[k]) for r in rows) for k in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Solution({self.program.name!r}: output={_fmt(self.output)}, "
+                f"grad={{{', '.join(f'{k}: {_fmt(v)}' for k, v in self.grad.items())}}})")
+
+
+def _fmt(v) -> str:
+    v = np.asarray(v)
+    if v.ndim == 0:
+        return f"{float(v):.10g}"
+    if v.size <= 4:
+        return np.array2string(v, precision=6, separator=", ")
+    return f"array{v.shape} |.|_2={float(np.linalg.norm(v)):.6g}"
+

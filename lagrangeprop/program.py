@@ -1,0 +1,377 @@
+"""Program: a set of equality constraints held as a ``networkx.DiGraph``.
+
+Node key = variable name. Node attributes (SPEC §2): ``role`` ∈ {input, constant,
+defined}, ``shape``, ``op``, ``constraint`` ∈ {explicit, residual}, ``params``,
+``value`` (constants). Edge ``u -> d`` has ``arg`` = position(s) of ``u`` among the
+arguments of ``d``'s op. Graph attribute ``output`` names the output node.
+
+Examples
+--------
+>>> import numpy as np
+>>> import lagrangeprop as lp
+>>> prog = lp.Program(name="demo")
+>>> x = prog.input("x")
+>>> y = prog.variable("y")
+>>> _ = prog.define(y, 0.5 * y + x)      # a cycle: y = 0.5 y + x
+>>> out = prog.output(y ** 2, name="obj")
+>>> sol = prog.solve(x=1.0)
+>>> round(float(sol.output), 8), round(float(sol.grad["x"]), 8)
+(4.0, 8.0)
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from . import primitives
+from .errors import GraphError, ShapeError
+from .trace import Var, _Node
+
+__all__ = ["Program", "RESERVED"]
+
+# solve() option names; they cannot name inputs.
+RESERVED = frozenset({"guess", "seed", "tol", "maxiter", "method", "linear_solver", "options"})
+ROLES = ("input", "constant", "defined")
+
+
+def _is_constant_like(x: Any) -> bool:
+    return not isinstance(x, Var)
+
+
+class Program:
+    """A program as equality constraints over named variables (cycles allowed).
+
+    Build it with :meth:`input`, :meth:`variable`, :meth:`define`,
+    :meth:`residual` and :meth:`output` (or with :func:`lagrangeprop.trace`), then
+    call :meth:`solve` for the forward pass and the multipliers.
+    """
+
+    def __init__(self, name: str = "program"):
+        self.name = name
+        self.graph = nx.DiGraph(name=name, output=None)
+        self._handles: dict[str, _Node] = {}
+        self._auto: set[str] = set()
+        self._counter = itertools.count()
+        self._schedule = None
+        self._eager_shapes = False
+
+    # ------------------------------------------------------------------ naming
+    def _var(self, name: str) -> Var:
+        return Var(self, self._handles[name])
+
+    def _fresh(self, stem: str) -> str:
+        while True:
+            name = f"{stem}_{next(self._counter)}"
+            if name not in self.graph:
+                return name
+
+    def _claim(self, name: str) -> None:
+        """Make ``name`` available: an auto-named node holding it is renamed."""
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"variable names must be non-empty strings, got {name!r}")
+        if name in self.graph:
+            if name in self._auto:
+                self._relabel(name, self._fresh(self.graph.nodes[name].get("op") or "t"))
+            else:
+                raise GraphError(f"duplicate node {name!r}: the program {self.name!r} already "
+                                 "has a variable of that name; choose another name")
+
+    def _relabel(self, old: str, new: str) -> None:
+        nx.relabel_nodes(self.graph, {old: new}, copy=False)
+        handle = self._handles.pop(old)
+        handle.name = new
+        self._handles[new] = handle
+        if old in self._auto:
+            self._auto.discard(old)
+            self._auto.add(new)
+        if self.graph.graph.get("output") == old:
+            self.graph.graph["output"] = new
+
+    def _rename_auto(self, old: str, new: str) -> bool:
+        """Give an auto-named defined node a user-facing name (used by trace)."""
+        if old not in self._auto or new in self.graph or new in RESERVED:
+            return False
+        self._relabel(old, new)
+        self._auto.discard(new)
+        return True
+
+    def _add(self, name: str | None, stem: str, **attrs) -> Var:
+        self._schedule = None
+        if name is None:
+            name = self._fresh(stem)
+            self._auto.add(name)
+        else:
+            self._claim(name)
+        self.graph.add_node(name, **attrs)
+        self._handles[name] = _Node(name)
+        return self._var(name)
+
+    # ---------------------------------------------------------------- building
+    def input(self, name: str, shape: tuple = ()) -> Var:
+        """Declare an input ``x`` (given by the caller of :meth:`solve`)."""
+        if name in RESERVED:
+            raise GraphError(f"input name {name!r} is reserved for a solve() option; "
+                             f"rename the input (reserved: {sorted(RESERVED)})")
+        return self._add(name, "x", role="input", shape=_shape(shape, name))
+
+    def constant(self, value: Any, name: str | None = None) -> Var:
+        """Add a constant node (never differentiated)."""
+        if isinstance(value, Var):
+            raise GraphError(f"constant() got the traced variable {value.name!r}")
+        if sp.issparse(value):
+            value = sp.csr_matrix(value, dtype=np.float64)
+        else:
+            value = np.asarray(value)
+            if value.dtype.kind in "iuf" or value.dtype == object:
+                value = value.astype(np.float64)
+        return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
+
+    def variable(self, name: str, shape: tuple | None = None) -> Var:
+        """Declare a defined variable, to be given a constraint later with
+        :meth:`define` or :meth:`residual`. ``shape=None`` infers it."""
+        return self._add(name, "v", role="defined",
+                         shape=None if shape is None else _shape(shape, name))
+
+    def _apply(self, prim: primitives.Primitive, args, params: dict) -> Var:
+        """Record ``prim(*args, **params)`` as a new auto-named defined node."""
+        arg_vars = [a if isinstance(a, Var) else self.constant(a) for a in args]
+        shape = self._infer_shape(prim, [a.name for a in arg_vars], params, node=None)
+        v = self._add(None, prim.name, role="defined", op=prim.name, constraint="explicit",
+                      params=params, shape=shape)
+        self._connect(v.name, [a.name for a in arg_vars])
+        return v
+
+    def _connect(self, node: str, arg_names: list[str]) -> None:
+        positions: dict[str, list[int]] = {}
+        for i, a in enumerate(arg_names):
+            positions.setdefault(a, []).append(i)
+        for a, pos in positions.items():
+            self.graph.add_edge(a, node, arg=pos[0] if len(pos) == 1 else sorted(pos))
+
+    def _infer_shape(self, prim, arg_names, params, node):
+        """Shape of ``prim`` applied to the named args by abstract evaluation."""
+        shapes = [self.graph.nodes[a].get("shape") for a in arg_names]
+        if any(s is None for s in shapes):
+            return None
+        dummies = []
+        for a, s in zip(arg_names, shapes):
+            d = self.graph.nodes[a]
+            dummies.append(d["value"] if d["role"] == "constant" else np.full(s, 0.5))
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = prim.value(dummies, params)
+            return tuple(np.shape(out))
+        except Exception as exc:  # numpy's own message says what is wrong
+            msg = (f"op {prim.name!r} cannot combine operands {arg_names} of shapes {shapes}"
+                   f"{'' if node is None else f' (node {node!r})'}: {exc}")
+            if self._eager_shapes or node is not None:
+                raise ShapeError(msg) from None
+            return None  # explicit building: reported with the node's name when compiled
+
+    def _own(self, v: Any, what: str) -> Var:
+        if not isinstance(v, Var) or v.program is not self:
+            raise GraphError(f"{what} must be a variable of program {self.name!r} "
+                             f"(from prog.variable), got {v!r}")
+        return v
+
+    def _absorb(self, target: Var, e: Var, constraint: str) -> None:
+        """Move the op and arguments of the unnamed root ``e`` onto ``target``."""
+        G = self.graph
+        attrs = G.nodes[e.name]
+        G.nodes[target.name].update(op=attrs["op"], params=attrs.get("params", {}),
+                                    constraint=constraint)
+        if G.nodes[target.name].get("shape") is None:
+            G.nodes[target.name]["shape"] = attrs.get("shape")
+        for u, _, data in list(G.in_edges(e.name, data=True)):
+            _merge_edge(G, u, target.name, data["arg"])
+        for _, w, data in list(G.out_edges(e.name, data=True)):
+            _merge_edge(G, target.name, w, data["arg"])
+        G.remove_node(e.name)
+        self._auto.discard(e.name)
+        old = self._handles.pop(e.name)
+        old.name = target.name
+
+    def _can_absorb(self, target: Var, e: Any) -> bool:
+        return (isinstance(e, Var) and e.program is self and e.name in self._auto
+                and e.name != target.name and self.graph.nodes[e.name].get("op") is not None)
+
+    def define(self, v: Var, e: Any) -> Var:
+        """Give ``v`` the explicit constraint ``v = e`` (``c_v = z_v - f_v``)."""
+        self._own(v, "define()'s first argument")
+        self._check_undefined(v)
+        self._schedule = None
+        if self._can_absorb(v, e):
+            self._absorb(v, e, "explicit")
+        else:
+            arg = e if isinstance(e, Var) else self.constant(e)
+            self._own(arg, "define()'s expression")
+            G = self.graph
+            G.nodes[v.name].update(op="identity", params={}, constraint="explicit")
+            if G.nodes[v.name].get("shape") is None:
+                G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
+            self._connect(v.name, [arg.name])
+        return v
+
+    def residual(self, v: Var, r: Any) -> Var:
+        """Give ``v`` the implicit constraint ``r(..., v) = 0`` (``c_v = r_v``)."""
+        self._own(v, "residual()'s first argument")
+        self._check_undefined(v)
+        self._schedule = None
+        if self._can_absorb(v, r) and self.graph.out_degree(r.name) == 0:
+            self._absorb(v, r, "residual")
+        else:
+            arg = r if isinstance(r, Var) else self.constant(r)
+            G = self.graph
+            G.nodes[v.name].update(op="identity", params={}, constraint="residual")
+            if G.nodes[v.name].get("shape") is None:
+                G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
+            self._connect(v.name, [arg.name])
+        return v
+
+    def _check_undefined(self, v: Var) -> None:
+        d = self.graph.nodes[v.name]
+        if d["role"] != "defined":
+            raise GraphError(f"{v.name!r} is {'an' if d['role'] == 'input' else 'a'} "
+                             f"{d['role']}; only variables from prog.variable() can be defined")
+        if d.get("op") is not None:
+            raise GraphError(f"variable {v.name!r} is already defined (op {d['op']!r}); "
+                             "each variable has exactly one constraint")
+
+    def output(self, e: Any, name: str | None = None) -> Var:
+        """Declare the output ``z_o``; an unnamed root expression is renamed ``name``."""
+        self._schedule = None
+        if not isinstance(e, Var):
+            e = self.constant(e)
+        self._own(e, "output()")
+        role = self.graph.nodes[e.name]["role"]
+        if e.name in self._auto and role == "defined":
+            new = name or "output"
+            if new != e.name:
+                self._claim(new)
+                self._relabel(e.name, new)
+            self._auto.discard(new)
+            out = e
+        elif role == "defined" and (name is None or name == e.name):
+            out = e
+        else:
+            out = self.variable(name or "output")
+            self.define(out, e)
+        self.graph.graph["output"] = out.name
+        return out
+
+    # ---------------------------------------------------------------- compiled
+    def compile(self):
+        """Validate and schedule the program (cached until the program changes)."""
+        if self._schedule is None:
+            from .schedule import compile_program
+            self._schedule = compile_program(self)
+        return self._schedule
+
+    @property
+    def blocks(self) -> list[set[str]]:
+        """The cyclic blocks (strongly connected components solved together)."""
+        return [set(b.names) for b in self.compile().blocks]
+
+    def solve(self, *, guess=None, seed=None, tol=None, maxiter=None, method=None,
+              linear_solver=None, **inputs):
+        """Forward pass and multipliers at ``inputs`` -> :class:`~lagrangeprop.lagrangian.Solution`."""
+        from .lagrangian import solve_program
+        return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
+                             method=method, linear_solver=linear_solver)
+
+    def evaluate(self, *, guess=None, tol=None, maxiter=None, method=None, **inputs):
+        """The forward pass only: the output value ``z_o``."""
+        from .lagrangian import evaluate_program
+        return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
+                                method=method)
+
+    def lagrangian(self, inputs, values=None, multipliers=None, seed=None) -> float:
+        """``L = <seed, z_o> - Σ_d <λ_d, c_d>`` at a Solution or at any point."""
+        from .lagrangian import lagrangian_value
+        return lagrangian_value(self, inputs, values, multipliers, seed)
+
+    def lagrangian_grad(self, inputs, values, multipliers, seed=None):
+        """``(∂L/∂x, ∂L/∂z, ∂L/∂λ = -c)`` as dicts keyed by node name."""
+        from .lagrangian import lagrangian_gradient
+        return lagrangian_gradient(self, inputs, values, multipliers, seed)
+
+    def constraint_jacobian(self, values, inputs):
+        """``A = ∂c/∂z`` as a scipy.sparse matrix and ``index``: node -> slice."""
+        from .lagrangian import constraint_jacobian
+        return constraint_jacobian(self, values, inputs)
+
+    # ---------------------------------------------------------- serialisation
+    @classmethod
+    def from_graph(cls, G: nx.DiGraph, name: str | None = None) -> Program:
+        """Wrap a graph built directly with networkx (validated when compiled)."""
+        if not isinstance(G, nx.DiGraph) or G.is_multigraph():
+            raise GraphError(f"from_graph needs a networkx.DiGraph, got {type(G).__name__}")
+        prog = cls(name=name or G.graph.get("name") or "program")
+        prog.graph = G.copy()
+        prog.graph.graph.setdefault("output", None)
+        for node, d in prog.graph.nodes(data=True):
+            if not isinstance(node, str):
+                raise GraphError(f"node keys must be strings (variable names), got {node!r}")
+            if d.get("role") not in ROLES:
+                raise GraphError(f"node {node!r} has role {d.get('role')!r}; "
+                                 f"expected one of {ROLES}")
+            if "shape" in d and d["shape"] is not None:
+                d["shape"] = _shape(d["shape"], node)
+            if d["role"] == "constant":
+                if "value" not in d:
+                    raise GraphError(f"constant node {node!r} has no 'value' attribute")
+                val = d["value"]
+                d["value"] = (sp.csr_matrix(val, dtype=np.float64) if sp.issparse(val)
+                              else np.asarray(val, dtype=np.float64)
+                              if np.asarray(val).dtype.kind in "iuf" else np.asarray(val))
+                d["shape"] = tuple(d["value"].shape)
+            if d["role"] == "defined":
+                d.setdefault("constraint", "explicit")
+                d.setdefault("params", {})
+            prog._handles[node] = _Node(node)
+        return prog
+
+    def to_json(self) -> str:
+        """Lossless JSON (networkx node-link data with tagged arrays)."""
+        from .serialize import program_to_json
+        return program_to_json(self)
+
+    @classmethod
+    def from_json(cls, s: str) -> Program:
+        """Inverse of :meth:`to_json`; ops resolve through the registry only."""
+        from .serialize import program_from_json
+        return program_from_json(cls, s)
+
+    def __repr__(self) -> str:
+        G = self.graph
+        return (f"Program({self.name!r}: {G.number_of_nodes()} nodes, "
+                f"{G.number_of_edges()} edges, output={G.graph.get('output')!r})")
+
+
+def _shape(shape, name) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise ShapeError(f"shape of {name!r} must be a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
+    return shape
+
+
+def _merge_edge(G: nx.DiGraph, u: str, d: str, arg) -> None:
+    """Add edge ``u -> d`` with position(s) ``arg``, merging with an existing edge."""
+    if G.has_edge(u, d):
+        old = G.edges[u, d]["arg"]
+        pos = sorted(set(old if isinstance(old, list) else [old])
+                     | set(arg if isinstance(arg, list) else [arg]))
+        arg = pos[0] if len(pos) == 1 else pos
+    G.add_edge(u, d, arg=arg)

@@ -1,0 +1,255 @@
+"""Compile a Program once: validation, SCC condensation, topological order, index maps.
+
+The result is plain Python data (lists of :class:`Step` and :class:`Block`, integer
+node ids) that the forward, adjoint and tangent interpreters walk with no networkx
+calls per solve. Data flows one way: build -> **compile** -> solve -> Solution.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> prog = lp.trace(lambda x: lp.exp(x) + x, x=0.0)
+>>> sched = prog.compile()
+>>> [sched.names[s.node] for s in sched.steps]
+['exp_0', 'out']
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from . import primitives
+from .errors import GraphError, ShapeError
+
+__all__ = ["Step", "Block", "Schedule", "compile_program"]
+
+
+@dataclass(eq=False)
+class Step:
+    """One constraint ``c_d``: explicit ``z_d = prim(args)`` or residual ``prim(args) = 0``."""
+
+    node: int
+    prim: primitives.Primitive
+    args: tuple[int, ...]
+    params: dict
+    residual: bool = False
+    # (position, node id) of the arguments that carry derivatives (not constants,
+    # not non-differentiable positions); the interpreters loop over these only.
+    diff: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(eq=False)
+class Block:
+    """A strongly connected set of constraints solved together (SPEC §1, cyclic programs)."""
+
+    names: list[str]
+    nodes: list[int]                 # members, in evaluation order for fixed-point sweeps
+    steps: list[Step]                # the members' constraints, same order
+    offsets: list[int]               # start of each member in the stacked vector z_S
+    size: int                        # total number of scalar unknowns
+    explicit: bool                   # True when every member is explicit
+    shapes: list[tuple] = field(default_factory=list)  # member shapes
+    sizes: list[int] = field(default_factory=list)     # member sizes
+    position: dict[int, int] = field(default_factory=dict)  # node id -> index in nodes
+    cache: dict = field(default_factory=dict)  # solver state kept between solves (warm starts)
+
+
+@dataclass(eq=False)
+class Schedule:
+    """The compiled program."""
+
+    names: list[str]
+    index: dict[str, int]
+    shapes: list[tuple]
+    roles: list[str]
+    inputs: list[int]
+    constants: list[tuple[int, object]]
+    steps: list  # Step | Block, topological order of the condensation
+    output: int
+    defined: list[int]               # live defined nodes, in schedule order
+    residual: set[int]               # ids of residual-constraint nodes
+    blocks: list[Block]
+    step_of: dict[int, Step]         # defined node id -> its constraint
+
+    @property
+    def input_names(self) -> list[str]:
+        return [self.names[i] for i in self.inputs]
+
+
+def _arguments(G: nx.DiGraph, node: str) -> list[str]:
+    """The op's argument list of ``node`` from its in-edges' ``arg`` positions."""
+    slots: dict[int, str] = {}
+    for u, _, data in G.in_edges(node, data=True):
+        pos = data.get("arg")
+        if pos is None:
+            raise GraphError(f"edge {u!r} -> {node!r} has no 'arg' attribute (argument position)")
+        for p in pos if isinstance(pos, (list, tuple)) else [pos]:
+            if p in slots:
+                raise GraphError(f"node {node!r}: argument position {p} is filled by both "
+                                 f"{slots[p]!r} and {u!r}")
+            slots[int(p)] = u
+    if sorted(slots) != list(range(len(slots))):
+        raise GraphError(f"node {node!r}: argument positions {sorted(slots)} have gaps; "
+                         "each edge's 'arg' must give the argument's position 0..k-1")
+    return [slots[i] for i in range(len(slots))]
+
+
+def _validate_nodes(G: nx.DiGraph) -> str:
+    out = G.graph.get("output")
+    if out is None:
+        raise GraphError("the program has no output; call prog.output(expr, name=...)")
+    if out not in G:
+        raise GraphError(f"the output {out!r} is not a node of the program")
+    for n, d in G.nodes(data=True):
+        role = d.get("role")
+        if role == "input":
+            if G.in_degree(n):
+                raise GraphError(f"input {n!r} has incoming edges {list(G.predecessors(n))}; "
+                                 "inputs cannot be defined by constraints")
+        elif role == "constant":
+            if G.in_degree(n):
+                raise GraphError(f"constant {n!r} has incoming edges")
+        elif role == "defined":
+            if d.get("op") is None:
+                raise GraphError(f"variable {n!r} is declared but never defined; call "
+                                 f"prog.define({n}, expr) or prog.residual({n}, expr)")
+            if d.get("constraint", "explicit") not in ("explicit", "residual"):
+                raise GraphError(f"node {n!r} has constraint {d.get('constraint')!r}; "
+                                 "expected 'explicit' or 'residual'")
+        else:
+            raise GraphError(f"node {n!r} has role {role!r}; expected input, constant or defined")
+    if G.nodes[out]["role"] != "defined":
+        raise GraphError(f"the output {out!r} must be a defined variable; "
+                         "use prog.output(expr) to define one")
+    return out
+
+
+def _prim(G, n):
+    try:
+        return primitives.get(G.nodes[n]["op"])
+    except GraphError as exc:
+        raise GraphError(f"node {n!r}: {exc}") from None
+
+
+def _eval_shape(G, n, prim, args, shapes):
+    dummies = []
+    for a in args:
+        d = G.nodes[a]
+        dummies.append(d["value"] if d["role"] == "constant" else np.full(shapes[a], 0.5))
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = prim.value(dummies, G.nodes[n].get("params") or {})
+    except Exception as exc:
+        raise ShapeError(f"node {n!r}: op {prim.name!r} cannot combine its arguments "
+                         f"{args} of shapes {[shapes[a] for a in args]}: {exc}") from None
+    return tuple(np.shape(out))
+
+
+def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
+    """Shapes of all live nodes; declared variables of unknown shape are inferred
+    from their definitions (scalar when nothing determines them)."""
+    shapes = {n: G.nodes[n].get("shape") for n in G}
+    for n, d in G.nodes(data=True):
+        if d["role"] == "constant":
+            shapes[n] = tuple(np.shape(d["value"]))
+        elif d["role"] == "input" and shapes[n] is None:
+            shapes[n] = ()
+    pending = [n for n in order if shapes[n] is None]
+    while pending:
+        progress = True
+        while progress:
+            progress = False
+            for n in pending:
+                if all(shapes[a] is not None for a in args_of[n]):
+                    shapes[n] = _eval_shape(G, n, prims[n], args_of[n], shapes)
+                    progress = True
+            pending = [n for n in pending if shapes[n] is None]
+        if pending:
+            # nothing determines it (w in w**3 + w - x = 0): scalar, like an input
+            shapes[pending[0]] = ()
+    for n in order:
+        if shapes[n] is None:
+            raise ShapeError(f"cannot infer the shape of {n!r}; pass shape= to prog.variable")
+        got = _eval_shape(G, n, prims[n], args_of[n], shapes)
+        if got != shapes[n]:
+            kind = "residual" if G.nodes[n].get("constraint") == "residual" else "definition"
+            raise ShapeError(f"variable {n!r} has shape {shapes[n]} but its {kind} "
+                             f"(op {prims[n].name!r}) has shape {got}; make them agree")
+    return shapes
+
+
+def compile_program(prog) -> Schedule:
+    """Validate ``prog`` and build its :class:`Schedule` (SCCs in topological order)."""
+    G: nx.DiGraph = prog.graph
+    out = _validate_nodes(G)
+    live = nx.ancestors(G, out) | {out}
+    sub = G.subgraph(live)
+    defined = [n for n in G if n in live and G.nodes[n]["role"] == "defined"]
+    args_of = {n: _arguments(G, n) for n in defined}
+    prims = {n: _prim(G, n) for n in defined}
+    for n in defined:
+        if prims[n].nargs is not None and prims[n].nargs != len(args_of[n]):
+            raise GraphError(f"node {n!r}: op {prims[n].name!r} takes {prims[n].nargs} "
+                             f"arguments, the graph gives {len(args_of[n])} ({args_of[n]})")
+
+    if nx.is_directed_acyclic_graph(sub):
+        components = [[n] for n in nx.topological_sort(sub)]
+    else:
+        C = nx.condensation(sub)
+        rank = {n: i for i, n in enumerate(G)}
+        components = [sorted(C.nodes[c]["members"], key=rank.__getitem__)
+                      for c in nx.topological_sort(C)]
+    order = [n for comp in components for n in comp if G.nodes[n]["role"] == "defined"]
+    shapes = _infer_shapes(G, order, args_of, prims)
+    for n in order:
+        G.nodes[n]["shape"] = shapes[n]
+
+    names = list(G)
+    index = {n: i for i, n in enumerate(names)}
+    roles = [G.nodes[n]["role"] for n in names]
+    const_ids = {index[n] for n in names if G.nodes[n]["role"] == "constant"}
+
+    def make_step(n: str) -> Step:
+        prim = prims[n]
+        a = tuple(index[u] for u in args_of[n])
+        diff = () if not prim.differentiable else tuple(
+            (p, u) for p, u in enumerate(a) if u not in const_ids and p not in prim.nondiff)
+        return Step(index[n], prim, a, dict(G.nodes[n].get("params") or {}),
+                    G.nodes[n].get("constraint") == "residual", diff)
+
+    steps: list = []
+    blocks: list[Block] = []
+    step_of: dict[int, Step] = {}
+    for comp in components:
+        comp = [n for n in comp if G.nodes[n]["role"] == "defined"]
+        if not comp:
+            continue
+        members = [make_step(n) for n in comp]
+        for s in members:
+            step_of[s.node] = s
+        cyclic = (len(comp) > 1 or G.has_edge(comp[0], comp[0]) or members[0].residual)
+        if not cyclic:
+            steps.append(members[0])
+            continue
+        sizes = [int(np.prod(shapes[n], dtype=int)) for n in comp]
+        offsets = list(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int))
+        block = Block(names=list(comp), nodes=[s.node for s in members], steps=members,
+                      offsets=[int(o) for o in offsets], size=int(sum(sizes)),
+                      explicit=not any(s.residual for s in members),
+                      shapes=[shapes[n] for n in comp], sizes=[int(k) for k in sizes])
+        block.position = {nid: k for k, nid in enumerate(block.nodes)}
+        steps.append(block)
+        blocks.append(block)
+
+    return Schedule(
+        names=names, index=index, shapes=[shapes.get(n) or () for n in names], roles=roles,
+        inputs=[index[n] for n in names if G.nodes[n]["role"] == "input"],
+        constants=[(index[n], G.nodes[n]["value"]) for n in names if index[n] in const_ids],
+        steps=steps, output=index[out],
+        defined=[index[n] for n in order], residual={index[n] for n in order
+                                                     if step_of[index[n]].residual},
+        blocks=blocks, step_of=step_of)

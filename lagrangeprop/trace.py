@@ -1,0 +1,293 @@
+"""Traced values: operator overloading and numpy protocols that record a Program.
+
+A :class:`Var` names one node of a :class:`~lagrangeprop.program.Program`. Applying
+an op to Vars adds a defined node (``z_d = f_d(parents)``) to the program's graph;
+this module knows nothing of derivatives.
+
+Examples
+--------
+>>> import numpy as np
+>>> import lagrangeprop as lp
+>>> prog = lp.trace(lambda x: np.exp(x) * 2.0, x=0.5)
+>>> sorted(d["op"] for _, d in prog.graph.nodes(data=True) if d["role"] == "defined")
+['exp', 'multiply']
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+
+from . import primitives
+from .errors import GraphError, ShapeError
+
+__all__ = ["Var", "apply", "trace", "is_traced"]
+
+
+class _Node:
+    """A mutable handle on a graph node, so renaming a node updates every Var."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+# numpy ufunc names that differ from the registry names
+_UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "conjugate": "identity",
+                  "positive": "identity"}
+
+
+class Var:
+    """A variable of a Program: an input, a constant or a defined node.
+
+    Supports numpy-style arithmetic, indexing, ``np.exp(v)``-style ufuncs and
+    ``np.sum(v)``-style array functions; each records a node in the program.
+    """
+
+    __array_priority__ = 1000.0
+
+    def __init__(self, program, handle: _Node):
+        self.program = program
+        self._handle = handle
+
+    # --- identity -----------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._handle.name
+
+    @property
+    def shape(self) -> tuple | None:
+        return self.program.graph.nodes[self.name].get("shape")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=int))
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float64)
+
+    def __repr__(self) -> str:
+        d = self.program.graph.nodes[self.name]
+        return f"Var({self.name!r}, role={d.get('role')!r}, op={d.get('op')!r}, shape={d.get('shape')})"
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError(f"len() of the scalar traced value {self.name!r}")
+        return self.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __bool__(self):
+        raise GraphError(
+            f"the truth value of traced variable {self.name!r} is not known while tracing: "
+            "Python `if`/`while` on traced values cannot be recorded; use lp.where(cond, a, b) "
+            "or lp.maximum/lp.minimum instead")
+
+    def __float__(self):
+        raise GraphError(
+            f"float() of traced variable {self.name!r}: its value is not known while tracing; "
+            "keep it as an array expression")
+
+    __hash__ = object.__hash__
+
+    # --- arithmetic ---------------------------------------------------------
+    def __add__(self, o): return apply("add", (self, o))
+    def __radd__(self, o): return apply("add", (o, self))
+    def __sub__(self, o): return apply("subtract", (self, o))
+    def __rsub__(self, o): return apply("subtract", (o, self))
+    def __mul__(self, o): return apply("multiply", (self, o))
+    def __rmul__(self, o): return apply("multiply", (o, self))
+    def __truediv__(self, o): return apply("divide", (self, o))
+    def __rtruediv__(self, o): return apply("divide", (o, self))
+    def __pow__(self, o): return apply("power", (self, o))
+    def __rpow__(self, o): return apply("power", (o, self))
+    def __matmul__(self, o): return apply("matmul", (self, o))
+    def __rmatmul__(self, o): return apply("matmul", (o, self))
+    def __neg__(self): return apply("negative", (self,))
+    def __pos__(self): return self
+    def __abs__(self): return apply("abs", (self,))
+    def __gt__(self, o): return apply("greater", (self, o))
+    def __ge__(self, o): return apply("greater_equal", (self, o))
+    def __lt__(self, o): return apply("less", (self, o))
+    def __le__(self, o): return apply("less_equal", (self, o))
+
+    def __getitem__(self, index):
+        return apply("getitem", (self,), {"index": _normalize_index(index, self.name)})
+
+    # --- array-like methods ---------------------------------------------------
+    @property
+    def T(self) -> Var:
+        return apply("transpose", (self,), {"axes": None})
+
+    def transpose(self, *axes) -> Var:
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return apply("transpose", (self,), {"axes": tuple(axes) if axes else None})
+
+    def reshape(self, *shape) -> Var:
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return apply("reshape", (self,), {"shape": tuple(int(s) for s in shape)})
+
+    def sum(self, axis=None, keepdims=False) -> Var:
+        return apply("sum", (self,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
+
+    def mean(self, axis=None, keepdims=False) -> Var:
+        return apply("mean", (self,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
+
+    def dot(self, o) -> Var:
+        return apply("dot", (self, o))
+
+    # --- numpy protocols ----------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
+        if method != "__call__" or kwargs.get("out") is not None or name not in primitives.REGISTRY:
+            raise GraphError(
+                f"numpy ufunc {ufunc.__name__!r} (method {method!r}) on traced variable "
+                f"{self.name!r} has no lagrangeprop primitive; register one with lp.primitive")
+        return apply(name, inputs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from . import ops
+        impl = getattr(ops, func.__name__, None)
+        if impl is None or func.__name__ not in ops.__all__:
+            raise GraphError(
+                f"numpy function np.{func.__name__} on traced variable {self.name!r} is not "
+                f"supported; supported: {', '.join(sorted(ops.__all__))}")
+        return impl(*args, **kwargs)
+
+
+def is_traced(x: Any) -> bool:
+    """True when ``x`` is a :class:`Var`."""
+    return isinstance(x, Var)
+
+
+def _axis(axis):
+    if axis is None:
+        return None
+    if isinstance(axis, (tuple, list)):
+        return tuple(int(a) for a in axis)
+    return int(axis)
+
+
+def _normalize_index(index, name: str):
+    """Make an index static data: ints, slices, None, Ellipsis, integer/bool arrays."""
+    def one(i):
+        if isinstance(i, Var):
+            raise GraphError(
+                f"indexing {name!r} with the traced value {i.name!r} is not supported; "
+                "indices must be static (ints, slices, integer or boolean arrays)")
+        if isinstance(i, (list, np.ndarray)):
+            arr = np.asarray(i)
+            if arr.dtype.kind not in "iub":
+                raise GraphError(f"index into {name!r} must be integer or boolean, got {arr.dtype}")
+            return arr
+        if isinstance(i, (np.integer,)):
+            return int(i)
+        return i
+    if isinstance(index, tuple):
+        return tuple(one(i) for i in index)
+    return one(index)
+
+
+def apply(op, args, params=None):
+    """Apply primitive ``op`` (a name or Primitive) to ``args``.
+
+    With a traced argument this records a defined node and returns its Var;
+    with plain numbers it simply evaluates the op (so ``lp.exp(0.5)`` works).
+    """
+    prim = op if isinstance(op, primitives.Primitive) else primitives.get(op)
+    params = dict(params or {})
+    progs = {id(a.program): a.program for a in args if isinstance(a, Var)}
+    if not progs:
+        out = prim.value(args, params)
+        return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
+    if len(progs) > 1:
+        names = [a.name for a in args if isinstance(a, Var)]
+        raise GraphError(f"op {prim.name!r} mixes variables {names} of different programs")
+    prog = next(iter(progs.values()))
+    return prog._apply(prim, args, params)
+
+
+class _LocalNames:
+    """Capture the local variables of ``f`` when it returns (via sys.setprofile),
+    so traced intermediates get the names the user gave them."""
+
+    def __init__(self, f: Callable):
+        self.code = getattr(f, "__code__", None)
+        self.locals: dict[str, Any] = {}
+
+    def __enter__(self):
+        self.previous = sys.getprofile()
+        if self.code is not None:
+            sys.setprofile(self._profile)
+        return self
+
+    def _profile(self, frame, event, arg):
+        if event == "return" and frame.f_code is self.code and not self.locals:
+            self.locals = dict(frame.f_locals)
+        if self.previous is not None:
+            self.previous(frame, event, arg)
+
+    def __exit__(self, *exc):
+        sys.setprofile(self.previous)
+        return False
+
+
+def trace(f: Callable, /, *example_args, **example_inputs) -> Program:  # noqa: F821
+    """Trace numpy-style ``f`` into a :class:`~lagrangeprop.program.Program`.
+
+    Each argument (by keyword, or positionally, named after ``f``'s parameters) is
+    an input; its example value fixes the shape (float64). Intermediates bound to
+    local variables of ``f`` keep those names; the returned expression becomes the
+    output (named ``"out"`` unless it already has a name).
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> prog = lp.trace(lambda x: lp.sin(x) * x, x=0.5)
+    >>> round(float(prog.evaluate(x=0.5)), 6)
+    0.239713
+    """
+    from .program import Program
+
+    fname = getattr(f, "__name__", "program")
+    prog = Program(name=fname if fname.isidentifier() else "program")
+    prog._eager_shapes = True
+    names = _argument_names(f, len(example_args))
+    pos = [prog.input(n, shape=np.shape(v)) for n, v in zip(names, example_args)]
+    kw = {k: prog.input(k, shape=np.shape(v)) for k, v in example_inputs.items()}
+    with _LocalNames(f) as local_names:
+        result = f(*pos, **kw)
+    for local, value in local_names.locals.items():
+        if isinstance(value, Var) and value.program is prog and local.isidentifier():
+            prog._rename_auto(value.name, local)
+    if isinstance(result, (tuple, list)):
+        raise ShapeError(
+            f"{prog.name} returned a {type(result).__name__}; a program has one output: "
+            "return a single array (use lp.stack/lp.concatenate to combine values)")
+    named = isinstance(result, Var) and result.name not in prog._auto
+    prog.output(result, name=None if named and prog.graph.nodes[result.name]["role"] == "defined"
+                else "out")
+    prog._eager_shapes = False
+    return prog
+
+
+def _argument_names(f: Callable, n: int) -> list[str]:
+    """Names for ``n`` positional inputs: ``f``'s parameter names, else arg0, arg1, ..."""
+    try:
+        params = [p for p in inspect.signature(f).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [params[i].name if i < len(params) else f"arg{i}" for i in range(n)]

@@ -1,0 +1,31 @@
+"""Shared fixtures: seeded randomness and the --slow flag."""
+
+import numpy as np
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="run slow tests and more hypothesis examples")
+
+
+def pytest_configure(config):
+    from hypothesis import settings
+    settings.register_profile("ci", max_examples=100, deadline=None)
+    settings.register_profile("slow", max_examples=1000, deadline=None)
+    settings.load_profile("slow" if config.getoption("--slow") else "ci")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy Generator, fresh for every test."""
+    return np.random.default_rng(20261123)
