@@ -25,6 +25,22 @@ from .trace import Var, trace
 
 __version__ = "0.1.0"
 
+# Names whose modules load on first use (PEP 562): they pull in heavier machinery.
+_LAZY = {
+    "check": "check", "CheckReport": "check",
+    "jvp": "tangent", "vjp": "tangent", "jacobian": "tangent", "hvp": "tangent",
+    "hessian": "tangent",
+    "minimize": "optimize", "minimize_full_space": "optimize",
+    "draw": "viz",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'lagrangeprop' has no attribute {name!r}")
+
 __all__ = [
     "Program", "Solution", "Var", "trace", "grad", "value_and_grad", "primitive",
     "LagrangePropError", "GraphError", "ShapeError", "InputError", "ConvergenceError",
@@ -34,4 +50,5 @@ __all__ = [
     "maximum", "mean", "minimum", "multiply", "negative", "power", "reshape", "sigmoid",
     "sin", "softmax", "sqrt", "square", "stack", "subtract", "sum", "tan", "tanh",
     "transpose", "where",
+    *_LAZY,
 ]

@@ -266,6 +266,12 @@ class Solution:
         return {"primal": mx(glam) / max(1.0, mx(self.values)),
                 "adjoint": mx(gz) / max(1.0, mx(self.multipliers))}
 
+    def jacobian_z(self) -> dict:
+        """``dz/dx = -A⁻¹ ∂c/∂x`` for every node (the implicit-function view):
+        ``{node: {input: array of shape node.shape + input.shape}}``."""
+        from .tangent import jacobian_z
+        return jacobian_z(self)
+
     def report(self) -> str:
         """A table of every node: name, op, value and multiplier."""
         sched = self.schedule

@@ -307,6 +307,11 @@ class Program:
         from .lagrangian import constraint_jacobian
         return constraint_jacobian(self, values, inputs)
 
+    def to_dot(self, sol=None) -> str:
+        """Graphviz DOT text of the constraint graph (no graphviz needed)."""
+        from .viz import to_dot
+        return to_dot(self, sol)
+
     # ---------------------------------------------------------- serialisation
     @classmethod
     def from_graph(cls, G: nx.DiGraph, name: str | None = None) -> Program:
