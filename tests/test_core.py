@@ -290,3 +290,33 @@ def test_non_scalar_output_with_seed(rng):
     sol = prog.solve(x=x, seed=seed)
     np.testing.assert_allclose(sol.grad["x"], 2 * np.cos(x) * seed, rtol=1e-15)
     np.testing.assert_allclose(prog.evaluate(x=x), 2 * np.sin(x))
+
+
+# ------------------------------------------------------------------ user primitives
+
+
+def test_user_primitive_in_a_program_with_vjp(rng):
+    def cube_vjp(g, ans, x):
+        return (g * 3 * x**2,)
+
+    cube = lp.primitive("test_cube", lambda x: x**3, vjp=cube_vjp)
+    x = rng.normal(size=4)
+    sol = lp.trace(lambda x: lp.sum(cube(lp.sin(x))), x=x).solve(x=x)
+    np.testing.assert_allclose(sol.grad["x"], 3 * np.sin(x) ** 2 * np.cos(x), rtol=1e-14)
+    assert sol.kkt()["adjoint"] <= 1e-10
+
+
+def test_user_primitive_without_rules_falls_back_to_central_differences(rng):
+    with pytest.warns(UserWarning, match="central differences|finite diff"):
+        sq = lp.primitive("test_softplus_norule", lambda x: np.log1p(np.exp(x)))
+    x = rng.normal(size=3)
+    sol = lp.trace(lambda x: lp.sum(sq(x) * x), x=x).solve(x=x)
+    sig = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(sol.grad["x"], np.log1p(np.exp(x)) + x * sig, rtol=1e-7)
+
+
+def test_reregistering_a_primitive_warns_and_replaces():
+    lp.primitive("test_twice", lambda x: 2 * x, vjp=lambda g, ans, x: (2 * g,))
+    with pytest.warns(UserWarning, match="test_twice"):
+        twice = lp.primitive("test_twice", lambda x: 3 * x, vjp=lambda g, ans, x: (3 * g,))
+    assert float(lp.grad(lambda x: twice(x))(1.0)) == 3.0
