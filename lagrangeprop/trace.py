@@ -277,8 +277,9 @@ def trace(f: Callable, /, *example_args, **example_inputs) -> Program:  # noqa: 
             f"{prog.name} returned a {type(result).__name__}; a program has one output: "
             "return a single array (use lp.stack/lp.concatenate to combine values)")
     named = isinstance(result, Var) and result.name not in prog._auto
+    out_name = "out" if "out" not in prog.graph or "out" in prog._auto else prog._fresh("out")
     prog.output(result, name=None if named and prog.graph.nodes[result.name]["role"] == "defined"
-                else "out")
+                else out_name)
     prog._eager_shapes = False
     return prog
 
