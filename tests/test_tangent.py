@@ -372,3 +372,20 @@ def test_errors_name_the_input_and_the_fix():
         lp.jvp(lp_vector, (X0,), (X0, X0))
     with pytest.raises(ValueError, match="mode="):
         lp.jacobian(lp_vector, mode="sideways")(X0)
+
+
+def test_mixed_residual_and_explicit_block_second_order_matches_differences():
+    # u (vector, residual): u³ + u - x·v = 0;  v (explicit): v = 1 + 0.1·sum(sin(u))
+    prog = lp.Program(name="mixed")
+    x = prog.input("x", shape=(2,))
+    u = prog.variable("u", shape=(2,)); v = prog.variable("v")
+    prog.residual(u, u ** 3 + u - x * v)
+    prog.define(v, 1.0 + 0.1 * lp.sum(lp.sin(u)))
+    prog.output(lp.sum(lp.exp(u) * x) + v ** 2, name="obj")
+    x0 = np.array([0.7, -1.2])
+    assert any({"u", "v"} <= set(b) for b in prog.blocks)
+    H = lp.hessian(prog)(x0)
+    F = fd_jacobian(lambda p: prog.solve(x=p, tol=1e-14).grad["x"], x0, h=1e-5)
+    assert np.allclose(H, F, rtol=1e-6, atol=1e-8)
+    J = lp.jacobian(prog)(x0)
+    assert np.allclose(J, fd_jacobian(lambda p: prog.evaluate(x=p, tol=1e-14), x0), rtol=1e-7)
