@@ -5,6 +5,9 @@ the solve is back-substitution, read in reverse like autograd's ``backward_pass`
 ``λ_u = [u = o]·seed + Σ_{d ∈ children(u)} (∂f_d/∂z_u)ᵀ λ_d``. A cyclic block S
 solves ``A_SSᵀ λ_S = b_S`` with everything outside S already accumulated into
 ``b_S`` (:mod:`lagrangeprop.blocks`). Inputs end with ``λ_x = ∂L/∂x = ∇_x z_o``.
+Grouped scalar constraints (:func:`~lagrangeprop.schedule.plan_of`) accumulate their
+terms into a register array ``Λ`` with one scatter-add per argument position; a node's
+register entry joins ``λ`` before its own constraint is processed.
 
 Examples
 --------
@@ -20,9 +23,22 @@ import numpy as np
 
 from . import blocks
 from .options import SolveOptions
-from .schedule import Schedule, Step
+from .schedule import GROUP, STEP, Schedule, Step, plan_of
 
 __all__ = ["run_adjoint", "accumulate"]
+
+_ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
+_EMPTY: dict = {}
+
+
+def _exact(ct, like) -> bool:
+    """Whether a raw rule result already is what :meth:`Primitive.vjp` would return:
+    a fresh float64 array (or scalar) of exactly the argument's shape."""
+    cls = ct.__class__
+    if cls is _F64:
+        return getattr(like, "shape", None) == ()
+    return (cls is _ND and ct.dtype is _F64DT and ct.base is None
+            and ct.shape == getattr(like, "shape", None))
 
 
 def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
@@ -33,37 +49,82 @@ def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
     residual ones (``c_d = r_d``); arguments in ``skip`` (block members) are left out.
     """
     args = [vals[a] for a in step.args]
+    prim = step.prim
+    # built-in rules called directly when g already has the output's shape; their result is
+    # used as is when it is exact (no broadcast/unbroadcast/copy), else via Primitive.vjp
+    rule = None if prim.user else prim.vjp_rule
+    if rule is not None and getattr(g, "shape", 0) != getattr(ans, "shape", 1):
+        rule = None
     for pos, u in step.diff:
         if skip is not None and u in skip:
             continue
-        ct = step.prim.vjp(pos, g, ans, args, step.params)
-        if ct is None:
-            continue
+        ct = None if rule is None else rule(pos, g, ans, args, step.params)
+        if ct is None or ct is g or not _exact(ct, args[pos]):
+            if rule is not None and ct is None:
+                continue
+            ct = prim.vjp(pos, g, ans, args, step.params)
+            if ct is None:
+                continue
         if sign != 1.0:
             ct = -ct
         prev = lam[u]
         lam[u] = ct if prev is None else prev + ct
 
 
+def _pull(lam: list, i: int, v) -> None:
+    prev = lam[i]
+    lam[i] = v if prev is None else prev + v
+
+
 def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 opts: SolveOptions) -> list:
     """All multipliers (``None`` where identically zero), indexed by node id."""
+    plan = plan_of(sched)
     lam: list = [None] * len(sched.names)
     lam[sched.output] = seed
-    for step in reversed(sched.steps):
-        if type(step) is Step:
-            g = lam[step.node]
+    if plan.nslots:
+        S = getattr(vals, "scalars", None)
+        if S is None or len(S) != plan.nslots:
+            S = np.array([vals[i] for i in plan.slot_ids], dtype=np.float64)
+        L = np.zeros(plan.nslots)
+    for kind, item, extra in reversed(plan.items):
+        if kind is STEP:
+            if extra >= 0:
+                _pull(lam, item.node, L[extra])
+            g = lam[item.node]
             if g is not None:
-                accumulate(step, g, vals[step.node], vals, lam)
+                accumulate(item, g, vals[item.node], vals, lam)
+        elif kind is GROUP:
+            g = L[item.out]
+            for k, i in item.mixed:
+                if lam[i] is not None:
+                    g[k] += lam[i]
+            for i, v in zip(item.nodes, g):
+                lam[i] = v
+            ans, args = S[item.out], [S[a] for a in item.args]
+            for pos, sel, slots, unique in item.diff:
+                ct = item.prim.vjp(pos, g, ans, args, _EMPTY)
+                if ct is None:
+                    continue
+                if sel is not None:
+                    ct = ct[sel]
+                if unique:
+                    L[slots] += ct
+                else:
+                    np.add.at(L, slots, ct)
         else:
-            rhs = [lam[n] for n in step.nodes]
+            for k, i in extra:
+                _pull(lam, i, L[k])
+            rhs = [lam[n] for n in item.nodes]
             if all(r is None for r in rhs):
                 continue
-            state = states[id(step)]
-            lam_s = blocks.solve_adjoint(step, vals, rhs, state, opts)
-            for s, ls in zip(step.steps, lam_s):
+            state = states[id(item)]
+            lam_s = blocks.solve_adjoint(item, vals, rhs, state, opts)
+            for s, ls in zip(item.steps, lam_s):
                 lam[s.node] = ls
-            for s, ls in zip(step.steps, lam_s):
+            for s, ls in zip(item.steps, lam_s):
                 accumulate(s, ls, state.ans[s.node], vals, lam,
-                           -1.0 if s.residual else 1.0, step.position)
+                           -1.0 if s.residual else 1.0, item.position)
+    for k, i in plan.finals:
+        _pull(lam, i, L[k])
     return lam

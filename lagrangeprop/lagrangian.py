@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -237,14 +238,29 @@ class Solution:
         self._states = states
         self.seed = seed
         self.options = options
-        live = [*schedule.inputs, *schedule.defined]
-        self.values: dict[str, Any] = {schedule.names[i]: _scalarize(vals[i]) for i in live}
-        self.multipliers: dict[str, Any] = {
-            schedule.names[i]: _scalarize(np.zeros(schedule.shapes[i]) if lam[i] is None
-                                          else np.broadcast_to(lam[i], schedule.shapes[i]))
-            for i in live}
-        self.grad: dict[str, Any] = {schedule.names[i]: self.multipliers[schedule.names[i]]
-                                     for i in schedule.inputs}
+
+    # values / multipliers / grad are built on first access: a solve in a loop that reads
+    # only .grad must not pay a dict entry per node (benchmarks/README.md)
+    def _multiplier(self, i: int):
+        lam, shape = self._lam[i], self.schedule.shapes[i]
+        return _scalarize(np.zeros(shape) if lam is None else np.broadcast_to(lam, shape))
+
+    @cached_property
+    def values(self) -> dict[str, Any]:
+        sched = self.schedule
+        return {sched.names[i]: _scalarize(self._vals[i]) for i in [*sched.inputs, *sched.defined]}
+
+    @cached_property
+    def multipliers(self) -> dict[str, Any]:
+        sched = self.schedule
+        return {sched.names[i]: self._multiplier(i) for i in [*sched.inputs, *sched.defined]}
+
+    @cached_property
+    def grad(self) -> dict[str, Any]:
+        sched = self.schedule
+        if "multipliers" in self.__dict__:
+            return {sched.names[i]: self.multipliers[sched.names[i]] for i in sched.inputs}
+        return {sched.names[i]: self._multiplier(i) for i in sched.inputs}
 
     @property
     def output(self):

@@ -100,6 +100,7 @@ def _elementwise(name: str, fn: Callable[..., Any], *partials: Partial | None, n
         return None if p is None else broadcast_jac(p, np.shape(args[i]), np.shape(ans))
 
     prim = Primitive(name, value, nargs=len(partials), nondiff=nondiff, vjp=vjp, jvp=jvp, jac=jac)
+    prim.elementwise = True  # the interpreters may batch same-op scalar nodes into one call
     return register(prim)
 
 

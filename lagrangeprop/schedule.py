@@ -24,7 +24,7 @@ import numpy as np
 from . import primitives
 from .errors import GraphError, ShapeError
 
-__all__ = ["Step", "Block", "Schedule", "compile_program"]
+__all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of"]
 
 
 @dataclass(eq=False)
@@ -253,3 +253,151 @@ def compile_program(prog) -> Schedule:
         defined=[index[n] for n in order], residual={index[n] for n in order
                                                      if step_of[index[n]].residual},
         blocks=blocks, step_of=step_of)
+
+
+# ------------------------------------------------------------------ the execution plan
+# Scalar graphs vectorize: the constraints of one elementwise op whose arguments and
+# output are all scalars, at the same topological level, are independent of each other,
+# so one numpy call evaluates them all (forward value, local partials, and the adjoint's
+# λ_u += (∂f_d/∂z_u) λ_d as a scatter-add). Their scalars live in a flat register array
+# indexed by "slot"; everything else keeps the per-step path over the ``vals`` list.
+
+STEP, GROUP, BLOCK = 0, 1, 2
+MIN_GROUP = 8  # below this a batched call costs more than the per-step calls it replaces
+
+
+@dataclass(eq=False)
+class Group:
+    """Same-op scalar constraints at one level, evaluated as one vector op."""
+
+    prim: primitives.Primitive
+    nodes: list[int]                 # member node ids
+    out: np.ndarray                  # their slots
+    args: list[np.ndarray]           # slots of argument ``pos`` for every member
+    # (pos, members with a differentiable argument there or None = all, their slots, unique?)
+    diff: list[tuple[int, np.ndarray | None, np.ndarray, bool]]
+    mixed: list[tuple[int, int]]     # (k, node): members whose λ also collects per-step terms
+
+
+@dataclass(eq=False)
+class Plan:
+    """Plan items ``(STEP, step, slot)``, ``(GROUP, group, None)``, ``(BLOCK, block,
+    [(slot, id)])`` in a topological order; ``slot`` (-1 = none) mirrors a per-step scalar
+    that groups read."""
+
+    items: list
+    nslots: int = 0
+    slot_ids: list[int] = field(default_factory=list)      # node id of every slot
+    init: list[tuple[int, int]] = field(default_factory=list)    # (slot, id) inputs, constants
+    finals: list[tuple[int, int]] = field(default_factory=list)  # (slot, id) inputs: λ at the end
+    scalar_ids: list[int] = field(default_factory=list)    # per-step scalar outputs (finite check)
+    array_ids: list[int] = field(default_factory=list)     # per-step array outputs
+    grouped: int = 0                                         # nodes evaluated in groups
+
+
+def plan_of(sched: Schedule, min_group: int | None = None) -> Plan:
+    """The (cached) execution plan of ``sched`` for the forward and adjoint interpreters.
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> prog = lp.trace(lambda x: sum(lp.sin(x * k) for k in range(1, 11)), x=0.1)
+    >>> plan_of(prog.compile()).grouped     # 10 multiplies, then 10 sines, in two calls
+    20
+    """
+    key = "_plan" if min_group is None else f"_plan{min_group}"
+    plan = sched.__dict__.get(key)
+    if plan is None:
+        plan = sched.__dict__[key] = _build_plan(sched, MIN_GROUP if min_group is None else min_group)
+    return plan
+
+
+def _groupable(sched: Schedule, s: Step) -> bool:
+    prim = s.prim
+    return (getattr(prim, "elementwise", False) and not prim.user and not s.residual
+            and not s.params and not prim.nondiff and prim.differentiable
+            and sched.shapes[s.node] == () and all(sched.shapes[a] == () for a in s.args))
+
+
+def _build_plan(sched: Schedule, min_group: int) -> Plan:
+    shapes = sched.shapes
+    level: dict[int, int] = {}
+    ranked = []
+    for seq, st in enumerate(sched.steps):
+        if type(st) is Step:
+            lv = 1 + max((level.get(a, 0) for a in st.args), default=0)
+            level[st.node] = lv
+        else:
+            inside = set(st.nodes)
+            lv = 1 + max((level.get(a, 0) for s in st.steps for a in s.args if a not in inside), default=0)
+            for n in st.nodes:
+                level[n] = lv
+        ranked.append((lv, seq, st))
+
+    buckets: dict[tuple, list[Step]] = {}
+    for lv, _, st in ranked:
+        if type(st) is Step and _groupable(sched, st):
+            buckets.setdefault((lv, st.prim.name, len(st.args)), []).append(st)
+    grouped = {s.node for members in buckets.values() if len(members) >= min_group for s in members}
+
+    def finite_ids(steps):
+        return ([s.node for s in steps if shapes[s.node] == ()],
+                [s.node for s in steps if shapes[s.node] != ()])
+
+    if not grouped:
+        steps = [s for s in sched.steps if type(s) is Step]
+        sc, ar = finite_ids(steps)
+        return Plan([(STEP, s, -1) if type(s) is Step else (BLOCK, s, []) for s in sched.steps],
+                    scalar_ids=sc, array_ids=ar)
+
+    # slots: every scalar a group reads or writes
+    slot: dict[int, int] = {}
+    for members in buckets.values():
+        if len(members) >= min_group:
+            for s in members:
+                for u in (s.node, *s.args):
+                    slot.setdefault(u, len(slot))
+    # members whose λ also collects terms outside the groups (per-step or block consumers, seed)
+    outside = {sched.output}
+    for s in sched.step_of.values():
+        if s.node not in grouped:
+            outside.update(s.args)
+    const = {i for i, _ in sched.constants}
+
+    items, done = [], set()
+    for lv, _seq, st in sorted(ranked, key=lambda r: (r[0], r[1])):
+        if type(st) is not Step:
+            items.append((BLOCK, st, [(slot[n], n) for n in st.nodes if n in slot]))
+        elif st.node not in grouped:
+            items.append((STEP, st, slot.get(st.node, -1)))
+        else:
+            k = (lv, st.prim.name, len(st.args))
+            if k in done:
+                continue
+            done.add(k)
+            members = buckets[k]
+            nodes = [s.node for s in members]
+            diff = []
+            for pos in range(len(st.args)):
+                ids = [s.args[pos] for s in members]
+                sel = [m for m, u in enumerate(ids) if u not in const]
+                if not sel:
+                    continue
+                slots = np.array([slot[ids[m]] for m in sel], dtype=np.intp)
+                diff.append((pos, None if len(sel) == len(ids) else np.array(sel, dtype=np.intp),
+                             slots, len(np.unique(slots)) == len(slots)))
+            items.append((GROUP, Group(
+                prim=st.prim, nodes=nodes, out=np.array([slot[n] for n in nodes], dtype=np.intp),
+                args=[np.array([slot[s.args[p]] for s in members], dtype=np.intp) for p in range(len(st.args))],
+                diff=diff, mixed=[(m, n) for m, n in enumerate(nodes) if n in outside]), None))
+
+    slot_ids = [0] * len(slot)
+    for n, k in slot.items():
+        slot_ids[k] = n
+    is_input = set(sched.inputs)
+    produced = set(sched.step_of)
+    sc, ar = finite_ids([it[1] for it in items if it[0] == STEP])
+    return Plan(items, nslots=len(slot), slot_ids=slot_ids,
+                init=[(k, n) for n, k in slot.items() if n not in produced],
+                finals=[(k, n) for n, k in slot.items() if n in is_input],
+                scalar_ids=sc, array_ids=ar, grouped=len(grouped))
