@@ -10,8 +10,9 @@ components solved together) are highlighted: DOT clusters, shaded hulls in matpl
 Examples
 --------
 >>> import lagrangeprop as lp
+>>> from lagrangeprop.viz import to_dot
 >>> prog = lp.trace(lambda x: lp.exp(x) * x, x=1.0)
->>> dot = lp.viz.to_dot(prog, prog.solve(x=1.0))
+>>> dot = to_dot(prog, prog.solve(x=1.0))
 >>> dot.splitlines()[0]
 'digraph "program" {'
 >>> "λ = 5.437" in dot
@@ -381,18 +382,19 @@ def draw(prog, sol=None, path: str | os.PathLike | None = "graph.png", *, ax=Non
     pts = [*pos.values(), *(p for r in routes.values() for p in r)]
     xs = np.array([p[0] for p in pts] or [0.0])
     ys = np.array([p[1] for p in pts] or [0.0])
-    # feedback edges arc above the rows (arc3, rad 0.25: the arc rises ~rad/2 of its span)
+    # inches per layer / per row from the label size (~0.6 em per character)
+    nlines = max((lab.count("\n") + 1 for lab in labels.values()), default=1)
+    widest = max((len(s) for lab in labels.values() for s in lab.split("\n")), default=4)
+    col_in = max(1.1, 0.62 * widest * fontsize / 72 + 0.45)
+    row_in = max(0.55, 1.3 * nlines * fontsize / 72 + 0.35)
+    # feedback edges arc above the rows: arc3 with rad 0.25 peaks rad/2 of the chord above it
     span = max((pos[u][0] - pos[v][0] for u, v in G.edges() if u != v and pos[v][0] <= pos[u][0]),
                default=-1.0)
+    rise = 0.0 if span < 0 else 0.125 * max(span, 1.0) * col_in / row_in
     xlim = (xs.min() - 0.55, xs.max() + 0.55)
-    ylim = (ys.min() - 0.6, ys.max() + 0.6 + (0.0 if span < 0 else 0.2 + 0.3 * max(span, 1.0)))
+    ylim = (ys.min() - 0.6, ys.max() + 0.6 + rise)
     own = ax is None
     if own:
-        # inches per layer / per row from the label size (~0.6 em per character)
-        nlines = max((lab.count("\n") + 1 for lab in labels.values()), default=1)
-        widest = max((len(s) for lab in labels.values() for s in lab.split("\n")), default=4)
-        col_in = max(1.1, 0.62 * widest * fontsize / 72 + 0.45)
-        row_in = max(0.55, 1.3 * nlines * fontsize / 72 + 0.35)
         handles = _legend_handles(blocks)
         entry_in = [0.45 + 0.55 * len(h.get_label()) * 0.9 * fontsize / 72 for h in handles]
         w_in = min(50.0, max(5.0, col_in * (xlim[1] - xlim[0]),
@@ -499,5 +501,5 @@ def _legend_handles(blocks) -> list:
     for k, b in enumerate(blocks):
         handles.append(Patch(facecolor=_BLOCK_FILL[k % len(_BLOCK_FILL)],
                              edgecolor=_BLOCK_EDGE[k % len(_BLOCK_EDGE)],
-                             label=f"cyclic block {k} ({len(b)} nodes, solved together)"))
+                             label=f"cyclic block {k} ({len(b)} node{'s' if len(b) > 1 else ''}, solved together)"))
     return handles

@@ -149,3 +149,17 @@ def test_draw_without_matplotlib(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"pip install lagrangeprop\[plot\]"):
         lp.draw(lp.trace(blog, x=0.5), path="never.png")
+
+
+@pytest.mark.parametrize("page", ["tutorial.md", "api.md"])
+def test_docs_snippets_run_as_shown(page, tmp_path, monkeypatch):
+    """The docs' code blocks are doctests: their printed outputs are real."""
+    import doctest
+    import pathlib
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("autograd")
+    monkeypatch.chdir(tmp_path)
+    path = pathlib.Path(__file__).parent.parent / "docs" / page
+    result = doctest.testfile(str(path), module_relative=False, verbose=False, report=True,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in docs/{page} failed"
