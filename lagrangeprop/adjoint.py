@@ -23,12 +23,12 @@ import numpy as np
 
 from . import blocks
 from .options import SolveOptions
+from .primitives import unbroadcast
 from .schedule import GROUP, STEP, Schedule, Step, plan_of
 
 __all__ = ["run_adjoint", "accumulate"]
 
 _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
-_EMPTY: dict = {}
 
 
 def _exact(ct, like) -> bool:
@@ -58,15 +58,35 @@ def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
     for pos, u in step.diff:
         if skip is not None and u in skip:
             continue
-        ct = None if rule is None else rule(pos, g, ans, args, step.params)
-        if ct is None or ct is g or not _exact(ct, args[pos]):
-            if rule is not None and ct is None:
-                continue
+        if rule is None:
             ct = prim.vjp(pos, g, ans, args, step.params)
             if ct is None:
                 continue
+        else:
+            ct = rule(pos, g, ans, args, step.params)
+            if ct is None:
+                continue
+            if ct is g or not _exact(ct, args[pos]):   # what Primitive.vjp does after the rule
+                ct = np.array(unbroadcast(ct, np.shape(args[pos])), dtype=np.float64)
         if sign != 1.0:
             ct = -ct
+        prev = lam[u]
+        lam[u] = ct if prev is None else prev + ct
+
+
+def _accumulate_raw(step: Step, g, ans, vals: list, lam: list) -> None:
+    """:func:`accumulate` for a ``fast`` plan step (elementwise op, float64 arguments):
+    the op's cotangent ``g · ∂f/∂z_u`` from its bare partials, summed over broadcast axes."""
+    args = [vals[a] for a in step.args]
+    partials = step.prim.raw_partials
+    for pos, u in step.diff:
+        d = partials[pos]
+        if d is None:
+            continue
+        ct = g * d(ans, *args)
+        shape = args[pos].shape
+        if ct.shape != shape:
+            ct = unbroadcast(ct, shape)
         prev = lam[u]
         lam[u] = ct if prev is None else prev + ct
 
@@ -87,44 +107,49 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
         if S is None or len(S) != plan.nslots:
             S = np.array([vals[i] for i in plan.slot_ids], dtype=np.float64)
         L = np.zeros(plan.nslots)
-    for kind, item, extra in reversed(plan.items):
-        if kind is STEP:
-            if extra >= 0:
-                _pull(lam, item.node, L[extra])
-            g = lam[item.node]
-            if g is not None:
-                accumulate(item, g, vals[item.node], vals, lam)
-        elif kind is GROUP:
-            g = L[item.out]
-            for k, i in item.mixed:
-                if lam[i] is not None:
-                    g[k] += lam[i]
-            for i, v in zip(item.nodes, g):
-                lam[i] = v
-            ans, args = S[item.out], [S[a] for a in item.args]
-            for pos, sel, slots, unique in item.diff:
-                ct = item.prim.vjp(pos, g, ans, args, _EMPTY)
-                if ct is None:
+    with np.errstate(all="ignore"):
+        for kind, item, extra, fast in reversed(plan.items):
+            if kind is STEP:
+                if extra >= 0:
+                    _pull(lam, item.node, L[extra])
+                g = lam[item.node]
+                if g is not None:
+                    if fast:
+                        _accumulate_raw(item, g, vals[item.node], vals, lam)
+                    else:
+                        accumulate(item, g, vals[item.node], vals, lam)
+            elif kind is GROUP:
+                g = L[item.out]
+                for k, i in item.mixed:
+                    if lam[i] is not None:
+                        g[k] += lam[i]
+                for i, v in zip(item.nodes, g):
+                    lam[i] = v
+                ans, args = S[item.out], [S[a] for a in item.args]
+                partials = item.prim.raw_partials
+                for pos, sel, slots, unique in item.diff:
+                    if partials[pos] is None:
+                        continue
+                    ct = g * partials[pos](ans, *args)   # every member's cotangent at once
+                    if sel is not None:
+                        ct = ct[sel]
+                    if unique:
+                        L[slots] += ct
+                    else:
+                        np.add.at(L, slots, ct)
+            else:
+                for k, i in extra:
+                    _pull(lam, i, L[k])
+                rhs = [lam[n] for n in item.nodes]
+                if all(r is None for r in rhs):
                     continue
-                if sel is not None:
-                    ct = ct[sel]
-                if unique:
-                    L[slots] += ct
-                else:
-                    np.add.at(L, slots, ct)
-        else:
-            for k, i in extra:
-                _pull(lam, i, L[k])
-            rhs = [lam[n] for n in item.nodes]
-            if all(r is None for r in rhs):
-                continue
-            state = states[id(item)]
-            lam_s = blocks.solve_adjoint(item, vals, rhs, state, opts)
-            for s, ls in zip(item.steps, lam_s):
-                lam[s.node] = ls
-            for s, ls in zip(item.steps, lam_s):
-                accumulate(s, ls, state.ans[s.node], vals, lam,
-                           -1.0 if s.residual else 1.0, item.position)
+                state = states[id(item)]
+                lam_s = blocks.solve_adjoint(item, vals, rhs, state, opts)
+                for s, ls in zip(item.steps, lam_s):
+                    lam[s.node] = ls
+                for s, ls in zip(item.steps, lam_s):
+                    accumulate(s, ls, state.ans[s.node], vals, lam,
+                               -1.0 if s.residual else 1.0, item.position)
     for k, i in plan.finals:
         _pull(lam, i, L[k])
     return lam

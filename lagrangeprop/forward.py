@@ -25,7 +25,6 @@ from .schedule import GROUP, STEP, Schedule, Step, plan_of
 __all__ = ["run_forward", "initial_values", "Values"]
 
 _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
-_EMPTY: dict = {}
 
 
 class Values(list):
@@ -65,10 +64,14 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
     with np.errstate(all="ignore"):
         for k, i in plan.init:
             S[k] = vals[i]
-        for kind, item, extra in plan.items:
+        for kind, item, extra, fast in plan.items:
             if kind is STEP:
-                # prim.fn directly: Primitive.value's conversions only when the result needs them
-                out = item.prim.fn(*[vals[a] for a in item.args], **item.params)
+                # the bare function (fast) or prim.fn: Primitive.value's conversions only when
+                # the result needs them
+                if fast:
+                    out = item.prim.raw_fn(*[vals[a] for a in item.args])
+                else:
+                    out = item.prim.fn(*[vals[a] for a in item.args], **item.params)
                 cls = out.__class__
                 if cls is not _F64 and (cls is not _ND or out.dtype is not _F64DT):
                     out = as_value(out)
@@ -76,7 +79,7 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 if extra >= 0:
                     S[extra] = out
             elif kind is GROUP:
-                out = item.prim.value([S[a] for a in item.args], _EMPTY)
+                out = item.prim.raw_fn(*[S[a] for a in item.args])
                 S[item.out] = out
                 for i, v in zip(item.nodes, out):
                     vals[i] = v

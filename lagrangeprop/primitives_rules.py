@@ -101,6 +101,9 @@ def _elementwise(name: str, fn: Callable[..., Any], *partials: Partial | None, n
 
     prim = Primitive(name, value, nargs=len(partials), nondiff=nondiff, vjp=vjp, jvp=jvp, jac=jac)
     prim.elementwise = True  # the interpreters may batch same-op scalar nodes into one call
+    # fast path of the interpreters for float64 arguments, inside their own np.errstate:
+    # the bare numpy function and partials (vjp = g * partial when no broadcasting happens)
+    prim.raw_fn, prim.raw_partials = fn, partials
     return register(prim)
 
 

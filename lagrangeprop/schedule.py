@@ -281,9 +281,10 @@ class Group:
 
 @dataclass(eq=False)
 class Plan:
-    """Plan items ``(STEP, step, slot)``, ``(GROUP, group, None)``, ``(BLOCK, block,
-    [(slot, id)])`` in a topological order; ``slot`` (-1 = none) mirrors a per-step scalar
-    that groups read."""
+    """Plan items ``(STEP, step, slot, fast)``, ``(GROUP, group, None, False)``, ``(BLOCK,
+    block, [(slot, id)], False)`` in a topological order; ``slot`` (-1 = none) mirrors a
+    per-step scalar that groups read; ``fast``: an elementwise op whose arguments are all
+    float64, evaluated with its bare numpy function and partials (``prim.raw_fn``)."""
 
     items: list
     nslots: int = 0
@@ -319,8 +320,26 @@ def _groupable(sched: Schedule, s: Step) -> bool:
             and sched.shapes[s.node] == () and all(sched.shapes[a] == () for a in s.args))
 
 
+def _float_nodes(sched: Schedule) -> set[int]:
+    """Nodes whose value is always float64: inputs, float constants, outputs of built-in ops."""
+    ok = set(sched.inputs)
+    for i, v in sched.constants:
+        if (isinstance(v, np.ndarray) and v.dtype == np.float64) or (
+                isinstance(v, (float, int)) and not isinstance(v, bool)):
+            ok.add(i)
+    ok.update(n for n, s in sched.step_of.items() if s.prim.differentiable and not s.prim.user)
+    return ok
+
+
+def _fast(s: Step, floats: set[int]) -> bool:
+    prim = s.prim
+    return (getattr(prim, "raw_fn", None) is not None and not prim.user and not prim.nondiff
+            and not s.params and all(a in floats for a in s.args))
+
+
 def _build_plan(sched: Schedule, min_group: int) -> Plan:
     shapes = sched.shapes
+    floats = _float_nodes(sched)
     level: dict[int, int] = {}
     ranked = []
     for seq, st in enumerate(sched.steps):
@@ -347,7 +366,8 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
     if not grouped:
         steps = [s for s in sched.steps if type(s) is Step]
         sc, ar = finite_ids(steps)
-        return Plan([(STEP, s, -1) if type(s) is Step else (BLOCK, s, []) for s in sched.steps],
+        return Plan([(STEP, s, -1, _fast(s, floats)) if type(s) is Step else (BLOCK, s, [], False)
+                     for s in sched.steps],
                     scalar_ids=sc, array_ids=ar)
 
     # slots: every scalar a group reads or writes
@@ -367,9 +387,9 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
     items, done = [], set()
     for lv, _seq, st in sorted(ranked, key=lambda r: (r[0], r[1])):
         if type(st) is not Step:
-            items.append((BLOCK, st, [(slot[n], n) for n in st.nodes if n in slot]))
+            items.append((BLOCK, st, [(slot[n], n) for n in st.nodes if n in slot], False))
         elif st.node not in grouped:
-            items.append((STEP, st, slot.get(st.node, -1)))
+            items.append((STEP, st, slot.get(st.node, -1), _fast(st, floats)))
         else:
             k = (lv, st.prim.name, len(st.args))
             if k in done:
@@ -389,7 +409,7 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
             items.append((GROUP, Group(
                 prim=st.prim, nodes=nodes, out=np.array([slot[n] for n in nodes], dtype=np.intp),
                 args=[np.array([slot[s.args[p]] for s in members], dtype=np.intp) for p in range(len(st.args))],
-                diff=diff, mixed=[(m, n) for m, n in enumerate(nodes) if n in outside]), None))
+                diff=diff, mixed=[(m, n) for m, n in enumerate(nodes) if n in outside]), None, False))
 
     slot_ids = [0] * len(slot)
     for n, k in slot.items():
