@@ -1,0 +1,609 @@
+"""Cross-check the Lagrange multipliers against tape autodiff and finite differences.
+
+:func:`check` solves a program, then recomputes ``∇_x <seed, z_o>`` three independent ways:
+
+* **autograd (tape)** — the graph re-evaluated with HIPS autograd's own derivative rules
+  (:mod:`lagrangeprop.tape`); cyclic blocks are unrolled Newton iterations on the tape;
+* **torch (tape)** — the same with PyTorch, when it is installed;
+* **finite differences** — central differences of the forward pass, per element for small
+  inputs and along random directions otherwise (cost independent of the input size).
+
+The tapes also give every defined node's multiplier ``λ_d = ∂z_o/∂ε_d`` (the sensitivity
+to relaxing ``c_d = ε_d``), so the whole multiplier vector is compared, not only ``λ_x``.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> prog = lp.trace(lambda x: lp.exp(x) * lp.sin(x), x=0.5)
+>>> report = lp.check(prog, x=0.5)
+>>> report.ok
+True
+>>> [r["input"] for r in report.rows]
+['x']
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConvergenceError, LagrangePropError
+from .tape import NoTapeEquivalent, tape_gradients
+
+__all__ = ["check", "CheckReport", "main_check"]
+
+TAPE_NAMES = {"autograd": "autograd (tape)", "torch": "torch (tape)"}
+FD_NAME = "finite differences"
+EPS = np.finfo(np.float64).eps
+H_REL = float(np.cbrt(EPS))        # central-difference step relative to max(1, |x|)
+
+
+# ------------------------------------------------------------------ comparisons
+def _compare(a: Any, b: Any, rtol: float, atol: float) -> dict:
+    """Norm-wise (max-norm) comparison of one input's derivatives, as check_totals does."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    err = float(np.max(np.abs(a - b), initial=0.0)) if a.size else 0.0
+    if not np.isfinite(err):
+        err = np.inf
+    rel = err / scale if scale > 0 else (0.0 if err == 0 else np.inf)
+    return {"abs": err, "rel": rel, "ok": bool(err <= atol + rtol * scale)}
+
+
+def _fmt(v: Any, width: int = 10) -> str:
+    if v is None:
+        return "-"
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim == 0:
+        return f"{float(v):.{width}g}"
+    if v.size <= 3:
+        return "[" + ", ".join(f"{float(t):.6g}" for t in v.ravel()) + "]"
+    return f"|{v.shape}|={float(np.linalg.norm(v)):.6g}"
+
+
+# ---------------------------------------------------------------- finite differences
+class _Objective:
+    """``F(x) = <seed, z_o(x)>`` through lagrangeprop's forward pass only."""
+
+    def __init__(self, prog, sched, seed, guess: dict, options: dict):
+        self.prog, self.seed, self.options = prog, seed, options
+        self.guess = dict(guess)
+        self.tol = None
+        if sched.blocks:
+            # warm start at the solution; solve tighter than the check's step resolves
+            self.tol = min(1e-13, options.get("tol") or 1e-13)
+        self.evaluations = 0
+
+    def __call__(self, inputs: dict) -> float:
+        self.evaluations += 1
+        opts = {k: v for k, v in self.options.items() if v is not None and k != "tol"}
+        try:
+            out = self.prog.evaluate(guess=self.guess or None, tol=self.tol or self.options.get("tol"),
+                                     **opts, **inputs)
+        except ConvergenceError:
+            if self.tol is None:
+                raise
+            out = self.prog.evaluate(guess=self.guess or None, tol=self.options.get("tol"), **opts, **inputs)
+        return float(np.sum(self.seed * np.asarray(out, dtype=np.float64)))
+
+    def noise(self, values: list[float], h: float) -> float:
+        """Rounding (and block-solve) error of a central difference with step ``h``."""
+        mag = max(1e-300, *map(abs, values))
+        floor = 16 * EPS * mag
+        if self.tol is not None:
+            floor += self.tol * max(1.0, mag)
+        return floor / h
+
+
+def _central(F: _Objective, inputs: dict, direction: dict) -> tuple[float, float]:
+    """``(F(x + h v) - F(x - h v)) / 2h`` and its noise estimate, ``h = cbrt(eps)·max(1, |x|)``."""
+    scale = max([1.0] + [float(np.max(np.abs(inputs[k]), initial=0.0)) for k in direction])
+    h = H_REL * scale
+    vals = []
+    for sgn in (1.0, -1.0):
+        moved = dict(inputs)
+        for k, v in direction.items():
+            moved[k] = np.asarray(inputs[k], dtype=np.float64) + sgn * h * v
+        vals.append(F(moved))
+    return (vals[0] - vals[1]) / (2 * h), F.noise(vals, h)
+
+
+def _fd_elements(F: _Objective, inputs: dict, name: str) -> tuple[np.ndarray, float]:
+    """Per-element central differences of one input."""
+    x = np.asarray(inputs[name], dtype=np.float64)
+    out, noise = np.zeros(x.shape), 0.0
+    for k in np.ndindex(x.shape):
+        e = np.zeros(x.shape)
+        e[k] = 1.0
+        d, n = _central(F, {**inputs, name: x}, {name: e})
+        out[k], noise = d, max(noise, n)
+    return out, noise
+
+
+def _unit(rng: np.random.Generator, shapes: dict) -> dict:
+    v = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    norm = np.sqrt(sum(float(np.sum(t * t)) for t in v.values())) or 1.0
+    return {k: t / norm for k, t in v.items()}
+
+
+def _dot(g: dict, v: dict) -> float:
+    return float(sum(np.sum(np.asarray(g[k]) * v[k]) for k in v))
+
+
+# ------------------------------------------------------------------------ the report
+class CheckReport:
+    """The result of :func:`check`: per-input rows, the direction check, the multipliers.
+
+    Attributes
+    ----------
+    ok : bool
+        True iff every reference that ran agrees: tapes to ``rtol`` (inputs and every
+        multiplier), finite differences to ``fd_rtol`` (plus their rounding noise).
+    rows : list of dict
+        One per input: ``input, shape, lagrangian, autograd, torch, fd, fd_mode,
+        abs_error, rel_error, ok`` (errors keyed by reference).
+    references : dict
+        Reference name -> what was used, or why it was skipped.
+    """
+
+    def __init__(self, **fields: Any):
+        self.__dict__.update(fields)
+
+    # -- verdicts
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed comparison, naming the input or node."""
+        out = []
+        for r in self.rows:
+            for ref, cmp in r["compare"].items():
+                if not cmp["ok"]:
+                    out.append(f"input {r['input']!r}: {ref} differs (abs error {cmp['abs']:.2e}, "
+                               f"rel error {cmp['rel']:.2e})")
+        if self.direction:
+            for ref, cmp in self.direction["compare"].items():
+                if not cmp["ok"]:
+                    out.append(f"random direction over all inputs: {ref} differs "
+                               f"(rel error {cmp['rel']:.2e})")
+        for ref, m in self.multiplier_summary.items():
+            for node in m["failed"]:
+                c = self.multipliers[node][ref]
+                out.append(f"multiplier of node {node!r}: {ref} differs (rel error {c['rel']:.2e})")
+        if self.value and not self.value["ok"]:
+            out.append(f"output value differs from the tape (rel error {self.value['rel']:.2e})")
+        return out
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly dict of everything in the report."""
+        def clean(o: Any) -> Any:
+            if isinstance(o, dict):
+                return {str(k): clean(v) for k, v in o.items()}
+            if isinstance(o, (list, tuple)):
+                return [clean(v) for v in o]
+            if isinstance(o, np.ndarray):
+                return o.tolist()
+            if isinstance(o, (np.floating, np.bool_, np.integer)):
+                return o.item()
+            return o
+        keys = ("ok", "program", "output", "seed_note", "references", "rtol", "fd_rtol", "atol",
+                "rows", "direction", "multipliers", "multiplier_summary", "convergence", "value", "notes")
+        return clean({k: getattr(self, k) for k in keys} | {"failures": self.failures})
+
+    def __repr__(self) -> str:
+        return f"CheckReport(program={self.program!r}, ok={self.ok}, references={list(self.references)})"
+
+    def __str__(self) -> str:
+        return _format(self)
+
+
+# ------------------------------------------------------------------------ the table
+def _table(rows: list[tuple]) -> list[str]:
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _format(r: CheckReport) -> str:
+    """check_totals-style table: input, reference, lagrangian, reference value, errors, ok."""
+    shape = "scalar" if r.output_shape == () else f"shape {r.output_shape}"
+    inputs = ", ".join(f"{k}={_fmt(v, 6)}" for k, v in r.inputs.items())
+    lines = [f"lp.check: program {r.program!r}, output {r.output!r} ({shape}), at {inputs}"]
+    if r.seed_note:
+        lines.append(r.seed_note)
+    lines.append("references:")
+    width = max(len(k) for k in r.references) if r.references else 0
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in r.references.items()]
+    lines += [f"  note: {n}" for n in r.notes]
+    table = [("input", "reference", "lagrangian", "reference value", "abs error", "rel error", "ok")]
+    for row in r.rows:
+        for ref, c in row["compare"].items():
+            key = {"autograd (tape)": "autograd", "torch (tape)": "torch"}.get(ref, "fd")
+            label, lag = ref, row["lagrangian"]
+            if key == "fd" and row["fd_mode"] == "direction":
+                label, lag = ref + " <.,v>", c["lagrangian"]
+            elif key == "fd" and row["fd_mode"] not in ("elementwise",):
+                label = f"{ref} ({row['fd_mode']})"
+            table.append((row["input"], label, _fmt(lag), _fmt(row[key]), f"{c['abs']:.1e}",
+                          f"{c['rel']:.1e}", "ok" if c["ok"] else "FAIL"))
+    if len(table) > 1:
+        lines += [""] + _table(table)
+    if r.direction:
+        d = r.direction
+        parts = [f"lagrangian: {d['lagrangian']:.12g}"]
+        parts += [f"{b} tape: {d[b]:.12g}" for b in ("autograd", "torch") if b in d]
+        if "fd" in d:
+            parts.append(f"finite difference: {d['fd']:.12g}")
+        bad = [k for k, c in d["compare"].items() if not c["ok"]]
+        lines += ["", "random direction v over all inputs (|v| = 1), <gradient, v>:",
+                  "  " + "  ".join(parts) + ("  FAIL: " + ", ".join(bad) if bad else "  ok")]
+    if r.multiplier_summary or r.value:
+        lines.append("")
+    for ref, m in r.multiplier_summary.items():
+        status = "ok" if not m["failed"] else f"FAIL at {m['failed'][:6]}"
+        worst = f" (worst: node {m['worst']!r})" if m["worst"] is not None else ""
+        lines.append(f"multipliers of {m['nodes']} defined nodes vs {ref}: max rel error "
+                     f"{m['max_rel']:.1e}{worst}  {status}")
+    if r.value:
+        lines.append(f"output <seed, z_o>: lagrangian {r.value['lagrangian']:.12g}, {r.value['reference']} "
+                     f"{r.value['tape']:.12g}  {'ok' if r.value['ok'] else 'FAIL'}")
+    if r.convergence:
+        lines += ["", f"unrolled block iteration on the {r.convergence[0]['backend']} vs the multipliers:"]
+        lines += ["  " + s for s in _table([("Newton iterations", "max rel error of the gradient")]
+                                           + [(str(c["iterations"]), f"{c['rel_error']:.1e}")
+                                              for c in r.convergence])]
+    lines.append("")
+    used = [k for k, v in r.references.items() if not v.startswith(("not installed", "skipped", "failed"))]
+    if r.ok:
+        lines.append(f"OK: the multipliers agree with {', '.join(used) or 'nothing (no reference ran)'} "
+                     f"(tapes rtol {r.rtol:g}, finite differences rtol {r.fd_rtol:g})")
+    else:
+        lines.append("FAILED:")
+        lines += [f"  {f}" for f in r.failures]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- check
+def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd"), rtol: float = 1e-8,
+          fd_rtol: float = 1e-5, atol: float | None = None, seed=None, guess=None, tol=None,
+          maxiter=None, method=None, linear_solver=None, rng=0, fd_max_elements: int = 12,
+          **kw_inputs) -> CheckReport:
+    """Check the multipliers of ``prog`` against tape autodiff and finite differences.
+
+    Parameters
+    ----------
+    prog : Program or callable
+        A program, or a function to trace with the given inputs.
+    inputs : dict, optional
+        Inputs by name (use this for inputs whose names clash with the options below);
+        keyword inputs are merged in.
+    against : sequence of {"autograd", "torch", "fd"}
+        References to use. A missing PyTorch is reported as "not installed" and skipped.
+    rtol : float
+        Relative tolerance against the tapes (max-norm per input and per node).
+    fd_rtol : float
+        Relative tolerance against central differences (their rounding noise is added).
+    atol : float, optional
+        Absolute tolerance; default ``1e-12 ×`` the largest multiplier.
+    seed : array_like, optional
+        Output cotangent; a non-scalar output without one gets a random N(0, 1) seed.
+    guess, tol, maxiter, method, linear_solver
+        Passed to ``prog.solve``.
+    rng : int or numpy.random.Generator
+        Randomness of the seed and of the finite-difference directions (default 0).
+    fd_max_elements : int
+        Inputs with at most this many entries get per-element central differences.
+
+    Returns
+    -------
+    CheckReport
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> prog = lp.Program(); x = prog.input("x"); w = prog.variable("w")
+    >>> _ = prog.residual(w, w**3 + w - x); _ = prog.output(w * w, name="o")
+    >>> report = lp.check(prog, x=2.0, against=("autograd", "fd"))
+    >>> report.ok, report.rows[0]["input"]
+    (True, 'x')
+    """
+    from .program import Program
+    from .trace import trace
+
+    inputs = {**(inputs or {}), **kw_inputs}
+    if not isinstance(prog, Program):
+        if not callable(prog):
+            raise LagrangePropError(f"check() needs a Program or a function, got {type(prog).__name__}")
+        prog = trace(prog, **inputs)
+    against = (against,) if isinstance(against, str) else tuple(against)
+    unknown = [a for a in against if a not in ("autograd", "torch", "fd")]
+    if unknown:
+        raise LagrangePropError(f"against={unknown} is not a reference; choose from 'autograd', 'torch', 'fd'")
+    rng = np.random.default_rng(rng)
+    sched = prog.compile()
+    out_name = sched.names[sched.output]
+    out_shape = sched.shapes[sched.output]
+    seed_note = None
+    if seed is None and out_shape != ():
+        seed = rng.standard_normal(out_shape)
+        seed_note = (f"output {out_name!r} has shape {out_shape}: checking <seed, {out_name}> with a random "
+                     "N(0, 1) seed (cotangent); pass seed= to choose it")
+    elif seed is not None and out_shape != ():
+        seed_note = f"output {out_name!r} has shape {out_shape}: checking <seed, {out_name}> with the given seed"
+    opts = dict(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
+    sol = prog.solve(guess=guess, seed=seed, **opts, **inputs)
+    seed_arr = np.asarray(sol.seed, dtype=np.float64)
+    xin = {k: np.asarray(sol.values[k], dtype=np.float64) for k in sched.input_names}
+    lam = {k: np.asarray(v, dtype=np.float64) for k, v in sol.multipliers.items()}
+    big = max([float(np.max(np.abs(v), initial=0.0)) for v in lam.values()] + [0.0])
+    atol_eff = 1e-12 * big if atol is None else float(atol)
+    value = float(np.sum(seed_arr * np.asarray(sol.output)))
+
+    references: dict[str, str] = {}
+    tapes: dict[str, Any] = {}
+    notes: list[str] = []
+    for backend in ("autograd", "torch"):
+        if backend not in against:
+            continue
+        name = TAPE_NAMES[backend]
+        try:
+            if backend == "torch":
+                import torch  # noqa: F401 - optional
+            res = tape_gradients(sched, backend, xin, seed_arr, guess)
+        except ImportError:
+            references[name] = "not installed (skipped)"
+            continue
+        except NoTapeEquivalent as exc:
+            references[name] = f"skipped: {exc}"
+            continue
+        except Exception as exc:  # the tape itself failed: say so, do not guess
+            references[name] = f"failed to run: {type(exc).__name__}: {exc}"
+            continue
+        tapes[backend] = res
+        version = _version(backend)
+        how = f"{version}, its own derivative rules"
+        if res.iterations is not None:
+            how += f"; cyclic blocks unrolled: {res.iterations} Newton iterations on the tape"
+        references[name] = how
+        notes.extend(n for n in res.notes if n not in notes)
+
+    F = _Objective(prog, sched, seed_arr, {n: sol.values[n] for b in sched.blocks
+                                            for n in b.names}, opts) if "fd" in against else None
+    if F is not None:
+        references[FD_NAME] = (f"central, h = {H_REL:.1e}·max(1, |x|); per element for inputs of "
+                               f"<= {fd_max_elements} entries, else along a random direction")
+
+    rows = []
+    for k in sched.input_names:
+        row = {"input": k, "shape": tuple(xin[k].shape), "lagrangian": lam[k], "autograd": None,
+               "torch": None, "fd": None, "fd_mode": None, "compare": {}}
+        for backend, res in tapes.items():
+            row[backend] = res.grad[k]
+            row["compare"][TAPE_NAMES[backend]] = _compare(lam[k], res.grad[k], rtol, atol_eff)
+        if F is not None:
+            row.update(_fd_row(F, xin, k, lam[k], rng, fd_rtol, atol_eff, fd_max_elements))
+            row["compare"][FD_NAME] = row.pop("_cmp")
+        row["abs_error"] = {r: c["abs"] for r, c in row["compare"].items()}
+        row["rel_error"] = {r: c["rel"] for r, c in row["compare"].items()}
+        row["ok"] = all(c["ok"] for c in row["compare"].values())
+        rows.append(row)
+
+    direction = _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, atol_eff) if (F or tapes) else None
+    multipliers, summary = _node_multipliers(sched, lam, tapes, rtol, atol_eff)
+    value_cmp = None
+    if tapes:
+        res = next(iter(tapes.values()))
+        value_cmp = _compare(value, res.value, max(rtol, 1e-8), 1e-300)
+        value_cmp.update(lagrangian=value, tape=res.value, reference=TAPE_NAMES[res.backend])
+    convergence = _convergence(sched, tapes, xin, seed_arr, guess, lam) if sched.blocks else []
+    if F is not None and not tapes:
+        user = [s.prim.name for s in sched.step_of.values() if s.prim.user]
+        if user:
+            notes.append(f"user primitive(s) {sorted(set(user))} have no tape equivalent: finite "
+                         "differences alone check this program")
+
+    report = CheckReport(program=prog.name, output=out_name, output_shape=out_shape, seed_note=seed_note,
+                         inputs=xin, references=references, rtol=rtol, fd_rtol=fd_rtol, atol=atol_eff,
+                         rows=rows, direction=direction, multipliers=multipliers,
+                         multiplier_summary=summary, convergence=convergence, value=value_cmp,
+                         notes=notes, evaluations=0 if F is None else F.evaluations, ok=False)
+    report.ok = not report.failures
+    return report
+
+
+def _version(backend: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    label = "HIPS autograd" if backend == "autograd" else "PyTorch"
+    try:
+        return f"{label} {version(backend)}"
+    except PackageNotFoundError:
+        return label
+
+
+def _fd_row(F, xin, k, lam_k, rng, fd_rtol, atol, max_elements) -> dict:
+    try:
+        if xin[k].size <= max_elements:
+            fd, noise = _fd_elements(F, xin, k)
+            mode, ref = "elementwise", lam_k
+        else:
+            v = _unit(rng, {k: xin[k].shape})
+            fd, noise = _central(F, xin, v)
+            mode, ref = "direction", _dot({k: lam_k}, v)
+    except LagrangePropError as exc:
+        return {"fd": None, "fd_mode": f"failed: {exc}",
+                "_cmp": {"abs": np.inf, "rel": np.inf, "ok": False}}
+    cmp = _compare(ref, fd, fd_rtol, atol + noise)
+    cmp["lagrangian"] = ref
+    return {"fd": fd, "fd_mode": mode, "_cmp": cmp}
+
+
+def _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, atol) -> dict:
+    """autograd's check_grads view: <∇, v> from each source along one random v."""
+    v = _unit(rng, {k: x.shape for k, x in xin.items()})
+    out = {"lagrangian": _dot(lam, v), "compare": {}}
+    for backend, res in tapes.items():
+        out[backend] = _dot(res.grad, v)
+        out["compare"][TAPE_NAMES[backend]] = _compare(out["lagrangian"], out[backend], rtol, atol)
+    if F is not None:
+        try:
+            fd, noise = _central(F, xin, v)
+        except LagrangePropError:
+            fd, noise = np.nan, 0.0
+        out["fd"] = fd
+        out["compare"][FD_NAME] = _compare(out["lagrangian"], fd, fd_rtol, atol + noise)
+    return out
+
+
+def _node_multipliers(sched, lam, tapes, rtol, atol) -> tuple[dict, dict]:
+    """Every defined node's λ_d against the tapes' ∂<seed, z_o>/∂ε_d."""
+    rows: dict = {}
+    summary: dict = {}
+    for backend, res in tapes.items():
+        ref = TAPE_NAMES[backend]
+        worst, failed = (None, 0.0), []
+        for node, t in res.multipliers.items():
+            c = _compare(lam[node], t, rtol, atol)
+            rows.setdefault(node, {"lagrangian": lam[node]})[backend] = t
+            rows[node][ref] = c
+            if not c["ok"]:
+                failed.append(node)
+            if c["rel"] >= worst[1] and (worst[0] is None or c["rel"] > worst[1]):
+                worst = (node, c["rel"])
+        summary[ref] = {"nodes": len(res.multipliers), "worst": worst[0], "max_rel": worst[1],
+                        "failed": failed}
+    return rows, summary
+
+
+def _convergence(sched, tapes, xin, seed, guess, lam) -> list:
+    """Unrolled tape gradient vs the multipliers as the Newton iterations grow."""
+    if not tapes:
+        return []
+    backend = "autograd" if "autograd" in tapes else next(iter(tapes))
+    total = max(1, tapes[backend].iterations or 1)
+    steps = sorted({k for k in (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32) if k < total} | {total})
+    scale = max([float(np.max(np.abs(lam[k]), initial=0.0)) for k in xin] + [1e-300])
+    table = []
+    for k in steps:
+        try:
+            res = tape_gradients(sched, backend, xin, seed, guess, iterations=k)
+            err = max(float(np.max(np.abs(res.grad[n] - lam[n]), initial=0.0)) for n in xin) / scale
+        except Exception:  # an early iterate may leave the domain (nan on the tape)
+            err = np.nan
+        table.append((k, err if np.isfinite(err) else np.nan))
+    return [{"backend": TAPE_NAMES[backend], "iterations": k, "rel_error": e} for k, e in table]
+
+
+# ------------------------------------------------------------------------- the CLI
+def _load(target: str):
+    if ":" not in target:
+        raise SystemExit(f"expected MODULE:FUNCTION or path/to/file.py:FUNCTION, got {target!r}")
+    mod_name, func = target.rsplit(":", 1)
+    if mod_name.endswith(".py") or "/" in mod_name or Path(mod_name).is_file():
+        path = Path(mod_name)
+        if not path.is_file():
+            raise SystemExit(f"no such file: {path}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault(path.stem, module)
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, ".")
+        module = importlib.import_module(mod_name)
+    try:
+        return getattr(module, func)
+    except AttributeError:
+        raise SystemExit(f"module {mod_name!r} has no function {func!r}") from None
+
+
+def _parse_value(text: str) -> Any:
+    """``0.5`` -> 0.5, ``1,2,3`` -> array, ``[[1,2],[3,4]]`` -> array."""
+    text = text.strip()
+    if text.startswith("["):
+        return np.asarray(json.loads(text), dtype=np.float64)
+    if "," in text:
+        return np.asarray([float(t) for t in text.split(",") if t.strip()], dtype=np.float64)
+    return float(text)
+
+
+def _missing(f, inputs: dict) -> list[str]:
+    import inspect
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in inputs
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+OPTIONS = {"rtol": float, "fd-rtol": float, "atol": float, "against": str, "rng": int}
+
+
+def main_check(argv: list[str]) -> int:  # noqa: C901 - a flat argument loop
+    """``python -m lagrangeprop check MODULE:FUNCTION --x 0.5 --y 1,2,3 [--rtol R] [--against autograd,fd]``.
+
+    Traces FUNCTION with the given inputs, prints the check report; exit 0 iff ok."""
+    from .trace import trace
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(main_check.__doc__)
+        return 0 if argv else 2
+    target, rest = argv[0], argv[1:]
+    inputs: dict = {}
+    options: dict = {}
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--"):
+            print(f"check: unexpected argument {arg!r}; inputs are given as --name value", file=sys.stderr)
+            return 2
+        key, _, val = arg[2:].partition("=")
+        if not _:
+            if i + 1 >= len(rest):
+                print(f"check: --{key} needs a value", file=sys.stderr)
+                return 2
+            val, i = rest[i + 1], i + 1
+        i += 1
+        if key in OPTIONS:
+            options[key.replace("-", "_")] = OPTIONS[key](val)
+        else:
+            try:
+                inputs[key] = _parse_value(val)
+            except ValueError:
+                print(f"check: cannot read the value {val!r} of input --{key} (use 0.5, 1,2,3 or "
+                      "[[1,2],[3,4]])", file=sys.stderr)
+                return 2
+    if "against" in options:
+        options["against"] = tuple(a.strip() for a in options["against"].split(","))
+    try:
+        f = _load(target)
+        try:
+            prog = trace(f, **inputs)
+        except TypeError as exc:
+            raise SystemExit(f"tracing {target} failed: {exc}; give every argument of the function "
+                             f"as --name value (missing inputs: {_missing(f, inputs)})") from None
+        report = check(prog, inputs, **options)
+    except SystemExit as exc:
+        print(f"check: {exc}", file=sys.stderr)
+        return 2
+    except LagrangePropError as exc:
+        print(f"check: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.ok else 1
+
+
+class _CallableModule(types.ModuleType):
+    """``import lagrangeprop.check`` binds this module to ``lagrangeprop.check``; calling it
+    still runs :func:`check`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CheckReport:
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

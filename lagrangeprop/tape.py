@@ -1,0 +1,447 @@
+"""Re-evaluate a program's graph on a tape (HIPS autograd or PyTorch) with *their* rules.
+
+The tape is the independent reference of :func:`lagrangeprop.check`: each registry op
+name maps to an autograd.numpy (or torch) expression, so the derivatives come from the
+tape library's own rules, never from :mod:`lagrangeprop.primitives`. Cyclic blocks are
+unrolled: a fixed number of Newton iterations ``z ← z - J⁻¹ c_S(z)`` written in the tape
+library, with ``J`` a dense Jacobian from the tape itself; differentiating through the
+iteration converges to the implicit-function derivative as the iterations grow.
+
+Every defined node gets a perturbation ``ε_d`` (zero): ``c_d = ε_d`` relaxes its
+constraint, so the tape's ``∂<seed, z_o>/∂ε_d`` is the multiplier ``λ_d`` (SPEC §1) and the
+tape checks every multiplier, not only the gradient.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> from lagrangeprop.tape import tape_gradients
+>>> prog = lp.trace(lambda x: lp.exp(x) * x, x=1.0)
+>>> res = tape_gradients(prog.compile(), "autograd", {"x": 1.0}, seed=1.0)
+>>> round(float(res.grad["x"]), 6)   # (1 + x) e^x
+5.436564
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .schedule import Block, Schedule, Step
+
+__all__ = ["TapeResult", "NoTapeEquivalent", "tape_gradients", "missing_ops", "BACKENDS"]
+
+BACKENDS = ("autograd", "torch")
+# scipy.sparse constants up to this many entries are densified on the tape;
+# larger ones use a sparse product with the transpose as its VJP.
+DENSE_SPARSE_LIMIT = 1_000_000
+MAX_UNROLL = 50
+
+
+class NoTapeEquivalent(Exception):
+    """The program uses an op the tape cannot express with its own rules."""
+
+
+@dataclass
+class TapeResult:
+    """Gradients of ``<seed, z_o>`` from one tape."""
+
+    backend: str
+    value: float                                   # <seed, z_o>
+    grad: dict[str, np.ndarray]                    # input name -> ∂<seed, z_o>/∂x
+    multipliers: dict[str, np.ndarray]             # defined node -> ∂<seed, z_o>/∂ε_d
+    iterations: int | None = None                  # Newton iterations per block (None: no blocks)
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------- autograd ops
+def _autograd_ops() -> tuple[dict[str, Callable], Any]:
+    import autograd.numpy as anp
+    import autograd.scipy.special as asp
+    from autograd.extend import defvjp, primitive
+
+    @primitive
+    def sparse_matmul(b, W):
+        return W @ b
+
+    # a linear map's VJP is its transpose (itself a primitive, so nested tapes work)
+    defvjp(sparse_matmul, lambda ans, b, W: lambda g: sparse_matmul(g, W.T.tocsr()))
+
+    def matmul(a, b):
+        if sp.issparse(a):
+            if np.prod(a.shape) <= DENSE_SPARSE_LIMIT:
+                return anp.matmul(a.toarray(), b)
+            return sparse_matmul(b, a)
+        return anp.matmul(a, b)
+
+    def dot(a, b):
+        return matmul(a, b) if sp.issparse(a) else anp.dot(a, b)
+
+    def logsumexp(x, axis=None, keepdims=False):
+        return asp.logsumexp(x, axis=_ax(axis), keepdims=keepdims)
+
+    def softmax(x, axis=-1):
+        return anp.exp(x - asp.logsumexp(x, axis=_ax(axis), keepdims=True))
+
+    def where(c, x, y):
+        # autograd's where VJP does not sum over broadcast axes: broadcast first (by an add,
+        # whose VJP does)
+        zeros = np.zeros(np.broadcast_shapes(np.shape(c), anp.shape(x), anp.shape(y)))
+        return anp.where(c, x + zeros, y + zeros)
+
+    ops = {name: getattr(anp, name) for name in (
+        "add", "subtract", "multiply", "divide", "power", "negative", "square", "exp", "log",
+        "log1p", "sqrt", "sin", "cos", "tan", "tanh", "abs", "maximum", "minimum", "logaddexp",
+        "greater", "greater_equal", "less", "less_equal", "equal", "not_equal")}
+    ops.update(
+        identity=lambda x: x,
+        # 1/(1+exp(-x)) written as tanh so that it does not overflow for large |x|
+        sigmoid=lambda x: 0.5 * (anp.tanh(0.5 * x) + 1.0),
+        where=where,
+        sum=lambda x, axis=None, keepdims=False: anp.sum(x, axis=_ax(axis), keepdims=keepdims),
+        mean=lambda x, axis=None, keepdims=False: anp.mean(x, axis=_ax(axis), keepdims=keepdims),
+        logsumexp=logsumexp, softmax=softmax, matmul=matmul, dot=dot,
+        reshape=lambda x, shape=None: anp.reshape(x, shape),
+        transpose=lambda x, axes=None: anp.transpose(x, axes),
+        getitem=lambda x, index=(): x[index],
+        concatenate=lambda *xs, axis=0: anp.concatenate(list(xs), axis=axis),
+        stack=lambda *xs, axis=0: anp.stack(list(xs), axis=axis),
+    )
+    return ops, anp
+
+
+def _ax(axis: Any) -> Any:
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+# -------------------------------------------------------------------- torch ops
+def _torch_ops(torch) -> dict[str, Callable]:
+    def dims(x, axis):
+        if axis is None:
+            return tuple(range(x.dim()))
+        return tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+
+    def reduce(fn):
+        def op(x, axis=None, keepdims=False):
+            if x.dim() == 0:
+                return fn(x.reshape(1), (0,), False).reshape(())
+            return fn(x, dims(x, axis), keepdims)
+        return op
+
+    def sparse(a):
+        if np.prod(a.shape) <= DENSE_SPARSE_LIMIT:
+            return torch.as_tensor(a.toarray(), dtype=torch.float64)
+        coo = a.tocoo()
+        index = torch.as_tensor(np.vstack([coo.row, coo.col]).astype(np.int64))
+        return torch.sparse_coo_tensor(index, torch.as_tensor(coo.data), coo.shape, dtype=torch.float64,
+                                       check_invariants=True)
+
+    def matmul(a, b):
+        if sp.issparse(a):
+            A = sparse(a)
+            return torch.sparse.mm(A, b.reshape(b.shape[0], -1)).reshape((a.shape[0],) + tuple(b.shape[1:])) \
+                if A.is_sparse else torch.matmul(A, b)
+        return torch.matmul(a, b)
+
+    def dot(a, b):  # numpy.dot semantics
+        if sp.issparse(a):
+            return matmul(a, b)
+        if a.dim() == 0 or b.dim() == 0:
+            return a * b
+        return torch.tensordot(a, b, dims=([a.dim() - 1], [max(b.dim() - 2, 0)]))
+
+    def getitem(x, index=()):
+        def conv(i):
+            return torch.as_tensor(i) if isinstance(i, np.ndarray) else i
+        index = tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)
+        return x[index]
+
+    def transpose(x, axes=None):
+        return x.permute(*(reversed(range(x.dim())) if axes is None else axes))
+
+    def lse(x, d, keepdims):
+        return torch.logsumexp(x, dim=d, keepdim=keepdims)
+
+    def softmax(x, axis=-1):
+        d = dims(x, axis)
+        return torch.exp(x - torch.logsumexp(x, dim=d, keepdim=True))
+
+    ops = {
+        "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div,
+        "power": torch.pow, "negative": torch.neg, "square": torch.square, "exp": torch.exp,
+        "log": torch.log, "log1p": torch.log1p, "sqrt": torch.sqrt, "sin": torch.sin,
+        "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh, "abs": torch.abs,
+        "sigmoid": torch.sigmoid, "maximum": torch.maximum, "minimum": torch.minimum,
+        "logaddexp": torch.logaddexp, "greater": torch.gt, "greater_equal": torch.ge,
+        "less": torch.lt, "less_equal": torch.le, "equal": torch.eq, "not_equal": torch.ne,
+        "identity": lambda x: x, "where": lambda c, x, y: torch.where(c, x, y),
+        "sum": reduce(lambda x, d, k: torch.sum(x, dim=d, keepdim=k)),
+        "mean": reduce(lambda x, d, k: torch.mean(x, dim=d, keepdim=k)),
+        "logsumexp": reduce(lse), "softmax": softmax, "matmul": matmul, "dot": dot,
+        "reshape": lambda x, shape=None: torch.reshape(x, tuple(shape)),
+        "transpose": transpose, "getitem": getitem,
+        "concatenate": lambda *xs, axis=0: torch.cat(list(xs), dim=axis),
+        "stack": lambda *xs, axis=0: torch.stack(list(xs), dim=axis),
+    }
+    return ops
+
+
+# --------------------------------------------------------------------- backends
+class _Backend:
+    """The handful of array operations the interpreter needs, per tape library."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "autograd":
+            self.ops, self.np = _autograd_ops()
+        elif name == "torch":
+            import torch  # optional dependency: imported only here
+            self.torch = torch
+            self.ops = _torch_ops(torch)
+        else:
+            raise ValueError(f"unknown tape backend {name!r}; choose one of {BACKENDS}")
+
+    # constants and inputs
+    def constant(self, v: Any) -> Any:
+        if self.name == "autograd" or sp.issparse(v):
+            return v
+        arr = np.asarray(v)
+        return self.torch.as_tensor(arr if arr.dtype == np.bool_ else arr.astype(np.float64))
+
+    def leaf(self, v: Any) -> Any:
+        if self.name == "autograd":
+            return np.array(v, dtype=np.float64)
+        return self.torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True)
+
+    def numeric(self, t: Any) -> np.ndarray:
+        if self.name == "autograd":
+            from autograd.tracer import getval
+            return np.asarray(getval(t), dtype=np.float64)
+        return t.detach().numpy().astype(np.float64) if hasattr(t, "detach") else np.asarray(t, dtype=np.float64)
+
+    def ravel(self, t: Any) -> Any:
+        return self.np.ravel(t) if self.name == "autograd" else t.reshape(-1)
+
+    def concat(self, parts: list) -> Any:
+        return self.np.concatenate(parts) if self.name == "autograd" else self.torch.cat(parts)
+
+    def reshape(self, t: Any, shape: tuple) -> Any:
+        return self.np.reshape(t, shape) if self.name == "autograd" else t.reshape(shape)
+
+    def zeros(self, shape: tuple) -> Any:
+        if self.name == "autograd":
+            return np.zeros(shape)
+        return self.torch.zeros(shape, dtype=self.torch.float64)
+
+    def jacobian(self, fn: Callable, z: Any) -> Any:
+        """Dense ``∂fn/∂z``, itself on the tape (nested differentiation)."""
+        if self.name == "autograd":
+            import autograd
+            return autograd.jacobian(fn)(z)
+        return self.torch.autograd.functional.jacobian(fn, z, create_graph=True)
+
+    def solve(self, A: Any, b: Any) -> Any:
+        return self.np.linalg.solve(A, b) if self.name == "autograd" else self.torch.linalg.solve(A, b)
+
+    def inner(self, seed: np.ndarray, out: Any) -> Any:
+        if self.name == "autograd":
+            return self.np.sum(seed * out)
+        return self.torch.sum(self.torch.as_tensor(seed) * out)
+
+    def apply(self, step: Step, args: list) -> Any:
+        return self.ops[step.prim.name](*args, **step.params)
+
+
+def missing_ops(sched: Schedule, backend: str = "autograd") -> list[str]:
+    """Names of the program's ops with no tape equivalent (user primitives, unknown ops).
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> missing_ops(lp.trace(lambda x: lp.sin(x), x=0.0).compile())
+    []
+    """
+    known = _known_names(backend)
+    out = []
+    for step in sched.step_of.values():
+        p = step.prim
+        if (p.user or p.name not in known) and p.name not in out:
+            out.append(p.name)
+    return out
+
+
+def _known_names(backend: str) -> set[str]:
+    if backend == "autograd":
+        return set(_autograd_ops()[0])
+    import torch
+    return set(_torch_ops(torch))
+
+
+# ------------------------------------------------------------------ interpreter
+def _run(sched: Schedule, be: _Backend, xs: dict[int, Any], eps: dict[int, Any],
+         guess: dict[int, np.ndarray], iterations: int | None) -> tuple[Any, int]:
+    """Evaluate the program on the tape; returns z_o and the Newton iterations used."""
+    vals: list = [None] * len(sched.names)
+    for i, v in sched.constants:
+        vals[i] = be.constant(v)
+    for i, v in xs.items():
+        vals[i] = v
+    used = 0
+    for step in sched.steps:
+        if type(step) is Step:
+            out = be.apply(step, [vals[a] for a in step.args])
+            vals[step.node] = out + eps[step.node] if step.node in eps else out
+        else:
+            used = max(used, _unroll(step, be, vals, eps, guess, iterations))
+    return vals[sched.output], used
+
+
+def _block_residual(block: Block, be: _Backend, vals: list, eps: dict, z: Any) -> Any:
+    """``c_S(z) - ε_S``: explicit ``z_d - f_d - ε_d``, residual ``r_d - ε_d``."""
+    local = list(vals)
+    for n, off, size, shape in zip(block.nodes, block.offsets, block.sizes, block.shapes):
+        local[n] = be.reshape(z[off:off + size], shape)
+    parts = []
+    for s in block.steps:
+        a = be.apply(s, [local[u] for u in s.args])
+        c = a if s.residual else local[s.node] - a
+        parts.append(be.ravel(c - eps[s.node]) if s.node in eps else be.ravel(c))
+    return be.concat(parts)
+
+
+def _start(block: Block, be: _Backend, vals: list, eps: dict, guess: dict) -> Any:
+    """The solver's documented start: the guess, else 0, then one in-order sweep of the
+    explicit members without a guess (kept where finite)."""
+    for n, shape in zip(block.nodes, block.shapes):
+        vals[n] = be.constant(np.broadcast_to(np.asarray(guess[n], dtype=np.float64), shape).copy()
+                              if n in guess else np.zeros(shape))
+    with np.errstate(all="ignore"):
+        for s in block.steps:
+            if not s.residual and s.node not in guess:
+                v = be.apply(s, [vals[u] for u in s.args])
+                v = v + eps[s.node] if s.node in eps else v
+                if np.all(np.isfinite(be.numeric(v))):
+                    vals[s.node] = v
+    return be.concat([be.ravel(vals[n]) for n in block.nodes])
+
+
+# Newton unrolled on the tape: z_{k+1} = z_k - α_k J(z_k)⁻¹ c_S(z_k). The step length α_k
+# (backtracking on max|c|) is a constant on the tape; at convergence α = 1 and the
+# derivative of z_k tends to the implicit-function derivative -A_SS⁻¹ ∂c_S/∂x.
+def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
+            iterations: int | None) -> int:
+    z = _start(block, be, vals, eps, guess)
+
+    def c_of(zz):
+        return _block_residual(block, be, vals, eps, zz)
+
+    c = c_of(z)
+    it = 0
+    limit = MAX_UNROLL if iterations is None else iterations
+    extra = 2          # auto mode: steps taken after the residual reached round-off
+    while it < limit:
+        norm = float(np.max(np.abs(be.numeric(c)))) if block.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(be.numeric(z)))))
+        if not np.isfinite(norm):
+            raise FloatingPointError(f"block [{', '.join(block.names)}]: the unrolled Newton "
+                                     f"iteration on the {be.name} tape diverged at step {it}")
+        if iterations is None and norm <= 1e-15 * scale:
+            if extra == 0:
+                break
+            extra -= 1
+        delta = be.solve(be.jacobian(c_of, z), c)
+        alpha = 1.0
+        while True:
+            z_new = z - alpha * delta if alpha != 1.0 else z - delta
+            c_new = c_of(z_new)
+            new = float(np.max(np.abs(be.numeric(c_new))))
+            if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * norm) or alpha < 1e-3 or norm == 0:
+                break
+            alpha *= 0.5
+        z, c, it = z_new, c_new, it + 1
+    for n, off, size, shape in zip(block.nodes, block.offsets, block.sizes, block.shapes):
+        vals[n] = be.reshape(z[off:off + size], shape)
+    return it
+
+
+# --------------------------------------------------------------------- gradients
+def _differentiable_nodes(sched: Schedule) -> list[int]:
+    """Defined nodes whose multiplier the tape checks (not boolean comparisons)."""
+    return [n for n in sched.defined if sched.step_of[n].prim.differentiable]
+
+
+# Gradients of <seed, z_o> with respect to the inputs x (λ_x) and the constraint
+# perturbations ε_d at 0 (λ_d, SPEC §1: the sensitivity of z_o to relaxing c_d = ε_d).
+def tape_gradients(sched: Schedule, backend: str, inputs: dict[str, Any], seed: Any,
+                   guess: dict[str, Any] | None = None, iterations: int | None = None) -> TapeResult:
+    """Run the program on the ``backend`` tape and differentiate ``<seed, z_o>``.
+
+    Parameters
+    ----------
+    sched : Schedule
+        ``prog.compile()``.
+    backend : {"autograd", "torch"}
+    inputs : dict
+        Input name -> value.
+    seed : array_like
+        Cotangent of the output (1.0 for a scalar output).
+    guess : dict, optional
+        Starting values of block members (as for ``prog.solve``).
+    iterations : int, optional
+        Newton iterations per cyclic block; by default iterate to round-off.
+
+    Raises
+    ------
+    NoTapeEquivalent
+        When the program uses a user primitive or an op the tape does not know.
+    """
+    missing = missing_ops(sched, backend)
+    if missing:
+        raise NoTapeEquivalent(f"op(s) {missing} have no {backend} equivalent "
+                               "(user primitives are checked by finite differences alone)")
+    be = _Backend(backend)
+    seed = np.asarray(seed, dtype=np.float64)
+    guess_ids = {sched.index[k]: np.asarray(v, dtype=np.float64) for k, v in (guess or {}).items()}
+    nodes = _differentiable_nodes(sched)
+    xs = [be.leaf(inputs[sched.names[i]]) for i in sched.inputs]
+    es = [be.leaf(np.zeros(sched.shapes[n])) for n in nodes]
+    used = [None]
+
+    def F(xs, es):
+        out, used[0] = _run(sched, be, dict(zip(sched.inputs, xs)), dict(zip(nodes, es)),
+                            guess_ids, iterations)
+        return be.inner(seed, out)
+
+    if backend == "autograd":
+        value, (gx, ge) = _autograd_value_and_grad(F, xs, es)
+    else:
+        torch = be.torch
+        s = F(xs, es)
+        leaves = [*xs, *es]
+        grads = torch.autograd.grad(s, leaves, allow_unused=True) if leaves else []
+        grads = [np.zeros(tuple(t.shape)) if g is None else g.detach().numpy() for g, t in zip(grads, leaves)]
+        value, gx, ge = float(s.detach()), grads[:len(xs)], grads[len(xs):]
+    grad = {sched.names[i]: np.asarray(g, dtype=np.float64).reshape(sched.shapes[i])
+            for i, g in zip(sched.inputs, gx)}
+    mult = {sched.names[n]: np.asarray(g, dtype=np.float64).reshape(sched.shapes[n])
+            for n, g in zip(nodes, ge)}
+    notes = []
+    if any(sp.issparse(v) for _, v in sched.constants):
+        big = any(sp.issparse(v) and np.prod(v.shape) > DENSE_SPARSE_LIMIT for _, v in sched.constants)
+        notes.append("scipy.sparse constants: " + (
+            "a sparse product whose VJP is Wᵀg (the tape has no sparse rules)" if big
+            else "multiplied as dense copies"))
+    return TapeResult(backend, float(value), grad, mult,
+                      used[0] if sched.blocks else None, notes)
+
+
+def _autograd_value_and_grad(F: Callable, xs: list, es: list) -> tuple[float, tuple]:
+    import autograd
+
+    def G(args):
+        return F(args[0], args[1])
+    value, (gx, ge) = autograd.value_and_grad(G)((list(xs), list(es)))
+    return value, (gx, ge)
