@@ -38,7 +38,9 @@ _LAZY = {
 def __getattr__(name):
     if name in _LAZY:
         import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # importing .check binds the submodule to lp.check: rebind
+        return value
     raise AttributeError(f"module 'lagrangeprop' has no attribute {name!r}")
 
 __all__ = [
