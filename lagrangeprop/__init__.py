@@ -41,6 +41,9 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value  # importing .check binds the submodule to lp.check: rebind
         return value
+    if name in ("viz", "tangent", "optimize", "tape"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lagrangeprop' has no attribute {name!r}")
 
 __all__ = [

@@ -149,6 +149,13 @@ class Var:
         return apply("dot", (self, o))
 
     # --- numpy protocols ----------------------------------------------------
+    def __array__(self, dtype=None, copy=None):
+        # A 0-d object array: "not an array", so e.g. scipy.sparse's ``W @ v`` returns
+        # NotImplemented and Python falls back to ``v.__rmatmul__(W)``.
+        out = np.empty((), dtype=object)
+        out[()] = self
+        return out
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
         if method != "__call__" or kwargs.get("out") is not None or name not in primitives.REGISTRY:

@@ -320,3 +320,13 @@ def test_reregistering_a_primitive_warns_and_replaces():
     with pytest.warns(UserWarning, match="test_twice"):
         twice = lp.primitive("test_twice", lambda x: 3 * x, vjp=lambda g, ans, x: (3 * g,))
     assert float(lp.grad(lambda x: twice(x))(1.0)) == 3.0
+
+
+def test_sparse_matrix_operator_matmul_records_one_node(rng):
+    import scipy.sparse as sp
+    W = sp.random(8, 8, density=0.3, random_state=np.random.RandomState(2), format="csr")
+    x = rng.normal(size=8)
+    prog = lp.trace(lambda x: lp.sum(lp.tanh(W @ x)), x=x)
+    ops = sorted(d.get("op") or d["role"] for _, d in prog.graph.nodes(data=True))
+    assert ops == ["constant", "input", "matmul", "sum", "tanh"]
+    np.testing.assert_allclose(prog.solve(x=x).grad["x"], (1 - np.tanh(W @ x) ** 2) @ W.toarray(), rtol=1e-13)
