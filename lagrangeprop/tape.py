@@ -342,16 +342,19 @@ def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
     it = 0
     limit = MAX_UNROLL if iterations is None else iterations
     extra = 2          # auto mode: steps taken after the residual reached round-off
+    prev = np.inf
     while it < limit:
         norm = float(np.max(np.abs(be.numeric(c)))) if block.size else 0.0
         scale = max(1.0, float(np.max(np.abs(be.numeric(z)))))
         if not np.isfinite(norm):
             raise FloatingPointError(f"block [{', '.join(block.names)}]: the unrolled Newton "
                                      f"iteration on the {be.name} tape diverged at step {it}")
-        if iterations is None and norm <= 1e-15 * scale:
+        # round-off reached: tiny, or small and no longer shrinking
+        if iterations is None and (norm <= 1e-15 * scale or (norm <= 1e-11 * scale and norm > 0.25 * prev)):
             if extra == 0:
                 break
             extra -= 1
+        prev = norm
         delta = be.solve(be.jacobian(c_of, z), c)
         alpha = 1.0
         while True:

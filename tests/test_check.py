@@ -201,6 +201,15 @@ def test_a_wrong_registry_rule_fails_the_check_and_names_the_input(wrong_exp):
     assert "FAIL" in text and "input 'x'" in text
 
 
+def test_a_wrong_rule_inside_the_program_names_the_node_it_feeds(wrong_exp):
+    def f(x, y):
+        a = 2.0 * x
+        return lp.exp(a) * y
+    report = lp.check(lp.trace(f, x=0.3, y=1.2), x=0.3, y=1.2, against=("autograd",))
+    assert any("multiplier of node 'a'" in line for line in report.failures)
+    assert report.multiplier_summary["autograd (tape)"]["failed"] == ["a"]
+
+
 def test_the_registry_is_restored_after_the_wrong_rule_test():
     assert lp.check(lambda x: lp.exp(x), x=0.3).ok
 
@@ -275,6 +284,7 @@ def g(x):
     ok = subprocess.run([sys.executable, "-m", "lagrangeprop", "check", "cli_target:f", "--x=0.5", "--y", "[1, 2]",
                          "--against", "autograd,fd"], cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "lagrangeprop", "check", "cli_target:g", "--x", "0.5"],
+    bad = subprocess.run([sys.executable, "-m", "lagrangeprop", "check", "cli_target:g", "--x", "0.5",
+                          "--against", "autograd,fd"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1 and "FAIL" in bad.stdout

@@ -195,7 +195,7 @@ SLOW_OK = [HealthCheck.too_slow, HealthCheck.filter_too_much]
 
 
 # --------------------------------------------------------------------------- DAGs
-@settings(max_examples=2 * N, suppress_health_check=SLOW_OK)
+@settings(max_examples=3 * N, suppress_health_check=SLOW_OK)
 @given(dag_programs())
 def test_random_dag_gradients_match_autograd_kkt_and_json(case):
     prog, inputs = case
@@ -257,7 +257,7 @@ def contractive_systems(draw):
     return prog, {"x": x}
 
 
-@settings(max_examples=N, suppress_health_check=SLOW_OK)
+@settings(max_examples=max(10, N // 2), suppress_health_check=SLOW_OK)
 @given(contractive_systems())
 def test_random_cyclic_systems_match_unrolled_autograd(case):
     prog, inputs = case
@@ -272,3 +272,13 @@ def test_random_cyclic_systems_match_unrolled_autograd(case):
     assert kkt["primal"] <= 1e-10 and kkt["adjoint"] <= 1e-10, kkt
     again = lp.Program.from_json(prog.to_json()).solve(**inputs)
     assert np.array_equal(again.grad["x"], sol.grad["x"])
+
+
+@settings(max_examples=max(5, N // 10), suppress_health_check=SLOW_OK)
+@given(contractive_systems())
+def test_random_cyclic_systems_pass_the_full_check(case):
+    prog, inputs = case
+    report = lp.check(prog, inputs, against=("autograd", "fd"))
+    assert report.ok, str(report)
+    errors = [c["rel_error"] for c in report.convergence]
+    assert errors[-1] <= 1e-8 and errors[-1] <= errors[0]
