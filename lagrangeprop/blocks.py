@@ -1,13 +1,19 @@
-"""Cyclic blocks: forward solve of ``c_S(z_S) = 0`` and the block linear solves.
+"""Cyclic blocks: forward solve of ``c_S(z_S) = 0`` and the block linear solves (SPEC §1).
 
-A block S (a strongly connected component, a self-loop or a residual constraint)
-stacks its members' values into ``z_S``. Its constraints are
-``c_d = z_d - f_d(args)`` (explicit) or ``c_d = r_d(args)`` (residual), and its
-Jacobian ``A_SS = ∂c_S/∂z_S`` is assembled from the primitives' sparse ``jac`` rules.
+By the implicit function theorem, when ``A_SS = ∂c_S/∂z_S`` is nonsingular at the solution
+the block defines ``z_S(z_outside)``, and the multiplier and tangent equations restricted to
+S are linear systems with ``A_SS``:
 
-Forward: Newton on ``A_SS δ = -c_S`` (sparse LU, backtracking line search).
-Adjoint: ``A_SSᵀ λ_S = b_S`` with the factorization of the final Newton iterate.
-Tangent: ``A_SS ż_S = b_S`` with the same factorization.
+- forward: ``c_S(z_S; z_outside) = 0`` (:mod:`lagrangeprop.nonlinear`);
+- adjoint: ``A_SSᵀ λ_S = b_S - Σ_{d ∉ S} (∂c_d/∂z_S)ᵀ λ_d`` (:func:`solve_adjoint`);
+- tangent: ``A_SS ż_S = -Σ_{u ∉ S} (∂c_S/∂z_u) ż_u`` (:func:`solve_tangent`).
+
+``method="auto"`` and ``linear_solver="auto"`` decide per block from its size and structure
+(cached in ``block.cache``): small blocks use Newton and ``splu``; large explicit blocks
+whose Gauss–Seidel sweep contracts (rate < 0.9, estimated by power iteration) use Anderson
+sweeps forward and sweep-preconditioned gmres backward (no factorization, whose fill-in
+can be huge); other large blocks use Newton and ``splu``, switching to the Krylov path when
+the LU fill-in explodes. The rest of the code only calls the functions in ``__all__``.
 
 Examples
 --------
@@ -22,188 +28,188 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .errors import ConvergenceError, SingularSystemError
+from . import nonlinear
+from .blockops import (BlockState, block_jacobian, block_residual, has_jac, matvec,
+                       rmatvec, rsweep, split, stack, sweep, sweep_rate)
+from .errors import ConvergenceError
+from .linsolve import factor, fill_ratio, ilu, krylov, stationary
 from .options import SolveOptions
 from .schedule import Block
 
-__all__ = ["BlockState", "solve_forward", "solve_adjoint", "solve_tangent",
-           "block_residual", "block_jacobian"]
+__all__ = ["BlockState", "solve_forward", "solve_adjoint", "solve_tangent", "block_residual",
+           "block_jacobian", "choose_method", "choose_linear_solver"]
 
-RCOND_MIN = 1e-14
+SMALL = 256        # blocks up to this many unknowns: Newton + splu, always cheap
+RATE_MAX = 0.9     # Gauss–Seidel contraction below which sweeps / Krylov beat a factorization
+FILL_MAX = 40.0    # nnz(L+U)/nnz(A) above which a factorization counts as exploded
 
-
-@dataclass
-class BlockState:
-    """What a forward block solve leaves for the adjoint and tangent solves."""
-
-    ans: dict[int, np.ndarray] = field(default_factory=dict)  # op outputs at the solution
-    lu: object = None              # splu of A_SS at the solution (or None)
-    A: sp.spmatrix | None = None   # A_SS at the solution
-    iterations: int = 0
-    history: list = field(default_factory=list)
+_SOLVERS = {"newton": nonlinear.newton, "newton-krylov": nonlinear.newton_krylov,
+            "fixed-point": nonlinear.fixed_point, "anderson": nonlinear.anderson}
 
 
-# ----------------------------------------------------------------- helpers
-def _names(block: Block) -> str:
-    shown = block.names[:8]
-    return ", ".join(shown) + (f", ... ({len(block.names)} nodes)" if len(block.names) > 8 else "")
-
-
-def _gather(block: Block, vals: list) -> np.ndarray:
-    return np.concatenate([np.ravel(vals[n]).astype(np.float64) for n in block.nodes])
-
-
-def _scatter(block: Block, vals: list, z: np.ndarray) -> None:
-    for n, off, size, shape in zip(block.nodes, block.offsets, block.sizes, block.shapes):
-        vals[n] = z[off:off + size].reshape(shape)
-
-
-def block_residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
-    """``c_S`` at the current member values, and each member's op output."""
-    ans, parts = {}, []
-    for s in block.steps:
-        a = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
-        ans[s.node] = a
-        parts.append(np.ravel(a) if s.residual else np.ravel(vals[s.node] - a))
-    return np.concatenate(parts), ans
-
-
-def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
-    """``A_SS = ∂c_S/∂z_S`` assembled from the ops' sparse ``jac`` rules."""
-    rows, cols, data = [], [], []
-    for k, s in enumerate(block.steps):
-        r0 = block.offsets[k]
-        if not s.residual:
-            size = int(np.size(vals[s.node]))
-            idx = np.arange(r0, r0 + size)
-            rows.append(idx); cols.append(idx); data.append(np.ones(size))
-        args = [vals[u] for u in s.args]
-        sign = 1.0 if s.residual else -1.0
-        for pos, u in s.diff:
-            m = block.position.get(u)
-            if m is None:
-                continue
-            J = s.prim.jac(pos, ans[s.node], args, s.params)
-            if J is None:
-                continue
-            J = sp.coo_matrix(J)
-            rows.append(J.row + r0); cols.append(J.col + block.offsets[m])
-            data.append(sign * J.data)
-    A = sp.coo_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(block.size, block.size))
-    return A.tocsc()
-
-
-def _factor(block: Block, A: sp.csc_matrix, where: str):
-    """Sparse LU of ``A_SS``; singular or numerically singular -> SingularSystemError."""
-    try:
-        lu = spla.splu(A)
-    except RuntimeError as exc:
-        raise SingularSystemError(
-            f"the Jacobian of block [{_names(block)}] is singular {where} ({exc}); the implicit "
-            "function theorem needs it nonsingular: check that every block variable enters its "
-            "equations and that no equation is a combination of the others",
-            nodes=block.names, rcond=0.0) from None
-    d = np.abs(lu.U.diagonal())
-    rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
-    if rcond < RCOND_MIN:
-        raise SingularSystemError(
-            f"the Jacobian of block [{_names(block)}] is numerically singular {where} "
-            f"(reciprocal condition estimate {rcond:.2e} < {RCOND_MIN:g})",
-            nodes=block.names, rcond=rcond)
-    return lu
+def _rate(block: Block, vals: list, ans: dict | None = None) -> float:
+    """Cached estimate of the block's Gauss–Seidel contraction rate (explicit blocks)."""
+    if "rate" not in block.cache:
+        if ans is None:
+            with np.errstate(all="ignore"):
+                _, ans = block_residual(block, vals)
+        with np.errstate(all="ignore"):
+            block.cache["rate"] = sweep_rate(block, vals, ans)
+    return block.cache["rate"]
 
 
 # ------------------------------------------------------------------ forward
-def _initial(block: Block, vals: list, guess: dict) -> None:
-    """Start from the user's guess, else 0; explicit members without a guess are
-    then evaluated once in order (a Gauss-Seidel sweep) when that is finite."""
-    for n, shape in zip(block.nodes, block.shapes):
-        vals[n] = (np.broadcast_to(np.asarray(guess[n], dtype=np.float64), shape).copy()
-                   if n in guess else np.zeros(shape))
-    with np.errstate(all="ignore"):
-        for s in block.steps:
-            if not s.residual and s.node not in guess:
-                v = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
-                if np.all(np.isfinite(v)):
-                    vals[s.node] = v
+def choose_method(block: Block, vals: list, opts: SolveOptions) -> str:
+    """The forward method for this block (``vals`` holds the starting point)."""
+    m = opts.method
+    if m in ("fixed-point", "anderson") and not block.explicit:
+        m = "newton"       # sweeps need explicit constraints; residual blocks use Newton
+    if m == "newton" and not has_jac(block):
+        m = "newton-krylov"
+    if m != "auto":
+        return m
+    if block.size <= SMALL and has_jac(block):
+        return "newton"
+    if block.explicit and _rate(block, vals) < RATE_MAX:
+        return "fixed-point" if _rate(block, vals) < 0.5 else "anderson"
+    if not has_jac(block) or block.cache.get("fill", 0.0) > FILL_MAX:
+        return "newton-krylov"
+    return "newton"
 
 
 def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
-    """Solve the block's constraints for its members; fills ``vals``."""
-    return newton(block, vals, opts, guess)
+    """Solve the block's constraints for its members; fills ``vals``.
 
-
-def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
-    """Newton's method on ``c_S(z_S) = 0`` with backtracking; fills ``vals``."""
-    _initial(block, vals, guess)
-    maxiter = opts.maxiter or 50
-    state = BlockState()
-    z = _gather(block, vals)
-    c, ans = block_residual(block, vals)
-    for it in range(maxiter + 1):
-        norm = float(np.max(np.abs(c))) if c.size else 0.0
-        state.history.append(norm)
-        if not np.isfinite(norm) or not np.all(np.isfinite(z)):
-            raise ConvergenceError(
-                f"block [{_names(block)}]: non-finite residual at Newton iteration {it}; "
-                "give a better starting point with guess={...}",
-                nodes=block.names, iterations=it, history=state.history)
-        A = block_jacobian(block, vals, ans)
-        lu = _factor(block, A, f"at Newton iteration {it}")
-        if norm <= opts.tol * max(1.0, float(np.max(np.abs(z)))):
-            state.ans, state.lu, state.A, state.iterations = ans, lu, A, it
-            return state
-        if it == maxiter:
-            break
-        delta = lu.solve(-c)
-        alpha = 1.0
-        while True:
-            z_new = z + alpha * delta
-            _scatter(block, vals, z_new)
-            with np.errstate(all="ignore"):
-                c_new, ans_new = block_residual(block, vals)
-            new = float(np.max(np.abs(c_new)))
-            if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * norm) or alpha < 1e-3:
-                break
-            alpha *= 0.5
-        z, c, ans = z_new, c_new, ans_new
-    raise ConvergenceError(
-        f"block [{_names(block)}] did not converge in {maxiter} Newton iterations "
-        f"(last residual {state.history[-1]:.3e}, tol {opts.tol:g}); raise maxiter=, "
-        "give guess= values closer to the solution, or try method='fixed-point'",
-        nodes=block.names, iterations=maxiter, history=state.history)
+    Raises ConvergenceError (no convergence, non-finite residual) or SingularSystemError.
+    """
+    nonlinear.initial(block, vals, guess)
+    method = choose_method(block, vals, opts)
+    try:
+        return _SOLVERS[method](block, vals, opts, guess)
+    except ConvergenceError:
+        if opts.method != "auto" or method not in ("anderson", "newton-krylov"):
+            raise
+        # auto: a sweep that does not contract after all -> Newton from the same start
+        return _SOLVERS["newton" if has_jac(block) else "newton-krylov"](block, vals, opts, guess)
 
 
 # ------------------------------------------------------------ linear solves
-def _stack(block: Block, parts: list) -> np.ndarray:
-    return np.concatenate([np.zeros(size) if p is None else np.ravel(p).astype(np.float64)
-                           for size, p in zip(block.sizes, parts)])
+def choose_linear_solver(block: Block, vals: list, state: BlockState, opts: SolveOptions) -> str:
+    """``direct``, ``gmres``, ``bicgstab`` or (auto only) ``sweep``, the transposed
+    Gauss–Seidel fixed-point iteration, for this block at this solution."""
+    if opts.linear_solver != "auto":
+        return opts.linear_solver
+    if "linear" in state.cache:
+        return state.cache["linear"]
+    if block.size <= SMALL or state.lu is not None:
+        choice = "direct"
+    elif "stale_lu" in state.cache:
+        choice = "gmres"     # preconditioned by the last Newton factorization
+    elif not has_jac(block):
+        choice = "gmres"
+    elif block.explicit and _rate(block, vals, state.ans) < RATE_MAX:
+        # a strongly contracting sweep converges faster alone than inside scipy's gmres
+        choice = "sweep" if _rate(block, vals, state.ans) < 0.5 else "gmres"
+    elif block.cache.get("fill", 0.0) > FILL_MAX:
+        choice = "gmres"
+    else:
+        choice = "direct"
+    state.cache["linear"] = choice
+    return choice
 
 
-def _split(block: Block, x: np.ndarray) -> list:
-    return [x[off:off + size].reshape(shape)
-            for off, size, shape in zip(block.offsets, block.sizes, block.shapes)]
+def _matrix(block: Block, vals: list, state: BlockState):
+    if state.A is None:
+        state.A = block_jacobian(block, vals, state.ans)
+    return state.A
+
+
+def _direct(block, vals, state, b, trans: bool) -> np.ndarray:
+    if state.lu is None:
+        A = _matrix(block, vals, state)
+        state.lu = factor(block, A, "at the solution")
+        block.cache["fill"] = max(fill_ratio(state.lu, A), block.cache.get("fill", 0.0))
+    return state.lu.solve(b, trans="T" if trans else "N")
+
+
+def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
+    n, ans = block.size, state.ans
+    # the operator: the assembled A_SS when the forward solve made it, else VJP/JVP rules
+    if state.A is not None:
+        A = spla.aslinearoperator(state.A.T if trans else state.A)
+    else:
+        fn = (lambda w: rmatvec(block, vals, ans, w)) if trans else (lambda v: matvec(block, vals, ans, v))
+        A = spla.LinearOperator((n, n), matvec=fn, dtype=float)
+    what = "adjoint (A_SSᵀ λ = b)" if trans else "tangent (A_SS ż = b)"
+    bnorm = max(float(np.linalg.norm(b)), 1e-300)
+
+    def residual(x):
+        return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
+    if block.explicit:
+        # Gauss–Seidel preconditioning A = M - N: solve (I - M⁻¹N) x = M⁻¹ b (transposed:
+        # (I - M⁻ᵀNᵀ) x = M⁻ᵀ b); one sweep of the ops per Krylov iteration
+        if trans:
+            G = spla.LinearOperator((n, n), matvec=lambda x: x - rsweep(block, vals, ans, x, lower=False),
+                                    dtype=float)
+            bp = rsweep(block, vals, ans, b)
+        else:
+            G = spla.LinearOperator((n, n), matvec=lambda x: x - sweep(block, vals, ans, x, lower=False),
+                                    dtype=float)
+            bp = sweep(block, vals, ans, b)
+        if kind == "sweep":    # the transposed fixed-point iteration x ← M⁻ᵀNᵀx + M⁻ᵀb itself
+            return stationary(lambda x: x - G.matvec(x), bp, residual, names=block.names, what=what)
+        return krylov(G, bp, kind, names=block.names, what=what, residual=residual)
+    M = None
+    stale = state.cache.get("stale_lu")
+    if stale is not None:  # the LU of a nearby Newton iterate: a near-exact preconditioner
+        M = spla.LinearOperator((n, n), matvec=lambda r: stale.solve(r, trans="T" if trans else "N"),
+                                dtype=float)
+    elif has_jac(block):     # ILU of A_SS as the preconditioner
+        if "ilu" not in state.cache:
+            state.cache["ilu"] = ilu(_matrix(block, vals, state))
+        fac = state.cache["ilu"]
+        if fac is not None:
+            M = spla.LinearOperator((n, n), matvec=lambda r: fac.solve(r, trans="T" if trans else "N"),
+                                    dtype=float)
+    return krylov(A, b, kind, M=M, names=block.names, what=what, residual=residual)
+
+
+def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
+    b = stack(block, rhs)
+    choice = choose_linear_solver(block, vals, state, opts)
+    with np.errstate(all="ignore"):
+        if choice == "direct":
+            return split(block, _direct(block, vals, state, b, trans))
+        try:
+            return split(block, _iterative(block, vals, state, b, choice, trans))
+        except ConvergenceError:
+            if opts.linear_solver != "auto":
+                raise
+            # auto: the sweep or Krylov stalled -> gmres, then a factorization after all
+            if choice == "sweep":
+                state.cache["linear"] = "gmres"
+                try:
+                    return split(block, _iterative(block, vals, state, b, "gmres", trans))
+                except ConvergenceError:
+                    if not has_jac(block):
+                        raise
+            state.cache["linear"] = "direct"
+            return split(block, _direct(block, vals, state, b, trans))
 
 
 # A_SSᵀ λ_S = b_S - Σ_{d ∉ S} (∂c_d/∂z_S)ᵀ λ_d: the outside terms are already in rhs.
 def solve_adjoint(block: Block, vals: list, rhs: list, state: BlockState,
                   opts: SolveOptions) -> list:
     """Multipliers of the block's constraints from the accumulated right-hand side."""
-    b = _stack(block, rhs)
-    lam = state.lu.solve(b, trans="T")
-    return _split(block, lam)
+    return _solve(block, vals, rhs, state, opts, trans=True)
 
 
 # A_SS ż_S = -Σ_{u ∉ S} (∂c_S/∂z_u) ż_u: the outside terms are already in rhs.
 def solve_tangent(block: Block, vals: list, rhs: list, state: BlockState,
                   opts: SolveOptions) -> list:
-    """Tangents of the block's members from the accumulated right-hand side."""
-    b = _stack(block, rhs)
-    return _split(block, state.lu.solve(b))
+    """Tangents of the block's members from the accumulated right-hand side (one rhs per call)."""
+    return _solve(block, vals, rhs, state, opts, trans=False)
+

@@ -1,0 +1,194 @@
+"""Linear solves with a block Jacobian ``A_SS``: sparse LU, Krylov, and singularity reports.
+
+- :func:`factor`: ``splu`` of ``A_SS``; a failed or numerically singular factorization
+  raises :class:`SingularSystemError` with a diagnosis (:func:`diagnose`): zero rows and
+  columns, and for small blocks the equations that are linear combinations of others
+  (a null vector of ``A_SSᵀ`` from the SVD), as OpenMDAO's DirectSolver reports them.
+- :func:`krylov`: ``gmres``/``bicgstab`` on a ``LinearOperator`` with a preconditioner;
+  the true residual is checked afterwards and a solve that misses the tolerance raises
+  :class:`ConvergenceError` instead of returning a wrong multiplier.
+
+Examples
+--------
+>>> import numpy as np, scipy.sparse as sp
+>>> from lagrangeprop.linsolve import krylov
+>>> A = sp.csr_matrix(np.array([[4.0, 1.0], [1.0, 3.0]]))
+>>> x = krylov(A, np.array([1.0, 2.0]), "gmres", names=["a", "b"])
+>>> bool(np.allclose(A @ x, [1.0, 2.0], atol=1e-12))
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .errors import ConvergenceError, SingularSystemError
+
+__all__ = ["RCOND_MIN", "LIN_RTOL", "factor", "fill_ratio", "ilu", "krylov", "stationary", "diagnose",
+           "entry_names"]
+
+RCOND_MIN = 1e-14      # SPEC §1: reciprocal condition estimate below this is singular
+LIN_RTOL = 1e-12       # Krylov stopping tolerance, relative to ||b||
+LIN_ACCEPT = 1e-10     # the true residual a Krylov answer must reach (else ConvergenceError)
+SVD_MAX = 400          # blocks up to this size get the dense SVD diagnosis
+
+
+def entry_names(names: list[str], sizes: list[int], shapes: list[tuple]) -> list[str]:
+    """``y1``, ``u[3]``, ``u[1, 2]``: a name per scalar entry of a stacked block vector."""
+    out = []
+    for name, size, shape in zip(names, sizes, shapes):
+        if shape == ():
+            out.append(name)
+        else:
+            out.extend(f"{name}[{', '.join(map(str, np.unravel_index(i, shape)))}]" for i in range(size))
+    return out
+
+
+def _short(items: list[str], k: int = 6) -> str:
+    return ", ".join(items[:k]) + (f", ... ({len(items)} in all)" if len(items) > k else "")
+
+
+def diagnose(A: sp.spmatrix, labels: list[str]) -> str:
+    """Why ``A`` (rows = equations, columns = variables, both labelled) is singular."""
+    A = sp.csr_matrix(A)
+    scale = float(abs(A).max()) if A.nnz else 0.0
+    tiny = 1e-14 * scale
+    absA = abs(A)
+    zero_rows = np.flatnonzero(np.asarray(absA.max(axis=1).todense()).ravel() <= tiny)
+    zero_cols = np.flatnonzero(np.asarray(absA.max(axis=0).todense()).ravel() <= tiny)
+    msgs = []
+    if zero_cols.size:
+        msgs.append(f"variable(s) {_short([labels[j] for j in zero_cols])} enter none of the "
+                    "block's equations (zero column of A_SS)")
+    if zero_rows.size:
+        msgs.append(f"the equation(s) of {_short([labels[i] for i in zero_rows])} depend on no "
+                    "block variable (zero row of A_SS)")
+    if not msgs and A.shape[0] <= SVD_MAX:
+        U, s, Vt = np.linalg.svd(A.toarray())
+        if s.size and s[-1] <= max(s[0], 1e-300) * 1e-10:
+            u, v = U[:, -1], Vt[-1]
+            rows = np.flatnonzero(np.abs(u) > 1e-8 * np.abs(u).max())
+            cols = np.flatnonzero(np.abs(v) > 1e-8 * np.abs(v).max())
+            combo = " + ".join(f"{u[i] / u[rows[0]]:.3g}·c[{labels[i]}]" for i in rows[:6])
+            msgs.append(f"the equations of {_short([labels[i] for i in rows])} are linearly "
+                        f"dependent ({combo} = 0 to first order)")
+            msgs.append(f"the variables {_short([labels[j] for j in cols])} are not determined "
+                        "(null vector of A_SS)")
+    return "; ".join(msgs)
+
+
+def _singular(block, A, where: str, reason: str, rcond: float, labels) -> SingularSystemError:
+    from .blockops import describe
+    why = diagnose(A, labels)
+    return SingularSystemError(
+        f"the Jacobian A_SS of block [{describe(block)}] is {reason} {where}"
+        + (f": {why}" if why else "") + ". The implicit function theorem needs it nonsingular: "
+        "check that every block variable enters its equations and that no equation is a "
+        "combination of the others (or start from a different guess=)",
+        nodes=block.names, rcond=rcond)
+
+
+def labels_of(block) -> list[str]:
+    if "labels" not in block.cache:
+        block.cache["labels"] = entry_names(block.names, block.sizes, block.shapes)
+    return block.cache["labels"]
+
+
+def factor(block, A: sp.csc_matrix, where: str):
+    """Sparse LU of ``A_SS``; singular or numerically singular -> SingularSystemError."""
+    if A.shape[0] == 0:
+        return None
+    try:
+        lu = spla.splu(A)
+    except RuntimeError:
+        raise _singular(block, A, where, "singular", 0.0, labels_of(block)) from None
+    d = np.abs(lu.U.diagonal())
+    rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
+    if rcond < RCOND_MIN:
+        raise _singular(block, A, where, f"numerically singular (reciprocal condition estimate "
+                        f"{rcond:.2e} < {RCOND_MIN:g})", rcond, labels_of(block))
+    return lu
+
+
+def fill_ratio(lu, A: sp.spmatrix) -> float:
+    """``nnz(L + U) / nnz(A)``: how much the factorization filled in."""
+    return (lu.L.nnz + lu.U.nnz) / max(A.nnz, 1)
+
+
+def ilu(A: sp.csc_matrix):
+    """An incomplete-LU preconditioner ``M ≈ A⁻¹`` (or ``None`` when spilu fails)."""
+    try:
+        fac = spla.spilu(sp.csc_matrix(A), drop_tol=1e-6, fill_factor=20)
+    except RuntimeError:
+        return None
+    return fac
+
+
+def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: float = LIN_RTOL,
+           maxiter: int | None = None, what: str = "linear solve", residual=None) -> np.ndarray:
+    """Solve ``A x = b`` with ``gmres`` or ``bicgstab``; verify the answer.
+
+    ``A`` and ``M`` are anything ``scipy.sparse.linalg.aslinearoperator`` accepts.
+    ``residual(x)`` gives the relative residual to verify (default ``||Ax - b|| / ||b||``;
+    pass the unpreconditioned one when ``A`` is a preconditioned operator). It must reach
+    1e-10, else ConvergenceError (naming ``names``): never a silently wrong answer.
+    """
+    A = spla.aslinearoperator(A)
+    n = A.shape[0]
+    bnorm = float(np.linalg.norm(b))
+    if bnorm == 0.0:
+        return np.zeros(n)
+    if residual is None:
+        def residual(x):
+            return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
+    maxiter = maxiter or max(100, min(n, 2000))
+    history: list = []
+    x = None if x0 is None else np.array(x0, dtype=np.float64)
+    for attempt in range(3):   # a restart from the last iterate recovers lost precision
+        if kind == "gmres":
+            restart = min(n, 60)
+            x, info = spla.gmres(A, b, x0=x, rtol=rtol, atol=0.0, restart=restart,
+                                 maxiter=max(1, maxiter // restart + 1), M=M)
+        elif kind == "bicgstab":
+            x, info = spla.bicgstab(A, b, x0=x, rtol=rtol, atol=0.0, maxiter=maxiter, M=M)
+        else:  # pragma: no cover - options are validated upstream
+            raise ValueError(kind)
+        res = residual(x) if np.all(np.isfinite(x)) else float("nan")
+        history.append(res)
+        if np.isfinite(res) and res <= LIN_ACCEPT:
+            return x
+        if not np.isfinite(res) or (info > 0 and attempt > 0 and res > 0.5 * history[-2]):
+            break
+        rtol *= 1e-2
+    raise ConvergenceError(
+        f"{kind} did not converge on the {what} of block [{_short(list(names), 8)}]: relative "
+        f"residual {history[-1]:.2e} > {LIN_ACCEPT:g} after {len(history)} attempt(s) of "
+        f"{maxiter} iterations; use linear_solver='direct' (or 'gmres' with a better-conditioned "
+        "formulation)", nodes=names, iterations=maxiter * len(history), history=history)
+
+
+def stationary(G, c: np.ndarray, residual, *, names=(), what: str = "linear solve",
+               maxiter: int = 1000) -> np.ndarray:
+    """The stationary iteration ``x ← G x + c`` (a Gauss–Seidel sweep, for contractive blocks),
+    stopped when the step is below 1e-14·|x| and ``residual(x) <= 1e-10``; else ConvergenceError."""
+    x = np.array(c, dtype=np.float64)
+    history = []
+    for _ in range(maxiter):
+        x_new = G(x) + c
+        step = float(np.max(np.abs(x_new - x))) if x.size else 0.0
+        x = x_new
+        history.append(step)
+        if not np.isfinite(step):
+            break
+        if step <= 1e-14 * max(float(np.max(np.abs(x))), 1e-300):
+            res = residual(x)
+            if res <= LIN_ACCEPT:
+                return x
+            history.append(res)
+            break
+    raise ConvergenceError(
+        f"the fixed-point sweep did not converge on the {what} of block [{_short(list(names), 8)}] "
+        f"(last step {history[-1]:.2e} after {len(history)} sweeps); use linear_solver='gmres' "
+        "or 'direct'", nodes=names, iterations=len(history), history=history)

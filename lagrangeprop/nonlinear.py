@@ -1,0 +1,254 @@
+"""Forward solvers for one block: find ``z_S`` with ``c_S(z_S; z_outside) = 0`` (SPEC §1).
+
+- :func:`newton`: ``A_SS δ = -c_S`` with a sparse LU, backtracking on ``||c||₂``; the LU is
+  reused when ``A_SS`` did not change (linear blocks factor once).
+- :func:`newton_krylov`: the same step solved inexactly by ``gmres`` on JVP products
+  (matrix-free), preconditioned by a Gauss–Seidel sweep (explicit blocks) or ILU.
+- :func:`fixed_point`: Gauss–Seidel sweeps ``z_d ← f_d(z)`` in block order (explicit blocks).
+- :func:`anderson`: Anderson acceleration (type II, memory 6) of the same sweep.
+
+All start from the caller's guess, else 0, stop when ``max|c| <= tol·max(1, max|z|)`` (checked
+on the true residual), and raise :class:`ConvergenceError` with the residual history otherwise.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> prog = lp.Program()
+>>> x = prog.input("x"); y = prog.variable("y")
+>>> _ = prog.define(y, 0.5 * lp.cos(y) + x); _ = prog.output(y * 1.0, name="o")
+>>> a = prog.solve(x=1.0, method="anderson"); b = prog.solve(x=1.0, method="newton")
+>>> bool(abs(a.values["y"] - b.values["y"]) < 1e-9)
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from .blockops import (BlockState, block_jacobian, block_residual, converged, describe, gather,
+                       has_jac, matvec, residual_norm, scatter, sweep)
+from .errors import ConvergenceError
+from .linsolve import factor, fill_ratio, ilu
+from .options import SolveOptions
+from .schedule import Block
+
+__all__ = ["initial", "newton", "newton_krylov", "fixed_point", "anderson", "MAXITER"]
+
+CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
+MAXITER = {"newton": 50, "newton-krylov": 100, "fixed-point": 2000, "anderson": 1000}
+
+
+def initial(block: Block, vals: list, guess: dict, presweep: bool = True) -> None:
+    """Members start from the user's guess, else 0 (SPEC §1); explicit members without a
+    guess are then evaluated once in block order (one Gauss–Seidel sweep) when finite."""
+    for n, shape in zip(block.nodes, block.shapes):
+        vals[n] = (np.array(np.broadcast_to(np.asarray(guess[n], dtype=np.float64), shape))
+                   if n in guess else np.zeros(shape))
+    if not presweep:
+        return
+    with np.errstate(all="ignore"):
+        for s in block.steps:
+            if not s.residual and s.node not in guess:
+                v = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
+                if np.all(np.isfinite(v)):
+                    vals[s.node] = v
+
+
+def _fail(block: Block, method: str, state: BlockState, tol: float, maxiter: int, why: str = ""):
+    last = state.history[-1] if state.history else float("nan")
+    hint = {"newton": "method='anderson' (explicit blocks) or a guess= closer to the solution",
+            "newton-krylov": "method='newton' or a guess= closer to the solution",
+            "fixed-point": "method='newton' (the sweep may not contract) or 'anderson'",
+            "anderson": "method='newton' (the sweep may not contract)"}[method]
+    return ConvergenceError(
+        f"block [{describe(block)}] did not converge with {method}"
+        + (f" ({why})" if why else f" in {maxiter} iterations")
+        + f": last residual {last:.3e}, tol {tol:g}; raise maxiter=, or try {hint}",
+        nodes=block.names, iterations=state.iterations, history=state.history)
+
+
+def _finite_or_fail(block, method, state, tol, maxiter, c, z):
+    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(z))):
+        state.history.append(float("nan"))
+        raise _fail(block, method, state, tol, maxiter, f"non-finite residual at iteration "
+                    f"{state.iterations}; give a better starting point with guess=")
+
+
+def _line_search(block, vals, z, delta, cnorm2):
+    """Backtracking on ``||c||₂`` (Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
+    alpha = 1.0
+    while True:
+        z_new = z + alpha * delta
+        scatter(block, vals, z_new)
+        with np.errstate(all="ignore"):
+            c_new, ans_new = block_residual(block, vals)
+        new = float(np.linalg.norm(c_new))
+        if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
+            return z_new, c_new, ans_new
+        alpha *= 0.5
+
+
+# ------------------------------------------------------------------ Newton
+def _same(A, B) -> bool:
+    return (B is not None and A.nnz == B.nnz and np.array_equal(A.indptr, B.indptr)
+            and np.array_equal(A.indices, B.indices) and np.array_equal(A.data, B.data))
+
+
+def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals``.
+
+    On blocks above ``CHORD_MIN`` unknowns a factorization is reused (chord step) while it
+    still reduces ``||c||₂`` at least fourfold; at the solution ``state.lu`` is kept only when ``A_SS`` did not change since
+    (linear blocks), else the stale LU stays in ``state.cache["stale_lu"]`` (a preconditioner).
+    """
+    initial(block, vals, guess)
+    maxiter = opts.maxiter or MAXITER["newton"]
+    state = BlockState(method="newton")
+    z = gather(block, vals)
+    with np.errstate(all="ignore"):
+        c, ans = block_residual(block, vals)
+    lu = lu_A = None
+    rate = 1.0
+    for it in range(maxiter + 1):
+        state.iterations = it
+        state.history.append(residual_norm(c))
+        _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
+        if converged(c, z, opts.tol):
+            A = block_jacobian(block, vals, ans)
+            state.ans, state.A = ans, A
+            if _same(A, lu_A):
+                state.lu = lu
+            elif lu is not None:
+                state.cache["stale_lu"] = lu
+            return state
+        if it == maxiter:
+            break
+        norm2 = float(np.linalg.norm(c))
+        if lu is not None and rate <= 0.25 and block.size > CHORD_MIN:   # chord step, old LU
+            z_try = z + lu.solve(-c)
+            scatter(block, vals, z_try)
+            with np.errstate(all="ignore"):
+                c_try, ans_try = block_residual(block, vals)
+            new = float(np.linalg.norm(c_try))
+            if np.isfinite(new) and new <= 0.25 * norm2:
+                rate, z, c, ans = new / norm2, z_try, c_try, ans_try
+                continue
+            scatter(block, vals, z)
+        lu_A = block_jacobian(block, vals, ans)
+        lu = factor(block, lu_A, f"at Newton iteration {it}")
+        block.cache["fill"] = max(fill_ratio(lu, lu_A), block.cache.get("fill", 0.0))
+        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2)
+        rate = float(np.linalg.norm(c)) / max(norm2, 1e-300)
+    raise _fail(block, "newton", state, opts.tol, maxiter)
+
+
+def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Inexact Newton: ``A_SS δ = -c`` by gmres on JVP products; fills ``vals``."""
+    initial(block, vals, guess)
+    maxiter = opts.maxiter or MAXITER["newton-krylov"]
+    state = BlockState(method="newton-krylov")
+    z = gather(block, vals)
+    with np.errstate(all="ignore"):
+        c, ans = block_residual(block, vals)
+    n = block.size
+    for it in range(maxiter + 1):
+        state.iterations = it
+        state.history.append(residual_norm(c))
+        _finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
+        if converged(c, z, opts.tol):
+            state.ans = ans
+            return state
+        if it == maxiter:
+            break
+        A = spla.LinearOperator((n, n), matvec=lambda v, a=ans: matvec(block, vals, a, v), dtype=float)
+        M = None
+        if block.explicit:
+            M = spla.LinearOperator((n, n), matvec=lambda r, a=ans: sweep(block, vals, a, r), dtype=float)
+        elif has_jac(block):
+            fac = ilu(block_jacobian(block, vals, ans))
+            M = None if fac is None else spla.LinearOperator((n, n), matvec=fac.solve, dtype=float)
+        eta = min(0.1, max(1e-3 * opts.tol, state.history[-1]))   # forcing term
+        delta, _ = spla.gmres(A, -c, rtol=eta, atol=0.0, restart=min(n, 60), maxiter=20, M=M)
+        if not np.all(np.isfinite(delta)):
+            raise _fail(block, "newton-krylov", state, opts.tol, maxiter, "gmres broke down")
+        z, c, ans = _line_search(block, vals, z, delta, float(np.linalg.norm(c)))
+    raise _fail(block, "newton-krylov", state, opts.tol, maxiter)
+
+
+# ------------------------------------------------- fixed point (explicit)
+def _sweep_values(block: Block, vals: list) -> None:
+    """One Gauss–Seidel sweep ``z_d ← f_d(z)`` in block order (in place)."""
+    for s in block.steps:
+        vals[s.node] = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
+
+
+def _finish(block, vals, opts, state) -> bool:
+    """Verify the true residual at the current values; on success fill ``state.ans``."""
+    with np.errstate(all="ignore"):
+        c, ans = block_residual(block, vals)
+    if converged(c, gather(block, vals), opts.tol):
+        state.ans = ans
+        state.history.append(residual_norm(c))
+        return True
+    return False
+
+
+def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Gauss–Seidel fixed-point sweeps for an explicit block; fills ``vals``."""
+    initial(block, vals, guess, presweep=False)
+    maxiter = opts.maxiter or MAXITER["fixed-point"]
+    state = BlockState(method="fixed-point")
+    z = gather(block, vals)
+    with np.errstate(all="ignore"):
+        for it in range(1, maxiter + 1):
+            state.iterations = it
+            _sweep_values(block, vals)
+            z_new = gather(block, vals)
+            step = residual_norm(z_new - z)
+            state.history.append(step)
+            _finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z_new, z_new)
+            z = z_new
+            if step <= opts.tol * max(1.0, residual_norm(z)) and _finish(block, vals, opts, state):
+                return state
+    raise _fail(block, "fixed-point", state, opts.tol, maxiter)
+
+
+def anderson(block: Block, vals: list, opts: SolveOptions, guess: dict, memory: int = 6) -> BlockState:
+    """Anderson-accelerated Gauss–Seidel sweeps for an explicit block; fills ``vals``."""
+    initial(block, vals, guess, presweep=False)
+    maxiter = opts.maxiter or MAXITER["anderson"]
+    state = BlockState(method="anderson")
+    z = gather(block, vals)
+    Gs: list = []
+    Fs: list = []
+    best = np.inf
+    with np.errstate(all="ignore"):
+        for it in range(1, maxiter + 1):
+            state.iterations = it
+            scatter(block, vals, z)
+            _sweep_values(block, vals)
+            g = gather(block, vals)
+            f = g - z
+            step = residual_norm(f)
+            state.history.append(step)
+            _finite_or_fail(block, "anderson", state, opts.tol, maxiter, f, g)
+            if step <= opts.tol * max(1.0, residual_norm(g)) and _finish(block, vals, opts, state):
+                return state
+            if step > 1e4 * best:          # the mixing went astray: restart the memory
+                Gs.clear(); Fs.clear()
+            best = min(best, step)
+            Gs.append(g); Fs.append(f)
+            if len(Fs) > memory + 1:
+                Gs.pop(0); Fs.pop(0)
+            if len(Fs) >= 2:
+                dF = np.diff(np.array(Fs), axis=0)
+                dG = np.diff(np.array(Gs), axis=0)
+                # min ||f - dFᵀγ||₂ through the small Gram matrix (lstsq on n×m is slow)
+                G = dF @ dF.T
+                G[np.diag_indices_from(G)] += 1e-14 * max(np.trace(G), 1e-300)
+                gamma = np.linalg.solve(G, dF @ f)
+                z = g - dG.T @ gamma
+            else:
+                z = g
+    raise _fail(block, "anderson", state, opts.tol, maxiter)
