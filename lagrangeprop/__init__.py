@@ -22,29 +22,27 @@ from .ops import (abs, add, concatenate, cos, divide, dot, exp, greater, greater
 from .primitives import primitive
 from .program import Program
 from .trace import Var, trace
+from .check import CheckReport, check
+from .tangent import hessian, hvp, jacobian, jvp, vjp
+from .viz import draw
 
 __version__ = "0.1.0"
 
-# Names whose modules load on first use (PEP 562): they pull in heavier machinery.
-_LAZY = {
-    "check": "check", "CheckReport": "check",
-    "jvp": "tangent", "vjp": "tangent", "jacobian": "tangent", "hvp": "tangent",
-    "hessian": "tangent",
-    "minimize": "optimize", "minimize_full_space": "optimize",
-    "draw": "viz",
-}
+# check is imported eagerly so the function, not the submodule, is bound to lp.check;
+# optimize (scipy.optimize) loads on first use (PEP 562).
+_LAZY = {"minimize": "optimize", "minimize_full_space": "optimize"}
 
 
 def __getattr__(name):
+    import importlib
     if name in _LAZY:
-        import importlib
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # importing .check binds the submodule to lp.check: rebind
+        globals()[name] = value
         return value
-    if name in ("viz", "tangent", "optimize", "tape"):
-        import importlib
+    if name in ("optimize", "tape"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lagrangeprop' has no attribute {name!r}")
+
 
 __all__ = [
     "Program", "Solution", "Var", "trace", "grad", "value_and_grad", "primitive",
@@ -55,5 +53,6 @@ __all__ = [
     "maximum", "mean", "minimum", "multiply", "negative", "power", "reshape", "sigmoid",
     "sin", "softmax", "sqrt", "square", "stack", "subtract", "sum", "tan", "tanh",
     "transpose", "where",
+    "check", "CheckReport", "jvp", "vjp", "jacobian", "hvp", "hessian", "draw",
     *_LAZY,
 ]

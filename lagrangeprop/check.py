@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import json
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -596,14 +595,3 @@ def main_check(argv: list[str]) -> int:  # noqa: C901 - a flat argument loop
         return 2
     print(report)
     return 0 if report.ok else 1
-
-
-class _CallableModule(types.ModuleType):
-    """``import lagrangeprop.check`` binds this module to ``lagrangeprop.check``; calling it
-    still runs :func:`check`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> CheckReport:
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
