@@ -412,7 +412,10 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
                          rows=rows, direction=direction, multipliers=multipliers,
                          multiplier_summary=summary, convergence=convergence, value=value_cmp,
                          notes=notes, evaluations=0 if F is None else F.evaluations, ok=False)
-    report.ok = not report.failures
+    compared = any(r["compare"] for r in rows) or bool(direction and direction["compare"])
+    if not compared:
+        notes.append("no reference could run, so nothing was checked: ok is False")
+    report.ok = compared and not report.failures
     return report
 
 

@@ -288,3 +288,15 @@ def g(x):
                           "--against", "autograd,fd"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1 and "FAIL" in bad.stdout
+
+
+def test_check_with_no_runnable_reference_is_not_ok():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        op = lp.primitive("test_check_cube_noref", lambda x: x**3, vjp=lambda g, ans, x: (3 * g * x**2,))
+    prog = lp.trace(lambda x: op(x), x=0.5)
+    report = lp.check(prog, x=0.5, against=("autograd",))
+    assert not report.ok
+    assert "nothing was checked" in str(report)
+    assert lp.check(prog, x=0.5).ok          # finite differences alone check the user op
