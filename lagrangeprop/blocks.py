@@ -174,7 +174,9 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
         if fac is not None:
             M = spla.LinearOperator((n, n), matvec=lambda r: fac.solve(r, trans="T" if trans else "N"),
                                     dtype=float)
-    return krylov(A, b, kind, M=M, names=block.names, what=what, residual=residual)
+    # a stale LU that needs many iterations is worse than a new factorization (auto falls back)
+    cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None
+    return krylov(A, b, kind, M=M, names=block.names, what=what, residual=residual, maxiter=cap)
 
 
 def _solve(block, vals, rhs, state, opts, trans: bool) -> list:

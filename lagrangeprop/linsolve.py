@@ -148,7 +148,7 @@ def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: floa
     x = None if x0 is None else np.array(x0, dtype=np.float64)
     for attempt in range(3):   # a restart from the last iterate recovers lost precision
         if kind == "gmres":
-            restart = min(n, 60)
+            restart = min(n, 60, maxiter)
             x, info = spla.gmres(A, b, x0=x, rtol=rtol, atol=0.0, restart=restart,
                                  maxiter=max(1, maxiter // restart + 1), M=M)
         elif kind == "bicgstab":

@@ -99,8 +99,9 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals``.
 
     On blocks above ``CHORD_MIN`` unknowns a factorization is reused (chord step) while it
-    still reduces ``||c||₂`` at least fourfold; at the solution ``state.lu`` is kept only when ``A_SS`` did not change since
-    (linear blocks), else the stale LU stays in ``state.cache["stale_lu"]`` (a preconditioner).
+    still reduces ``||c||₂`` at least fourfold; at the solution ``state.lu`` is kept only when
+    ``A_SS`` did not change since (linear blocks), else the stale LU stays in
+    ``state.cache["stale_lu"]`` (a preconditioner).
     """
     initial(block, vals, guess)
     maxiter = opts.maxiter or MAXITER["newton"]
@@ -109,12 +110,18 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     with np.errstate(all="ignore"):
         c, ans = block_residual(block, vals)
     lu = lu_A = None
-    rate = 1.0
+    rate, polished = 1.0, False
     for it in range(maxiter + 1):
         state.iterations = it
         state.history.append(residual_norm(c))
         _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
-        if converged(c, z, opts.tol):
+        done = converged(c, z, opts.tol)
+        # small blocks take one more (cheap, quadratically convergent) step once within tol:
+        # the multipliers then do not carry the forward tolerance
+        if done and not polished and block.size <= CHORD_MIN and it < maxiter \
+                and state.history[-1] > 1e-14 * max(1.0, residual_norm(z)):
+            polished = True
+        elif done:
             A = block_jacobian(block, vals, ans)
             state.ans, state.A = ans, A
             if _same(A, lu_A):
