@@ -707,8 +707,10 @@ def measure(fn: Callable[[], Any], budget: float) -> float:
     t = time.perf_counter()
     fn()
     first = time.perf_counter() - t
+    if first >= budget:          # one call already exceeds the budget: it is the sample
+        return first
     number = int(min(10_000, max(1, 2e-3 / max(first, 1e-9))))
-    repeat = int(min(25, max(1 if first > budget else 3, budget / (first * number))))
+    repeat = int(min(25, max(3, budget / (first * number))))
     samples = []
     gc.collect()
     gc.disable()
@@ -731,17 +733,17 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def _peak_mb(fn: Callable[[], Any]) -> float | None:
-    """Peak resident memory (MB) one call adds over what is resident before it."""
+def _peak_mb(fn: Callable[[], Any]) -> tuple[float | None, Any]:
+    """Peak resident memory (MB) one call adds over what is resident before it, and its result."""
     try:
         gc.collect()
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")     # reset VmHWM to the current RSS
         base = _rss_kb("VmRSS")
-        fn()
-        return (_rss_kb("VmHWM") - base) / 1024.0
+        out = fn()
+        return (_rss_kb("VmHWM") - base) / 1024.0, out
     except OSError:
-        return None
+        return None, fn()
 
 
 def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str | None = None) -> dict:
@@ -756,8 +758,7 @@ def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            peak = _peak_mb(impl.grad) if memory else None
-            g = impl.grad()
+            peak, g = _peak_mb(impl.grad) if memory else (None, impl.grad())
             res["grad_s"] = measure(impl.grad, budget)
             res["fwd_s"] = measure(impl.fwd, budget)
     except Exception as exc:   # report, keep going with the other systems
@@ -771,12 +772,15 @@ def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str 
     return res
 
 
-def run_child(name: str, system: str, budget: float) -> dict:
+def run_child(name: str, system: str, budget: float, timeout: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "grad.npy")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", name, system, "--budget", str(budget),
                "--grad-out", path]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"status": f"timeout (> {timeout:.0f} s for the whole measurement)"}
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
             return {"status": f"error: {tail[:120]}"}
@@ -804,11 +808,14 @@ def main(argv=None) -> int:
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--budget", type=float, default=None, help="seconds per timing (default 1, quick 0.05)")
     ap.add_argument("--child", nargs=2, metavar=("PROGRAM", "SYSTEM"), help=argparse.SUPPRESS)
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="seconds per subprocess measurement (default 900, quick 60)")
     ap.add_argument("--grad-out", help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     QUICK = args.quick
     budget = args.budget if args.budget is not None else (0.05 if args.quick else 1.0)
+    timeout = args.timeout if args.timeout is not None else (60.0 if args.quick else 900.0)
 
     if args.child:
         name, system = args.child
@@ -824,7 +831,7 @@ def main(argv=None) -> int:
         _, memory, _ = CASES[name]
         per = {}
         for system in systems:
-            per[system] = (run_child(name, system, budget) if memory
+            per[system] = (run_child(name, system, budget, timeout) if memory
                            else run_one(name, system, budget, memory=False))
             print(f"  {name:16s} {system:13s} {per[system]['status']}", file=sys.stderr, flush=True)
         results[name] = per
