@@ -14,6 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 import lagrangeprop as lp
+from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
 from lagrangeprop import primitives, tape
 from lagrangeprop.__main__ import blog, blog_derivative
 from lagrangeprop.check import main_check
@@ -27,14 +28,7 @@ except ImportError:
 
 
 def sellar():
-    prog = lp.Program(name="sellar")
-    x = prog.input("x")
-    z = prog.input("z", shape=(2,))
-    y1, y2 = prog.variable("y1"), prog.variable("y2")
-    prog.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    prog.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    prog.output(x ** 2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return prog, dict(x=1.0, z=np.array([5.0, 2.0])), {"y1": 1.0, "y2": 1.0}
+    return sellar_program(), dict(SELLAR_INPUTS), dict(SELLAR_GUESS)
 
 
 def cubic():

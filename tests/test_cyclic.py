@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from autograd import grad as ag_grad
 
 import lagrangeprop as lp
+from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
 from lagrangeprop import blocks
 from lagrangeprop.blockops import block_jacobian, matvec, rmatvec, rsweep, stack, sweep
 from lagrangeprop.linsolve import krylov
@@ -24,17 +25,11 @@ PATHS = [(m, s) for m in METHODS for s in LINEAR]
 
 # ------------------------------------------------------------ the programs
 def sellar():
-    prog = lp.Program(name="sellar")
-    x = prog.input("x"); z = prog.input("z", shape=(2,))
-    y1 = prog.variable("y1"); y2 = prog.variable("y2")
-    prog.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    prog.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    prog.output(x ** 2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return prog, {"x": 1.0, "z": np.array([5.0, 2.0])}, {"y1": 1.0, "y2": 1.0}
+    return sellar_program(), dict(SELLAR_INPUTS), dict(SELLAR_GUESS)
 
 
 def _sellar_ref(inputs):
-    return np.array([2.98061391, 9.61001056, 1.78448534])
+    return SELLAR_TOTALS
 
 
 def linear_cycle(n=6, seed=0):

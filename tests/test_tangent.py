@@ -15,6 +15,7 @@ from autograd.scipy.special import expit as ag_expit
 from autograd.scipy.special import logsumexp as ag_logsumexp
 
 import lagrangeprop as lp
+from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
 from lagrangeprop.primitives import REGISTRY, get
 from lagrangeprop.second_order import RULES, curvature, has_rule
 from lagrangeprop.tangent import solution_hvp, solution_jvp
@@ -156,13 +157,7 @@ def test_jacobian_argnum_and_scalar_output():
 
 # ------------------------------------------------------------- cyclic programs
 def sellar():
-    prog = lp.Program(name="sellar")
-    x = prog.input("x"); z = prog.input("z", shape=(2,))
-    y1 = prog.variable("y1"); y2 = prog.variable("y2")
-    prog.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    prog.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    prog.output(x ** 2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return prog
+    return sellar_program()
 
 
 GUESS = {"y1": 1.0, "y2": 1.0}

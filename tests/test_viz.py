@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
+from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
 from lagrangeprop import viz
 
 
@@ -17,15 +18,7 @@ def blog(x):
 
 
 def sellar():
-    prog = lp.Program(name="sellar")
-    x = prog.input("x")
-    z = prog.input("z", shape=(2,))
-    y1 = prog.variable("y1")
-    y2 = prog.variable("y2")
-    prog.define(y1, z[0]**2 + z[1] + x - 0.2 * y2)
-    prog.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    prog.output(x**2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return prog
+    return sellar_program()
 
 
 @pytest.fixture(params=["dag", "sellar"])
