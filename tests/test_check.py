@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 import lagrangeprop as lp
-from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
+from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
 from lagrangeprop import primitives, tape
 from lagrangeprop.__main__ import blog, blog_derivative
 from lagrangeprop.check import main_check

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from autograd import grad as ag_grad
 
 import lagrangeprop as lp
-from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
+from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program
 from lagrangeprop import blocks
 from lagrangeprop.blockops import block_jacobian, matvec, rmatvec, rsweep, stack, sweep
 from lagrangeprop.linsolve import krylov

@@ -15,7 +15,7 @@ from autograd.scipy.special import expit as ag_expit
 from autograd.scipy.special import logsumexp as ag_logsumexp
 
 import lagrangeprop as lp
-from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
+from programs import sellar_program
 from lagrangeprop.primitives import REGISTRY, get
 from lagrangeprop.second_order import RULES, curvature, has_rule
 from lagrangeprop.tangent import solution_hvp, solution_jvp

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program  # noqa: F401
+from programs import sellar_program
 from lagrangeprop import viz
 
 
