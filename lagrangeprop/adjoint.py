@@ -31,14 +31,17 @@ __all__ = ["run_adjoint", "accumulate"]
 _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
 
 
-def _exact(ct, like) -> bool:
+def _exact(ct, like, g, args) -> bool:
     """Whether a raw rule result already is what :meth:`Primitive.vjp` would return:
-    a fresh float64 array (or scalar) of exactly the argument's shape."""
+    a float64 array (or scalar) of exactly the argument's shape that shares no memory with
+    ``g`` or the arguments (a view of the rule's own temporary is fine)."""
     cls = ct.__class__
     if cls is _F64:
         return getattr(like, "shape", None) == ()
-    return (cls is _ND and ct.dtype is _F64DT and ct.base is None
-            and ct.shape == getattr(like, "shape", None))
+    if cls is not _ND or ct.dtype is not _F64DT or ct.shape != getattr(like, "shape", None):
+        return False
+    return ct.base is None or not (np.may_share_memory(ct, g) or any(
+        np.may_share_memory(ct, a) for a in args if a.__class__ is _ND))
 
 
 def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
@@ -66,7 +69,7 @@ def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
             ct = rule(pos, g, ans, args, step.params)
             if ct is None:
                 continue
-            if ct is g or not _exact(ct, args[pos]):   # what Primitive.vjp does after the rule
+            if ct is g or not _exact(ct, args[pos], g, args):   # what Primitive.vjp does after the rule
                 ct = np.array(unbroadcast(ct, np.shape(args[pos])), dtype=np.float64)
         if sign != 1.0:
             ct = -ct
