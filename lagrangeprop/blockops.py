@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .primitives import unbroadcast
 from .schedule import Block
 
 __all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "block_residual",
-           "block_jacobian", "has_jac", "matvec", "rmatvec", "sweep", "rsweep", "sweep_rate",
+           "block_jacobian", "has_jac", "Linearization", "linearize", "assemble", "matvec", "rmatvec",
+           "sweep", "rsweep", "sweep_rate",
            "residual_norm", "converged"]
 
 
@@ -113,84 +115,286 @@ def has_jac(block: Block) -> bool:
     return block.cache["has_jac"]
 
 
+# ------------------------------------------- the linearization at one point
+# Every block edge u -> d (u a member, d a member with u among its differentiable
+# arguments) carries the local partial ∂op_d/∂z_u. A Linearization evaluates them once
+# at a point (elementwise ops: the partial array; ops with a sparse rule: the CSR matrix,
+# when assembling or when it is as cheap as the rule) and then applies them with plain
+# numpy in every product, sweep and assembly at that point.
+def _float(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+_ZERO = object()   # marks an argument the op's partials ignore
+
+
+class _Edge:
+    """``∂op_k/∂z_m`` at one point: ``jvp(t)`` (arg -> out shape), ``vjp(g)`` (out -> arg shape)."""
+
+    __slots__ = ("k", "m", "pos", "step", "args", "ans", "p", "J", "JT", "bcast", "arg_shape", "out_shape")
+
+    def __init__(self, k, m, pos, step, args, ans, memo):
+        self.k, self.m, self.pos, self.step, self.args, self.ans = k, m, pos, step, args, ans
+        self.arg_shape, self.out_shape = np.shape(args[pos]), np.shape(ans)
+        self.p = self.J = self.JT = None
+        self.bcast = self.arg_shape != self.out_shape
+        prim = step.prim
+        partials = getattr(prim, "raw_partials", None)
+        if getattr(prim, "elementwise", False) and partials is not None and not prim.user:
+            d = partials[pos]
+            if d is not None:
+                nd = prim.nondiff
+                self.p = d(_float(ans), *[a if i in nd else _float(a) for i, a in enumerate(args)])
+            else:
+                self.p = _ZERO
+        elif memo is not None and (k, pos) in memo:
+            self.J, self.JT = memo[(k, pos)]
+        elif prim.name == "matmul" and not prim.user and any(sp.issparse(a) for a in args):
+            self.jac()      # the constant sparse operand itself: cheaper than the rule
+
+    def zero(self) -> bool:
+        """Structurally zero (the op has no partial for this argument)."""
+        return self.p is _ZERO
+
+    def jac(self):
+        """The CSR local Jacobian (``None`` = zero); computed once."""
+        if self.J is None and self.p is None:
+            s = self.step
+            J = s.prim.jac(self.pos, self.ans, self.args, s.params)
+            self.J = False if J is None else J
+        return self.J if self.J is not False else None
+
+    def jvp(self, t):
+        if self.p is not None:
+            out = t if (np.isscalar(self.p) and self.p == 1.0) else t * self.p
+            return np.broadcast_to(out, self.out_shape) if self.bcast else out
+        J = self.J if self.J is not None else None
+        if J is False:
+            return None
+        if J is not None:
+            return (J @ np.ravel(t)).reshape(self.out_shape)
+        s = self.step
+        return s.prim.jvp(self.pos, t, self.ans, self.args, s.params)
+
+    def vjp(self, g):
+        if self.p is not None:
+            out = g if (np.isscalar(self.p) and self.p == 1.0) else g * self.p
+            return unbroadcast(out, self.arg_shape) if self.bcast or np.shape(out) != self.arg_shape else out
+        if self.J is False:
+            return None
+        if self.J is not None:
+            if self.JT is None:
+                self.JT = self.J.T.tocsr()
+            return (self.JT @ np.ravel(g)).reshape(self.arg_shape)
+        s = self.step
+        return s.prim.vjp(self.pos, g, self.ans, self.args, s.params)
+
+
+class Linearization:
+    """The block's local partials at the point ``(vals, ans)``, per member: ``edges[k]``.
+
+    ``memo`` (optional, one forward solve long) keeps the Jacobians of edges that stay
+    constant while only the members move (linear ops of outside operands, e.g. ``W @ z``).
+    """
+
+    def __init__(self, block: Block, vals: list, ans: dict, memo: dict | None = None):
+        self.block, self.vals, self.ans, self.memo = block, vals, ans, memo
+        self.edges: list[list[_Edge]] = []
+        pos_of = block.position
+        for k, s in enumerate(block.steps):
+            row, args = [], None
+            for pos, u in s.diff:
+                m = pos_of.get(u)
+                if m is None:
+                    continue
+                if args is None:
+                    args = [vals[a] for a in s.args]
+                e = _Edge(k, m, pos, s, args, ans[s.node], memo)
+                if not e.zero():
+                    row.append(e)
+            self.edges.append(row)
+
+    def jacobians(self) -> None:
+        """Compute every non-elementwise edge's CSR Jacobian (for assembly)."""
+        memo = self.memo
+        for k, row in enumerate(self.edges):
+            s = self.block.steps[k]
+            const = memo is not None and s.prim.name in _LINEAR and not s.prim.user and \
+                sum(1 for _, u in s.diff if u in self.block.position) == 1
+            for e in row:
+                if e.p is None:
+                    J = e.jac()
+                    if const and (k, e.pos) not in memo and J is not None:
+                        memo[(k, e.pos)] = (J, e.JT)
+
+
+# ops linear in each argument: their Jacobian w.r.t. the only member argument depends on
+# operands outside the block alone, which a forward block solve never changes
+_LINEAR = frozenset({"matmul", "dot", "getitem", "reshape", "transpose", "sum", "mean",
+                     "concatenate", "stack", "tensordot"})
+
+
+def linearize(block: Block, vals: list, ans: dict) -> Linearization:
+    """The :class:`Linearization` at ``(vals, ans)``, cached for the latest such pair."""
+    hit = block.cache.get("lin")
+    if hit is not None and hit.vals is vals and hit.ans is ans:
+        return hit
+    lin = Linearization(block, vals, ans)
+    block.cache["lin"] = lin
+    return lin
+
+
+class _Pattern:
+    """Index maps of ``A_SS``'s assembly, computed once per block: every local entry's slot
+    in the CSC data array and its flat position in a dense matrix."""
+
+    def __init__(self, block: Block, lin: Linearization):
+        n = block.size
+        rows, cols, self.keys = [], [], []
+        ones = []
+        for k, s in enumerate(block.steps):
+            if not s.residual:
+                idx = np.arange(block.offsets[k], block.offsets[k] + block.sizes[k])
+                rows.append(idx); cols.append(idx); ones.append(np.ones(idx.size))
+        self.ones = np.concatenate(ones) if ones else np.zeros(0)
+        for k, row in enumerate(lin.edges):
+            r0 = block.offsets[k]
+            for e in row:
+                c0 = block.offsets[e.m]
+                if e.p is not None:
+                    n_out, n_arg = int(np.prod(e.out_shape)), int(np.prod(e.arg_shape))
+                    rows.append(r0 + np.arange(n_out))
+                    cols.append(c0 + np.broadcast_to(np.arange(n_arg).reshape(e.arg_shape), e.out_shape).ravel())
+                    self.keys.append(None)
+                else:
+                    J = e.jac()
+                    if J is None:
+                        self.keys.append(False)
+                        continue
+                    rows.append(r0 + np.repeat(np.arange(J.shape[0]), np.diff(J.indptr)))
+                    cols.append(c0 + J.indices)
+                    self.keys.append(J)
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        self.n = n
+        self.flat = rows.astype(np.int64) * n + cols
+        uniq, self.slot = np.unique(cols.astype(np.int64) * n + rows, return_inverse=True)
+        self.nnz = uniq.size
+        self.indices = (uniq % max(n, 1)).astype(np.int32)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // max(n, 1), minlength=n))]).astype(np.int32)
+        self.dense_ok = n * n <= 4 * 10**6
+
+    def matches(self, lin: Linearization) -> bool:
+        i = 0
+        for row in lin.edges:
+            for e in row:
+                if e.p is None:
+                    J, K = e.jac(), self.keys[i]
+                    if K is False or J is None:
+                        if not (K is False and J is None):
+                            return False
+                    elif J is not K and not (J.shape == K.shape and J.nnz == K.nnz
+                                             and np.array_equal(J.indptr, K.indptr)
+                                             and np.array_equal(J.indices, K.indices)):
+                        return False
+                elif self.keys[i] is not None:
+                    return False
+                i += 1
+        return i == len(self.keys)
+
+
+def _pattern(block: Block, lin: Linearization) -> _Pattern:
+    pat = block.cache.get("pattern")
+    if pat is None or not pat.matches(lin):
+        pat = _Pattern(block, lin)
+        block.cache["pattern"] = pat
+    return pat
+
+
+def assemble(block: Block, lin: Linearization, dense: bool = False):
+    """``A_SS`` at the linearization's point: a CSC matrix (explicit zeros kept, the pattern
+    is fixed per block) or, with ``dense=True``, an ndarray."""
+    lin.jacobians()
+    pat = _pattern(block, lin)
+    data = [pat.ones]
+    for k, row in enumerate(lin.edges):
+        sign = 1.0 if block.steps[k].residual else -1.0
+        for e in row:
+            if e.p is not None:
+                d = np.broadcast_to(e.p, e.out_shape).ravel()
+            else:
+                J = e.jac()
+                if J is None:
+                    continue
+                d = J.data
+            data.append(-d if sign < 0 else d)
+    data = np.concatenate(data)
+    n = block.size
+    if dense:
+        return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
+    vals = np.bincount(pat.slot, weights=data, minlength=pat.nnz)
+    # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
+    return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
+
+
 def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
     """``A_SS = ∂c_S/∂z_S`` assembled from the ops' sparse ``jac`` rules (explicit zeros removed)."""
-    rows, cols, data = [np.zeros(0, int)], [np.zeros(0, int)], [np.zeros(0)]
-    for k, s in enumerate(block.steps):
-        r0 = block.offsets[k]
-        if not s.residual:
-            size = block.sizes[k]
-            idx = np.arange(r0, r0 + size)
-            rows.append(idx); cols.append(idx); data.append(np.ones(size))
-        args = [vals[u] for u in s.args]
-        sign = 1.0 if s.residual else -1.0
-        for pos, u in s.diff:
-            m = block.position.get(u)
-            if m is None:
-                continue
-            J = s.prim.jac(pos, ans[s.node], args, s.params)
-            if J is None:
-                continue
-            J = sp.coo_matrix(J)
-            rows.append(J.row + r0); cols.append(J.col + block.offsets[m])
-            data.append(sign * J.data)
-    A = sp.coo_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(block.size, block.size)).tocsc()
-    A.sum_duplicates()
+    A = assemble(block, linearize(block, vals, ans))
     A.eliminate_zeros()
     return A
 
 
 # ---------------------------------------------- matrix-free A v and Aᵀ w
-def _member_tangent(block: Block, k: int, parts: list, vals: list, ans: dict, only=None):
-    """``Σ_u ∂op_k/∂z_u t_u`` over block arguments ``u`` (``only(m)`` filters positions)."""
-    s = block.steps[k]
-    args = [vals[u] for u in s.args]
+def _member_tangent(lin: Linearization, k: int, parts: list, only=None):
+    """``Σ_u ∂op_k/∂z_u t_u`` over block arguments ``u`` (``only(m)`` filters members)."""
     out = None
-    for pos, u in s.diff:
-        m = block.position.get(u)
-        if m is None or parts[m] is None or (only is not None and not only(m)):
+    for e in lin.edges[k]:
+        m = e.m
+        if parts[m] is None or (only is not None and not only(m)):
             continue
-        t = s.prim.jvp(pos, parts[m], ans[s.node], args, s.params)
+        t = e.jvp(parts[m])
         if t is not None:
             out = t if out is None else out + t
     return out
 
 
 def matvec(block: Block, vals: list, ans: dict, v: np.ndarray) -> np.ndarray:
-    """``A_SS v`` from JVP rules: ``v_d - J_d v`` (explicit) or ``∂r_d/∂z v`` (residual)."""
+    """``A_SS v`` from the local partials: ``v_d - J_d v`` (explicit) or ``∂r_d/∂z v`` (residual)."""
+    lin = linearize(block, vals, ans)
     parts = split(block, v)
     out = []
     for k, s in enumerate(block.steps):
-        t = _member_tangent(block, k, parts, vals, ans)
+        t = _member_tangent(lin, k, parts)
         if s.residual:
-            out.append(np.zeros(block.sizes[k]) if t is None else np.ravel(t))
+            out.append(np.zeros(block.sizes[k]) if t is None else np.ravel(np.broadcast_to(t, block.shapes[k])))
         else:
             out.append(np.ravel(parts[k]) if t is None else np.ravel(parts[k] - t))
     return np.concatenate(out)
 
 
 def rmatvec(block: Block, vals: list, ans: dict, w: np.ndarray) -> np.ndarray:
-    """``A_SSᵀ w`` from VJP rules: ``w_u - Σ_explicit J_duᵀ w_d + Σ_residual (∂r_d/∂z_u)ᵀ w_d``."""
+    """``A_SSᵀ w``: ``w_u - Σ_explicit J_duᵀ w_d + Σ_residual (∂r_d/∂z_u)ᵀ w_d``."""
+    lin = linearize(block, vals, ans)
     parts = split(block, w)
     acc = [np.array(p) if not s.residual else None for p, s in zip(parts, block.steps)]
     for k, s in enumerate(block.steps):
-        _pull(block, k, parts[k], vals, ans, acc, -1.0 if not s.residual else 1.0)
+        _pull(lin, k, parts[k], acc, -1.0 if not s.residual else 1.0)
     return stack(block, acc)
 
 
-def _pull(block, k, g, vals, ans, acc, sign, only=None) -> None:
+def _pull(lin: Linearization, k, g, acc, sign, only=None) -> None:
     """``acc_u += sign · (∂op_k/∂z_u)ᵀ g`` over block arguments ``u``."""
-    s = block.steps[k]
-    args = [vals[u] for u in s.args]
-    for pos, u in s.diff:
-        m = block.position.get(u)
-        if m is None or (only is not None and not only(m)):
+    for e in lin.edges[k]:
+        m = e.m
+        if only is not None and not only(m):
             continue
-        ct = s.prim.vjp(pos, g, ans[s.node], args, s.params)
+        ct = e.vjp(g)
         if ct is None:
             continue
-        acc[m] = sign * ct if acc[m] is None else acc[m] + sign * ct
+        if sign < 0:
+            acc[m] = -ct if acc[m] is None else acc[m] - ct
+        else:
+            acc[m] = ct if acc[m] is None else acc[m] + ct
 
 
 # ------------------------------------- Gauss–Seidel sweeps (explicit blocks)
@@ -200,33 +404,37 @@ def _pull(block, k, g, vals, ans, acc, sign, only=None) -> None:
 # is the contraction rate of the forward fixed-point sweep.
 def sweep(block: Block, vals: list, ans: dict, r: np.ndarray, lower: bool = True) -> np.ndarray:
     """``M⁻¹ r`` (``lower=True``) or ``M⁻¹ N r`` (``lower=False``: the linearized sweep)."""
+    lin = linearize(block, vals, ans)
     rp = split(block, r)
-    t: list = [None] * len(block.steps)
-    for k in range(len(block.steps)):
+    nk = len(block.steps)
+    t: list = [None] * nk
+    for k in range(nk):
         if lower:
-            d = _member_tangent(block, k, t, vals, ans, only=lambda m, k=k: m < k)
+            d = _member_tangent(lin, k, t, only=lambda m, k=k: m < k)
             t[k] = rp[k] if d is None else rp[k] + d
         else:
             # N r uses r on later-or-same members, M⁻¹ the updated earlier ones
-            mixed = [t[m] if m < k else rp[m] for m in range(len(block.steps))]
-            d = _member_tangent(block, k, mixed, vals, ans)
+            mixed = [t[m] if m < k else rp[m] for m in range(nk)]
+            d = _member_tangent(lin, k, mixed)
             t[k] = np.zeros(block.shapes[k]) if d is None else d
     return stack(block, t)
 
 
 def rsweep(block: Block, vals: list, ans: dict, r: np.ndarray, lower: bool = True) -> np.ndarray:
     """``M⁻ᵀ r`` (``lower=True``) or ``M⁻ᵀ Nᵀ r`` (``lower=False``): backward substitution
-    with VJP rules in reverse block order (the transposed sweep, one VJP per edge)."""
+    with the local partials in reverse block order (the transposed sweep, one VJP per edge)."""
+    lin = linearize(block, vals, ans)
     rp = split(block, r)
+    nk = len(block.steps)
     if lower:
         acc = rp
     else:   # Nᵀ r: edges into later-or-same members, with the old values
-        acc = [None] * len(block.steps)
-        for k in range(len(block.steps)):
-            _pull(block, k, rp[k], vals, ans, acc, 1.0, only=lambda m, k=k: m >= k)
+        acc = [None] * nk
+        for k in range(nk):
+            _pull(lin, k, rp[k], acc, 1.0, only=lambda m, k=k: m >= k)
         acc = [np.zeros(shape) if a is None else a for a, shape in zip(acc, block.shapes)]
-    for k in reversed(range(len(block.steps))):
-        _pull(block, k, acc[k], vals, ans, acc, 1.0, only=lambda m, k=k: m < k)
+    for k in reversed(range(nk)):
+        _pull(lin, k, acc[k], acc, 1.0, only=lambda m, k=k: m < k)
     return stack(block, acc)
 
 

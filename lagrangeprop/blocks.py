@@ -32,10 +32,10 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from . import nonlinear
-from .blockops import (BlockState, block_jacobian, block_residual, has_jac, matvec,
-                       rmatvec, rsweep, split, stack, sweep, sweep_rate)
+from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
+                       matvec, rmatvec, rsweep, split, stack, sweep, sweep_rate)
 from .errors import ConvergenceError
-from .linsolve import factor, fill_ratio, ilu, krylov, stationary
+from .linsolve import DENSE_MAX, factor, fill_ratio, ilu, krylov, stationary
 from .options import SolveOptions
 from .schedule import Block
 
@@ -123,7 +123,7 @@ def choose_linear_solver(block: Block, vals: list, state: BlockState, opts: Solv
 
 def _matrix(block: Block, vals: list, state: BlockState):
     if state.A is None:
-        state.A = block_jacobian(block, vals, state.ans)
+        state.A = assemble(block, linearize(block, vals, state.ans), dense=block.size <= DENSE_MAX)
     return state.A
 
 

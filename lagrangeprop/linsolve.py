@@ -21,18 +21,35 @@ True
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .errors import ConvergenceError, SingularSystemError
 
-__all__ = ["RCOND_MIN", "LIN_RTOL", "factor", "fill_ratio", "ilu", "krylov", "stationary", "diagnose",
-           "entry_names"]
+__all__ = ["RCOND_MIN", "LIN_RTOL", "DENSE_MAX", "DenseLU", "factor", "fill_ratio", "ilu", "krylov", "stationary",
+           "diagnose", "entry_names"]
 
 RCOND_MIN = 1e-14      # SPEC §1: reciprocal condition estimate below this is singular
 LIN_RTOL = 1e-12       # Krylov stopping tolerance, relative to ||b||
 LIN_ACCEPT = 1e-10     # the true residual a Krylov answer must reach (else ConvergenceError)
 SVD_MAX = 400          # blocks up to this size get the dense SVD diagnosis
+DENSE_MAX = 128        # blocks up to this size assemble A_SS dense and factor it with LAPACK
+
+_getrf, _getrs = scipy.linalg.get_lapack_funcs(("getrf", "getrs"), (np.zeros(1),))
+
+
+class DenseLU:
+    """LAPACK ``getrf`` factors of a small dense ``A_SS`` with splu's ``solve(b, trans)``."""
+
+    __slots__ = ("lu", "piv")
+
+    def __init__(self, lu: np.ndarray, piv: np.ndarray):
+        self.lu, self.piv = lu, piv
+
+    def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
+        x, _ = _getrs(self.lu, self.piv, b, trans=0 if trans == "N" else 1)
+        return x
 
 
 def entry_names(names: list[str], sizes: list[int], shapes: list[tuple]) -> list[str]:
@@ -96,15 +113,24 @@ def labels_of(block) -> list[str]:
     return block.cache["labels"]
 
 
-def factor(block, A: sp.csc_matrix, where: str):
-    """Sparse LU of ``A_SS``; singular or numerically singular -> SingularSystemError."""
+def factor(block, A, where: str):
+    """LU of ``A_SS`` (sparse ``splu``, or LAPACK for a dense ndarray); singular or
+    numerically singular -> SingularSystemError. The condition estimate is the same for
+    both: ``min|U_ii| / max|U_ii|``."""
     if A.shape[0] == 0:
         return None
-    try:
-        lu = spla.splu(A)
-    except RuntimeError:
-        raise _singular(block, A, where, "singular", 0.0, labels_of(block)) from None
-    d = np.abs(lu.U.diagonal())
+    if isinstance(A, np.ndarray):
+        lu, piv, info = _getrf(A)
+        if info > 0:      # an exactly zero pivot (splu raises RuntimeError there)
+            raise _singular(block, A, where, "singular", 0.0, labels_of(block))
+        d = np.abs(np.diagonal(lu))
+        lu = DenseLU(lu, piv)
+    else:
+        try:
+            lu = spla.splu(A)
+        except RuntimeError:
+            raise _singular(block, A, where, "singular", 0.0, labels_of(block)) from None
+        d = np.abs(lu.U.diagonal())
     rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
     if rcond < RCOND_MIN:
         raise _singular(block, A, where, f"numerically singular (reciprocal condition estimate "
@@ -113,7 +139,9 @@ def factor(block, A: sp.csc_matrix, where: str):
 
 
 def fill_ratio(lu, A: sp.spmatrix) -> float:
-    """``nnz(L + U) / nnz(A)``: how much the factorization filled in."""
+    """``nnz(L + U) / nnz(A)``: how much the factorization filled in (1 for dense LU)."""
+    if isinstance(lu, DenseLU):
+        return 1.0
     return (lu.L.nnz + lu.U.nnz) / max(A.nnz, 1)
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .blockops import (BlockState, block_jacobian, block_residual, converged, describe, gather,
-                       has_jac, matvec, residual_norm, scatter, sweep)
+from .blockops import (BlockState, Linearization, assemble, block_jacobian, block_residual, converged,
+                       describe, gather, has_jac, matvec, residual_norm, scatter, sweep)
 from .errors import ConvergenceError
-from .linsolve import factor, fill_ratio, ilu
+from .linsolve import DENSE_MAX, factor, fill_ratio, ilu
 from .options import SolveOptions
 from .schedule import Block
 
@@ -91,8 +91,21 @@ def _line_search(block, vals, z, delta, cnorm2):
 
 # ------------------------------------------------------------------ Newton
 def _same(A, B) -> bool:
-    return (B is not None and A.nnz == B.nnz and np.array_equal(A.indptr, B.indptr)
+    if B is None:
+        return False
+    if isinstance(A, np.ndarray):
+        return np.array_equal(A, B)
+    return (A.nnz == B.nnz and np.array_equal(A.indptr, B.indptr)
             and np.array_equal(A.indices, B.indices) and np.array_equal(A.data, B.data))
+
+
+def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
+    """``A_SS`` at the current point (dense for small blocks) and its linearization; ``memo``
+    keeps the local Jacobians that stay constant during this solve (``W @ z``)."""
+    lin = Linearization(block, vals, ans, memo)
+    A = assemble(block, lin, dense=block.size <= DENSE_MAX)
+    block.cache["lin"] = lin     # the adjoint's matrix-free products reuse it
+    return lin, A
 
 
 def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
@@ -110,6 +123,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     with np.errstate(all="ignore"):
         c, ans = block_residual(block, vals)
     lu = lu_A = None
+    memo: dict = {}
     rate, polished = 1.0, False
     for it in range(maxiter + 1):
         state.iterations = it
@@ -122,7 +136,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
                 and state.history[-1] > 1e-14 * max(1.0, residual_norm(z)):
             polished = True
         elif done:
-            A = block_jacobian(block, vals, ans)
+            _, A = _jacobian(block, vals, ans, memo)
             state.ans, state.A = ans, A
             if _same(A, lu_A):
                 state.lu = lu
@@ -142,7 +156,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
                 rate, z, c, ans = new / norm2, z_try, c_try, ans_try
                 continue
             scatter(block, vals, z)
-        lu_A = block_jacobian(block, vals, ans)
+        _, lu_A = _jacobian(block, vals, ans, memo)
         lu = factor(block, lu_A, f"at Newton iteration {it}")
         block.cache["fill"] = max(fill_ratio(lu, lu_A), block.cache.get("fill", 0.0))
         z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2)
