@@ -125,36 +125,38 @@ def _float(a):
     return np.asarray(a, dtype=np.float64)
 
 
-_ZERO = object()   # marks an argument the op's partials ignore
-
-
 class _Edge:
     """``∂op_k/∂z_m`` at one point: ``jvp(t)`` (arg -> out shape), ``vjp(g)`` (out -> arg shape)."""
 
     __slots__ = ("k", "m", "pos", "step", "args", "ans", "p", "J", "JT", "bcast", "arg_shape", "out_shape")
 
-    def __init__(self, k, m, pos, step, args, ans, memo):
+    def __init__(self, k, m, pos, step, args, ans, memo, kind, d=None, const=None):
         self.k, self.m, self.pos, self.step, self.args, self.ans = k, m, pos, step, args, ans
         self.arg_shape, self.out_shape = np.shape(args[pos]), np.shape(ans)
         self.p = self.J = self.JT = None
         self.bcast = self.arg_shape != self.out_shape
-        prim = step.prim
-        partials = getattr(prim, "raw_partials", None)
-        if getattr(prim, "elementwise", False) and partials is not None and not prim.user:
-            d = partials[pos]
-            if d is not None:
-                nd = prim.nondiff
+        if kind == "ew":
+            nd = step.prim.nondiff
+            if nd:
                 self.p = d(_float(ans), *[a if i in nd else _float(a) for i, a in enumerate(args)])
             else:
-                self.p = _ZERO
+                self.p = d(_float(ans), *[_float(a) for a in args])
         elif memo is not None and (k, pos) in memo:
             self.J, self.JT = memo[(k, pos)]
-        elif prim.name == "matmul" and not prim.user and any(sp.issparse(a) for a in args):
-            self.jac()      # the constant sparse operand itself: cheaper than the rule
-
-    def zero(self) -> bool:
-        """Structurally zero (the op has no partial for this argument)."""
-        return self.p is _ZERO
+        elif kind == "maybe-spmat" and sp.issparse(args[1 - pos]):
+            # a constant sparse operand: the Jacobian never changes, kept between solves
+            W = args[1 - pos]
+            hit = const.get((k, pos))
+            if hit is not None and hit[0] is W:
+                self.J, self.JT = hit[1], hit[2]
+            else:
+                if pos == 1 and W.ndim == 2 and len(self.arg_shape) == 1:
+                    self.J = sp.csr_matrix(W, dtype=np.float64)      # d(W z)/dz = W
+                else:
+                    self.jac()
+                if self.J is not False:
+                    self.JT = self.J.T.tocsr()
+                const[(k, pos)] = (W, self.J, self.JT)
 
     def jac(self):
         """The CSR local Jacobian (``None`` = zero); computed once."""
@@ -200,18 +202,14 @@ class Linearization:
     def __init__(self, block: Block, vals: list, ans: dict, memo: dict | None = None):
         self.block, self.vals, self.ans, self.memo = block, vals, ans, memo
         self.edges: list[list[_Edge]] = []
-        pos_of = block.position
-        for k, s in enumerate(block.steps):
-            row, args = [], None
-            for pos, u in s.diff:
-                m = pos_of.get(u)
-                if m is None:
-                    continue
-                if args is None:
-                    args = [vals[a] for a in s.args]
-                e = _Edge(k, m, pos, s, args, ans[s.node], memo)
-                if not e.zero():
-                    row.append(e)
+        const = block.cache.setdefault("const_jac", {})
+        for k, (s, static) in enumerate(zip(block.steps, _static_edges(block))):
+            row = []
+            if static:
+                args = [vals[a] for a in s.args]
+                a_k = ans[s.node]
+                for m, pos, kind, d in static:
+                    row.append(_Edge(k, m, pos, s, args, a_k, memo, kind, d, const))
             self.edges.append(row)
 
     def jacobians(self) -> None:
@@ -226,6 +224,33 @@ class Linearization:
                     J = e.jac()
                     if const and (k, e.pos) not in memo and J is not None:
                         memo[(k, e.pos)] = (J, e.JT)
+
+
+def _static_edges(block: Block) -> list:
+    """Per member, its block edges ``(m, pos, kind, partial)`` (value-independent, cached):
+    ``ew`` elementwise op with a partial rule, ``maybe-spmat`` matmul with an outside
+    operand (its Jacobian when that is a constant sparse matrix), ``gen`` anything else
+    (the op's sparse ``jac`` or its JVP/VJP rules)."""
+    if "edges" not in block.cache:
+        out = []
+        for s in block.steps:
+            prim, row = s.prim, []
+            partials = getattr(prim, "raw_partials", None)
+            for pos, u in s.diff:
+                m = block.position.get(u)
+                if m is None:
+                    continue
+                if getattr(prim, "elementwise", False) and partials is not None and not prim.user:
+                    if partials[pos] is not None:          # None: the op ignores this argument
+                        row.append((m, pos, "ew", partials[pos]))
+                elif prim.name == "matmul" and not prim.user and any(
+                        block.position.get(a) is None and a != u for a in s.args):
+                    row.append((m, pos, "maybe-spmat", None))
+                else:
+                    row.append((m, pos, "gen", None))
+            out.append(row)
+        block.cache["edges"] = out
+    return block.cache["edges"]
 
 
 # ops linear in each argument: their Jacobian w.r.t. the only member argument depends on
@@ -246,19 +271,23 @@ def linearize(block: Block, vals: list, ans: dict) -> Linearization:
 
 class _Pattern:
     """Index maps of ``A_SS``'s assembly, computed once per block: every local entry's slot
-    in the CSC data array and its flat position in a dense matrix."""
+    in the CSC data array and its flat position in a dense matrix; per edge, the slice of
+    the entry list its local partial fills."""
 
     def __init__(self, block: Block, lin: Linearization):
         n = block.size
-        rows, cols, self.keys = [], [], []
-        ones = []
+        rows, cols, signs, self.keys, self.fill = [], [], [], [], []
+        n_id = 0
         for k, s in enumerate(block.steps):
             if not s.residual:
                 idx = np.arange(block.offsets[k], block.offsets[k] + block.sizes[k])
-                rows.append(idx); cols.append(idx); ones.append(np.ones(idx.size))
-        self.ones = np.concatenate(ones) if ones else np.zeros(0)
+                rows.append(idx); cols.append(idx); signs.append(np.ones(idx.size))
+                n_id += idx.size
+        self.n_id = n_id
+        at = n_id
         for k, row in enumerate(lin.edges):
             r0 = block.offsets[k]
+            sign = 1.0 if block.steps[k].residual else -1.0
             for e in row:
                 c0 = block.offsets[e.m]
                 if e.p is not None:
@@ -266,23 +295,32 @@ class _Pattern:
                     rows.append(r0 + np.arange(n_out))
                     cols.append(c0 + np.broadcast_to(np.arange(n_arg).reshape(e.arg_shape), e.out_shape).ravel())
                     self.keys.append(None)
+                    # a scalar output fills one entry; else a view of the slice in the output's shape
+                    self.fill.append((at, n_out, e.out_shape if e.out_shape != () else None))
                 else:
                     J = e.jac()
                     if J is None:
                         self.keys.append(False)
+                        self.fill.append(None)
                         continue
+                    n_out = J.nnz
                     rows.append(r0 + np.repeat(np.arange(J.shape[0]), np.diff(J.indptr)))
                     cols.append(c0 + J.indices)
                     self.keys.append(J)
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+                    self.fill.append((at, n_out, False))
+                signs.append(np.full(n_out, sign))
+                at += n_out
+        self.size = at
+        self.sign = np.concatenate(signs) if signs else np.zeros(0)
+        self.all_negative = bool(np.all(self.sign[n_id:] < 0))
+        rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+        cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
         self.n = n
-        self.flat = rows.astype(np.int64) * n + cols
-        uniq, self.slot = np.unique(cols.astype(np.int64) * n + rows, return_inverse=True)
+        self.flat = rows * n + cols
+        uniq, self.slot = np.unique(cols * n + rows, return_inverse=True)
         self.nnz = uniq.size
         self.indices = (uniq % max(n, 1)).astype(np.int32)
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // max(n, 1), minlength=n))]).astype(np.int32)
-        self.dense_ok = n * n <= 4 * 10**6
 
     def matches(self, lin: Linearization) -> bool:
         i = 0
@@ -316,19 +354,26 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
     is fixed per block) or, with ``dense=True``, an ndarray."""
     lin.jacobians()
     pat = _pattern(block, lin)
-    data = [pat.ones]
-    for k, row in enumerate(lin.edges):
-        sign = 1.0 if block.steps[k].residual else -1.0
+    data = np.empty(pat.size)
+    data[:pat.n_id] = 1.0
+    i = 0
+    for row in lin.edges:
         for e in row:
-            if e.p is not None:
-                d = np.broadcast_to(e.p, e.out_shape).ravel()
+            f = pat.fill[i]
+            i += 1
+            if f is None:
+                continue
+            at, n_out, shape = f
+            if shape is None:
+                data[at] = e.p
+            elif shape is False:
+                data[at:at + n_out] = e.J.data
             else:
-                J = e.jac()
-                if J is None:
-                    continue
-                d = J.data
-            data.append(-d if sign < 0 else d)
-    data = np.concatenate(data)
+                data[at:at + n_out].reshape(shape)[...] = e.p
+    if pat.all_negative:
+        np.negative(data[pat.n_id:], out=data[pat.n_id:])
+    else:
+        data *= pat.sign
     n = block.size
     if dense:
         return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
@@ -345,56 +390,49 @@ def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
 
 
 # ---------------------------------------------- matrix-free A v and Aᵀ w
-def _member_tangent(lin: Linearization, k: int, parts: list, only=None):
-    """``Σ_u ∂op_k/∂z_u t_u`` over block arguments ``u`` (``only(m)`` filters members)."""
-    out = None
-    for e in lin.edges[k]:
-        m = e.m
-        if parts[m] is None or (only is not None and not only(m)):
-            continue
-        t = e.jvp(parts[m])
-        if t is not None:
-            out = t if out is None else out + t
-    return out
+def _views(block: Block, x: np.ndarray) -> list:
+    """Per-member views (member shapes) into a flat block vector."""
+    return [x[off:off + size].reshape(shape) for off, size, shape in zip(block.offsets, block.sizes, block.shapes)]
 
 
 def matvec(block: Block, vals: list, ans: dict, v: np.ndarray) -> np.ndarray:
     """``A_SS v`` from the local partials: ``v_d - J_d v`` (explicit) or ``∂r_d/∂z v`` (residual)."""
     lin = linearize(block, vals, ans)
-    parts = split(block, v)
-    out = []
+    v = np.asarray(v, dtype=np.float64)
+    out = np.array(v)
+    vv, ov = _views(block, v), _views(block, out)
     for k, s in enumerate(block.steps):
-        t = _member_tangent(lin, k, parts)
+        o = ov[k]
         if s.residual:
-            out.append(np.zeros(block.sizes[k]) if t is None else np.ravel(np.broadcast_to(t, block.shapes[k])))
-        else:
-            out.append(np.ravel(parts[k]) if t is None else np.ravel(parts[k] - t))
-    return np.concatenate(out)
+            o[...] = 0.0
+        for e in lin.edges[k]:
+            t = e.jvp(vv[e.m])
+            if t is not None:
+                if s.residual:
+                    o += t
+                else:
+                    o -= t
+    return out
 
 
 def rmatvec(block: Block, vals: list, ans: dict, w: np.ndarray) -> np.ndarray:
     """``A_SSᵀ w``: ``w_u - Σ_explicit J_duᵀ w_d + Σ_residual (∂r_d/∂z_u)ᵀ w_d``."""
     lin = linearize(block, vals, ans)
-    parts = split(block, w)
-    acc = [np.array(p) if not s.residual else None for p, s in zip(parts, block.steps)]
+    w = np.asarray(w, dtype=np.float64)
+    out = np.array(w)
+    wv, ov = _views(block, w), _views(block, out)
     for k, s in enumerate(block.steps):
-        _pull(lin, k, parts[k], acc, -1.0 if not s.residual else 1.0)
-    return stack(block, acc)
-
-
-def _pull(lin: Linearization, k, g, acc, sign, only=None) -> None:
-    """``acc_u += sign · (∂op_k/∂z_u)ᵀ g`` over block arguments ``u``."""
-    for e in lin.edges[k]:
-        m = e.m
-        if only is not None and not only(m):
-            continue
-        ct = e.vjp(g)
-        if ct is None:
-            continue
-        if sign < 0:
-            acc[m] = -ct if acc[m] is None else acc[m] - ct
-        else:
-            acc[m] = ct if acc[m] is None else acc[m] + ct
+        if s.residual:
+            ov[k][...] = 0.0
+    for k, s in enumerate(block.steps):
+        for e in lin.edges[k]:
+            ct = e.vjp(wv[k])
+            if ct is not None:
+                if s.residual:
+                    ov[e.m] += ct
+                else:
+                    ov[e.m] -= ct
+    return out
 
 
 # ------------------------------------- Gauss–Seidel sweeps (explicit blocks)
@@ -405,37 +443,49 @@ def _pull(lin: Linearization, k, g, acc, sign, only=None) -> None:
 def sweep(block: Block, vals: list, ans: dict, r: np.ndarray, lower: bool = True) -> np.ndarray:
     """``M⁻¹ r`` (``lower=True``) or ``M⁻¹ N r`` (``lower=False``: the linearized sweep)."""
     lin = linearize(block, vals, ans)
-    rp = split(block, r)
-    nk = len(block.steps)
-    t: list = [None] * nk
-    for k in range(nk):
-        if lower:
-            d = _member_tangent(lin, k, t, only=lambda m, k=k: m < k)
-            t[k] = rp[k] if d is None else rp[k] + d
-        else:
-            # N r uses r on later-or-same members, M⁻¹ the updated earlier ones
-            mixed = [t[m] if m < k else rp[m] for m in range(nk)]
-            d = _member_tangent(lin, k, mixed)
-            t[k] = np.zeros(block.shapes[k]) if d is None else d
-    return stack(block, t)
+    r = np.asarray(r, dtype=np.float64)
+    t = np.array(r) if lower else np.zeros(block.size)
+    rv, tv = _views(block, r), _views(block, t)
+    for k in range(len(block.steps)):
+        o = tv[k]
+        for e in lin.edges[k]:
+            m = e.m
+            if m < k:               # M⁻¹: the updated earlier members
+                d = e.jvp(tv[m])
+            elif lower:
+                continue
+            else:                   # N r: r on later-or-same members
+                d = e.jvp(rv[m])
+            if d is not None:
+                o += d
+    return t
 
 
 def rsweep(block: Block, vals: list, ans: dict, r: np.ndarray, lower: bool = True) -> np.ndarray:
     """``M⁻ᵀ r`` (``lower=True``) or ``M⁻ᵀ Nᵀ r`` (``lower=False``): backward substitution
     with the local partials in reverse block order (the transposed sweep, one VJP per edge)."""
     lin = linearize(block, vals, ans)
-    rp = split(block, r)
+    r = np.asarray(r, dtype=np.float64)
     nk = len(block.steps)
     if lower:
-        acc = rp
+        acc = np.array(r)
+        av = _views(block, acc)
     else:   # Nᵀ r: edges into later-or-same members, with the old values
-        acc = [None] * nk
+        acc = np.zeros(block.size)
+        rv, av = _views(block, r), _views(block, acc)
         for k in range(nk):
-            _pull(lin, k, rp[k], acc, 1.0, only=lambda m, k=k: m >= k)
-        acc = [np.zeros(shape) if a is None else a for a, shape in zip(acc, block.shapes)]
+            for e in lin.edges[k]:
+                if e.m >= k:
+                    ct = e.vjp(rv[k])
+                    if ct is not None:
+                        av[e.m] += ct
     for k in reversed(range(nk)):
-        _pull(lin, k, acc[k], acc, 1.0, only=lambda m, k=k: m < k)
-    return stack(block, acc)
+        for e in lin.edges[k]:
+            if e.m < k:
+                ct = e.vjp(av[k])
+                if ct is not None:
+                    av[e.m] += ct
+    return acc
 
 
 def sweep_rate(block: Block, vals: list, ans: dict, iters: int = 10, seed: int = 0) -> float:

@@ -151,16 +151,12 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
     if block.explicit:
         # Gauss–Seidel preconditioning A = M - N: solve (I - M⁻¹N) x = M⁻¹ b (transposed:
         # (I - M⁻ᵀNᵀ) x = M⁻ᵀ b); one sweep of the ops per Krylov iteration
-        if trans:
-            G = spla.LinearOperator((n, n), matvec=lambda x: x - rsweep(block, vals, ans, x, lower=False),
-                                    dtype=float)
-            bp = rsweep(block, vals, ans, b)
-        else:
-            G = spla.LinearOperator((n, n), matvec=lambda x: x - sweep(block, vals, ans, x, lower=False),
-                                    dtype=float)
-            bp = sweep(block, vals, ans, b)
+        sw = rsweep if trans else sweep
+        bp = sw(block, vals, ans, b)
         if kind == "sweep":    # the transposed fixed-point iteration x ← M⁻ᵀNᵀx + M⁻ᵀb itself
-            return stationary(lambda x: x - G.matvec(x), bp, residual, names=block.names, what=what)
+            return stationary(lambda x: sw(block, vals, ans, x, lower=False), bp, residual,
+                              names=block.names, what=what)
+        G = spla.LinearOperator((n, n), matvec=lambda x: x - sw(block, vals, ans, x, lower=False), dtype=float)
         return krylov(G, bp, kind, names=block.names, what=what, residual=residual)
     M = None
     stale = state.cache.get("stale_lu")
