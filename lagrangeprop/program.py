@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from . import primitives
 from .errors import GraphError, ShapeError
+from .shapes import rule_shape
 from .trace import Var, _Node
 
 __all__ = ["Program", "RESERVED"]
@@ -60,15 +61,17 @@ class Program:
         self._counter = itertools.count()
         self._schedule = None
         self._eager_shapes = False
+        self._probe = None   # set by trace: finds the traced function's frame (local names)
 
     # ------------------------------------------------------------------ naming
     def _var(self, name: str) -> Var:
         return Var(self, self._handles[name])
 
     def _fresh(self, stem: str) -> str:
+        taken = self.graph._node
         while True:
             name = f"{stem}_{next(self._counter)}"
-            if name not in self.graph:
+            if name not in taken:
                 return name
 
     def _claim(self, name: str) -> None:
@@ -124,7 +127,12 @@ class Program:
         """Add a constant node (never differentiated)."""
         if isinstance(value, Var):
             raise GraphError(f"constant() got the traced variable {value.name!r}")
-        if sp.issparse(value):
+        kind = type(value)
+        if kind is float:   # the common case while tracing: skip asarray + astype
+            value = np.array(value)
+        elif kind is int:
+            value = np.array(value, dtype=np.float64)
+        elif sp.issparse(value):
             value = sp.csr_matrix(value, dtype=np.float64)
         else:
             value = np.asarray(value)
@@ -140,14 +148,25 @@ class Program:
 
     def _apply(self, prim: primitives.Primitive, args, params: dict) -> Var:
         """Record ``prim(*args, **params)`` as a new auto-named defined node."""
-        arg_vars = [a if isinstance(a, Var) else self.constant(a) for a in args]
-        shape = self._infer_shape(prim, [a.name for a in arg_vars], params, node=None)
-        v = self._add(None, prim.name, role="defined", op=prim.name, constraint="explicit",
-                      params=params, shape=shape)
-        self._connect(v.name, [a.name for a in arg_vars])
-        return v
+        if self._probe is not None:
+            self._probe()
+        names = [a._handle.name if isinstance(a, Var) else self.constant(a)._handle.name for a in args]
+        shape = self._infer_shape(prim, names, params, node=None)
+        self._schedule = None
+        name = self._fresh(prim.name)
+        self._auto.add(name)
+        self.graph.add_node(name, role="defined", op=prim.name, constraint="explicit",
+                            params=params, shape=shape)
+        handle = self._handles[name] = _Node(name)
+        self._connect(name, names)
+        return Var(self, handle)
 
     def _connect(self, node: str, arg_names: list[str]) -> None:
+        G = self.graph
+        if len(arg_names) == 1 or (len(arg_names) == 2 and arg_names[0] != arg_names[1]):
+            for i, a in enumerate(arg_names):
+                G.add_edge(a, node, arg=i)
+            return
         positions: dict[str, list[int]] = {}
         for i, a in enumerate(arg_names):
             positions.setdefault(a, []).append(i)
@@ -155,13 +174,26 @@ class Program:
             self.graph.add_edge(a, node, arg=pos[0] if len(pos) == 1 else sorted(pos))
 
     def _infer_shape(self, prim, arg_names, params, node):
-        """Shape of ``prim`` applied to the named args by abstract evaluation."""
-        shapes = [self.graph.nodes[a].get("shape") for a in arg_names]
-        if any(s is None for s in shapes):
-            return None
+        """Shape of ``prim`` applied to the named args: by a shape rule for built-in ops
+        (:func:`~lagrangeprop.shapes.rule_shape`), else by abstract evaluation on dummies."""
+        nodes = self.graph._node
+        shapes = []
+        plain = True
+        for a in arg_names:
+            d = nodes[a]
+            s = d.get("shape")
+            if s is None:
+                return None
+            if plain and d["role"] == "constant":
+                plain = _plain(d["value"])
+            shapes.append(s)
+        if plain:
+            out = rule_shape(prim, shapes, params)
+            if out is not None:
+                return out
         dummies = []
         for a, s in zip(arg_names, shapes):
-            d = self.graph.nodes[a]
+            d = nodes[a]
             dummies.append(d["value"] if d["role"] == "constant" else np.full(s, 0.5))
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -370,6 +402,11 @@ def _shape(shape, name) -> tuple:
     if any(s < 0 for s in shape):
         raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
     return shape
+
+
+def _plain(value: Any) -> bool:
+    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes)."""
+    return type(value) is np.ndarray and value.dtype.kind in "biuf"
 
 
 def _merge_edge(G: nx.DiGraph, u: str, d: str, arg) -> None:

@@ -214,40 +214,55 @@ def apply(op, args, params=None):
     with plain numbers it simply evaluates the op (so ``lp.exp(0.5)`` works).
     """
     prim = op if isinstance(op, primitives.Primitive) else primitives.get(op)
-    params = dict(params or {})
-    progs = {id(a.program): a.program for a in args if isinstance(a, Var)}
-    if not progs:
+    params = dict(params) if params else {}
+    prog = None
+    for a in args:
+        if isinstance(a, Var):
+            if prog is None:
+                prog = a.program
+            elif a.program is not prog:
+                names = [a.name for a in args if isinstance(a, Var)]
+                raise GraphError(f"op {prim.name!r} mixes variables {names} of different programs")
+    if prog is None:
         out = prim.value(args, params)
         return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
-    if len(progs) > 1:
-        names = [a.name for a in args if isinstance(a, Var)]
-        raise GraphError(f"op {prim.name!r} mixes variables {names} of different programs")
-    prog = next(iter(progs.values()))
     return prog._apply(prim, args, params)
 
 
 class _LocalNames:
-    """Capture the local variables of ``f`` when it returns (via sys.setprofile),
-    so traced intermediates get the names the user gave them."""
+    """Capture the local variables of ``f`` as they are when it returns, so traced
+    intermediates get the names the user gave them.
 
-    def __init__(self, f: Callable):
+    The first op recorded while ``f`` runs calls :meth:`probe`, which finds ``f``'s frame
+    on the stack and keeps a reference to it; a finished frame still holds its final
+    locals. Nothing runs per Python call (no ``sys.setprofile`` hook), and profilers and
+    debuggers active during tracing keep working.
+    """
+
+    def __init__(self, prog, f: Callable):
+        self.prog = prog
         self.code = getattr(f, "__code__", None)
+        self.frame = None
         self.locals: dict[str, Any] = {}
 
     def __enter__(self):
-        self.previous = sys.getprofile()
         if self.code is not None:
-            sys.setprofile(self._profile)
+            self.prog._probe = self.probe
         return self
 
-    def _profile(self, frame, event, arg):
-        if event == "return" and frame.f_code is self.code and not self.locals:
-            self.locals = dict(frame.f_locals)
-        if self.previous is not None:
-            self.previous(frame, event, arg)
+    def probe(self) -> None:
+        """Called by the first recorded op: keep the innermost frame running ``f``."""
+        self.prog._probe = None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code is not self.code:
+            frame = frame.f_back
+        self.frame = frame
 
     def __exit__(self, *exc):
-        sys.setprofile(self.previous)
+        self.prog._probe = None
+        if self.frame is not None:
+            self.locals = dict(self.frame.f_locals)
+            self.frame = None
         return False
 
 
@@ -274,7 +289,7 @@ def trace(f: Callable, /, *example_args, **example_inputs) -> Program:  # noqa: 
     names = _argument_names(f, len(example_args))
     pos = [prog.input(n, shape=np.shape(v)) for n, v in zip(names, example_args)]
     kw = {k: prog.input(k, shape=np.shape(v)) for k, v in example_inputs.items()}
-    with _LocalNames(f) as local_names:
+    with _LocalNames(prog, f) as local_names:
         result = f(*pos, **kw)
     for local, value in local_names.locals.items():
         if isinstance(value, Var) and value.program is prog and local.isidentifier():

@@ -1,0 +1,193 @@
+"""Semantics of the fast build path (shape rules, local names, compile in one pass).
+
+Speed itself is measured in benchmarks, never asserted here: these tests check that the
+shortcuts give exactly what abstract evaluation with numpy and the networkx reference
+algorithms give.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import itertools
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import lagrangeprop as lp
+from lagrangeprop import primitives
+from lagrangeprop.shapes import ELEMENTWISE, rule_shape
+
+
+def _numpy_shape(prim, shapes, params):
+    """Reference: evaluate on dummies (what the rules replace); None when numpy raises."""
+    dummies = [np.full(s, 0.5) for s in shapes]
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tuple(np.shape(prim.value(dummies, params)))
+    except Exception:
+        return None
+
+
+SHAPES = [(), (1,), (3,), (4,), (3, 1), (1, 4), (3, 4), (4, 3), (2, 3, 4)]
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise_rule_matches_numpy(name):
+    prim = primitives.get(name)
+    for shapes in itertools.product(SHAPES, repeat=prim.nargs):
+        got = rule_shape(prim, list(shapes), {})
+        want = _numpy_shape(prim, shapes, {})
+        assert got == want, (name, shapes)   # None both ways: numpy raises, the rule declines
+
+
+def _cases():
+    for s in SHAPES:
+        for axis in (None, 0, 1, -1, 2, -3, (0, 1), (1, 0), (0, 0), 1.5):
+            for keepdims in (False, True):
+                for name in ("sum", "mean", "logsumexp"):
+                    yield name, [s], {"axis": axis, "keepdims": keepdims}
+        for axis in (0, -1, 1, 2):
+            yield "softmax", [s], {"axis": axis}
+        yield "transpose", [s], {"axes": None}
+        for axes in ((1, 0), (0, 1), (2, 0, 1), (0, 0), (0, 1, 2), (-1, 0)):
+            yield "transpose", [s], {"axes": axes}
+        for new in ((12,), (-1,), (3, -1), (-1, -1), (2, 6), (0,), (4, 3), (1, -1), (-2, 6)):
+            yield "reshape", [s], {"shape": new}
+        for index in (0, -1, 3, -4, slice(None), slice(1, None), slice(None, None, -2), slice(5, 1),
+                      (0, 1), (slice(None), 2), (1, slice(0, 2), 0), (0, 0, 0, 0), (None,), (Ellipsis, 0),
+                      np.array([0, 2]), slice(0, 2, 0)):
+            yield "getitem", [s], {"index": index}
+    for a, b in itertools.product(SHAPES, repeat=2):
+        yield "matmul", [a, b], {}
+        yield "dot", [a, b], {}
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "logsumexp", "softmax", "transpose", "reshape",
+                                  "getitem", "matmul", "dot"])
+def test_structural_rules_match_numpy(name):
+    prim = primitives.get(name)
+    n = 0
+    for op, shapes, params in _cases():
+        if op != name:
+            continue
+        got = rule_shape(prim, shapes, params)
+        if got is not None:          # the rule may decline (None): numpy then decides
+            assert got == _numpy_shape(prim, shapes, params), (name, shapes, params)
+            n += 1
+    assert n > 5
+
+
+def test_user_op_under_builtin_name_is_evaluated():
+    add = primitives.get("add")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        op = lp.primitive("add", lambda x, y: np.outer(x, y), vjp=lambda g, ans, x, y: (g @ y, x @ g))
+    try:
+        assert rule_shape(op, [(3,), (4,)], {}) is None
+        prog = lp.trace(lambda x, y: op(x, y), x=np.ones(3), y=np.ones(4))
+        assert prog.graph.nodes["out"]["shape"] == (3, 4)
+    finally:
+        primitives.register(add)
+
+
+# ------------------------------------------------------------ shapes while tracing / compiling
+def test_traced_shapes_equal_evaluated_shapes(rng):
+    W = rng.standard_normal((5, 3))
+
+    def f(x, b):
+        h = lp.tanh(W @ x + b)
+        s = lp.softmax(h.reshape(1, 5), axis=1)
+        t = s.T[1:4, 0] * x
+        return lp.sum(lp.logsumexp(t[None, :] + h[:3], axis=0)) + lp.mean(h[::2])
+
+    x, b = rng.standard_normal(3), rng.standard_normal(5)
+    prog = lp.trace(f, x=x, b=b)
+    sched = prog.compile()
+    sol = prog.solve(x=x, b=b)
+    for n, d in prog.graph.nodes(data=True):
+        if d["role"] == "defined":
+            assert d["shape"] == np.shape(sol.values[n]), n
+            assert sched.shapes[sched.index[n]] == d["shape"]
+    assert np.isclose(sol.output, f(x, b))
+
+
+def test_eager_shape_error_while_tracing_names_operands():
+    with pytest.raises(lp.ShapeError, match=r"op 'add' cannot combine operands \['x', 'y'\].*\(3,\).*\(4,\)"):
+        lp.trace(lambda x, y: x + y, x=np.ones(3), y=np.ones(4))
+    with pytest.raises(lp.ShapeError, match=r"'matmul'.*\(2, 3\).*\(2,\)"):
+        lp.trace(lambda A, v: A @ v, A=np.ones((2, 3)), v=np.ones(2))
+    with pytest.raises(lp.ShapeError, match="getitem"):
+        lp.trace(lambda x: x[5], x=np.ones(3))
+
+
+def test_explicit_program_shape_errors_at_compile_name_node():
+    prog = lp.Program()
+    x = prog.input("x", shape=(3,))
+    y = prog.variable("y", shape=(4,))
+    prog.define(y, lp.exp(x))
+    prog.output(lp.sum(y), name="obj")
+    with pytest.raises(lp.ShapeError, match=r"'y' has shape \(4,\).*\(3,\)"):
+        prog.compile()
+
+    prog = lp.Program()
+    x = prog.input("x", shape=(3,))
+    v = prog.variable("v")
+    w = prog.variable("w", shape=(4,))
+    prog.define(w, 2.0 * w + 1.0)
+    prog.define(v, v * 0.5 + x + w)     # (3,) + (4,) only known once v's shape is
+    prog.output(lp.sum(v), name="obj")
+    with pytest.raises(lp.ShapeError, match="cannot combine"):
+        prog.compile()
+
+
+def test_constants_are_float64_arrays():
+    prog = lp.trace(lambda x: x * 2 + 0.5 - True, x=1.0)
+    consts = {n: d["value"] for n, d in prog.graph.nodes(data=True) if d["role"] == "constant"}
+    vals = sorted((v.dtype.str, v.shape, float(v)) for v in consts.values())
+    assert vals == [("<f8", (), 0.5), ("<f8", (), 2.0), ("|b1", (), 1.0)]
+    assert float(prog.evaluate(x=1.0)) == 1.0 * 2 + 0.5 - 1
+
+
+# ------------------------------------------------------------ local names
+def test_local_names_of_intermediates():
+    def f(x):
+        a = lp.exp(x)
+        tmp = a * 2.0
+        tmp = tmp + 1.0   # rebinding: the last value keeps the name
+        return lp.sin(tmp) + a
+    prog = lp.trace(f, x=0.2)
+    names = set(prog.graph.nodes)
+    assert {"a", "tmp", "out"} <= names
+    assert prog.graph.nodes["tmp"]["op"] == "add" and prog.graph.nodes["a"]["op"] == "exp"
+
+
+def test_local_names_survive_helper_functions_and_profiler():
+    def helper(v):
+        inner = lp.tanh(v)   # a helper's locals are not f's locals
+        return inner * 3.0
+
+    def f(x):
+        h = helper(x)
+        return h + x
+
+    prof = cProfile.Profile()
+    before = sys.getprofile()
+    prof.enable()
+    try:
+        prog = lp.trace(f, x=0.3)
+    finally:
+        prof.disable()
+    assert sys.getprofile() is before
+    names = set(prog.graph.nodes)
+    assert "h" in names and "inner" not in names
+    assert np.isclose(prog.evaluate(x=0.3), 3 * np.tanh(0.3) + 0.3)
+
+
+def test_local_names_lambda_and_no_ops():
+    prog = lp.trace(lambda x: x, x=1.0)
+    assert prog.graph.graph["output"] == "out" and prog.graph.nodes["out"]["op"] == "identity"
+    prog = lp.trace(lambda x: lp.exp(x), x=1.0)
+    assert set(prog.graph.nodes) == {"x", "out"}
