@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from .primitives import unbroadcast
 from .schedule import Block
 
-__all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "block_residual",
+__all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "block_residual", "evaluate",
            "block_jacobian", "has_jac", "Linearization", "linearize", "assemble", "matvec", "rmatvec",
            "sweep", "rsweep", "sweep_rate",
            "residual_norm", "converged"]
@@ -98,11 +98,39 @@ def converged(c: np.ndarray, z: np.ndarray, tol: float) -> bool:
 
 
 # ---------------------------------------------------------- c_S and A_SS
+def _evaluators(block: Block) -> list:
+    """Per member, the bare numpy function of an elementwise built-in op (no params, no
+    non-differentiable operands), else ``None`` (the op's ``value``); cached per block."""
+    if "eval" not in block.cache:
+        out = []
+        for s in block.steps:
+            p = s.prim
+            fn = getattr(p, "raw_fn", None)
+            ok = getattr(p, "elementwise", False) and fn is not None and not p.user and not p.nondiff \
+                and not s.params
+            out.append(fn if ok else None)
+        block.cache["eval"] = out
+    return block.cache["eval"]
+
+
+def evaluate(block: Block, k: int, vals: list, fn=None) -> np.ndarray:
+    """The op output of member ``k`` at the current values (float64 ndarray)."""
+    s = block.steps[k]
+    args = [vals[u] for u in s.args]
+    if fn is not None:
+        # a member is float64, so the op computes in float64; only the container may differ
+        a = fn(*args)
+        if type(a) is np.ndarray and a.dtype == np.float64:
+            return a
+        return np.asarray(a, dtype=np.float64)
+    return np.asarray(s.prim.value(args, s.params), dtype=np.float64)
+
+
 def block_residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
     """``c_S`` at the current member values, and each member's op output."""
     ans, parts = {}, []
-    for s in block.steps:
-        a = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
+    for k, (s, fn) in enumerate(zip(block.steps, _evaluators(block))):
+        a = evaluate(block, k, vals, fn)
         ans[s.node] = a
         parts.append(np.ravel(a) if s.residual else np.ravel(vals[s.node] - a))
     return (np.concatenate(parts) if parts else np.zeros(0)), ans

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .blockops import (BlockState, Linearization, assemble, block_jacobian, block_residual, converged,
-                       describe, gather, has_jac, matvec, residual_norm, scatter, sweep)
+from .blockops import (BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
+                       converged, describe, evaluate, gather, has_jac, matvec, residual_norm, scatter, sweep)
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, factor, fill_ratio, ilu
 from .options import SolveOptions
@@ -200,8 +200,8 @@ def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
 # ------------------------------------------------- fixed point (explicit)
 def _sweep_values(block: Block, vals: list) -> None:
     """One Gauss–Seidel sweep ``z_d ← f_d(z)`` in block order (in place)."""
-    for s in block.steps:
-        vals[s.node] = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
+    for k, (s, fn) in enumerate(zip(block.steps, _evaluators(block))):
+        vals[s.node] = evaluate(block, k, vals, fn)
 
 
 def _finish(block, vals, opts, state) -> bool:

@@ -346,3 +346,57 @@ def test_non_finite_residual_in_a_block():
     with pytest.raises(lp.ConvergenceError, match="non-finite"):
         prog.solve(x=1.0)            # starts at w = 0: log(0)
     assert float(prog.solve(x=1.0, guess={"w": 1.0}).values["w"]) == pytest.approx(np.e)
+
+
+# ------------------------------------------- assembly and factorization paths
+@pytest.mark.parametrize("case", CASES)
+def test_dense_and_sparse_assembly_agree_and_match_products(programs, case, rng):
+    """The cached-pattern assembly (dense and CSC) equals A_SS from the matrix-free products
+    applied to unit vectors, and stays right when the block is solved again elsewhere."""
+    from lagrangeprop.blockops import assemble, linearize
+    prog, inputs, guess, _ = programs[case]
+    for shift in (0.0, 0.1):          # the second solve reuses the block's cached pattern
+        point = {k: np.asarray(v) + shift for k, v in inputs.items()}
+        sol, blk, st = _solved_block(prog, point, guess)
+        lin = linearize(blk, sol._vals, st.ans)
+        D = assemble(blk, lin, dense=True)
+        S = assemble(blk, lin).toarray()
+        cols = np.stack([matvec(blk, sol._vals, st.ans, e) for e in np.eye(blk.size)], axis=1)
+        assert np.array_equal(D, S)
+        assert np.allclose(D, cols, rtol=1e-13, atol=1e-13)
+
+
+def test_dense_lu_matches_splu_and_flags_near_singular(rng):
+    from lagrangeprop.linsolve import DenseLU, factor
+    blk = sellar_program().compile().blocks[0]
+    n = blk.size
+    A = rng.standard_normal((n, n)) + n * np.eye(n)
+    b = rng.standard_normal(n)
+    dense, sparse = factor(blk, A, "here"), factor(blk, sp.csc_matrix(A), "here")
+    assert isinstance(dense, DenseLU)
+    for trans in ("N", "T"):
+        assert np.allclose(dense.solve(b, trans=trans), sparse.solve(b, trans=trans), rtol=1e-12)
+    assert np.allclose(A.T @ dense.solve(b, trans="T"), b, atol=1e-12)
+    B = A.copy(); B[:, 1] = 1e-17 * B[:, 0]       # numerically singular: rcond < 1e-14
+    with pytest.raises(lp.SingularSystemError, match="numerically singular"):
+        factor(blk, B, "here")
+    B[:, 1] = 0.0                                  # exactly singular: a zero column named
+    with pytest.raises(lp.SingularSystemError, match=r"zero column") as exc:
+        factor(blk, B, "here")
+    assert exc.value.rcond == 0.0
+
+
+def test_constant_sparse_jacobian_is_reused_but_values_are_not(rng):
+    """W @ z: the local Jacobian W is kept between solves; the elementwise partials are not."""
+    n = 40
+    W = sp.random(n, n, density=0.1, random_state=5, format="csr") * 0.3
+    prog = lp.Program(); x = prog.input("x", shape=(n,)); z = prog.variable("z", shape=(n,))
+    prog.define(z, lp.tanh(W @ z + x)); prog.output(lp.sum(z ** 2), name="o")
+    for seed in (1, 2):
+        xv = np.random.default_rng(seed).standard_normal(n)
+        for method in ("newton", "fixed-point"):
+            sol = prog.solve(x=xv, method=method)
+            zz = sol.values["z"]
+            a = 1 - zz ** 2
+            lam = np.linalg.solve((np.eye(n) - (a[:, None] * W.toarray())).T, 2 * zz)
+            assert np.allclose(sol.grad["x"], a * lam, rtol=1e-9, atol=1e-12)
