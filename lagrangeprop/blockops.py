@@ -158,17 +158,13 @@ class _Edge:
 
     __slots__ = ("k", "m", "pos", "step", "args", "ans", "p", "J", "JT", "bcast", "arg_shape", "out_shape")
 
-    def __init__(self, k, m, pos, step, args, ans, memo, kind, d=None, const=None):
+    def __init__(self, k, m, pos, step, args, ans, memo, kind, d, const, fargs, arg_shape, out_shape):
         self.k, self.m, self.pos, self.step, self.args, self.ans = k, m, pos, step, args, ans
-        self.arg_shape, self.out_shape = np.shape(args[pos]), np.shape(ans)
+        self.arg_shape, self.out_shape = arg_shape, out_shape
         self.p = self.J = self.JT = None
-        self.bcast = self.arg_shape != self.out_shape
+        self.bcast = arg_shape != out_shape
         if kind == "ew":
-            nd = step.prim.nondiff
-            if nd:
-                self.p = d(_float(ans), *[a if i in nd else _float(a) for i, a in enumerate(args)])
-            else:
-                self.p = d(_float(ans), *[_float(a) for a in args])
+            self.p = d(*fargs)
         elif memo is not None and (k, pos) in memo:
             self.J, self.JT = memo[(k, pos)]
         elif kind == "maybe-spmat" and sp.issparse(args[1 - pos]):
@@ -231,13 +227,19 @@ class Linearization:
         self.block, self.vals, self.ans, self.memo = block, vals, ans, memo
         self.edges: list[list[_Edge]] = []
         const = block.cache.setdefault("const_jac", {})
+        shapes = block.shapes
         for k, (s, static) in enumerate(zip(block.steps, _static_edges(block))):
             row = []
             if static:
                 args = [vals[a] for a in s.args]
                 a_k = ans[s.node]
+                out_shape = np.shape(a_k)
+                fargs = None
                 for m, pos, kind, d in static:
-                    row.append(_Edge(k, m, pos, s, args, a_k, memo, kind, d, const))
+                    if kind == "ew" and fargs is None:   # the partials' float64 operands, once per op
+                        nd = s.prim.nondiff
+                        fargs = [_float(a_k)] + [a if i in nd else _float(a) for i, a in enumerate(args)]
+                    row.append(_Edge(k, m, pos, s, args, a_k, memo, kind, d, const, fargs, shapes[m], out_shape))
             self.edges.append(row)
 
     def jacobians(self) -> None:

@@ -48,10 +48,10 @@ def initial(block: Block, vals: list, guess: dict, presweep: bool = True) -> Non
     if not presweep:
         return
     with np.errstate(all="ignore"):
-        for s in block.steps:
+        for k, (s, fn) in enumerate(zip(block.steps, _evaluators(block))):
             if not s.residual and s.node not in guess:
-                v = np.asarray(s.prim.value([vals[u] for u in s.args], s.params), dtype=np.float64)
-                if np.all(np.isfinite(v)):
+                v = evaluate(block, k, vals, fn)
+                if np.isfinite(v).all():
                     vals[s.node] = v
 
 
