@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -23,6 +24,7 @@ import numpy as np
 
 from . import primitives
 from .errors import GraphError, ShapeError
+from .shapes import rule_shape
 
 __all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of"]
 
@@ -79,10 +81,16 @@ class Schedule:
         return [self.names[i] for i in self.inputs]
 
 
-def _arguments(G: nx.DiGraph, node: str) -> list[str]:
-    """The op's argument list of ``node`` from its in-edges' ``arg`` positions."""
+def _arguments(pred: dict, node: str) -> list[str]:
+    """The op's argument list of ``node`` from its in-edges' ``arg`` positions
+    (``pred`` = ``G._pred[node]``, the plain dict ``{u: edge data}``)."""
+    if len(pred) == 1:   # the common unary case, and x * x
+        for u, data in pred.items():
+            pos = data.get("arg")
+            if type(pos) is int and pos == 0:
+                return [u]
     slots: dict[int, str] = {}
-    for u, _, data in G.in_edges(node, data=True):
+    for u, data in pred.items():
         pos = data.get("arg")
         if pos is None:
             raise GraphError(f"edge {u!r} -> {node!r} has no 'arg' attribute (argument position)")
@@ -101,48 +109,112 @@ def _validate_nodes(G: nx.DiGraph) -> str:
     out = G.graph.get("output")
     if out is None:
         raise GraphError("the program has no output; call prog.output(expr, name=...)")
-    if out not in G:
+    nodes, pred = G._node, G._pred
+    if out not in nodes:
         raise GraphError(f"the output {out!r} is not a node of the program")
-    for n, d in G.nodes(data=True):
+    for n, d in nodes.items():
         role = d.get("role")
-        if role == "input":
-            if G.in_degree(n):
-                raise GraphError(f"input {n!r} has incoming edges {list(G.predecessors(n))}; "
-                                 "inputs cannot be defined by constraints")
-        elif role == "constant":
-            if G.in_degree(n):
-                raise GraphError(f"constant {n!r} has incoming edges")
-        elif role == "defined":
+        if role == "defined":
             if d.get("op") is None:
                 raise GraphError(f"variable {n!r} is declared but never defined; call "
                                  f"prog.define({n}, expr) or prog.residual({n}, expr)")
             if d.get("constraint", "explicit") not in ("explicit", "residual"):
                 raise GraphError(f"node {n!r} has constraint {d.get('constraint')!r}; "
                                  "expected 'explicit' or 'residual'")
+        elif role == "input":
+            if pred[n]:
+                raise GraphError(f"input {n!r} has incoming edges {list(pred[n])}; "
+                                 "inputs cannot be defined by constraints")
+        elif role == "constant":
+            if pred[n]:
+                raise GraphError(f"constant {n!r} has incoming edges")
         else:
             raise GraphError(f"node {n!r} has role {role!r}; expected input, constant or defined")
-    if G.nodes[out]["role"] != "defined":
+    if nodes[out]["role"] != "defined":
         raise GraphError(f"the output {out!r} must be a defined variable; "
                          "use prog.output(expr) to define one")
     return out
 
 
+def _components(args: Callable[[str], list[str]], root: str) -> list[list[str]]:
+    """Strongly connected components of the ancestors of ``root`` (itself included), in
+    topological order: Tarjan's algorithm, iterative, walking from each node to its
+    arguments ``args(node)`` (in argument order, so the order depends on the graph's data
+    only, not on the order its edges were inserted).
+
+    Walking edges backwards, Tarjan completes a component only after every component it
+    depends on, so the completion order is already a topological order; the walk also
+    visits exactly the live nodes (those the output depends on).
+    """
+    index = {root: 0}
+    low = {root: 0}
+    stack = [root]
+    on_stack = {root}
+    comps: list[list[str]] = []
+    work = [(root, iter(args(root)))]
+    while work:
+        v, it = work[-1]
+        for w in it:
+            if w not in index:
+                index[w] = low[w] = len(index)
+                stack.append(w)
+                on_stack.add(w)
+                work.append((w, iter(args(w))))
+                break
+            if w in on_stack and index[w] < low[v]:
+                low[v] = index[w]
+        else:
+            work.pop()
+            lv = low[v]
+            if work:
+                u = work[-1][0]
+                if lv < low[u]:
+                    low[u] = lv
+            if lv == index[v]:
+                w = stack.pop()
+                on_stack.discard(w)
+                if w == v:
+                    comps.append([v])
+                else:
+                    comp = [w]
+                    while w != v:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                    comps.append(comp)
+    return comps
+
+
 def _prim(G, n):
     try:
-        return primitives.get(G.nodes[n]["op"])
+        return primitives.get(G._node[n]["op"])
     except GraphError as exc:
         raise GraphError(f"node {n!r}: {exc}") from None
 
 
-def _eval_shape(G, n, prim, args, shapes):
+def _plain(value) -> bool:
+    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes)."""
+    return type(value) is np.ndarray and value.dtype.kind in "biuf"
+
+
+def _eval_shape(G, n, prim, args, shapes, odd=()):
+    """Shape of node ``n``'s op on its arguments: a shape rule for built-in ops
+    (:func:`~lagrangeprop.shapes.rule_shape`), else abstract evaluation on dummies.
+    ``odd``: constants the rules must not see (sparse, unusual dtypes)."""
+    nodes = G._node
+    params = nodes[n].get("params") or {}
+    if not odd or not any(a in odd for a in args):
+        got = rule_shape(prim, [shapes[a] for a in args], params)
+        if got is not None:
+            return got
     dummies = []
     for a in args:
-        d = G.nodes[a]
+        d = nodes[a]
         dummies.append(d["value"] if d["role"] == "constant" else np.full(shapes[a], 0.5))
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = prim.value(dummies, G.nodes[n].get("params") or {})
+            out = prim.value(dummies, params)
     except Exception as exc:
         raise ShapeError(f"node {n!r}: op {prim.name!r} cannot combine its arguments "
                          f"{args} of shapes {[shapes[a] for a in args]}: {exc}") from None
@@ -151,90 +223,131 @@ def _eval_shape(G, n, prim, args, shapes):
 
 def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
     """Shapes of all live nodes; declared variables of unknown shape are inferred
-    from their definitions (scalar when nothing determines them)."""
-    shapes = {n: G.nodes[n].get("shape") for n in G}
-    for n, d in G.nodes(data=True):
-        if d["role"] == "constant":
-            shapes[n] = tuple(np.shape(d["value"]))
-        elif d["role"] == "input" and shapes[n] is None:
-            shapes[n] = ()
+    from their definitions (scalar when nothing determines them). Every definition
+    is checked against its variable's shape."""
+    nodes = G._node
+    shapes = {}
+    odd = set()
+    for n, d in nodes.items():
+        role = d["role"]
+        if role == "constant":
+            v = d["value"]
+            shapes[n] = v.shape if type(v) is np.ndarray else tuple(np.shape(v))
+            if not _plain(v):
+                odd.add(n)
+        else:
+            s = d.get("shape")
+            shapes[n] = () if s is None and role == "input" else s
     pending = [n for n in order if shapes[n] is None]
+    checked = set()
     while pending:
         progress = True
         while progress:
             progress = False
             for n in pending:
                 if all(shapes[a] is not None for a in args_of[n]):
-                    shapes[n] = _eval_shape(G, n, prims[n], args_of[n], shapes)
+                    shapes[n] = _eval_shape(G, n, prims[n], args_of[n], shapes, odd)
+                    checked.add(n)
                     progress = True
             pending = [n for n in pending if shapes[n] is None]
         if pending:
             # nothing determines it (w in w**3 + w - x = 0): scalar, like an input
             shapes[pending[0]] = ()
     for n in order:
+        if n in checked:   # computed by _eval_shape from its final argument shapes above
+            continue
         if shapes[n] is None:
             raise ShapeError(f"cannot infer the shape of {n!r}; pass shape= to prog.variable")
-        got = _eval_shape(G, n, prims[n], args_of[n], shapes)
+        got = _eval_shape(G, n, prims[n], args_of[n], shapes, odd)
         if got != shapes[n]:
-            kind = "residual" if G.nodes[n].get("constraint") == "residual" else "definition"
+            kind = "residual" if nodes[n].get("constraint") == "residual" else "definition"
             raise ShapeError(f"variable {n!r} has shape {shapes[n]} but its {kind} "
                              f"(op {prims[n].name!r}) has shape {got}; make them agree")
     return shapes
 
 
 def compile_program(prog) -> Schedule:
-    """Validate ``prog`` and build its :class:`Schedule` (SCCs in topological order)."""
+    """Validate ``prog`` and build its :class:`Schedule` (SCCs in topological order).
+
+    One pass over plain dicts (``G._node``, ``G._pred``): Tarjan's SCCs from the output
+    give liveness, cycle detection and the order at once; shapes come from the shape
+    rules of :mod:`lagrangeprop.shapes` (numpy evaluation for everything else)."""
     G: nx.DiGraph = prog.graph
     out = _validate_nodes(G)
-    live = nx.ancestors(G, out) | {out}
-    sub = G.subgraph(live)
-    defined = [n for n in G if n in live and G.nodes[n]["role"] == "defined"]
-    args_of = {n: _arguments(G, n) for n in defined}
-    prims = {n: _prim(G, n) for n in defined}
+    nodes, pred = G._node, G._pred
+    args_of: dict[str, list[str]] = {}
+
+    def arguments(n: str) -> list[str]:
+        if nodes[n]["role"] != "defined":
+            return []
+        a = args_of[n] = _arguments(pred[n], n)
+        return a
+
+    components = _components(arguments, out)
+    defined = [n for n in nodes if n in args_of]   # the live defined nodes, in graph order
+    prims: dict[str, primitives.Primitive] = {}
+    by_op: dict[str, primitives.Primitive] = {}
     for n in defined:
-        if prims[n].nargs is not None and prims[n].nargs != len(args_of[n]):
-            raise GraphError(f"node {n!r}: op {prims[n].name!r} takes {prims[n].nargs} "
+        op = nodes[n]["op"]
+        prim = by_op.get(op) if isinstance(op, str) else None
+        if prim is None:
+            prim = _prim(G, n)
+            if isinstance(op, str):
+                by_op[op] = prim
+        prims[n] = prim
+        if prim.nargs is not None and prim.nargs != len(args_of[n]):
+            raise GraphError(f"node {n!r}: op {prim.name!r} takes {prim.nargs} "
                              f"arguments, the graph gives {len(args_of[n])} ({args_of[n]})")
 
-    if nx.is_directed_acyclic_graph(sub):
-        components = [[n] for n in nx.topological_sort(sub)]
-    else:
-        C = nx.condensation(sub)
-        rank = {n: i for i, n in enumerate(G)}
-        components = [sorted(C.nodes[c]["members"], key=rank.__getitem__)
-                      for c in nx.topological_sort(C)]
-    order = [n for comp in components for n in comp if G.nodes[n]["role"] == "defined"]
+    rank = None
+    for k, comp in enumerate(components):
+        if len(comp) > 1:
+            if rank is None:
+                rank = {n: i for i, n in enumerate(nodes)}
+            components[k] = sorted(comp, key=rank.__getitem__)
+    order = [n for comp in components for n in comp if nodes[n]["role"] == "defined"]
     shapes = _infer_shapes(G, order, args_of, prims)
     for n in order:
-        G.nodes[n]["shape"] = shapes[n]
+        nodes[n]["shape"] = shapes[n]
 
-    names = list(G)
+    names = list(nodes)
     index = {n: i for i, n in enumerate(names)}
-    roles = [G.nodes[n]["role"] for n in names]
-    const_ids = {index[n] for n in names if G.nodes[n]["role"] == "constant"}
+    roles = [d["role"] for d in nodes.values()]
+    const_ids = {i for i, r in enumerate(roles) if r == "constant"}
 
     def make_step(n: str) -> Step:
         prim = prims[n]
-        a = tuple(index[u] for u in args_of[n])
-        diff = () if not prim.differentiable else tuple(
-            (p, u) for p, u in enumerate(a) if u not in const_ids and p not in prim.nondiff)
-        return Step(index[n], prim, a, dict(G.nodes[n].get("params") or {}),
-                    G.nodes[n].get("constraint") == "residual", diff)
+        a = tuple([index[u] for u in args_of[n]])
+        if not prim.differentiable:
+            diff = ()
+        elif prim.nondiff:
+            diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids and p not in prim.nondiff])
+        else:
+            diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids])
+        d = nodes[n]
+        params = d.get("params")
+        return Step(index[n], prim, a, dict(params) if params else {},
+                    d.get("constraint") == "residual", diff)
 
     steps: list = []
     blocks: list[Block] = []
     step_of: dict[int, Step] = {}
     for comp in components:
-        comp = [n for n in comp if G.nodes[n]["role"] == "defined"]
-        if not comp:
-            continue
-        members = [make_step(n) for n in comp]
-        for s in members:
+        if len(comp) == 1:
+            n = comp[0]
+            if nodes[n]["role"] != "defined":
+                continue
+            s = make_step(n)
             step_of[s.node] = s
-        cyclic = (len(comp) > 1 or G.has_edge(comp[0], comp[0]) or members[0].residual)
-        if not cyclic:
-            steps.append(members[0])
-            continue
+            if not (s.residual or n in pred[n]):
+                steps.append(s)
+                continue
+            members = [s]
+        else:
+            comp = [n for n in comp if nodes[n]["role"] == "defined"]
+            members = [make_step(n) for n in comp]
+            for s in members:
+                step_of[s.node] = s
         sizes = [int(np.prod(shapes[n], dtype=int)) for n in comp]
         offsets = list(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int))
         block = Block(names=list(comp), nodes=[s.node for s in members], steps=members,
@@ -247,8 +360,8 @@ def compile_program(prog) -> Schedule:
 
     return Schedule(
         names=names, index=index, shapes=[shapes.get(n) or () for n in names], roles=roles,
-        inputs=[index[n] for n in names if G.nodes[n]["role"] == "input"],
-        constants=[(index[n], G.nodes[n]["value"]) for n in names if index[n] in const_ids],
+        inputs=[i for i, r in enumerate(roles) if r == "input"],
+        constants=[(i, nodes[names[i]]["value"]) for i in sorted(const_ids)],
         steps=steps, output=index[out],
         defined=[index[n] for n in order], residual={index[n] for n in order
                                                      if step_of[index[n]].residual},

@@ -12,6 +12,7 @@ import itertools
 import sys
 import warnings
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -191,3 +192,99 @@ def test_local_names_lambda_and_no_ops():
     assert prog.graph.graph["output"] == "out" and prog.graph.nodes["out"]["op"] == "identity"
     prog = lp.trace(lambda x: lp.exp(x), x=1.0)
     assert set(prog.graph.nodes) == {"x", "out"}
+
+
+# ------------------------------------------------------------ compile: order, liveness, blocks
+def _random_program(rng, n_nodes, p_back):
+    """An explicit program over scalars: random forward edges, some backward ones (cycles),
+    some dead nodes the output does not depend on."""
+    prog = lp.Program(name="random")
+    x = prog.input("x")
+    vs = [prog.variable(f"v{k}") for k in range(n_nodes)]
+    for k, v in enumerate(vs):
+        e = x * 0.1
+        for j in rng.choice(n_nodes, size=2, replace=False):
+            if j < k or rng.random() < p_back:
+                e = e + 0.3 * lp.tanh(vs[j])
+        prog.define(v, e)
+    prog.output(vs[-1] + 0.5 * vs[len(vs) // 2], name="obj")
+    return prog
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compile_order_liveness_and_blocks_match_networkx(seed):
+    rng = np.random.default_rng(seed)
+    prog = _random_program(rng, 30, p_back=0.0 if seed < 3 else 0.05)
+    sched = prog.compile()
+    G = prog.graph
+    out = G.graph["output"]
+    live = nx.ancestors(G, out) | {out}
+    defined_live = {n for n in live if G.nodes[n]["role"] == "defined"}
+    assert {sched.names[i] for i in sched.defined} == defined_live
+    # blocks = the cyclic strongly connected components of the live graph
+    sub = G.subgraph(live)
+    want = [set(c) for c in nx.strongly_connected_components(sub)
+            if len(c) > 1 or any(sub.has_edge(n, n) for n in c)]
+    assert sorted(map(sorted, prog.blocks)) == sorted(map(sorted, want))
+    # the step order is a topological order of the condensation
+    pos = {}
+    for k, st in enumerate(sched.steps):
+        for nid in getattr(st, "nodes", [getattr(st, "node", None)]):
+            pos[sched.names[nid]] = k
+    for u, v in sub.edges():
+        if u in pos and v in pos:
+            assert pos[u] <= pos[v], (u, v)
+    # and the solution satisfies every constraint
+    sol = prog.solve(x=0.7)
+    assert sol.kkt()["primal"] < 1e-8
+
+
+def test_compile_is_independent_of_edge_insertion_order():
+    prog = lp.trace(lambda x, y: lp.sin(x * y) + lp.exp(y) * x - y / (x + 2.0), x=0.3, y=1.2)
+    G2 = nx.DiGraph()
+    G2.graph.update(prog.graph.graph)
+    G2.add_nodes_from(prog.graph.nodes(data=True))
+    G2.add_edges_from(reversed(list(prog.graph.edges(data=True))))
+    again = lp.Program.from_graph(G2)
+    a, b = prog.compile(), again.compile()
+    assert [a.names[s.node] for s in a.steps] == [b.names[s.node] for s in b.steps]
+    s1, s2 = prog.solve(x=0.3, y=1.2), again.solve(x=0.3, y=1.2)
+    assert s1.grad["x"] == s2.grad["x"] and s1.grad["y"] == s2.grad["y"]
+
+
+def test_compile_errors_name_nodes():
+    prog = lp.trace(lambda x: lp.exp(x) + 1.0, x=0.3)
+    G = prog.graph.copy()
+    G.nodes["out"]["op"] = "exp"                 # exp with 2 arguments
+    with pytest.raises(lp.GraphError, match="node 'out': op 'exp' takes 1 arguments"):
+        lp.Program.from_graph(G).compile()
+    G = prog.graph.copy()
+    G.nodes["out"]["op"] = "nosuchop"
+    with pytest.raises(lp.GraphError, match="node 'out'.*unknown op 'nosuchop'"):
+        lp.Program.from_graph(G).compile()
+    G = prog.graph.copy()
+    u = next(iter(G.predecessors("out")))
+    G.edges[u, "out"]["arg"] = 2
+    with pytest.raises(lp.GraphError, match="node 'out': argument positions .* have gaps"):
+        lp.Program.from_graph(G).compile()
+    G = prog.graph.copy()
+    G.nodes["x"]["shape"] = (3,)
+    G.nodes["out"]["shape"] = ()
+    with pytest.raises(lp.ShapeError, match=r"variable '.*' has shape \(\) but its definition"):
+        lp.Program.from_graph(G).compile()
+    G = prog.graph.copy()
+    G.add_edge("out", "x", arg=0)
+    with pytest.raises(lp.GraphError, match="input 'x' has incoming edges"):
+        lp.Program.from_graph(G).compile()
+
+
+def test_dead_nodes_are_not_validated_but_listed():
+    prog = lp.Program()
+    x = prog.input("x")
+    dead = prog.variable("dead")
+    prog.define(dead, lp.exp(x))
+    prog.graph.nodes["dead"]["op"] = "nosuchop"      # never reached from the output
+    prog.output(x * 2.0, name="obj")
+    sched = prog.compile()
+    assert "dead" in sched.index and sched.index["dead"] not in sched.defined
+    assert float(prog.evaluate(x=1.5)) == 3.0
