@@ -77,20 +77,42 @@ def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
         lam[u] = ct if prev is None else prev + ct
 
 
-def _accumulate_raw(step: Step, g, ans, vals: list, lam: list) -> None:
+def _reduce(ct, axes: tuple):
+    """:func:`~lagrangeprop.primitives.unbroadcast` with its axes precomputed."""
+    lead, keep = axes
+    if lead:
+        ct = ct.sum(axis=lead)
+    if keep:
+        ct = ct.sum(axis=keep, keepdims=True)
+    return ct
+
+
+def _accumulate_raw(fast: tuple, g, ans, vals: list, lam: list) -> None:
     """:func:`accumulate` for a ``fast`` plan step (elementwise op, float64 arguments):
-    the op's cotangent ``g · ∂f/∂z_u`` from its bare partials, summed over broadcast axes."""
-    args = [vals[a] for a in step.args]
-    partials = step.prim.raw_partials
-    for pos, u in step.diff:
-        d = partials[pos]
-        if d is None:
-            continue
-        ct = g * d(ans, *args)
-        shape = args[pos].shape
-        if ct.shape != shape:
-            ct = unbroadcast(ct, shape)
+    the op's cotangent ``g · ∂f/∂z_u`` from its bare partials, summed over broadcast axes.
+    A ±1 partial gives ``±g`` itself (multipliers are never modified in place, so sharing
+    ``g`` is safe); ``prev - g`` equals ``prev + (-1·g)`` exactly in IEEE arithmetic."""
+    args = None
+    for u, d, c, red in fast[2]:
         prev = lam[u]
+        if c is None:
+            if args is None:
+                args = [vals[a] for a in fast[1]]
+            ct = g * d(ans, *args)
+            if red is not None:
+                ct = _reduce(ct, red)
+        elif red is not None:
+            ct = _reduce(g, red)
+            if c != 1.0:
+                ct = -ct
+        elif c == 1.0:
+            lam[u] = g if prev is None else prev + g
+            continue
+        elif prev is None:
+            ct = -g
+        else:
+            lam[u] = prev - g
+            continue
         lam[u] = ct if prev is None else prev + ct
 
 
@@ -104,7 +126,9 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
     """All multipliers (``None`` where identically zero), indexed by node id."""
     plan = plan_of(sched)
     lam: list = [None] * len(sched.names)
-    lam[sched.output] = seed
+    # a private copy: ±1 partials pass multipliers on without copying, and no gradient
+    # may alias the caller's seed array
+    lam[sched.output] = seed.copy() if seed.__class__ is _ND else seed
     if plan.nslots:
         S = getattr(vals, "scalars", None)
         if S is None or len(S) != plan.nslots:
@@ -117,8 +141,8 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                     _pull(lam, item.node, L[extra])
                 g = lam[item.node]
                 if g is not None:
-                    if fast:
-                        _accumulate_raw(item, g, vals[item.node], vals, lam)
+                    if fast is not None:
+                        _accumulate_raw(fast, g, vals[item.node], vals, lam)
                     else:
                         accumulate(item, g, vals[item.node], vals, lam)
             elif kind is GROUP:

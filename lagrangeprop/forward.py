@@ -68,8 +68,14 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
             if kind is STEP:
                 # the bare function (fast) or prim.fn: Primitive.value's conversions only when
                 # the result needs them
-                if fast:
-                    out = item.prim.raw_fn(*[vals[a] for a in item.args])
+                if fast is not None:
+                    fn, args = fast[0], fast[1]
+                    if len(args) == 2:
+                        out = fn(vals[args[0]], vals[args[1]])
+                    elif len(args) == 1:
+                        out = fn(vals[args[0]])
+                    else:
+                        out = fn(*[vals[a] for a in args])
                 else:
                     out = item.prim.fn(*[vals[a] for a in item.args], **item.params)
                 cls = out.__class__
@@ -97,9 +103,12 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
 
 
 def _all_finite(plan, vals: list) -> bool:
-    """One vector test for every per-step scalar, one per array."""
+    """One vector test for every per-step scalar, one for all small arrays, one per large array."""
     ids = plan.scalar_ids
     if ids and not np.isfinite(np.fromiter((vals[i] for i in ids), np.float64, len(ids))).all():
+        return False
+    ids = plan.small_ids   # one copy of them all beats one call each
+    if ids and not np.isfinite(np.concatenate([vals[i] for i in ids], axis=None)).all():
         return False
     return all(np.isfinite(vals[i]).all() for i in plan.array_ids)
 

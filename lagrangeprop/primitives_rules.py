@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ def _f(x: Any) -> np.ndarray:
 
 
 def _size(x: Any) -> int:
-    return int(np.prod(np.shape(x), dtype=np.int64))
+    return math.prod(np.shape(x))
 
 
 def _axis(axis: Any) -> Any:
@@ -113,6 +114,11 @@ def _one(ans: np.ndarray, *args: Any) -> float:
 
 def _minus_one(ans: np.ndarray, *args: Any) -> float:
     return -1.0
+
+
+# a constant partial tells the interpreters' fast path that the cotangent is g or -g:
+# no multiply (and no copy) needed
+_one.constant, _minus_one.constant = 1.0, -1.0
 
 
 _elementwise("add", np.add, _one, _one)
@@ -212,7 +218,10 @@ def _reduction(name: str, value: Callable[..., Any], weights: Callable[..., Any]
     def vjp(i: int, g: np.ndarray, ans: Any, args: Args, params: Params) -> Any:
         x = _f(args[0])
         axis, keepdims = params.get("axis"), params.get("keepdims", False)
-        return _expand(g, x.shape, axis, keepdims) * weights(ans, x, axis, keepdims)
+        w = weights(ans, x, axis, keepdims)
+        if w.__class__ is float and np.ndim(g) == 0:   # a full reduction: every entry is g * w
+            return np.full(x.shape, g * w)
+        return _expand(g, x.shape, axis, keepdims) * w
 
     def jvp(i: int, t: np.ndarray, ans: Any, args: Args, params: Params) -> Any:
         x = _f(args[0])
@@ -438,8 +447,24 @@ def _getitem(x: Any, index: Any = ()) -> np.ndarray:
     return np.array(_f(x)[index])
 
 
+def _basic_one(k: Any) -> bool:
+    return k is None or k is Ellipsis or isinstance(k, slice) or (
+        isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
+
+
+def _basic(index: Any) -> bool:
+    """Whether ``index`` is basic indexing (ints, slices, None, Ellipsis): it selects
+    every entry at most once, so the cotangent is a plain scatter, no accumulation."""
+    return all(_basic_one(k) for k in index) if isinstance(index, tuple) else _basic_one(index)
+
+
 def _getitem_vjp(i: int, g: np.ndarray, ans: Any, args: Args, params: Params) -> np.ndarray:
-    idx = _positions(args[0])[params["index"]].ravel()
+    index = params["index"]
+    if _basic(index):
+        out = np.zeros(np.shape(args[0]))
+        out[index] += g   # 0 + g, as the bincount below
+        return out
+    idx = _positions(args[0])[index].ravel()
     return np.bincount(idx, weights=g.ravel(), minlength=_size(args[0])).reshape(np.shape(args[0]))
 
 

@@ -377,6 +377,7 @@ def compile_program(prog) -> Schedule:
 
 STEP, GROUP, BLOCK = 0, 1, 2
 MIN_GROUP = 8  # below this a batched call costs more than the per-step calls it replaces
+SMALL = 1 << 14  # outputs up to this size are checked for finiteness together (one copy, one test)
 
 
 @dataclass(eq=False)
@@ -394,10 +395,15 @@ class Group:
 
 @dataclass(eq=False)
 class Plan:
-    """Plan items ``(STEP, step, slot, fast)``, ``(GROUP, group, None, False)``, ``(BLOCK,
-    block, [(slot, id)], False)`` in a topological order; ``slot`` (-1 = none) mirrors a
-    per-step scalar that groups read; ``fast``: an elementwise op whose arguments are all
-    float64, evaluated with its bare numpy function and partials (``prim.raw_fn``)."""
+    """Plan items ``(STEP, step, slot, fast)``, ``(GROUP, group, None, None)``, ``(BLOCK,
+    block, [(slot, id)], None)`` in a topological order; ``slot`` (-1 = none) mirrors a
+    per-step scalar that groups read; ``fast`` (or ``None``): an elementwise op whose
+    arguments are all float64, evaluated with its bare numpy function and partials
+    (``prim.raw_fn``), precomputed as ``(fn, args, adjoint)`` with ``adjoint`` a tuple of
+    ``(u, partial, constant, reduce)`` per differentiable argument ``u``: ``constant`` is
+    the partial's value when it is a constant ±1 (cotangent ``±g``, no multiply), else
+    ``None``; ``reduce`` is ``(leading axes, kept axes)`` to sum the cotangent over when
+    broadcasting made the output larger than the argument, else ``None``."""
 
     items: list
     nslots: int = 0
@@ -405,7 +411,8 @@ class Plan:
     init: list[tuple[int, int]] = field(default_factory=list)    # (slot, id) inputs, constants
     finals: list[tuple[int, int]] = field(default_factory=list)  # (slot, id) inputs: λ at the end
     scalar_ids: list[int] = field(default_factory=list)    # per-step scalar outputs (finite check)
-    array_ids: list[int] = field(default_factory=list)     # per-step array outputs
+    array_ids: list[int] = field(default_factory=list)     # per-step large array outputs
+    small_ids: list[int] = field(default_factory=list)     # per-step arrays of <= SMALL entries
     grouped: int = 0                                         # nodes evaluated in groups
 
 
@@ -444,10 +451,29 @@ def _float_nodes(sched: Schedule) -> set[int]:
     return ok
 
 
-def _fast(s: Step, floats: set[int]) -> bool:
+def _fast(sched: Schedule, s: Step, floats: set[int]) -> tuple | None:
     prim = s.prim
-    return (getattr(prim, "raw_fn", None) is not None and not prim.user and not prim.nondiff
-            and not s.params and all(a in floats for a in s.args))
+    if not (getattr(prim, "raw_fn", None) is not None and not prim.user and not prim.nondiff
+            and not s.params and all(a in floats for a in s.args)):
+        return None
+    shape = sched.shapes[s.node]
+    adjoint = []
+    for pos, u in s.diff:
+        d = prim.raw_partials[pos]
+        if d is not None:
+            c = getattr(d, "constant", None)
+            adjoint.append((u, d, c if c in (1.0, -1.0) else None, _reduction(shape, sched.shapes[u])))
+    return prim.raw_fn, tuple(s.args), tuple(adjoint)
+
+
+def _reduction(out: tuple, arg: tuple) -> tuple | None:
+    """``(leading axes, kept axes)`` that :func:`~lagrangeprop.primitives.unbroadcast` sums
+    to bring a cotangent of shape ``out`` back to ``arg`` (``None``: the shapes agree)."""
+    if out == arg:
+        return None
+    extra = len(out) - len(arg)
+    rest = out[extra:]
+    return tuple(range(extra)), tuple(k for k, n in enumerate(arg) if n == 1 and rest[k] != 1)
 
 
 def _build_plan(sched: Schedule, min_group: int) -> Plan:
@@ -473,15 +499,15 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
     grouped = {s.node for members in buckets.values() if len(members) >= min_group for s in members}
 
     def finite_ids(steps):
-        return ([s.node for s in steps if shapes[s.node] == ()],
-                [s.node for s in steps if shapes[s.node] != ()])
+        size = {s.node: int(np.prod(shapes[s.node])) for s in steps if shapes[s.node] != ()}
+        return dict(scalar_ids=[s.node for s in steps if shapes[s.node] == ()],
+                    array_ids=[i for i, n in size.items() if n > SMALL],
+                    small_ids=[i for i, n in size.items() if n <= SMALL])
 
     if not grouped:
         steps = [s for s in sched.steps if type(s) is Step]
-        sc, ar = finite_ids(steps)
-        return Plan([(STEP, s, -1, _fast(s, floats)) if type(s) is Step else (BLOCK, s, [], False)
-                     for s in sched.steps],
-                    scalar_ids=sc, array_ids=ar)
+        return Plan([(STEP, s, -1, _fast(sched, s, floats)) if type(s) is Step else (BLOCK, s, [], None)
+                     for s in sched.steps], **finite_ids(steps))
 
     # slots: every scalar a group reads or writes
     slot: dict[int, int] = {}
@@ -500,9 +526,9 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
     items, done = [], set()
     for lv, _seq, st in sorted(ranked, key=lambda r: (r[0], r[1])):
         if type(st) is not Step:
-            items.append((BLOCK, st, [(slot[n], n) for n in st.nodes if n in slot], False))
+            items.append((BLOCK, st, [(slot[n], n) for n in st.nodes if n in slot], None))
         elif st.node not in grouped:
-            items.append((STEP, st, slot.get(st.node, -1), _fast(st, floats)))
+            items.append((STEP, st, slot.get(st.node, -1), _fast(sched, st, floats)))
         else:
             k = (lv, st.prim.name, len(st.args))
             if k in done:
@@ -522,15 +548,14 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
             items.append((GROUP, Group(
                 prim=st.prim, nodes=nodes, out=np.array([slot[n] for n in nodes], dtype=np.intp),
                 args=[np.array([slot[s.args[p]] for s in members], dtype=np.intp) for p in range(len(st.args))],
-                diff=diff, mixed=[(m, n) for m, n in enumerate(nodes) if n in outside]), None, False))
+                diff=diff, mixed=[(m, n) for m, n in enumerate(nodes) if n in outside]), None, None))
 
     slot_ids = [0] * len(slot)
     for n, k in slot.items():
         slot_ids[k] = n
     is_input = set(sched.inputs)
     produced = set(sched.step_of)
-    sc, ar = finite_ids([it[1] for it in items if it[0] == STEP])
     return Plan(items, nslots=len(slot), slot_ids=slot_ids,
                 init=[(k, n) for n, k in slot.items() if n not in produced],
                 finals=[(k, n) for n, k in slot.items() if n in is_input],
-                scalar_ids=sc, array_ids=ar, grouped=len(grouped))
+                grouped=len(grouped), **finite_ids([it[1] for it in items if it[0] == STEP]))
