@@ -303,7 +303,9 @@ class Program:
         """Validate and schedule the program (cached until the program changes)."""
         if self._schedule is None:
             from .schedule import compile_program
-            self._schedule = compile_program(self)
+            from .trace import paused_gc
+            with paused_gc():
+                self._schedule = compile_program(self)
         return self._schedule
 
     @property

@@ -84,11 +84,18 @@ class Schedule:
 def _arguments(pred: dict, node: str) -> list[str]:
     """The op's argument list of ``node`` from its in-edges' ``arg`` positions
     (``pred`` = ``G._pred[node]``, the plain dict ``{u: edge data}``)."""
-    if len(pred) == 1:   # the common unary case, and x * x
+    if len(pred) == 1:   # the common unary and binary cases first
         for u, data in pred.items():
-            pos = data.get("arg")
-            if type(pos) is int and pos == 0:
+            if data.get("arg") == 0 and type(data.get("arg")) is int:
                 return [u]
+    elif len(pred) == 2:
+        (u, du), (v, dv) = pred.items()
+        pu, pv = du.get("arg"), dv.get("arg")
+        if type(pu) is int and type(pv) is int:
+            if pu == 0 and pv == 1:
+                return [u, v]
+            if pu == 1 and pv == 0:
+                return [v, u]
     slots: dict[int, str] = {}
     for u, data in pred.items():
         pos = data.get("arg")
@@ -275,15 +282,40 @@ def compile_program(prog) -> Schedule:
     G: nx.DiGraph = prog.graph
     out = _validate_nodes(G)
     nodes, pred = G._node, G._pred
+    names = list(nodes)
+    index = {n: i for i, n in enumerate(names)}
     args_of: dict[str, list[str]] = {}
 
-    def arguments(n: str) -> list[str]:
-        if nodes[n]["role"] != "defined":
-            return []
-        a = args_of[n] = _arguments(pred[n], n)
-        return a
+    # Fast path (traced programs): when every live node's arguments come before it in
+    # graph order, the live graph is acyclic and graph order is a topological order.
+    # One reverse sweep finds the live nodes and checks that.
+    live = bytearray(len(names))
+    live[index[out]] = 1
+    acyclic = True
+    for i in range(len(names) - 1, -1, -1):
+        if live[i]:
+            n = names[i]
+            if nodes[n]["role"] == "defined":
+                a = args_of[n] = _arguments(pred[n], n)
+                for u in a:
+                    j = index[u]
+                    live[j] = 1
+                    if j >= i:
+                        acyclic = False
+                if not acyclic:
+                    break
+    if acyclic:
+        components = [[names[i]] for i in range(len(names)) if live[i]]
+    else:
+        def arguments(n: str) -> list[str]:
+            if nodes[n]["role"] != "defined":
+                return []
+            a = args_of.get(n)
+            if a is None:
+                a = args_of[n] = _arguments(pred[n], n)
+            return a
 
-    components = _components(arguments, out)
+        components = _components(arguments, out)
     defined = [n for n in nodes if n in args_of]   # the live defined nodes, in graph order
     prims: dict[str, primitives.Primitive] = {}
     by_op: dict[str, primitives.Primitive] = {}
@@ -310,8 +342,6 @@ def compile_program(prog) -> Schedule:
     for n in order:
         nodes[n]["shape"] = shapes[n]
 
-    names = list(nodes)
-    index = {n: i for i, n in enumerate(names)}
     roles = [d["role"] for d in nodes.values()]
     const_ids = {i for i, r in enumerate(roles) if r == "constant"}
 

@@ -15,6 +15,8 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import sys
 from typing import Any
@@ -229,6 +231,24 @@ def apply(op, args, params=None):
     return prog._apply(prim, args, params)
 
 
+@contextlib.contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector while a program is built or compiled.
+
+    Building allocates several container objects per node and frees almost none, so the
+    collector's full passes would rescan the whole growing graph again and again (the
+    cost per node then grows with the program); reference counting still frees
+    everything as usual, and the previous state is restored on exit.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _LocalNames:
     """Capture the local variables of ``f`` as they are when it returns, so traced
     intermediates get the names the user gave them.
@@ -289,7 +309,7 @@ def trace(f: Callable, /, *example_args, **example_inputs) -> Program:  # noqa: 
     names = _argument_names(f, len(example_args))
     pos = [prog.input(n, shape=np.shape(v)) for n, v in zip(names, example_args)]
     kw = {k: prog.input(k, shape=np.shape(v)) for k, v in example_inputs.items()}
-    with _LocalNames(prog, f) as local_names:
+    with paused_gc(), _LocalNames(prog, f) as local_names:
         result = f(*pos, **kw)
     for local, value in local_names.locals.items():
         if isinstance(value, Var) and value.program is prog and local.isidentifier():
