@@ -202,6 +202,7 @@ def stationary(G, c: np.ndarray, residual, *, names=(), what: str = "linear solv
     """The stationary iteration ``x ← G x + c`` (a Gauss–Seidel sweep, for contractive blocks),
     stopped when the step is below 1e-14·|x| and ``residual(x) <= 1e-10``; else ConvergenceError."""
     x = np.array(c, dtype=np.float64)
+    xmax = float(np.max(np.abs(x))) if x.size else 0.0     # an upper bound of max|x|
     history = []
     for _ in range(maxiter):
         x_new = G(x) + c
@@ -210,7 +211,9 @@ def stationary(G, c: np.ndarray, residual, *, names=(), what: str = "linear solv
         history.append(step)
         if not np.isfinite(step):
             break
-        if step <= 1e-14 * max(float(np.max(np.abs(x))), 1e-300):
+        xmax += step                   # max|x_new| <= max|x| + step: exact only near the end
+        if step <= 1e-14 * max(xmax, 1e-300) and \
+                step <= 1e-14 * max(xmax := (float(np.max(np.abs(x))) if x.size else 0.0), 1e-300):
             res = residual(x)
             if res <= LIN_ACCEPT:
                 return x

@@ -221,6 +221,7 @@ def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> Bl
     maxiter = opts.maxiter or MAXITER["fixed-point"]
     state = BlockState(method="fixed-point")
     z = gather(block, vals)
+    zmax = residual_norm(z)        # an upper bound of max|z| (exact when it matters)
     with np.errstate(all="ignore"):
         for it in range(1, maxiter + 1):
             state.iterations = it
@@ -228,10 +229,14 @@ def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> Bl
             z_new = gather(block, vals)
             step = residual_norm(z_new - z)
             state.history.append(step)
-            _finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z_new, z_new)
+            if not np.isfinite(step):          # z is finite, so z_new is not
+                _finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z_new, z_new)
             z = z_new
-            if step <= opts.tol * max(1.0, residual_norm(z)) and _finish(block, vals, opts, state):
-                return state
+            zmax += step                       # max|z_new| <= max|z| + step
+            if step <= opts.tol * max(1.0, zmax):
+                zmax = residual_norm(z)
+                if step <= opts.tol * max(1.0, zmax) and _finish(block, vals, opts, state):
+                    return state
     raise _fail(block, "fixed-point", state, opts.tol, maxiter)
 
 
