@@ -111,9 +111,20 @@ class Program:
             self._auto.add(name)
         else:
             self._claim(name)
-        self.graph.add_node(name, **attrs)
-        self._handles[name] = _Node(name)
-        return self._var(name)
+        self._new_node(name, attrs)
+        handle = self._handles[name] = _Node(name)
+        return Var(self, handle)
+
+    def _new_node(self, name: str, attrs: dict) -> None:
+        """Add node ``name`` (not yet in the graph) with attribute dict ``attrs``."""
+        G = self.graph
+        if type(G) is nx.DiGraph:   # plain dicts: what add_node does, minus its checks
+            G._succ[name] = {}
+            G._pred[name] = {}
+            G._node[name] = attrs
+            _clear_nx_cache(G)
+        else:
+            G.add_node(name, **attrs)
 
     # ---------------------------------------------------------------- building
     def input(self, name: str, shape: tuple = ()) -> Var:
@@ -155,10 +166,17 @@ class Program:
         self._schedule = None
         name = self._fresh(prim.name)
         self._auto.add(name)
-        self.graph.add_node(name, role="defined", op=prim.name, constraint="explicit",
-                            params=params, shape=shape)
+        self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
+                              "params": params, "shape": shape})
         handle = self._handles[name] = _Node(name)
-        self._connect(name, names)
+        G = self.graph
+        if type(G) is nx.DiGraph and (len(names) == 1 or (len(names) == 2 and names[0] != names[1])):
+            # a new node's in-edges, as add_edge would store them (one data dict per edge)
+            succ, into = G._succ, G._pred[name]
+            for i, a in enumerate(names):
+                succ[a][name] = into[a] = {"arg": i}
+        else:
+            self._connect(name, names)
         return Var(self, handle)
 
     def _connect(self, node: str, arg_names: list[str]) -> None:
@@ -404,6 +422,13 @@ def _shape(shape, name) -> tuple:
     if any(s < 0 for s in shape):
         raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
     return shape
+
+
+def _clear_nx_cache(G: nx.DiGraph) -> None:
+    """What networkx does after every change: drop its cached conversions of ``G``."""
+    cache = G.__dict__.get("__networkx_cache__")
+    if cache:
+        cache.clear()
 
 
 def _plain(value: Any) -> bool:

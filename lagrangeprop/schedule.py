@@ -304,9 +304,8 @@ def compile_program(prog) -> Schedule:
                         acyclic = False
                 if not acyclic:
                     break
-    if acyclic:
-        components = [[names[i]] for i in range(len(names)) if live[i]]
-    else:
+    components = None   # acyclic: every component is one node, in graph order
+    if not acyclic:
         def arguments(n: str) -> list[str]:
             if nodes[n]["role"] != "defined":
                 return []
@@ -331,16 +330,14 @@ def compile_program(prog) -> Schedule:
             raise GraphError(f"node {n!r}: op {prim.name!r} takes {prim.nargs} "
                              f"arguments, the graph gives {len(args_of[n])} ({args_of[n]})")
 
-    rank = None
-    for k, comp in enumerate(components):
-        if len(comp) > 1:
-            if rank is None:
-                rank = {n: i for i, n in enumerate(nodes)}
-            components[k] = sorted(comp, key=rank.__getitem__)
-    order = [n for comp in components for n in comp if nodes[n]["role"] == "defined"]
+    if components is None:
+        order = defined
+    else:
+        for k, comp in enumerate(components):
+            if len(comp) > 1:
+                components[k] = sorted(comp, key=index.__getitem__)
+        order = [n for comp in components for n in comp if nodes[n]["role"] == "defined"]
     shapes = _infer_shapes(G, order, args_of, prims)
-    for n in order:
-        nodes[n]["shape"] = shapes[n]
 
     roles = [d["role"] for d in nodes.values()]
     const_ids = {i for i, r in enumerate(roles) if r == "constant"}
@@ -355,6 +352,7 @@ def compile_program(prog) -> Schedule:
         else:
             diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids])
         d = nodes[n]
+        d["shape"] = shapes[n]
         params = d.get("params")
         return Step(index[n], prim, a, dict(params) if params else {},
                     d.get("constraint") == "residual", diff)
@@ -362,22 +360,8 @@ def compile_program(prog) -> Schedule:
     steps: list = []
     blocks: list[Block] = []
     step_of: dict[int, Step] = {}
-    for comp in components:
-        if len(comp) == 1:
-            n = comp[0]
-            if nodes[n]["role"] != "defined":
-                continue
-            s = make_step(n)
-            step_of[s.node] = s
-            if not (s.residual or n in pred[n]):
-                steps.append(s)
-                continue
-            members = [s]
-        else:
-            comp = [n for n in comp if nodes[n]["role"] == "defined"]
-            members = [make_step(n) for n in comp]
-            for s in members:
-                step_of[s.node] = s
+
+    def add_block(comp: list[str], members: list[Step]) -> None:
         sizes = [int(np.prod(shapes[n], dtype=int)) for n in comp]
         offsets = list(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int))
         block = Block(names=list(comp), nodes=[s.node for s in members], steps=members,
@@ -387,6 +371,26 @@ def compile_program(prog) -> Schedule:
         block.position = {nid: k for k, nid in enumerate(block.nodes)}
         steps.append(block)
         blocks.append(block)
+
+    if components is None:
+        for n in order:
+            s = step_of[index[n]] = make_step(n)
+            if s.residual:   # a residual constraint is solved as a block of its own
+                add_block([n], [s])
+            else:
+                steps.append(s)
+    else:
+        for comp in components:
+            comp = [n for n in comp if nodes[n]["role"] == "defined"]
+            if not comp:
+                continue
+            members = [make_step(n) for n in comp]
+            for s in members:
+                step_of[s.node] = s
+            if len(comp) == 1 and not (members[0].residual or comp[0] in pred[comp[0]]):
+                steps.append(members[0])
+            else:
+                add_block(comp, members)
 
     return Schedule(
         names=names, index=index, shapes=[shapes.get(n) or () for n in names], roles=roles,

@@ -288,3 +288,22 @@ def test_dead_nodes_are_not_validated_but_listed():
     sched = prog.compile()
     assert "dead" in sched.index and sched.index["dead"] not in sched.defined
     assert float(prog.evaluate(x=1.5)) == 3.0
+
+
+def test_traced_graph_is_a_consistent_networkx_graph():
+    def f(x, y):
+        a = x * y
+        b = a * a + lp.sin(x)
+        return lp.sum(b * 2.0) + y
+    prog = lp.trace(f, x=np.ones(3), y=0.5)
+    G = prog.graph
+    H = nx.DiGraph(**G.graph)
+    H.add_nodes_from(G.nodes(data=True))
+    H.add_edges_from(G.edges(data=True))
+    assert nx.utils.graphs_equal(G, H)
+    for u, v in G.edges():
+        assert G.succ[u][v] is G.pred[v][u]            # one data dict per edge, as networkx keeps it
+    assert [G.edges["a", v]["arg"] for v in G.succ["a"]] == [[0, 1]]   # a * a: sorted positions
+    assert nx.is_directed_acyclic_graph(G) and set(nx.ancestors(G, "out")) == set(G) - {"out"}
+    G.add_edge("x", "out", arg=9)                      # networkx keeps working on it
+    assert G.edges["x", "out"]["arg"] == 9
