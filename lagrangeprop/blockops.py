@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,7 @@ from .primitives import unbroadcast
 from .schedule import Block
 
 __all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "block_residual", "evaluate",
-           "block_jacobian", "has_jac", "Linearization", "linearize", "assemble", "matvec", "rmatvec",
+           "block_jacobian", "has_jac", "Linearization", "linearize", "remember", "assemble", "matvec", "rmatvec",
            "sweep", "rsweep", "sweep_rate",
            "residual_norm", "converged"]
 
@@ -291,12 +292,19 @@ _LINEAR = frozenset({"matmul", "dot", "getitem", "reshape", "transpose", "sum", 
 
 def linearize(block: Block, vals: list, ans: dict) -> Linearization:
     """The :class:`Linearization` at ``(vals, ans)``, cached for the latest such pair."""
-    hit = block.cache.get("lin")
+    ref = block.cache.get("lin")
+    hit = ref() if ref is not None else None
     if hit is not None and hit.vals is vals and hit.ans is ans:
         return hit
     lin = Linearization(block, vals, ans)
-    block.cache["lin"] = lin
+    remember(block, lin)
     return lin
+
+
+def remember(block: Block, lin: Linearization) -> None:
+    """Make ``lin`` the block's current linearization, held weakly: whoever needs it (a
+    forward solve, a ``BlockState``) keeps it alive, the block never keeps a solved point."""
+    block.cache["lin"] = weakref.ref(lin)
 
 
 class _Pattern:
@@ -522,6 +530,7 @@ def sweep_rate(block: Block, vals: list, ans: dict, iters: int = 10, seed: int =
     """Estimate of the Gauss–Seidel contraction rate ρ(M⁻¹N) by power iteration."""
     x = np.random.default_rng(seed).standard_normal(block.size)
     norms = []
+    lin = linearize(block, vals, ans)   # noqa: F841  (kept alive across the sweeps)
     for _ in range(iters):
         x = sweep(block, vals, ans, x, lower=False)
         nx = float(np.linalg.norm(x))

@@ -177,6 +177,8 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
 
 def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
     b = stack(block, rhs)
+    # the local partials at the solution live as long as the state (the block holds them weakly)
+    state.cache["lin"] = linearize(block, vals, state.ans)
     choice = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
         if choice == "direct":

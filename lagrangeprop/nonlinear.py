@@ -27,7 +27,8 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from .blockops import (BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
-                       converged, describe, evaluate, gather, has_jac, matvec, residual_norm, scatter, sweep)
+                       converged, describe, evaluate, gather, has_jac, linearize, matvec, remember,
+                       residual_norm, scatter, sweep)
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, factor, fill_ratio, ilu
 from .options import SolveOptions
@@ -104,7 +105,7 @@ def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
     keeps the local Jacobians that stay constant during this solve (``W @ z``)."""
     lin = Linearization(block, vals, ans, memo)
     A = assemble(block, lin, dense=block.size <= DENSE_MAX)
-    block.cache["lin"] = lin     # the adjoint's matrix-free products reuse it
+    remember(block, lin)     # the adjoint's matrix-free products reuse it
     return lin, A
 
 
@@ -136,7 +137,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
                 and state.history[-1] > 1e-14 * max(1.0, residual_norm(z)):
             polished = True
         elif done:
-            _, A = _jacobian(block, vals, ans, memo)
+            state.cache["lin"], A = _jacobian(block, vals, ans, memo)
             state.ans, state.A = ans, A
             if _same(A, lu_A):
                 state.lu = lu
@@ -182,6 +183,7 @@ def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
             return state
         if it == maxiter:
             break
+        lin = linearize(block, vals, ans)    # noqa: F841  (kept alive for this step's products)
         A = spla.LinearOperator((n, n), matvec=lambda v, a=ans: matvec(block, vals, a, v), dtype=float)
         M = None
         if block.explicit:
