@@ -354,7 +354,8 @@ class _Pattern:
         rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
         cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
         self.n = n
-        self.flat = rows * n + cols
+        # flat positions in a dense matrix: only small blocks are ever assembled dense
+        self.flat = rows * n + cols if n * n <= 16 * 10**6 else None
         uniq, self.slot = np.unique(cols * n + rows, return_inverse=True)
         self.nnz = uniq.size
         self.indices = (uniq % max(n, 1)).astype(np.int32)
@@ -413,7 +414,7 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
     else:
         data *= pat.sign
     n = block.size
-    if dense:
+    if dense and pat.flat is not None:
         return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
     vals = np.bincount(pat.slot, weights=data, minlength=pat.nnz)
     # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
