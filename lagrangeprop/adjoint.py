@@ -77,42 +77,38 @@ def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
         lam[u] = ct if prev is None else prev + ct
 
 
-def _reduce(ct, axes: tuple):
-    """:func:`~lagrangeprop.primitives.unbroadcast` with its axes precomputed."""
-    lead, keep = axes
-    if lead:
-        ct = ct.sum(axis=lead)
-    if keep:
-        ct = ct.sum(axis=keep, keepdims=True)
-    return ct
-
-
 def _accumulate_raw(fast: tuple, g, ans, vals: list, lam: list) -> None:
     """:func:`accumulate` for a ``fast`` plan step (elementwise op, float64 arguments):
-    the op's cotangent ``g · ∂f/∂z_u`` from its bare partials, summed over broadcast axes.
+    the op's cotangent ``g · ∂f/∂z_u`` from its bare partials, summed over broadcast axes
+    exactly as :func:`~lagrangeprop.primitives.unbroadcast` (axes precomputed by the plan).
     A ±1 partial gives ``±g`` itself (multipliers are never modified in place, so sharing
     ``g`` is safe); ``prev - g`` equals ``prev + (-1·g)`` exactly in IEEE arithmetic."""
     args = None
-    for u, d, c, red in fast[2]:
+    for u, d, c, red, a in fast[2]:
         prev = lam[u]
         if c is None:
-            if args is None:
-                args = [vals[a] for a in fast[1]]
-            ct = g * d(ans, *args)
-            if red is not None:
-                ct = _reduce(ct, red)
-        elif red is not None:
-            ct = _reduce(g, red)
-            if c != 1.0:
-                ct = -ct
-        elif c == 1.0:
-            lam[u] = g if prev is None else prev + g
+            if a >= 0:
+                ct = g * vals[a]
+            else:
+                if args is None:
+                    args = [vals[k] for k in fast[1]]
+                ct = g * d(ans, *args)
+        elif red is None:
+            if c == 1.0:
+                lam[u] = g if prev is None else prev + g
+            else:
+                lam[u] = -g if prev is None else prev - g
             continue
-        elif prev is None:
-            ct = -g
         else:
-            lam[u] = prev - g
-            continue
+            ct = g
+        if red is not None:
+            lead, keep = red
+            if lead:
+                ct = ct.sum(axis=lead)
+            if keep:
+                ct = ct.sum(axis=keep, keepdims=True)
+            if c == -1.0:
+                ct = -ct
         lam[u] = ct if prev is None else prev + ct
 
 

@@ -411,7 +411,7 @@ def compile_program(prog) -> Schedule:
 
 STEP, GROUP, BLOCK = 0, 1, 2
 MIN_GROUP = 8  # below this a batched call costs more than the per-step calls it replaces
-SMALL = 1 << 14  # outputs up to this size are checked for finiteness together (one copy, one test)
+SMALL = 1 << 12  # outputs up to this size are checked for finiteness together (one copy, one test)
 
 
 @dataclass(eq=False)
@@ -434,10 +434,11 @@ class Plan:
     per-step scalar that groups read; ``fast`` (or ``None``): an elementwise op whose
     arguments are all float64, evaluated with its bare numpy function and partials
     (``prim.raw_fn``), precomputed as ``(fn, args, adjoint)`` with ``adjoint`` a tuple of
-    ``(u, partial, constant, reduce)`` per differentiable argument ``u``: ``constant`` is
+    ``(u, partial, constant, reduce, a)`` per differentiable argument ``u``: ``constant`` is
     the partial's value when it is a constant ±1 (cotangent ``±g``, no multiply), else
     ``None``; ``reduce`` is ``(leading axes, kept axes)`` to sum the cotangent over when
-    broadcasting made the output larger than the argument, else ``None``."""
+    broadcasting made the output larger than the argument, else ``None``; ``a`` is the node
+    whose value the partial is (``partial.arg``, e.g. ``y`` for ``x`` in ``x * y``), else -1."""
 
     items: list
     nslots: int = 0
@@ -495,8 +496,9 @@ def _fast(sched: Schedule, s: Step, floats: set[int]) -> tuple | None:
     for pos, u in s.diff:
         d = prim.raw_partials[pos]
         if d is not None:
-            c = getattr(d, "constant", None)
-            adjoint.append((u, d, c if c in (1.0, -1.0) else None, _reduction(shape, sched.shapes[u])))
+            c, k = getattr(d, "constant", None), getattr(d, "arg", None)
+            adjoint.append((u, d, c if c in (1.0, -1.0) else None, _reduction(shape, sched.shapes[u]),
+                            -1 if k is None else s.args[k]))
     return prim.raw_fn, tuple(s.args), tuple(adjoint)
 
 
