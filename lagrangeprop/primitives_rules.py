@@ -464,6 +464,8 @@ def _basic_one(k: Any) -> bool:
 def _basic(index: Any) -> bool:
     """Whether ``index`` is basic indexing (ints, slices, None, Ellipsis): it selects
     every entry at most once, so the cotangent is a plain scatter, no accumulation."""
+    if index.__class__ is int:
+        return True
     return all(_basic_one(k) for k in index) if isinstance(index, tuple) else _basic_one(index)
 
 
