@@ -56,7 +56,7 @@ def as_value(out) -> np.ndarray:
 
 def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 guess: dict[int, np.ndarray] | None = None) -> dict:
-    """Fill ``vals`` for every live defined node; returns the block solver states."""
+    """Fill ``vals`` for every defined node; returns the block solver states."""
     plan = plan_of(sched)
     states: dict = {}
     S = np.empty(plan.nslots) if plan.nslots else None

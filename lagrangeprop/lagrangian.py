@@ -118,7 +118,7 @@ def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, 
 
 # ----------------------------------------------------- L at arbitrary points
 def _all_defined(sched: Schedule) -> Block:
-    """Every live constraint as one pseudo-block (for A = ∂c/∂z and c at any point)."""
+    """Every constraint as one pseudo-block (for A = ∂c/∂z and c at any point)."""
     if "_all" not in sched.__dict__:
         nodes = list(sched.defined)
         sizes = [int(np.prod(sched.shapes[n], dtype=int)) for n in nodes]

@@ -16,7 +16,6 @@ Examples
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -71,7 +70,7 @@ class Schedule:
     constants: list[tuple[int, object]]
     steps: list  # Step | Block, topological order of the condensation
     output: int
-    defined: list[int]               # live defined nodes, in schedule order
+    defined: list[int]               # every defined node, in schedule order
     residual: set[int]               # ids of residual-constraint nodes
     blocks: list[Block]
     step_of: dict[int, Step]         # defined node id -> its constraint
@@ -143,53 +142,13 @@ def _validate_nodes(G: nx.DiGraph) -> str:
     return out
 
 
-def _components(args: Callable[[str], list[str]], root: str) -> list[list[str]]:
-    """Strongly connected components of the ancestors of ``root`` (itself included), in
-    topological order: Tarjan's algorithm, iterative, walking from each node to its
-    arguments ``args(node)`` (in argument order, so the order depends on the graph's data
-    only, not on the order its edges were inserted).
-
-    Walking edges backwards, Tarjan completes a component only after every component it
-    depends on, so the completion order is already a topological order; the walk also
-    visits exactly the live nodes (those the output depends on).
-    """
-    index = {root: 0}
-    low = {root: 0}
-    stack = [root]
-    on_stack = {root}
-    comps: list[list[str]] = []
-    work = [(root, iter(args(root)))]
-    while work:
-        v, it = work[-1]
-        for w in it:
-            if w not in index:
-                index[w] = low[w] = len(index)
-                stack.append(w)
-                on_stack.add(w)
-                work.append((w, iter(args(w))))
-                break
-            if w in on_stack and index[w] < low[v]:
-                low[v] = index[w]
-        else:
-            work.pop()
-            lv = low[v]
-            if work:
-                u = work[-1][0]
-                if lv < low[u]:
-                    low[u] = lv
-            if lv == index[v]:
-                w = stack.pop()
-                on_stack.discard(w)
-                if w == v:
-                    comps.append([v])
-                else:
-                    comp = [w]
-                    while w != v:
-                        w = stack.pop()
-                        on_stack.discard(w)
-                        comp.append(w)
-                    comps.append(comp)
-    return comps
+def _components(G: nx.DiGraph, index: dict[str, int]) -> list[list[str]]:
+    """Strongly connected components of ``G`` in a topological order of its condensation
+    (networkx), deterministic: ties broken by graph order, members in graph order."""
+    comps = [sorted(c, key=index.__getitem__) for c in nx.strongly_connected_components(G)]
+    C = nx.condensation(G, scc=comps)
+    first = {c: index[comps[c][0]] for c in C}
+    return [comps[c] for c in nx.lexicographical_topological_sort(C, key=first.__getitem__)]
 
 
 def _prim(G, n):
@@ -229,7 +188,7 @@ def _eval_shape(G, n, prim, args, shapes, odd=()):
 
 
 def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
-    """Shapes of all live nodes; declared variables of unknown shape are inferred
+    """Shapes of all defined nodes; declared variables of unknown shape are inferred
     from their definitions (scalar when nothing determines them). Every definition
     is checked against its variable's shape."""
     nodes = G._node
@@ -276,9 +235,10 @@ def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
 def compile_program(prog) -> Schedule:
     """Validate ``prog`` and build its :class:`Schedule` (SCCs in topological order).
 
-    One pass over plain dicts (``G._node``, ``G._pred``): Tarjan's SCCs from the output
-    give liveness, cycle detection and the order at once; shapes come from the shape
-    rules of :mod:`lagrangeprop.shapes` (numpy evaluation for everything else)."""
+    One pass over plain dicts (``G._node``, ``G._pred``) checks the arguments and finds
+    whether graph order is already topological; cyclic graphs are ordered by networkx's
+    strongly connected components. Shapes come from the shape rules of
+    :mod:`lagrangeprop.shapes` (numpy evaluation for everything else)."""
     G: nx.DiGraph = prog.graph
     out = _validate_nodes(G)
     nodes, pred = G._node, G._pred
@@ -286,36 +246,22 @@ def compile_program(prog) -> Schedule:
     index = {n: i for i, n in enumerate(names)}
     args_of: dict[str, list[str]] = {}
 
-    # Fast path (traced programs): when every live node's arguments come before it in
-    # graph order, the live graph is acyclic and graph order is a topological order.
-    # One reverse sweep finds the live nodes and checks that.
-    live = bytearray(len(names))
-    live[index[out]] = 1
+    # Every constraint is scheduled (∂L/∂λ = 0 for all of them: the forward pass satisfies
+    # every constraint, and a constraint the output does not depend on gets λ = 0).
+    # Fast path (traced programs): when every argument precedes its node in graph order the
+    # graph is acyclic and graph order is a topological order; otherwise networkx's SCCs.
     acyclic = True
-    for i in range(len(names) - 1, -1, -1):
-        if live[i]:
-            n = names[i]
-            if nodes[n]["role"] == "defined":
-                a = args_of[n] = _arguments(pred[n], n)
+    for n, d in nodes.items():
+        if d["role"] == "defined":
+            a = args_of[n] = _arguments(pred[n], n)
+            if acyclic:
+                i = index[n]
                 for u in a:
-                    j = index[u]
-                    live[j] = 1
-                    if j >= i:
+                    if index[u] >= i:
                         acyclic = False
-                if not acyclic:
-                    break
-    components = None   # acyclic: every component is one node, in graph order
-    if not acyclic:
-        def arguments(n: str) -> list[str]:
-            if nodes[n]["role"] != "defined":
-                return []
-            a = args_of.get(n)
-            if a is None:
-                a = args_of[n] = _arguments(pred[n], n)
-            return a
-
-        components = _components(arguments, out)
-    defined = [n for n in nodes if n in args_of]   # the live defined nodes, in graph order
+                        break
+    components = None if acyclic else _components(G, index)
+    defined = list(args_of)   # the defined nodes, in graph order
     prims: dict[str, primitives.Primitive] = {}
     by_op: dict[str, primitives.Primitive] = {}
     for n in defined:

@@ -225,7 +225,7 @@ def _reverse_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOption
 
 
 def input_jacobian(sched: Schedule, vals: list, inputs: list[int]) -> sp.csr_matrix:
-    """``∂c/∂x`` (rows: the live constraints in ``sched.defined`` order; columns: the given
+    """``∂c/∂x`` (rows: the constraints in ``sched.defined`` order; columns: the given
     inputs, stacked) from the ops' sparse ``jac`` rules."""
     col0, off = {}, 0
     for i in inputs:
@@ -475,7 +475,7 @@ def jacobian_z(sol) -> dict:
     """``dz/dx = -A⁻¹ ∂c/∂x`` for every node of a solved program.
 
     Returns ``{node: {input: array of shape node.shape + input.shape}}`` for every input
-    and live defined node (inputs: identity for themselves). All input columns are pushed
+    and defined node (inputs: identity for themselves). All input columns are pushed
     through at once; a cyclic block solves them against its one factorization.
 
     Examples

@@ -42,10 +42,10 @@ _BLOCK_EDGE = ["#d7301f", "#6a51a3", "#e6550d", "#b8a800", "#8c6d31", "#c51b8a",
 def graph_blocks(prog) -> list[list[str]]:
     """The cyclic blocks of ``prog``'s graph as lists of node names.
 
-    A strongly connected component of the live graph (the output's ancestors) is a
-    block when it has more than one node, a self-loop, or a residual constraint — the
-    definition the solver uses (SPEC §1). Unlike ``prog.blocks`` this does not compile
-    the program, so it also works on programs that fail validation.
+    A strongly connected component of the graph is a block when it has more than one
+    node, a self-loop, or a residual constraint — the definition the solver uses
+    (SPEC §1). Unlike ``prog.blocks`` this does not compile the program, so it also works
+    on programs that fail validation.
 
     Examples
     --------
@@ -56,8 +56,7 @@ def graph_blocks(prog) -> list[list[str]]:
     [['multiply_1', 'y']]
     """
     G = prog.graph
-    out = G.graph.get("output")
-    sub = G.subgraph(nx.ancestors(G, out) | {out}) if out in G else G
+    sub = G
     rank = {n: i for i, n in enumerate(G)}
     blocks = []
     for comp in nx.strongly_connected_components(sub):

@@ -212,31 +212,33 @@ def _random_program(rng, n_nodes, p_back):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_compile_order_liveness_and_blocks_match_networkx(seed):
+def test_compile_order_and_blocks_match_networkx(seed):
     rng = np.random.default_rng(seed)
     prog = _random_program(rng, 30, p_back=0.0 if seed < 3 else 0.05)
     sched = prog.compile()
     G = prog.graph
     out = G.graph["output"]
-    live = nx.ancestors(G, out) | {out}
-    defined_live = {n for n in live if G.nodes[n]["role"] == "defined"}
-    assert {sched.names[i] for i in sched.defined} == defined_live
-    # blocks = the cyclic strongly connected components of the live graph
-    sub = G.subgraph(live)
-    want = [set(c) for c in nx.strongly_connected_components(sub)
-            if len(c) > 1 or any(sub.has_edge(n, n) for n in c)]
+    # every constraint is scheduled, including those the output does not depend on
+    defined = {n for n, d in G.nodes(data=True) if d["role"] == "defined"}
+    assert {sched.names[i] for i in sched.defined} == defined
+    # blocks = the cyclic strongly connected components of the graph
+    want = [set(c) for c in nx.strongly_connected_components(G)
+            if len(c) > 1 or any(G.has_edge(n, n) for n in c)]
     assert sorted(map(sorted, prog.blocks)) == sorted(map(sorted, want))
     # the step order is a topological order of the condensation
     pos = {}
     for k, st in enumerate(sched.steps):
         for nid in getattr(st, "nodes", [getattr(st, "node", None)]):
             pos[sched.names[nid]] = k
-    for u, v in sub.edges():
+    for u, v in G.edges():
         if u in pos and v in pos:
             assert pos[u] <= pos[v], (u, v)
-    # and the solution satisfies every constraint
+    # the solution satisfies every constraint; dead constraints have zero multipliers
     sol = prog.solve(x=0.7)
     assert sol.kkt()["primal"] < 1e-8
+    live = nx.ancestors(G, out) | {out}
+    for n in defined - live:
+        assert np.all(sol.multipliers[n] == 0.0), n
 
 
 def test_compile_is_independent_of_edge_insertion_order():
@@ -278,16 +280,24 @@ def test_compile_errors_name_nodes():
         lp.Program.from_graph(G).compile()
 
 
-def test_dead_nodes_are_not_validated_but_listed():
+def test_constraints_the_output_does_not_need_are_still_validated_and_solved():
     prog = lp.Program()
     x = prog.input("x")
-    dead = prog.variable("dead")
-    prog.define(dead, lp.exp(x))
-    prog.graph.nodes["dead"]["op"] = "nosuchop"      # never reached from the output
+    side = prog.variable("side")
+    prog.define(side, lp.exp(x))                       # the output does not depend on it
+    w = prog.variable("w")
+    prog.residual(w, w**3 + w - x)                     # nor on this residual block
     prog.output(x * 2.0, name="obj")
-    sched = prog.compile()
-    assert "dead" in sched.index and sched.index["dead"] not in sched.defined
-    assert float(prog.evaluate(x=1.5)) == 3.0
+    sol = prog.solve(x=2.0)
+    assert float(sol.output) == 4.0
+    assert sol.values["side"] == pytest.approx(np.exp(2.0), rel=1e-15)
+    assert sol.values["w"] == pytest.approx(1.0, rel=1e-12)
+    assert sol.multipliers["side"] == 0.0 and sol.multipliers["w"] == 0.0
+    assert any("w" in b for b in prog.blocks)
+    prog.graph.nodes["side"]["op"] = "nosuchop"
+    prog._schedule = None
+    with pytest.raises(lp.GraphError, match="'side'.*nosuchop"):
+        prog.compile()
 
 
 def test_traced_graph_is_a_consistent_networkx_graph():
