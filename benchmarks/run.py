@@ -98,6 +98,33 @@ def case(name: str, memory: bool = False, quick: bool = True):
     return deco
 
 
+def _scalar_impl(system: str, make_f: Callable[[Any], Callable], x0: float) -> Impl | None:
+    """lagrangeprop / autograd / PyTorch implementations of the scalar function ``make_f(module)``
+    (``module`` supplies exp, sin, tanh); None for the hand-written numpy system."""
+    if system == "lagrangeprop":
+        import lagrangeprop as lp
+        return _lp_impl(lambda: lp.trace(make_f(lp), x=x0), {"x": x0})
+    if system == "autograd":
+        import autograd
+        import autograd.numpy as anp
+        f = make_f(anp)
+        return Impl(lambda: autograd.grad(f)(x0), lambda: f(x0))
+    if system == "torch":
+        torch = _torch()
+        f = make_f(torch)
+
+        def grad():
+            x = torch.tensor(x0, requires_grad=True)
+            f(x).backward()
+            return x.grad
+
+        def fwd():
+            with torch.no_grad():
+                return f(torch.tensor(x0))
+        return Impl(grad, fwd)
+    return None
+
+
 # ----------------------------------------------------------------- blog (scalar)
 def _blog_f(m):
     def f(x):
@@ -111,27 +138,9 @@ def _blog_f(m):
 @case("blog")
 def blog(system: str):
     x0 = 0.5
-    if system == "lagrangeprop":
-        import lagrangeprop as lp
-        return _lp_impl(lambda: lp.trace(_blog_f(lp), x=x0), {"x": x0})
-    if system == "autograd":
-        import autograd
-        import autograd.numpy as anp
-        f = _blog_f(anp)
-        return Impl(lambda: autograd.grad(f)(x0), lambda: f(x0))
-    if system == "torch":
-        torch = _torch()
-        f = _blog_f(torch)
-
-        def grad():
-            x = torch.tensor(x0, requires_grad=True)
-            f(x).backward()
-            return x.grad
-
-        def fwd():
-            with torch.no_grad():
-                return f(torch.tensor(x0))
-        return Impl(grad, fwd)
+    impl = _scalar_impl(system, _blog_f, x0)
+    if impl is not None:
+        return impl
 
     def grad():
         a = np.exp(x0)
@@ -160,27 +169,9 @@ def _chain_f(m, n):
 
 def _chain(system: str, n: int):
     x0 = 0.3
-    if system == "lagrangeprop":
-        import lagrangeprop as lp
-        return _lp_impl(lambda: lp.trace(_chain_f(lp, n), x=x0), {"x": x0})
-    if system == "autograd":
-        import autograd
-        import autograd.numpy as anp
-        f = _chain_f(anp, n)
-        return Impl(lambda: autograd.grad(f)(x0), lambda: f(x0))
-    if system == "torch":
-        torch = _torch()
-        f = _chain_f(torch, n)
-
-        def grad():
-            x = torch.tensor(x0, requires_grad=True)
-            f(x).backward()
-            return x.grad
-
-        def fwd():
-            with torch.no_grad():
-                return f(torch.tensor(x0))
-        return Impl(grad, fwd)
+    impl = _scalar_impl(system, lambda m: _chain_f(m, n), x0)
+    if impl is not None:
+        return impl
 
     def grad():   # hand-written: forward keeps the local partials, reverse multiplies them
         v, d = x0, []
@@ -235,27 +226,9 @@ def _wide_f(m, n):
 
 def _wide(system: str, n: int):
     x0 = 0.3
-    if system == "lagrangeprop":
-        import lagrangeprop as lp
-        return _lp_impl(lambda: lp.trace(_wide_f(lp, n), x=x0), {"x": x0})
-    if system == "autograd":
-        import autograd
-        import autograd.numpy as anp
-        f = _wide_f(anp, n)
-        return Impl(lambda: autograd.grad(f)(x0), lambda: f(x0))
-    if system == "torch":
-        torch = _torch()
-        f = _wide_f(torch, n)
-
-        def grad():
-            x = torch.tensor(x0, requires_grad=True)
-            f(x).backward()
-            return x.grad
-
-        def fwd():
-            with torch.no_grad():
-                return f(torch.tensor(x0))
-        return Impl(grad, fwd)
+    impl = _scalar_impl(system, lambda m: _wide_f(m, n), x0)
+    if impl is not None:
+        return impl
 
     s = 1.0 + np.arange(n) / n
 
