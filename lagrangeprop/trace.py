@@ -249,6 +249,19 @@ def paused_gc():
             gc.enable()
 
 
+def _code_of(f: Callable):
+    """The code object whose locals name ``f``'s intermediates: plain functions and
+    lambdas, ``functools.partial``, bound methods and callable objects."""
+    for _ in range(4):
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            return code
+        f = getattr(f, "func", None) or getattr(f, "__func__", None) or vars(type(f)).get("__call__")
+        if f is None:
+            return None
+    return None
+
+
 class _LocalNames:
     """Capture the local variables of ``f`` as they are when it returns, so traced
     intermediates get the names the user gave them.
@@ -261,7 +274,7 @@ class _LocalNames:
 
     def __init__(self, prog, f: Callable):
         self.prog = prog
-        self.code = getattr(f, "__code__", None)
+        self.code = _code_of(f)
         self.frame = None
         self.locals: dict[str, Any] = {}
 

@@ -317,3 +317,26 @@ def test_traced_graph_is_a_consistent_networkx_graph():
     assert nx.is_directed_acyclic_graph(G) and set(nx.ancestors(G, "out")) == set(G) - {"out"}
     G.add_edge("x", "out", arg=9)                      # networkx keeps working on it
     assert G.edges["x", "out"]["arg"] == 9
+
+
+def test_local_names_for_callable_objects_partials_and_methods():
+    import functools
+
+    class Model:
+        def __call__(self, x):
+            hidden = x * x
+            return hidden + 1.0
+
+        def method(self, x):
+            inner = lp.exp(x)
+            return inner
+
+    def scaled_sum(x, k):
+        scaled = x * k
+        return lp.sum(scaled)
+
+    assert "hidden" in lp.trace(Model(), x=1.0).graph
+    assert "inner" in lp.trace(Model().method, x=1.0).graph
+    prog = lp.trace(functools.partial(scaled_sum, k=3.0), x=np.ones(2))
+    assert "scaled" in prog.graph
+    np.testing.assert_array_equal(prog.solve(x=np.ones(2)).grad["x"], [3.0, 3.0])
