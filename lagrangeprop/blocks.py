@@ -34,8 +34,9 @@ import scipy.sparse.linalg as spla
 from . import nonlinear
 from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
                        matvec, rmatvec, rsweep, split, stack, sweep, sweep_rate)
+from .eliminate import reduced_factor
 from .errors import ConvergenceError
-from .linsolve import DENSE_MAX, factor, fill_ratio, ilu, krylov, stationary
+from .linsolve import DENSE_MAX, ilu, krylov, stationary
 from .options import SolveOptions
 from .schedule import Block
 
@@ -130,8 +131,8 @@ def _matrix(block: Block, vals: list, state: BlockState):
 def _direct(block, vals, state, b, trans: bool) -> np.ndarray:
     if state.lu is None:
         A = _matrix(block, vals, state)
-        state.lu = factor(block, A, "at the solution")
-        block.cache["fill"] = max(fill_ratio(state.lu, A), block.cache.get("fill", 0.0))
+        state.lu, fill = reduced_factor(block, A, "at the solution")
+        block.cache["fill"] = max(fill, block.cache.get("fill", 0.0))
     return state.lu.solve(b, trans="T" if trans else "N")
 
 

@@ -29,8 +29,9 @@ import scipy.sparse.linalg as spla
 from .blockops import (BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
                        converged, describe, evaluate, gather, has_jac, linearize, matvec, remember,
                        residual_norm, scatter, sweep)
+from .eliminate import reduced_factor, substitute
 from .errors import ConvergenceError
-from .linsolve import DENSE_MAX, factor, fill_ratio, ilu
+from .linsolve import DENSE_MAX, ilu
 from .options import SolveOptions
 from .schedule import Block
 
@@ -76,12 +77,22 @@ def _finite_or_fail(block, method, state, tol, maxiter, c, z):
                     f"{state.iterations}; give a better starting point with guess=")
 
 
-def _line_search(block, vals, z, delta, cnorm2):
+def _move(block, vals, z, elim: bool):
+    """Set the members to ``z``; with ``elim``, only its states: the intermediates are then
+    evaluated from them (:mod:`lagrangeprop.eliminate`). Returns the members' values."""
+    scatter(block, vals, z)
+    if not elim:
+        return z
+    with np.errstate(all="ignore"):
+        substitute(block, vals)
+    return gather(block, vals)
+
+
+def _line_search(block, vals, z, delta, cnorm2, elim: bool = False):
     """Backtracking on ``||c||₂`` (Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
     alpha = 1.0
     while True:
-        z_new = z + alpha * delta
-        scatter(block, vals, z_new)
+        z_new = _move(block, vals, z + alpha * delta, elim)
         with np.errstate(all="ignore"):
             c_new, ans_new = block_residual(block, vals)
         new = float(np.linalg.norm(c_new))
@@ -120,7 +131,13 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     initial(block, vals, guess)
     maxiter = opts.maxiter or MAXITER["newton"]
     state = BlockState(method="newton")
+    # Newton on the states only: the intermediates follow by forward substitution
     z = gather(block, vals)
+    z_sub = _move(block, vals, z, True)
+    if np.all(np.isfinite(z_sub)):
+        z = z_sub
+    else:
+        scatter(block, vals, z)
     with np.errstate(all="ignore"):
         c, ans = block_residual(block, vals)
     lu = lu_A = None
@@ -148,8 +165,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
             break
         norm2 = float(np.linalg.norm(c))
         if lu is not None and rate <= 0.25 and block.size > CHORD_MIN:   # chord step, old LU
-            z_try = z + lu.solve(-c)
-            scatter(block, vals, z_try)
+            z_try = _move(block, vals, z + lu.solve(-c), True)
             with np.errstate(all="ignore"):
                 c_try, ans_try = block_residual(block, vals)
             new = float(np.linalg.norm(c_try))
@@ -158,9 +174,9 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
                 continue
             scatter(block, vals, z)
         _, lu_A = _jacobian(block, vals, ans, memo)
-        lu = factor(block, lu_A, f"at Newton iteration {it}")
-        block.cache["fill"] = max(fill_ratio(lu, lu_A), block.cache.get("fill", 0.0))
-        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2)
+        lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
+        block.cache["fill"] = max(fill, block.cache.get("fill", 0.0))
+        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, elim=True)
         rate = float(np.linalg.norm(c)) / max(norm2, 1e-300)
     raise _fail(block, "newton", state, opts.tol, maxiter)
 

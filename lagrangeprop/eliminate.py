@@ -1,0 +1,186 @@
+"""Elimination of a block's explicit intermediates: Newton on the states only (SPEC §1).
+
+A block S splits into *states* T (every residual member, plus a feedback set of explicit
+members that breaks every cycle among the explicit ones) and *intermediates* I, explicit
+members that, given ``z_T`` and the outside values, evaluate in a topological order. The
+forward solve iterates on ``z_T`` alone with the reduced residual
+``g_T(z_T) = c_T(z_T, z_I(z_T))`` (the intermediates by forward substitution, so they are
+consistent at every iterate). In the order (T, I), ``A_II`` is unit lower triangular, and
+
+- ``A_SS ż = b``:  ``S ż_T = b_T - A_TI A_II⁻¹ b_I``, ``ż_I = A_II⁻¹ (b_I - A_IT ż_T)``;
+- ``A_SSᵀ λ = b``: ``Sᵀ λ_T = b_T - A_ITᵀ A_II⁻ᵀ b_I``, ``λ_I = A_II⁻ᵀ (b_I - A_TIᵀ λ_T)``;
+
+with the Schur complement ``S = A_TT - A_TI A_II⁻¹ A_IT`` (``det A_SS = det S``), the reduced
+Jacobian ``∂g_T/∂z_T``. :class:`ReducedLU` solves both on full block vectors, like an LU
+of ``A_SS``.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> prog = lp.Program()
+>>> x = prog.input("x"); a = prog.variable("a"); b = prog.variable("b")
+>>> _ = prog.define(a, 0.5 * b + x); _ = prog.define(b, 0.25 * a); _ = prog.output(a + b, name="o")
+>>> sol = prog.solve(x=1.0)
+>>> blk = sol.schedule.blocks[0]
+>>> [blk.names[k] for k in split_members(blk)[0]], [blk.names[k] for k in split_members(blk)[1]]
+(['a'], ['b', 'multiply_1'])
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from .blockops import _evaluators, evaluate
+from .errors import SingularSystemError
+from .linsolve import factor
+from .schedule import Block
+
+__all__ = ["split_members", "substitute", "ReducedLU", "reduced_factor"]
+
+
+def split_members(block: Block) -> tuple[list[int], list[int]]:
+    """``(states, intermediates)`` as member positions; intermediates in evaluation order.
+
+    The feedback set is greedy (not minimum): within each cyclic strongly connected
+    component of the explicit members' dependency graph, the member with the largest
+    ``in-degree × out-degree`` (ties: earliest in block order) becomes a state, until no
+    cycle is left. Cached in ``block.cache["elim"]``.
+    """
+    hit = block.cache.get("elim")
+    if hit is not None:
+        return hit
+    pos = block.position
+    explicit = [k for k, s in enumerate(block.steps) if not s.residual]
+    states = {k for k, s in enumerate(block.steps) if s.residual}
+    G = nx.DiGraph()
+    G.add_nodes_from(explicit)
+    for k in explicit:
+        for u in block.steps[k].args:          # every operand, differentiable or not: evaluation order
+            m = pos.get(u)
+            if m is not None and m not in states:
+                G.add_edge(m, k)
+    while True:
+        cyclic = [c for c in nx.strongly_connected_components(G)
+                  if len(c) > 1 or G.has_edge(next(iter(c)), next(iter(c)))]
+        if not cyclic:
+            break
+        for comp in cyclic:
+            sub = G.subgraph(comp)
+            k = max(sorted(comp), key=lambda n: (sub.in_degree(n) * sub.out_degree(n), -n))
+            states.add(k)
+            G.remove_node(k)
+    order = list(nx.lexicographical_topological_sort(G))
+    out = (sorted(states), order)
+    block.cache["elim"] = out
+    return out
+
+
+def substitute(block: Block, vals: list) -> None:
+    """Evaluate the intermediates from the states (forward substitution, in place)."""
+    fns = _evaluators(block)
+    steps = block.steps
+    for k in split_members(block)[1]:
+        vals[steps[k].node] = evaluate(block, k, vals, fns[k])
+
+
+def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """Scalar indices of the states and (in evaluation order) the intermediates."""
+    if "elim_idx" not in block.cache:
+        T, inter = split_members(block)
+
+        def idx(ks):
+            parts = [np.arange(block.offsets[k], block.offsets[k] + block.sizes[k]) for k in ks]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        block.cache["elim_idx"] = (idx(T), idx(inter))
+    return block.cache["elim_idx"]
+
+
+def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
+    """Member bounds in ``A_II`` and its nonzero strictly lower blocks ``{(j, m): CSR}``
+    (``j`` depends on ``m``, both positions in the intermediates' order)."""
+    _, inter = split_members(block)
+    where = {k: j for j, k in enumerate(inter)}
+    bounds = np.concatenate([[0], np.cumsum([block.sizes[k] for k in inter])]).astype(np.int64)
+    blocks = {}
+    for j, k in enumerate(inter):
+        preds = sorted({where[m] for m in (block.position.get(u) for u in block.steps[k].args) if m in where})
+        if not preds:
+            continue
+        R = A_II[bounds[j]:bounds[j + 1]]
+        for m in preds:
+            L = R[:, bounds[m]:bounds[m + 1]]
+            if L.nnz:
+                blocks[(j, m)] = L.tocsr()
+    return bounds, blocks
+
+
+class ReducedLU:
+    """``A_SS`` solves through the Schur complement on the states (module docstring)."""
+
+    __slots__ = ("t", "i", "lu", "A_TI", "A_IT", "bounds", "blocks", "fill")
+
+    def __init__(self, t, i, lu, A_TI, A_IT, bounds, blocks, fill):
+        self.t, self.i, self.lu, self.fill = t, i, lu, fill
+        self.A_TI, self.A_IT, self.bounds, self.blocks = A_TI, A_IT, bounds, blocks
+
+    def _tri(self, b: np.ndarray, trans: bool) -> np.ndarray:
+        """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member."""
+        x = np.array(b, dtype=np.float64)
+        bd = self.bounds
+        if not trans:
+            for (j, m), L in self.blocks.items():      # keys in increasing j: x_m is final
+                x[bd[j]:bd[j + 1]] -= L @ x[bd[m]:bd[m + 1]]
+        else:
+            for (j, m), L in reversed(self.blocks.items()):
+                x[bd[m]:bd[m + 1]] -= L.T @ x[bd[j]:bd[j + 1]]
+        return x
+
+    def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
+        b = np.asarray(b, dtype=np.float64)
+        t, i = self.t, self.i
+        x = np.empty_like(b)
+        if trans == "N":
+            y = self._tri(b[i], False)                       # A_II⁻¹ b_I
+            xt = self.lu.solve(b[t] - self.A_TI @ y)
+            x[t] = xt
+            x[i] = self._tri(b[i] - self.A_IT @ xt, False)
+        else:
+            y = self._tri(b[i], True)                        # A_II⁻ᵀ b_I
+            xt = self.lu.solve(b[t] - self.A_IT.T @ y, trans="T")
+            x[t] = xt
+            x[i] = self._tri(b[i] - self.A_TI.T @ xt, True)
+        return x
+
+
+def reduced_factor(block: Block, A, where: str):
+    """An LU-like solver of ``A_SS`` (``solve(b, trans)``), and its fill ratio.
+
+    Large sparse blocks with intermediates factor only the Schur complement on the
+    states; small (dense) blocks and blocks without intermediates factor ``A_SS``. A
+    singular Schur complement falls back to factoring ``A_SS``, whose error names the
+    block's variables and equations.
+    """
+    from .linsolve import fill_ratio
+    t, i = _indices(block)
+    if isinstance(A, np.ndarray) or i.size == 0 or A.shape[0] == 0:
+        lu = factor(block, A, where)
+        return lu, (fill_ratio(lu, A) if lu is not None else 1.0)
+    A = sp.csr_matrix(A)
+    A_T, A_I = A[t], A[i]
+    A_TT, A_TI = A_T[:, t], A_T[:, i].tocsr()
+    A_IT, A_II = A_I[:, t].tocsr(), A_I[:, i].tocsr()
+    bounds, blocks = _lower_blocks(block, A_II)
+    # X = A_II⁻¹ A_IT by block forward substitution (keys in increasing j)
+    X = [A_IT[bounds[j]:bounds[j + 1]] for j in range(len(bounds) - 1)]
+    for (j, m), L in blocks.items():
+        X[j] = X[j] - L @ X[m]
+    S = (A_TT - A_TI @ sp.vstack(X, format="csr")).tocsc()
+    try:
+        lu = factor(block, S, where)
+    except SingularSystemError:
+        lu = factor(block, A.tocsc(), where)    # raises with the full diagnosis, or succeeds
+        return lu, fill_ratio(lu, A)
+    fill = (lu.L.nnz + lu.U.nnz) / max(S.nnz, 1) if hasattr(lu, "L") else 1.0
+    return ReducedLU(t, i, lu, A_TI, A_IT, bounds, blocks, fill), fill
