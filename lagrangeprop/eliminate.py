@@ -23,7 +23,7 @@ Examples
 >>> sol = prog.solve(x=1.0)
 >>> blk = sol.schedule.blocks[0]
 >>> [blk.names[k] for k in split_members(blk)[0]], [blk.names[k] for k in split_members(blk)[1]]
-(['a'], ['b', 'multiply_1'])
+(['multiply_1'], ['a', 'b'])
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def split_members(block: Block) -> tuple[list[int], list[int]]:
 
     The feedback set is greedy (not minimum): within each cyclic strongly connected
     component of the explicit members' dependency graph, the member with the largest
-    ``in-degree × out-degree`` (ties: earliest in block order) becomes a state, until no
+    ``in-degree × out-degree`` (ties: latest in block order) becomes a state, until no
     cycle is left. Cached in ``block.cache["elim"]``.
     """
     hit = block.cache.get("elim")
@@ -68,7 +68,7 @@ def split_members(block: Block) -> tuple[list[int], list[int]]:
             break
         for comp in cyclic:
             sub = G.subgraph(comp)
-            k = max(sorted(comp), key=lambda n: (sub.in_degree(n) * sub.out_degree(n), -n))
+            k = max(sorted(comp), key=lambda n: (sub.in_degree(n) * sub.out_degree(n), n))
             states.add(k)
             G.remove_node(k)
     order = list(nx.lexicographical_topological_sort(G))
