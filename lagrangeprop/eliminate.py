@@ -37,7 +37,7 @@ from .errors import SingularSystemError
 from .linsolve import factor
 from .schedule import Block
 
-__all__ = ["split_members", "substitute", "ReducedLU", "reduced_factor"]
+__all__ = ["split_members", "substitute", "residual", "ReducedLU", "reduced_factor"]
 
 
 def split_members(block: Block) -> tuple[list[int], list[int]]:
@@ -83,6 +83,25 @@ def substitute(block: Block, vals: list) -> None:
     steps = block.steps
     for k in split_members(block)[1]:
         vals[steps[k].node] = evaluate(block, k, vals, fns[k])
+
+
+def residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
+    """:func:`substitute`, then ``c_S`` and the op outputs like ``block_residual`` (each op
+    evaluated once; the intermediates' entries of ``c_S`` are exactly zero)."""
+    fns = _evaluators(block)
+    steps = block.steps
+    ans = {}
+    T, inter = split_members(block)
+    for k in inter:
+        a = evaluate(block, k, vals, fns[k])
+        vals[steps[k].node] = ans[steps[k].node] = a
+    c = np.zeros(block.size)
+    for k in T:
+        s = steps[k]
+        a = ans[s.node] = evaluate(block, k, vals, fns[k])
+        off = block.offsets[k]
+        c[off:off + block.sizes[k]] = np.ravel(a) if s.residual else np.ravel(vals[s.node] - a)
+    return c, ans
 
 
 def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:

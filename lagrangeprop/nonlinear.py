@@ -29,7 +29,7 @@ import scipy.sparse.linalg as spla
 from .blockops import (BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
                        converged, describe, evaluate, gather, has_jac, linearize, matvec, remember,
                        residual_norm, scatter, sweep)
-from .eliminate import reduced_factor, substitute
+from .eliminate import reduced_factor, residual
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu
 from .options import SolveOptions
@@ -78,23 +78,22 @@ def _finite_or_fail(block, method, state, tol, maxiter, c, z):
 
 
 def _move(block, vals, z, elim: bool):
-    """Set the members to ``z``; with ``elim``, only its states: the intermediates are then
-    evaluated from them (:mod:`lagrangeprop.eliminate`). Returns the members' values."""
+    """Set the members to ``z`` and evaluate ``c_S``; with ``elim``, only the states are
+    taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.eliminate`).
+    Returns the members' values, ``c_S`` and the op outputs."""
     scatter(block, vals, z)
-    if not elim:
-        return z
     with np.errstate(all="ignore"):
-        substitute(block, vals)
-    return gather(block, vals)
+        if not elim:
+            return (z, *block_residual(block, vals))
+        c, ans = residual(block, vals)
+    return gather(block, vals), c, ans
 
 
 def _line_search(block, vals, z, delta, cnorm2, elim: bool = False):
     """Backtracking on ``||c||₂`` (Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
     alpha = 1.0
     while True:
-        z_new = _move(block, vals, z + alpha * delta, elim)
-        with np.errstate(all="ignore"):
-            c_new, ans_new = block_residual(block, vals)
+        z_new, c_new, ans_new = _move(block, vals, z + alpha * delta, elim)
         new = float(np.linalg.norm(c_new))
         if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
             return z_new, c_new, ans_new
@@ -133,13 +132,11 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     state = BlockState(method="newton")
     # Newton on the states only: the intermediates follow by forward substitution
     z = gather(block, vals)
-    z_sub = _move(block, vals, z, True)
+    z_sub, c, ans = _move(block, vals, z, True)
     if np.all(np.isfinite(z_sub)):
         z = z_sub
-    else:
-        scatter(block, vals, z)
-    with np.errstate(all="ignore"):
-        c, ans = block_residual(block, vals)
+    else:            # keep the start's finite intermediates: the failure names the iteration
+        z, c, ans = _move(block, vals, z, False)
     lu = lu_A = None
     memo: dict = {}
     rate, polished = 1.0, False
@@ -165,9 +162,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
             break
         norm2 = float(np.linalg.norm(c))
         if lu is not None and rate <= 0.25 and block.size > CHORD_MIN:   # chord step, old LU
-            z_try = _move(block, vals, z + lu.solve(-c), True)
-            with np.errstate(all="ignore"):
-                c_try, ans_try = block_residual(block, vals)
+            z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
             new = float(np.linalg.norm(c_try))
             if np.isfinite(new) and new <= 0.25 * norm2:
                 rate, z, c, ans = new / norm2, z_try, c_try, ans_try
