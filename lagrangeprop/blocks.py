@@ -34,7 +34,7 @@ import scipy.sparse.linalg as spla
 from . import nonlinear
 from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
                        matvec, rmatvec, rsweep, split, stack, sweep, sweep_rate)
-from .eliminate import reduced_factor
+from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu, krylov, stationary
 from .options import SolveOptions
@@ -161,6 +161,13 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
         return krylov(G, bp, kind, names=block.names, what=what, residual=residual)
     M = None
     stale = state.cache.get("stale_lu")
+    cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None
+    if isinstance(stale, ReducedLU) and state.A is not None:
+        # Krylov on the Schur complement (a quarter of Bratu's unknowns), the stale Schur LU preconditioning
+        if "partition" not in state.cache:
+            state.cache["partition"] = Partition(block, state.A)
+        return reduced_krylov(block, state.cache["partition"], b, trans, kind, stale, what=what,
+                              residual=residual, maxiter=cap)
     if stale is not None:  # the LU of a nearby Newton iterate: a near-exact preconditioner
         M = spla.LinearOperator((n, n), matvec=lambda r: stale.solve(r, trans="T" if trans else "N"),
                                 dtype=float)
@@ -172,7 +179,6 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
             M = spla.LinearOperator((n, n), matvec=lambda r: fac.solve(r, trans="T" if trans else "N"),
                                     dtype=float)
     # a stale LU that needs many iterations is worse than a new factorization (auto falls back)
-    cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None
     return krylov(A, b, kind, M=M, names=block.names, what=what, residual=residual, maxiter=cap)
 
 

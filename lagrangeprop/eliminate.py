@@ -31,13 +31,14 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from .blockops import _evaluators, evaluate
 from .errors import SingularSystemError
 from .linsolve import factor
 from .schedule import Block
 
-__all__ = ["split_members", "substitute", "residual", "ReducedLU", "reduced_factor"]
+__all__ = ["split_members", "substitute", "residual", "Partition", "ReducedLU", "reduced_factor", "reduced_krylov"]
 
 
 def split_members(block: Block) -> tuple[list[int], list[int]]:
@@ -135,42 +136,75 @@ def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
     return bounds, blocks
 
 
-class ReducedLU:
-    """``A_SS`` solves through the Schur complement on the states (module docstring)."""
+class Partition:
+    """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
+    unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
 
-    __slots__ = ("t", "i", "lu", "A_TI", "A_IT", "bounds", "blocks", "fill")
+    __slots__ = ("t", "i", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
 
-    def __init__(self, t, i, lu, A_TI, A_IT, bounds, blocks, fill):
-        self.t, self.i, self.lu, self.fill = t, i, lu, fill
-        self.A_TI, self.A_IT, self.bounds, self.blocks = A_TI, A_IT, bounds, blocks
+    def __init__(self, block: Block, A):
+        self.t, self.i = t, i = _indices(block)
+        A = sp.csr_matrix(A)
+        A_T, A_I = A[t], A[i]
+        self.A_TT, self.A_TI = A_T[:, t].tocsr(), A_T[:, i].tocsr()
+        self.A_IT = A_I[:, t].tocsr()
+        self.bounds, self.blocks = _lower_blocks(block, A_I[:, i].tocsr())
 
-    def _tri(self, b: np.ndarray, trans: bool) -> np.ndarray:
+    def schur(self) -> sp.csc_matrix:
+        """``S = A_TT - A_TI A_II⁻¹ A_IT`` (``A_II⁻¹ A_IT`` by block forward substitution)."""
+        bd = self.bounds
+        X = [self.A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
+        for (j, m), L in self.blocks.items():          # keys in increasing j: X_m is final
+            X[j] = X[j] - L @ X[m]
+        return (self.A_TT - self.A_TI @ sp.vstack(X, format="csr")).tocsc()
+
+    def tri(self, b: np.ndarray, trans: bool) -> np.ndarray:
         """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member."""
         x = np.array(b, dtype=np.float64)
         bd = self.bounds
         if not trans:
-            for (j, m), L in self.blocks.items():      # keys in increasing j: x_m is final
+            for (j, m), L in self.blocks.items():
                 x[bd[j]:bd[j + 1]] -= L @ x[bd[m]:bd[m + 1]]
         else:
             for (j, m), L in reversed(self.blocks.items()):
                 x[bd[m]:bd[m + 1]] -= L.T @ x[bd[j]:bd[j + 1]]
         return x
 
+    def smatvec(self, v: np.ndarray, trans: bool) -> np.ndarray:
+        """``S v`` or ``Sᵀ v`` without forming ``S``."""
+        if not trans:
+            return self.A_TT @ v - self.A_TI @ self.tri(self.A_IT @ v, False)
+        return self.A_TT.T @ v - self.A_IT.T @ self.tri(self.A_TI.T @ v, True)
+
+    def rhs(self, b: np.ndarray, trans: bool) -> np.ndarray:
+        """The reduced right-hand side ``b_T - A_TI A_II⁻¹ b_I`` (transposed:
+        ``b_T - A_ITᵀ A_II⁻ᵀ b_I``)."""
+        if not trans:
+            return b[self.t] - self.A_TI @ self.tri(b[self.i], False)
+        return b[self.t] - self.A_IT.T @ self.tri(b[self.i], True)
+
+    def expand(self, xt: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
+        """The full solution from its states: ``x_I = A_II⁻¹ (b_I - A_IT x_T)`` (transposed:
+        ``A_II⁻ᵀ (b_I - A_TIᵀ x_T)``)."""
+        x = np.empty_like(b)
+        x[self.t] = xt
+        x[self.i] = self.tri(b[self.i] - (self.A_TI.T @ xt if trans else self.A_IT @ xt), trans)
+        return x
+
+
+class ReducedLU:
+    """``A_SS`` solves through the LU of the Schur complement on the states (module docstring)."""
+
+    __slots__ = ("part", "lu", "fill")
+
+    def __init__(self, part: Partition, lu, fill: float):
+        self.part, self.lu, self.fill = part, lu, fill
+
     def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
         b = np.asarray(b, dtype=np.float64)
-        t, i = self.t, self.i
-        x = np.empty_like(b)
-        if trans == "N":
-            y = self._tri(b[i], False)                       # A_II⁻¹ b_I
-            xt = self.lu.solve(b[t] - self.A_TI @ y)
-            x[t] = xt
-            x[i] = self._tri(b[i] - self.A_IT @ xt, False)
-        else:
-            y = self._tri(b[i], True)                        # A_II⁻ᵀ b_I
-            xt = self.lu.solve(b[t] - self.A_IT.T @ y, trans="T")
-            x[t] = xt
-            x[i] = self._tri(b[i] - self.A_TI.T @ xt, True)
-        return x
+        tr = trans != "N"
+        xt = self.lu.solve(self.part.rhs(b, tr), trans="T" if tr else "N")
+        return self.part.expand(xt, b, tr)
 
 
 def reduced_factor(block: Block, A, where: str):
@@ -182,24 +216,29 @@ def reduced_factor(block: Block, A, where: str):
     block's variables and equations.
     """
     from .linsolve import fill_ratio
-    t, i = _indices(block)
+    _, i = _indices(block)
     if isinstance(A, np.ndarray) or i.size == 0 or A.shape[0] == 0:
         lu = factor(block, A, where)
         return lu, (fill_ratio(lu, A) if lu is not None else 1.0)
-    A = sp.csr_matrix(A)
-    A_T, A_I = A[t], A[i]
-    A_TT, A_TI = A_T[:, t], A_T[:, i].tocsr()
-    A_IT, A_II = A_I[:, t].tocsr(), A_I[:, i].tocsr()
-    bounds, blocks = _lower_blocks(block, A_II)
-    # X = A_II⁻¹ A_IT by block forward substitution (keys in increasing j)
-    X = [A_IT[bounds[j]:bounds[j + 1]] for j in range(len(bounds) - 1)]
-    for (j, m), L in blocks.items():
-        X[j] = X[j] - L @ X[m]
-    S = (A_TT - A_TI @ sp.vstack(X, format="csr")).tocsc()
+    part = Partition(block, A)
+    S = part.schur()
     try:
         lu = factor(block, S, where)
     except SingularSystemError:
-        lu = factor(block, A.tocsc(), where)    # raises with the full diagnosis, or succeeds
+        lu = factor(block, sp.csc_matrix(A), where)    # raises with the full diagnosis, or succeeds
         return lu, fill_ratio(lu, A)
     fill = (lu.L.nnz + lu.U.nnz) / max(S.nnz, 1) if hasattr(lu, "L") else 1.0
-    return ReducedLU(t, i, lu, A_TI, A_IT, bounds, blocks, fill), fill
+    return ReducedLU(part, lu, fill), fill
+
+
+def reduced_krylov(block: Block, part: Partition, b: np.ndarray, trans: bool, kind: str, pre: ReducedLU, *,
+                   what: str, residual, maxiter=None) -> np.ndarray:
+    """``A_SS x = b`` (or ``A_SSᵀ x = b``) by Krylov on the Schur complement of ``part``,
+    preconditioned by the (stale) Schur LU ``pre``; ``residual`` checks the full solution."""
+    from .linsolve import krylov
+    n = part.t.size
+    S = spla.LinearOperator((n, n), matvec=lambda v: part.smatvec(v, trans), dtype=float)
+    M = spla.LinearOperator((n, n), matvec=lambda r: pre.lu.solve(r, trans="T" if trans else "N"), dtype=float)
+    xt = krylov(S, part.rhs(b, trans), kind, M=M, names=block.names, what=what, maxiter=maxiter,
+                residual=lambda v: residual(part.expand(v, b, trans)))
+    return part.expand(xt, b, trans)

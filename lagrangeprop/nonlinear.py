@@ -168,6 +168,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
                 rate, z, c, ans = new / norm2, z_try, c_try, ans_try
                 continue
             scatter(block, vals, z)
+        lu = None            # free the old factors before making new ones (peak memory)
         _, lu_A = _jacobian(block, vals, ans, memo)
         lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
         block.cache["fill"] = max(fill, block.cache.get("fill", 0.0))
