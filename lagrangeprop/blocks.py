@@ -86,7 +86,8 @@ def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
 
     Raises ConvergenceError (no convergence, non-finite residual) or SingularSystemError.
     """
-    nonlinear.initial(block, vals, guess)
+    if not (opts.method in ("auto", "newton") and block.size <= SMALL and has_jac(block)):
+        nonlinear.initial(block, vals, guess)     # the choice may look at the start (else Newton starts itself)
     method = choose_method(block, vals, opts)
     try:
         return _SOLVERS[method](block, vals, opts, guess)
