@@ -174,8 +174,8 @@ def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> 
     seed = sol_seed if sol_seed is not None else _seed(sched, seed)
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers or {})
-    c, _ = block_residual(_all_defined(sched), vals)
     blk = _all_defined(sched)
+    c, _ = block_residual(blk, vals)
     total = float(np.sum(seed * vals[sched.output]))
     for n, off, size in zip(blk.nodes, blk.offsets, blk.sizes):
         if lam[n] is not None:
