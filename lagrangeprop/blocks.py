@@ -34,7 +34,8 @@ import scipy.sparse.linalg as spla
 from . import nonlinear
 from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
                        matvec, rmatvec, rsweep, split, stack, sweep, sweep_rate)
-from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov
+from . import amg
+from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov, state_size
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu, krylov, stationary
 from .options import SolveOptions
@@ -81,11 +82,48 @@ def choose_method(block: Block, vals: list, opts: SolveOptions) -> str:
     return "newton"
 
 
+def use_amg(block: Block, opts: SolveOptions) -> bool:
+    """Whether this block's linear systems go to AMG-preconditioned Krylov (:mod:`lagrangeprop.amg`):
+    ``linear_solver="amg"`` on a sparse block, or ``"auto"`` on one whose Schur complement has at
+    least ``AMG_MIN`` unknowns, when pyamg is installed and AMG did not already fail on this block."""
+    if block.size <= DENSE_MAX or not has_jac(block):
+        return False
+    if opts.linear_solver == "amg":
+        return True
+    return (opts.linear_solver == "auto" and not block.cache.get("amg_failed")
+            and state_size(block) >= amg.AMG_MIN and amg.available())
+
+
+def _tighten(state: BlockState) -> None:
+    """Solves with the forward's AMG operators after the forward are to full accuracy (not Newton-loose)."""
+    for lu in (state.lu, state.cache.get("stale_lu")):
+        inner = lu.lu if isinstance(lu, ReducedLU) else lu
+        if isinstance(inner, amg.AMGInverse):
+            inner.loose = False
+
+
 def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Solve the block's constraints for its members; fills ``vals``.
 
     Raises ConvergenceError (no convergence, non-finite residual) or SingularSystemError.
     """
+    block.cache["use_amg"] = use_amg(block, opts)
+    if block.cache["use_amg"] and opts.linear_solver == "auto":
+        try:
+            state = _solve_forward(block, vals, opts, guess)
+        except ConvergenceError:
+            # AMG-Krylov Newton steps failed (an indefinite or non-elliptic block): sparse LU from the start
+            block.cache["use_amg"], block.cache["amg_failed"] = False, True
+            block.cache.pop("amg", None)
+            return _solve_forward(block, vals, opts, guess)
+        _tighten(state)
+        return state
+    state = _solve_forward(block, vals, opts, guess)
+    _tighten(state)
+    return state
+
+
+def _solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     if not (opts.method in ("auto", "newton") and block.size <= SMALL and has_jac(block)):
         nonlinear.initial(block, vals, guess)     # the choice may look at the start (else Newton starts itself)
     method = choose_method(block, vals, opts)
@@ -106,7 +144,7 @@ def choose_linear_solver(block: Block, vals: list, state: BlockState, opts: Solv
         return opts.linear_solver
     if "linear" in state.cache:
         return state.cache["linear"]
-    if block.size <= SMALL or state.lu is not None:
+    if block.size <= SMALL or state.lu is not None or (block.cache.get("use_amg") and state.method == "newton"):
         choice = "direct"
     elif "stale_lu" in state.cache:
         choice = "gmres"     # preconditioned by the last Newton factorization
@@ -189,6 +227,15 @@ def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
     state.cache["lin"] = linearize(block, vals, state.ans)
     choice = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
+        if choice == "amg" or (choice == "direct" and block.cache.get("use_amg")):
+            try:        # "direct" with the AMG operator of the Schur complement at the solution
+                return split(block, _direct(block, vals, state, b, trans))
+            except ConvergenceError:
+                if opts.linear_solver != "auto":
+                    raise
+                block.cache["use_amg"], block.cache["amg_failed"] = False, True
+                state.lu = None
+                return split(block, _direct(block, vals, state, b, trans))
         if choice == "direct":
             return split(block, _direct(block, vals, state, b, trans))
         try:

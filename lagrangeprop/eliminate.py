@@ -38,7 +38,8 @@ from .errors import SingularSystemError
 from .linsolve import factor
 from .schedule import Block
 
-__all__ = ["split_members", "substitute", "residual", "Partition", "ReducedLU", "reduced_factor", "reduced_krylov"]
+__all__ = ["split_members", "state_size", "substitute", "residual", "Partition", "ReducedLU", "reduced_factor",
+           "reduced_krylov"]
 
 
 def split_members(block: Block) -> tuple[list[int], list[int]]:
@@ -115,6 +116,11 @@ def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:
             return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         block.cache["elim_idx"] = (idx(T), idx(inter))
     return block.cache["elim_idx"]
+
+
+def state_size(block: Block) -> int:
+    """How many scalar unknowns Newton iterates on (the states; the Schur complement's size)."""
+    return int(_indices(block)[0].size)
 
 
 def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
@@ -213,10 +219,21 @@ def reduced_factor(block: Block, A, where: str):
     Large sparse blocks with intermediates factor only the Schur complement on the
     states; small (dense) blocks and blocks without intermediates factor ``A_SS``. A
     singular Schur complement falls back to factoring ``A_SS``, whose error names the
-    block's variables and equations.
+    block's variables and equations. When ``block.cache["use_amg"]`` is set (see
+    :func:`lagrangeprop.blocks.solve_forward`), sparse blocks get an
+    :class:`~lagrangeprop.amg.AMGInverse` of the Schur complement instead of an LU
+    (solves with it "at Newton iteration ..." are loose: the next step corrects them).
     """
     from .linsolve import fill_ratio
     _, i = _indices(block)
+    if block.cache.get("use_amg") and not isinstance(A, np.ndarray) and A.shape[0]:
+        # AMG-preconditioned Krylov instead of an LU (amg.py); Newton steps solve loosely
+        from .amg import AMGInverse
+        loose = where.startswith("at Newton")
+        if i.size == 0:
+            return AMGInverse(A, block.cache, names=block.names, loose=loose), 1.0
+        part = Partition(block, A)
+        return ReducedLU(part, AMGInverse(part.schur(), block.cache, names=block.names, loose=loose), 1.0), 1.0
     if isinstance(A, np.ndarray) or i.size == 0 or A.shape[0] == 0:
         lu = factor(block, A, where)
         return lu, (fill_ratio(lu, A) if lu is not None else 1.0)

@@ -155,13 +155,14 @@ def ilu(A: sp.csc_matrix):
 
 
 def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: float = LIN_RTOL,
-           maxiter: int | None = None, what: str = "linear solve", residual=None) -> np.ndarray:
-    """Solve ``A x = b`` with ``gmres`` or ``bicgstab``; verify the answer.
+           maxiter: int | None = None, what: str = "linear solve", residual=None, callback=None) -> np.ndarray:
+    """Solve ``A x = b`` with ``gmres``, ``bicgstab`` or (symmetric definite ``A``) ``cg``; verify the answer.
 
     ``A`` and ``M`` are anything ``scipy.sparse.linalg.aslinearoperator`` accepts.
     ``residual(x)`` gives the relative residual to verify (default ``||Ax - b|| / ||b||``;
     pass the unpreconditioned one when ``A`` is a preconditioned operator). It must reach
     1e-10, else ConvergenceError (naming ``names``): never a silently wrong answer.
+    ``callback`` is called once per (inner) iteration.
     """
     A = spla.aslinearoperator(A)
     n = A.shape[0]
@@ -178,9 +179,12 @@ def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: floa
         if kind == "gmres":
             restart = min(n, 60, maxiter)
             x, info = spla.gmres(A, b, x0=x, rtol=rtol, atol=0.0, restart=restart,
-                                 maxiter=max(1, maxiter // restart + 1), M=M)
+                                 maxiter=max(1, maxiter // restart + 1), M=M, callback=callback,
+                                 callback_type="pr_norm")
         elif kind == "bicgstab":
-            x, info = spla.bicgstab(A, b, x0=x, rtol=rtol, atol=0.0, maxiter=maxiter, M=M)
+            x, info = spla.bicgstab(A, b, x0=x, rtol=rtol, atol=0.0, maxiter=maxiter, M=M, callback=callback)
+        elif kind == "cg":
+            x, info = spla.cg(A, b, x0=x, rtol=rtol, atol=0.0, maxiter=maxiter, M=M, callback=callback)
         else:  # pragma: no cover - options are validated upstream
             raise ValueError(kind)
         res = residual(x) if np.all(np.isfinite(x)) else float("nan")

@@ -16,14 +16,16 @@ from .errors import InputError
 __all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS"]
 
 METHODS = ("auto", "newton", "newton-krylov", "fixed-point", "anderson")
-LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab")
+LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg")
 
 
 @dataclass(frozen=True)
 class SolveOptions:
     """``tol``: relative residual tolerance of block solves (max|c| / max(1, max|z|));
     ``maxiter``: iteration limit per block (Newton steps or fixed-point sweeps);
-    ``method``: forward block solver; ``linear_solver``: block adjoint/tangent solver."""
+    ``method``: forward block solver; ``linear_solver``: block adjoint/tangent solver
+    (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by conjugate gradients or
+    gmres with an algebraic-multigrid preconditioner; needs the optional pyamg)."""
 
     tol: float = 1e-10
     maxiter: int | None = None
@@ -39,6 +41,9 @@ class SolveOptions:
         if linear_solver not in LINEAR_SOLVERS:
             raise InputError(f"linear_solver={linear_solver!r} is not supported; "
                              f"choose one of {LINEAR_SOLVERS}")
+        if linear_solver == "amg":
+            from .amg import require
+            require()
         if tol is not None and not (0 < float(tol) < 1):
             raise InputError(f"tol={tol!r} must be a positive number below 1")
         if maxiter is not None and int(maxiter) < 1:

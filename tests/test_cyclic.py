@@ -13,13 +13,13 @@ from autograd import grad as ag_grad
 
 import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program
-from lagrangeprop import blocks
+from lagrangeprop import amg, blocks
 from lagrangeprop.blockops import block_jacobian, matvec, rmatvec, rsweep, stack, sweep
 from lagrangeprop.linsolve import krylov
 from lagrangeprop.options import SolveOptions
 
 METHODS = ["auto", "newton", "newton-krylov", "fixed-point", "anderson"]
-LINEAR = ["auto", "direct", "gmres", "bicgstab"]
+LINEAR = ["auto", "direct", "gmres", "bicgstab"] + (["amg"] if amg.available() else [])
 PATHS = [(m, s) for m in METHODS for s in LINEAR]
 
 
