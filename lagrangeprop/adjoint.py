@@ -83,16 +83,26 @@ def _accumulate_raw(fast: tuple, g, ans, vals: list, lam: list) -> None:
     exactly as :func:`~lagrangeprop.primitives.unbroadcast` (axes precomputed by the plan).
     A ±1 partial gives ``±g`` itself (multipliers are never modified in place, so sharing
     ``g`` is safe); ``prev - g`` equals ``prev + (-1·g)`` exactly in IEEE arithmetic."""
-    args = None
+    ids = fast[1]
     for u, d, c, red, a in fast[2]:
         prev = lam[u]
         if c is None:
             if a >= 0:
                 ct = g * vals[a]
             else:
-                if args is None:
-                    args = [vals[k] for k in fast[1]]
-                ct = g * d(ans, *args)
+                if len(ids) == 1:
+                    p = d(ans, vals[ids[0]])
+                elif len(ids) == 2:
+                    p = d(ans, vals[ids[0]], vals[ids[1]])
+                else:
+                    p = d(ans, *[vals[k] for k in ids])
+                if p.__class__ is _ND and p.base is None and p.shape == g.shape and p.dtype is _F64DT \
+                        and p is not ans and not any(p is vals[k] for k in ids):
+                    # a fresh temporary of the partial (no value, argument or multiplier is
+                    # it): scale it in place, g * p elementwise as the product below
+                    ct = np.multiply(g, p, out=p)
+                else:
+                    ct = g * p
         elif red is None:
             if c == 1.0:
                 lam[u] = g if prev is None else prev + g
