@@ -24,7 +24,7 @@ import numpy as np
 from . import blocks
 from .options import SolveOptions
 from .primitives import unbroadcast
-from .schedule import GROUP, STEP, Schedule, Step, plan_of
+from .schedule import GROUP, STEP, Schedule, Step, keep, plan_of, take
 
 __all__ = ["run_adjoint", "accumulate"]
 
@@ -122,6 +122,24 @@ def _accumulate_raw(fast: tuple, g, ans, vals: list, lam: list) -> None:
         lam[u] = ct if prev is None else prev + ct
 
 
+def _accumulate_matmul(step: Step, fast: tuple, g, vals: list, lam: list, bufs: list) -> None:
+    """:func:`accumulate` for ``a @ b`` with float64 matrices: the rule's products ``g bᵀ``
+    and ``aᵀ g`` (the same numpy calls), large ones into a free pool buffer."""
+    a, b = vals[fast[1][0]], vals[fast[1][1]]
+    if g.__class__ is not _ND or g.dtype is not _F64DT or g.ndim != 2:
+        accumulate(step, g, vals[step.node], vals, lam)
+        return
+    for pos, u, k in fast[4]:
+        buf = take(bufs, k) if k >= 0 else None
+        ct = np.matmul(g, b.T, out=buf) if pos == 0 else np.matmul(a.T, g, out=buf)
+        if k >= 0 and buf is None:
+            keep(bufs, k, ct)
+        del buf
+        prev = lam[u]
+        # ct is this call's own array: the sum goes into it (prev + ct, the same numbers)
+        lam[u] = ct if prev is None else np.add(prev, ct, out=ct)
+
+
 def _pull(lam: list, i: int, v) -> None:
     prev = lam[i]
     lam[i] = v if prev is None else prev + v
@@ -131,6 +149,7 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 opts: SolveOptions) -> list:
     """All multipliers (``None`` where identically zero), indexed by node id."""
     plan = plan_of(sched)
+    bufs = plan.bufs
     lam: list = [None] * len(sched.names)
     # a private copy: ±1 partials pass multipliers on without copying, and no gradient
     # may alias the caller's seed array
@@ -148,7 +167,10 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 g = lam[item.node]
                 if g is not None:
                     if fast is not None:
-                        _accumulate_raw(fast, g, vals[item.node], vals, lam)
+                        if fast[2] is not None:
+                            _accumulate_raw(fast, g, vals[item.node], vals, lam)
+                        else:
+                            _accumulate_matmul(item, fast, g, vals, lam, bufs)
                     else:
                         accumulate(item, g, vals[item.node], vals, lam)
             elif kind is GROUP:

@@ -22,7 +22,7 @@ import numpy as np
 from . import blocks
 from .errors import NonFiniteError
 from .options import SolveOptions
-from .schedule import GROUP, SMALL, STEP, Schedule, Step, plan_of
+from .schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take
 
 __all__ = ["run_forward", "initial_values", "Values", "finite_array"]
 
@@ -60,6 +60,7 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 guess: dict[int, np.ndarray] | None = None) -> dict:
     """Fill ``vals`` for every defined node; returns the block solver states."""
     plan = plan_of(sched)
+    bufs = plan.bufs
     states: dict = {}
     S = np.empty(plan.nslots) if plan.nslots else None
     finite = True
@@ -72,7 +73,13 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 # the result needs them
                 if fast is not None:
                     fn, args = fast[0], fast[1]
-                    if len(args) == 2:
+                    if fast[3] >= 0:   # a large result: into a free buffer of an earlier solve
+                        buf = take(bufs, fast[3])
+                        out = fn(*[vals[a] for a in args], out=buf)
+                        if buf is None:
+                            keep(bufs, fast[3], out)
+                        del buf
+                    elif len(args) == 2:
                         out = fn(vals[args[0]], vals[args[1]])
                     elif len(args) == 1:
                         out = fn(vals[args[0]])

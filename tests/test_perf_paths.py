@@ -187,3 +187,99 @@ def test_scalar_partials_unchanged():
         sol = lp.trace(f, t=0.3).solve(t=0.3)
         assert type(sol.grad["t"]) is np.float64
         assert abs(float(sol.grad["t"]) - ref(0.3)) < 1e-15
+
+
+# ------------------------------------------------------------------ buffer reuse between solves
+N_POOL = 128   # 128 x 128 = POOL_MIN entries: the matrices below take the pooled paths
+
+
+def _mlp_prog(rng):
+    X = rng.standard_normal((N_POOL, 20))
+    W1, W2 = rng.standard_normal((20, N_POOL)) / 4, rng.standard_normal((N_POOL, N_POOL)) / 11
+
+    def f(m):
+        def mlp(W1, W2, b):
+            h = m.tanh(X @ W1 + b)
+            z = m.tanh(h @ W2)
+            return m.sum(z * z) / N_POOL
+        return mlp
+    prog = lp.trace(f(lp), W1=W1, W2=W2, b=np.zeros(N_POOL))
+    return prog, f(anp), dict(W1=W1, W2=W2, b=0.1 * rng.standard_normal(N_POOL))
+
+
+def _copy(sol):
+    return ({k: np.array(v) for k, v in sol.values.items()}, {k: np.array(v) for k, v in sol.multipliers.items()})
+
+
+def _same(sol, copy):
+    vals, mults = copy
+    return all(np.array_equal(sol.values[k], v) for k, v in vals.items()) and all(
+        np.array_equal(sol.multipliers[k], v) for k, v in mults.items())
+
+
+def test_pooled_paths_match_autograd_and_a_fresh_program(rng):
+    prog, f_ag, p = _mlp_prog(rng)
+    from lagrangeprop.schedule import plan_of
+    assert plan_of(prog.compile()).nbufs >= 6      # values and matmul cotangents are pooled
+    first = prog.solve(**p)
+    ref = _copy(first)
+    del first
+    for _ in range(3):                              # later solves write into reused buffers
+        sol = prog.solve(**p)
+        assert _same(sol, ref)
+        del sol
+    fresh = lp.Program.from_json(prog.to_json()).solve(**p)
+    assert _same(fresh, ref)
+    names = ["W1", "W2", "b"]
+    for k, name in enumerate(names):
+        g = autograd.grad(f_ag, k)(*[p[n] for n in names])
+        np.testing.assert_allclose(ref[1][name], g, rtol=1e-12, atol=1e-15)
+
+
+def test_buffers_are_reused_only_when_nothing_else_refers_to_them(rng):
+    prog, _, p = _mlp_prog(rng)
+    from lagrangeprop import schedule
+    plan = schedule.plan_of(prog.compile())
+    kept = prog.solve(**p)                        # a Solution the user keeps
+    kept_copy = _copy(kept)
+    grads = prog.solve(**p).grad                  # only the grad dict kept (views of multipliers)
+    grads_copy = {k: np.array(v) for k, v in grads.items()}
+    out_val = lp.trace(lambda W2: lp.tanh(W2 * 2.0), W2=p["W2"]).evaluate(W2=p["W2"])
+    p2 = {k: v + 0.5 for k, v in p.items()}
+    for q in (p2, p, p2):                         # other inputs: every buffer would change if reused
+        s = prog.solve(**q)
+        del s
+    assert _same(kept, kept_copy)
+    assert all(np.array_equal(grads[k], v) for k, v in grads_copy.items())
+    assert np.array_equal(out_val, np.tanh(p["W2"] * 2.0))
+    # a value of a kept Solution passed back as an input is read, not overwritten
+    h = kept.values["h"]
+    prog2 = lp.trace(lambda h, W2: lp.sum(lp.tanh(h @ W2)), h=h, W2=p["W2"])
+    for _ in range(2):
+        g = prog2.solve(h=h, W2=p["W2"]).grad
+    assert np.array_equal(h, kept_copy[0]["h"])
+    assert np.allclose(g["W2"], h.T @ (1.0 - np.tanh(h @ p["W2"]) ** 2))
+    if schedule._REUSE:                           # and reuse does happen once nothing refers to them
+        del kept, grads
+        pooled = {id(b) for b in plan.bufs if b is not None}
+        sol = prog.solve(**p)
+        assert any(id(v) in pooled for v in sol._vals if isinstance(v, np.ndarray))
+        assert _same(sol, kept_copy)
+
+
+def test_matmul_fast_path_is_the_rule(rng):
+    from lagrangeprop.primitives import get
+    a, b = rng.standard_normal((130, 140)), rng.standard_normal((140, 150))
+    prog = lp.trace(lambda a, b: lp.sum(lp.sin(a @ b)), a=a, b=b)
+    sol = prog.solve(a=a, b=b)
+    ans = a @ b
+    g = np.cos(ans)
+    mm = get("matmul")
+    assert np.array_equal(sol.values[[k for k in sol.values if k.startswith("matmul")][0]], ans)
+    assert np.array_equal(sol.grad["a"], mm.vjp(0, g, ans, [a, b], {}))
+    assert np.array_equal(sol.grad["b"], mm.vjp(1, g, ans, [a, b], {}))
+    # both arguments the same node: the two cotangents add up
+    sol = lp.trace(lambda a: lp.sum(lp.sin(a @ a)), a=a[:, :130]).solve(a=a[:, :130].copy())
+    s = a[:, :130]
+    g = np.cos(s @ s)
+    assert np.array_equal(sol.grad["a"], mm.vjp(0, g, s @ s, [s, s], {}) + mm.vjp(1, g, s @ s, [s, s], {}))
