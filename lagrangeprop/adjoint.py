@@ -167,7 +167,22 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 g = lam[item.node]
                 if g is not None:
                     if fast is not None:
-                        if fast[2] is not None:
+                        sc = fast[5]
+                        if sc is not None:   # a scalar step, inline (_accumulate_raw's numbers)
+                            u, d, x, c = sc
+                            prev = lam[u]
+                            if d is not None:
+                                ct = g * d(vals[item.node], vals[x])
+                            elif x >= 0:
+                                ct = g * vals[x]
+                            elif c == 1.0:
+                                lam[u] = g if prev is None else prev + g
+                                continue
+                            else:
+                                lam[u] = -g if prev is None else prev - g
+                                continue
+                            lam[u] = ct if prev is None else prev + ct
+                        elif fast[2] is not None:
                             _accumulate_raw(fast, g, vals[item.node], vals, lam)
                         else:
                             _accumulate_matmul(item, fast, g, vals, lam, bufs)

@@ -42,9 +42,13 @@ class Values(list):
 
 def initial_values(sched: Schedule, inputs: dict[int, np.ndarray]) -> list:
     """A value slot per node, with inputs and constants filled in."""
-    vals = Values([None] * len(sched.names))
-    for i, v in sched.constants:
-        vals[i] = v
+    base = sched.__dict__.get("_base_values")
+    if base is None:   # the constants' slots, filled once per schedule (then one list copy)
+        base = [None] * len(sched.names)
+        for i, v in sched.constants:
+            base[i] = v
+        sched.__dict__["_base_values"] = base
+    vals = Values(base)
     for i, v in inputs.items():
         vals[i] = v
     return vals

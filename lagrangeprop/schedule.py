@@ -417,9 +417,10 @@ class Plan:
     ``None``; ``reduce`` is ``(leading axes, kept axes)`` to sum the cotangent over when
     broadcasting made the output larger than the argument, else ``None``; ``a`` is the node
     whose value the partial is (``partial.arg``, e.g. ``y`` for ``x`` in ``x * y``), else -1.
-    Two more entries: the buffer pool entry of the value (-1: none; a ufunc with a large
-    output) and, for a dense 2-D ``matmul`` (then ``adjoint`` is ``None`` and ``fn`` is
-    ``np.matmul``), ``((pos, u, pool entry or -1), ...)`` for its cotangents, else ``None``."""
+    Three more entries: the buffer pool entry of the value (-1: none; a ufunc with a large
+    output); for a dense 2-D ``matmul`` (then ``adjoint`` is ``None`` and ``fn`` is
+    ``np.matmul``) ``((pos, u, pool entry or -1), ...)`` for its cotangents, else ``None``;
+    and the adjoint's inline form of a scalar step (:func:`_scalar_form`) or ``None``."""
 
     items: list
     nbufs: int = 0                                           # buffer pool entries (take/keep)
@@ -494,6 +495,25 @@ def _fast(sched: Schedule, s: Step, floats: set[int]) -> tuple | None:
     return prim.raw_fn, tuple(s.args), tuple(adjoint), -1, None
 
 
+def _scalar_form(sched: Schedule, fast: tuple) -> tuple | None:
+    """The adjoint's inline form of a scalar step with one differentiable argument ``u``:
+    ``(u, partial, x, -1)`` (cotangent ``g * partial(ans, z_x)``, a unary op), ``(u, None, a, -1)``
+    (``g * z_a``) or ``(u, None, -1, ±1)`` (``±g``); ``None`` for everything else."""
+    adj = fast[2]
+    if adj is None or len(adj) != 1:
+        return None
+    u, d, c, red, a = adj[0]
+    if red is not None or sched.shapes[u] != () or any(sched.shapes[k] != () for k in fast[1]):
+        return None
+    if c is not None:
+        return u, None, -1, c
+    if a >= 0:
+        return u, None, a, 0.0
+    if len(fast[1]) == 1:
+        return u, d, fast[1][0], 0.0
+    return None
+
+
 def _size_of(shape: tuple) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
@@ -518,7 +538,7 @@ def _pool(sched: Schedule, plan: Plan) -> Plan:
                 else:
                     new.append((pos, u, -1))
             adj = tuple(new)
-        plan.items[k] = (kind, st, extra, (fast[0], fast[1], fast[2], slot, adj))
+        plan.items[k] = (kind, st, extra, (fast[0], fast[1], fast[2], slot, adj, _scalar_form(sched, fast)))
     plan.nbufs, plan.bufs = n, [None] * (2 * n)
     return plan
 
