@@ -283,3 +283,37 @@ def test_matmul_fast_path_is_the_rule(rng):
     s = a[:, :130]
     g = np.cos(s @ s)
     assert np.array_equal(sol.grad["a"], mm.vjp(0, g, s @ s, [s, s], {}) + mm.vjp(1, g, s @ s, [s, s], {}))
+
+
+# ------------------------------------------------------------------ scalar steps inline
+def test_scalar_chain_matches_autograd():
+    def f(m):
+        def chain(x, y):
+            v = x
+            for k in range(40):
+                r = k % 8
+                if r == 0:
+                    v = m.sin(v)
+                elif r == 1:
+                    v = v * 1.01
+                elif r == 2:
+                    v = v + 0.1
+                elif r == 3:
+                    v = m.tanh(v)
+                elif r == 4:
+                    v = 0.5 - v            # a -1 partial
+                elif r == 5:
+                    v = v * y              # two differentiable arguments
+                elif r == 6:
+                    v = -v + m.exp(v * 0.1)
+                else:
+                    v = v / (1.0 + y * y)
+            return v
+        return chain
+    prog = lp.trace(f(lp), x=0.3, y=0.7)
+    for x, y in ((0.3, 0.7), (-1.2, 0.4)):
+        sol = prog.solve(x=x, y=y)
+        for k, name in enumerate(["x", "y"]):
+            ref = autograd.grad(f(anp), k)(x, y)
+            assert abs(float(sol.grad[name]) - ref) <= 1e-13 * max(1.0, abs(ref)), (name, sol.grad[name], ref)
+            assert type(sol.grad[name]) is np.float64
