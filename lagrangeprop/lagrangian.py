@@ -65,7 +65,7 @@ def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[
                 break
             i, shape = entry
             cls = v.__class__
-            if cls is float or cls is int or cls is np.float64:
+            if cls is float or cls is np.float64:
                 if shape != () or not math.isfinite(v):
                     break
                 out[i] = np.asarray(v, dtype=np.float64)
@@ -93,7 +93,7 @@ def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndar
         i = sched.index[k]
         try:
             arr = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"{what} {k!r} must be a real number or array, got "
                              f"{type(v).__name__}") from None
         if arr.shape != sched.shapes[i]:

@@ -317,3 +317,10 @@ def test_scalar_chain_matches_autograd():
             ref = autograd.grad(f(anp), k)(x, y)
             assert abs(float(sol.grad[name]) - ref) <= 1e-13 * max(1.0, abs(ref)), (name, sol.grad[name], ref)
             assert type(sol.grad[name]) is np.float64
+
+
+def test_int_and_huge_int_inputs():
+    prog = lp.trace(lambda x: x * x, x=1.0)
+    assert prog.solve(x=3).grad["x"] == 6.0
+    with pytest.raises(lp.InputError, match="'x' must be a real number"):
+        prog.solve(x=10**400)
