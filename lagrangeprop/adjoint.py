@@ -24,7 +24,7 @@ import numpy as np
 from . import blocks
 from .options import SolveOptions
 from .primitives import unbroadcast
-from .schedule import GROUP, STEP, Schedule, Step, plan_of
+from .schedule import GROUP, STEP, Schedule, Step, keep, plan_of, take
 
 __all__ = ["run_adjoint", "accumulate"]
 
@@ -83,16 +83,26 @@ def _accumulate_raw(fast: tuple, g, ans, vals: list, lam: list) -> None:
     exactly as :func:`~lagrangeprop.primitives.unbroadcast` (axes precomputed by the plan).
     A ±1 partial gives ``±g`` itself (multipliers are never modified in place, so sharing
     ``g`` is safe); ``prev - g`` equals ``prev + (-1·g)`` exactly in IEEE arithmetic."""
-    args = None
+    ids = fast[1]
     for u, d, c, red, a in fast[2]:
         prev = lam[u]
         if c is None:
             if a >= 0:
                 ct = g * vals[a]
             else:
-                if args is None:
-                    args = [vals[k] for k in fast[1]]
-                ct = g * d(ans, *args)
+                if len(ids) == 1:
+                    p = d(ans, vals[ids[0]])
+                elif len(ids) == 2:
+                    p = d(ans, vals[ids[0]], vals[ids[1]])
+                else:
+                    p = d(ans, *[vals[k] for k in ids])
+                if p.__class__ is _ND and p.base is None and p.shape == g.shape and p.dtype is _F64DT \
+                        and p is not ans and not any(p is vals[k] for k in ids):
+                    # a fresh temporary of the partial (no value, argument or multiplier is
+                    # it): scale it in place, g * p elementwise as the product below
+                    ct = np.multiply(g, p, out=p)
+                else:
+                    ct = g * p
         elif red is None:
             if c == 1.0:
                 lam[u] = g if prev is None else prev + g
@@ -112,6 +122,24 @@ def _accumulate_raw(fast: tuple, g, ans, vals: list, lam: list) -> None:
         lam[u] = ct if prev is None else prev + ct
 
 
+def _accumulate_matmul(step: Step, fast: tuple, g, vals: list, lam: list, bufs: list) -> None:
+    """:func:`accumulate` for ``a @ b`` with float64 matrices: the rule's products ``g bᵀ``
+    and ``aᵀ g`` (the same numpy calls), large ones into a free pool buffer."""
+    a, b = vals[fast[1][0]], vals[fast[1][1]]
+    if g.__class__ is not _ND or g.dtype is not _F64DT or g.ndim != 2:
+        accumulate(step, g, vals[step.node], vals, lam)
+        return
+    for pos, u, k in fast[4]:
+        buf = take(bufs, k) if k >= 0 else None
+        ct = np.matmul(g, b.T, out=buf) if pos == 0 else np.matmul(a.T, g, out=buf)
+        if k >= 0 and buf is None:
+            keep(bufs, k, ct)
+        del buf
+        prev = lam[u]
+        # ct is this call's own array: the sum goes into it (prev + ct, the same numbers)
+        lam[u] = ct if prev is None else np.add(prev, ct, out=ct)
+
+
 def _pull(lam: list, i: int, v) -> None:
     prev = lam[i]
     lam[i] = v if prev is None else prev + v
@@ -121,6 +149,7 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 opts: SolveOptions) -> list:
     """All multipliers (``None`` where identically zero), indexed by node id."""
     plan = plan_of(sched)
+    bufs = plan.bufs
     lam: list = [None] * len(sched.names)
     # a private copy: ±1 partials pass multipliers on without copying, and no gradient
     # may alias the caller's seed array
@@ -138,7 +167,25 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 g = lam[item.node]
                 if g is not None:
                     if fast is not None:
-                        _accumulate_raw(fast, g, vals[item.node], vals, lam)
+                        sc = fast[5]
+                        if sc is not None:   # a scalar step, inline (_accumulate_raw's numbers)
+                            u, d, x, c = sc
+                            prev = lam[u]
+                            if d is not None:
+                                ct = g * d(vals[item.node], vals[x])
+                            elif x >= 0:
+                                ct = g * vals[x]
+                            elif c == 1.0:
+                                lam[u] = g if prev is None else prev + g
+                                continue
+                            else:
+                                lam[u] = -g if prev is None else prev - g
+                                continue
+                            lam[u] = ct if prev is None else prev + ct
+                        elif fast[2] is not None:
+                            _accumulate_raw(fast, g, vals[item.node], vals, lam)
+                        else:
+                            _accumulate_matmul(item, fast, g, vals, lam, bufs)
                     else:
                         accumulate(item, g, vals[item.node], vals, lam)
             elif kind is GROUP:

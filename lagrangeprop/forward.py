@@ -15,14 +15,16 @@ Examples
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import blocks
 from .errors import NonFiniteError
 from .options import SolveOptions
-from .schedule import GROUP, STEP, Schedule, Step, plan_of
+from .schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take
 
-__all__ = ["run_forward", "initial_values", "Values"]
+__all__ = ["run_forward", "initial_values", "Values", "finite_array"]
 
 _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
 
@@ -40,9 +42,13 @@ class Values(list):
 
 def initial_values(sched: Schedule, inputs: dict[int, np.ndarray]) -> list:
     """A value slot per node, with inputs and constants filled in."""
-    vals = Values([None] * len(sched.names))
-    for i, v in sched.constants:
-        vals[i] = v
+    base = sched.__dict__.get("_base_values")
+    if base is None:   # the constants' slots, filled once per schedule (then one list copy)
+        base = [None] * len(sched.names)
+        for i, v in sched.constants:
+            base[i] = v
+        sched.__dict__["_base_values"] = base
+    vals = Values(base)
     for i, v in inputs.items():
         vals[i] = v
     return vals
@@ -58,6 +64,7 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 guess: dict[int, np.ndarray] | None = None) -> dict:
     """Fill ``vals`` for every defined node; returns the block solver states."""
     plan = plan_of(sched)
+    bufs = plan.bufs
     states: dict = {}
     S = np.empty(plan.nslots) if plan.nslots else None
     finite = True
@@ -70,7 +77,13 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 # the result needs them
                 if fast is not None:
                     fn, args = fast[0], fast[1]
-                    if len(args) == 2:
+                    if fast[3] >= 0:   # a large result: into a free buffer of an earlier solve
+                        buf = take(bufs, fast[3])
+                        out = fn(*[vals[a] for a in args], out=buf)
+                        if buf is None:
+                            keep(bufs, fast[3], out)
+                        del buf
+                    elif len(args) == 2:
                         out = fn(vals[args[0]], vals[args[1]])
                     elif len(args) == 1:
                         out = fn(vals[args[0]])
@@ -103,14 +116,44 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
 
 
 def _all_finite(plan, vals: list) -> bool:
-    """One vector test for every per-step scalar, one for all small arrays, one per large array."""
-    ids = plan.scalar_ids
-    if ids and not np.isfinite(np.fromiter((vals[i] for i in ids), np.float64, len(ids))).all():
-        return False
+    """``math.isfinite`` per per-step scalar, one vector test for all small arrays, one
+    :func:`finite_array` per large array. Exact: ``False`` only if some value (or, rarely, the
+    overflowing square sum of a large array) is not finite; :func:`_check_finite` then names
+    the first offending node."""
+    isfinite = math.isfinite
+    for i in plan.scalar_ids:   # a plain loop beats collecting them into an array
+        if not isfinite(vals[i]):
+            return False
     ids = plan.small_ids   # one copy of them all beats one call each
     if ids and not np.isfinite(np.concatenate([vals[i] for i in ids], axis=None)).all():
         return False
-    return all(np.isfinite(vals[i]).all() for i in plan.array_ids)
+    for i in plan.array_ids:
+        if not finite_array(vals[i]):
+            return False
+    return True
+
+
+def finite_array(a) -> bool:
+    """Whether every entry of the array ``a`` is finite. A large contiguous float64 array is
+    first tested with one BLAS dot product: ``a·a`` is finite when every entry is (a NaN or
+    inf entry makes it NaN or inf, and squares cannot cancel), and costs half of
+    ``isfinite(a).all()``; only a non-finite result (a non-finite entry, or the square sum of
+    huge finite entries overflowing) pays for the entry-wise test.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.ones(5000); finite_array(a), finite_array(np.full(5000, 1e200))
+    (True, True)
+    >>> a[500] = np.nan; finite_array(a)
+    False
+    """
+    if a.__class__ is _ND and a.dtype is _F64DT and a.size > SMALL and a.flags.c_contiguous:
+        r = a.reshape(-1)
+        with np.errstate(all="ignore"):   # overflow of the square sum is allowed
+            if math.isfinite(np.dot(r, r)):
+                return True
+    return bool(np.isfinite(a).all())
 
 
 def _check_finite(sched: Schedule, vals: list) -> None:

@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from .adjoint import accumulate, run_adjoint
 from .blocks import block_jacobian, block_residual
 from .errors import InputError, ShapeError
-from .forward import initial_values, run_forward
+from .forward import finite_array, initial_values, run_forward
 from .options import SolveOptions
 from .schedule import Block, Schedule
 
@@ -37,8 +38,47 @@ def _scalarize(v):
 
 
 # ------------------------------------------------------------------ inputs
+_ND, _F64DT = np.ndarray, np.dtype(np.float64)
+
+
+def _input_spec(sched: Schedule) -> dict[str, tuple[int, tuple]]:
+    """``{input name: (node id, shape)}``, built once per schedule."""
+    spec = sched.__dict__.get("_input_spec")
+    if spec is None:
+        spec = sched.__dict__["_input_spec"] = {sched.names[i]: (i, sched.shapes[i]) for i in sched.inputs}
+    return spec
+
+
 def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[int, np.ndarray]:
-    """Check names, shapes and finiteness of the caller's inputs."""
+    """Check names, shapes and finiteness of the caller's inputs.
+
+    The common case (every input given, as a Python float for a scalar input or a float64
+    array of the declared shape) is checked against a per-schedule table; anything else, and
+    every error, goes through the general path below (same conversions, same messages).
+    Arrays are not copied (as ``np.asarray``)."""
+    spec = _input_spec(sched)
+    if len(inputs) == len(spec):
+        out = {}
+        for k, v in inputs.items():
+            entry = spec.get(k)
+            if entry is None:
+                break
+            i, shape = entry
+            cls = v.__class__
+            if cls is float or cls is np.float64:
+                if shape != () or not math.isfinite(v):
+                    break
+                out[i] = np.asarray(v, dtype=np.float64)
+            elif cls is _ND and v.dtype is _F64DT and v.shape == shape and finite_array(v):
+                out[i] = v
+            else:
+                break
+        else:
+            return out
+    return _parse_inputs(sched, inputs, what)
+
+
+def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndarray]:
     expected = sched.input_names
     extra = [k for k in inputs if k not in sched.index or sched.roles[sched.index[k]] != "input"]
     if extra:
@@ -53,7 +93,7 @@ def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[
         i = sched.index[k]
         try:
             arr = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"{what} {k!r} must be a real number or array, got "
                              f"{type(v).__name__}") from None
         if arr.shape != sched.shapes[i]:
@@ -97,10 +137,22 @@ def _parse_seed(sched: Schedule, seed) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- solve
+_DEFAULT_OPTIONS: list = []
+
+
+def _options(tol, maxiter, method, linear_solver) -> SolveOptions:
+    """``SolveOptions.make(...)``; the all-defaults instance (immutable) is made once."""
+    if tol is None and maxiter is None and method is None and linear_solver is None:
+        if not _DEFAULT_OPTIONS:
+            _DEFAULT_OPTIONS.append(SolveOptions.make())
+        return _DEFAULT_OPTIONS[0]
+    return SolveOptions.make(tol, maxiter, method, linear_solver)
+
+
 def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxiter=None,
                   method=None, linear_solver=None) -> Solution:
     sched = prog.compile()
-    opts = SolveOptions.make(tol, maxiter, method, linear_solver)
+    opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     seed = _parse_seed(sched, seed)
     states = run_forward(sched, vals, opts, _parse_guess(sched, guess))
@@ -110,7 +162,7 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
 
 def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None):
     sched = prog.compile()
-    opts = SolveOptions.make(tol, maxiter, method, None)
+    opts = _options(tol, maxiter, method, None)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     run_forward(sched, vals, opts, _parse_guess(sched, guess))
     return _scalarize(vals[sched.output])
@@ -243,6 +295,13 @@ class Solution:
     # only .grad must not pay a dict entry per node (benchmarks/README.md)
     def _multiplier(self, i: int):
         lam, shape = self._lam[i], self.schedule.shapes[i]
+        cls = lam.__class__
+        if cls is np.float64 and shape == ():
+            return lam
+        if cls is _ND and lam.dtype is _F64DT and lam.shape == shape and shape != ():
+            view = lam.view()   # read-only, as the broadcast_to view below
+            view.flags.writeable = False
+            return view
         return _scalarize(np.zeros(shape) if lam is None else np.broadcast_to(lam, shape))
 
     @cached_property

@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from . import primitives
 from .errors import GraphError, ShapeError
 from .shapes import rule_shape
 
-__all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of"]
+__all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of", "take", "keep"]
 
 
 @dataclass(eq=False)
@@ -358,6 +359,37 @@ def compile_program(prog) -> Schedule:
 STEP, GROUP, BLOCK = 0, 1, 2
 MIN_GROUP = 8  # below this a batched call costs more than the per-step calls it replaces
 SMALL = 1 << 12  # outputs up to this size are checked for finiteness together (one copy, one test)
+POOL_MIN = 1 << 14  # arrays of at least this many entries may reuse an earlier solve's buffer
+
+# ------------------------------------------------------------------ buffer reuse
+# Large arrays cost most in fresh memory pages (the allocator returns freed memory to the OS
+# between solves, and every page is faulted in again). A plan keeps the buffers of its large
+# per-step results (values and matmul cotangents), two per entry, and a later solve writes
+# into one (``out=``, the same numpy call, so the same numbers) only when nothing outside the
+# pool refers to it: CPython's reference count proves that no Solution, view, grad dict or
+# user variable can see the buffer change. Elsewhere (other interpreters, free threading,
+# Python >= 3.14 with borrowed stack references) buffers are never reused.
+_REUSE = (sys.implementation.name == "cpython" and sys.version_info < (3, 14)
+          and getattr(sys, "_is_gil_enabled", lambda: True)())
+_refs = sys.getrefcount
+
+
+def take(bufs: list, k: int):
+    """A buffer of pool entry ``k`` that only the pool refers to, or ``None``."""
+    b = bufs[2 * k]
+    if b is not None and _refs(b) == 3:   # the pool's list, the local ``b``, the argument
+        return b
+    b = bufs[2 * k + 1]
+    if b is not None and _refs(b) == 3:
+        return b
+    return None
+
+
+def keep(bufs: list, k: int, out) -> None:
+    """Remember a freshly allocated result as entry ``k``'s newest buffer (the older goes)."""
+    if _REUSE and out.__class__ is np.ndarray:
+        bufs[2 * k + 1] = bufs[2 * k]
+        bufs[2 * k] = out
 
 
 @dataclass(eq=False)
@@ -384,9 +416,15 @@ class Plan:
     the partial's value when it is a constant ±1 (cotangent ``±g``, no multiply), else
     ``None``; ``reduce`` is ``(leading axes, kept axes)`` to sum the cotangent over when
     broadcasting made the output larger than the argument, else ``None``; ``a`` is the node
-    whose value the partial is (``partial.arg``, e.g. ``y`` for ``x`` in ``x * y``), else -1."""
+    whose value the partial is (``partial.arg``, e.g. ``y`` for ``x`` in ``x * y``), else -1.
+    Three more entries: the buffer pool entry of the value (-1: none; a ufunc with a large
+    output); for a dense 2-D ``matmul`` (then ``adjoint`` is ``None`` and ``fn`` is
+    ``np.matmul``) ``((pos, u, pool entry or -1), ...)`` for its cotangents, else ``None``;
+    and the adjoint's inline form of a scalar step (:func:`_scalar_form`) or ``None``."""
 
     items: list
+    nbufs: int = 0                                           # buffer pool entries (take/keep)
+    bufs: list = field(default_factory=list)                 # 2 per entry, None = empty
     nslots: int = 0
     slot_ids: list[int] = field(default_factory=list)      # node id of every slot
     init: list[tuple[int, int]] = field(default_factory=list)    # (slot, id) inputs, constants
@@ -432,8 +470,17 @@ def _float_nodes(sched: Schedule) -> set[int]:
     return ok
 
 
+def _dense(sched: Schedule, i: int, floats: set[int]) -> bool:
+    return i in floats and len(sched.shapes[i]) == 2
+
+
 def _fast(sched: Schedule, s: Step, floats: set[int]) -> tuple | None:
     prim = s.prim
+    if (prim.name == "matmul" and not prim.user and prim is primitives.REGISTRY.get("matmul")
+            and not s.params and len(s.args) == 2 and all(_dense(sched, a, floats) for a in s.args)
+            and len(sched.shapes[s.node]) == 2):
+        # both operands float64 matrices (no scipy.sparse constant): np.matmul itself, as the rule
+        return np.matmul, tuple(s.args), None, -1, tuple((pos, u, -1) for pos, u in s.diff)
     if not (getattr(prim, "raw_fn", None) is not None and not prim.user and not prim.nondiff
             and not s.params and all(a in floats for a in s.args)):
         return None
@@ -445,7 +492,55 @@ def _fast(sched: Schedule, s: Step, floats: set[int]) -> tuple | None:
             c, k = getattr(d, "constant", None), getattr(d, "arg", None)
             adjoint.append((u, d, c if c in (1.0, -1.0) else None, _reduction(shape, sched.shapes[u]),
                             -1 if k is None else s.args[k]))
-    return prim.raw_fn, tuple(s.args), tuple(adjoint)
+    return prim.raw_fn, tuple(s.args), tuple(adjoint), -1, None
+
+
+def _scalar_form(sched: Schedule, fast: tuple) -> tuple | None:
+    """The adjoint's inline form of a scalar step with one differentiable argument ``u``:
+    ``(u, partial, x, -1)`` (cotangent ``g * partial(ans, z_x)``, a unary op), ``(u, None, a, -1)``
+    (``g * z_a``) or ``(u, None, -1, ±1)`` (``±g``); ``None`` for everything else."""
+    adj = fast[2]
+    if adj is None or len(adj) != 1:
+        return None
+    u, d, c, red, a = adj[0]
+    if red is not None or sched.shapes[u] != () or any(sched.shapes[k] != () for k in fast[1]):
+        return None
+    if c is not None:
+        return u, None, -1, c
+    if a >= 0:
+        return u, None, a, 0.0
+    if len(fast[1]) == 1:
+        return u, d, fast[1][0], 0.0
+    return None
+
+
+def _size_of(shape: tuple) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _pool(sched: Schedule, plan: Plan) -> Plan:
+    """Give large per-step results of ufunc and matmul steps a buffer pool entry."""
+    n = 0
+    for k, (kind, st, extra, fast) in enumerate(plan.items):
+        if kind is not STEP or fast is None:
+            continue
+        slot = -1
+        if isinstance(fast[0], np.ufunc) and fast[0].nout == 1:   # np.matmul is a ufunc too
+            if _size_of(sched.shapes[st.node]) >= POOL_MIN:
+                slot, n = n, n + 1
+        adj = fast[4]
+        if adj is not None:
+            new = []
+            for pos, u, _ in adj:
+                if _size_of(sched.shapes[u]) >= POOL_MIN:
+                    new.append((pos, u, n))
+                    n += 1
+                else:
+                    new.append((pos, u, -1))
+            adj = tuple(new)
+        plan.items[k] = (kind, st, extra, (fast[0], fast[1], fast[2], slot, adj, _scalar_form(sched, fast)))
+    plan.nbufs, plan.bufs = n, [None] * (2 * n)
+    return plan
 
 
 def _reduction(out: tuple, arg: tuple) -> tuple | None:
@@ -488,8 +583,8 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
 
     if not grouped:
         steps = [s for s in sched.steps if type(s) is Step]
-        return Plan([(STEP, s, -1, _fast(sched, s, floats)) if type(s) is Step else (BLOCK, s, [], None)
-                     for s in sched.steps], **finite_ids(steps))
+        return _pool(sched, Plan([(STEP, s, -1, _fast(sched, s, floats)) if type(s) is Step
+                                  else (BLOCK, s, [], None) for s in sched.steps], **finite_ids(steps)))
 
     # slots: every scalar a group reads or writes
     slot: dict[int, int] = {}
@@ -537,7 +632,7 @@ def _build_plan(sched: Schedule, min_group: int) -> Plan:
         slot_ids[k] = n
     is_input = set(sched.inputs)
     produced = set(sched.step_of)
-    return Plan(items, nslots=len(slot), slot_ids=slot_ids,
-                init=[(k, n) for n, k in slot.items() if n not in produced],
-                finals=[(k, n) for n, k in slot.items() if n in is_input],
-                grouped=len(grouped), **finite_ids([it[1] for it in items if it[0] == STEP]))
+    return _pool(sched, Plan(items, nslots=len(slot), slot_ids=slot_ids,
+                             init=[(k, n) for n, k in slot.items() if n not in produced],
+                             finals=[(k, n) for n, k in slot.items() if n in is_input],
+                             grouped=len(grouped), **finite_ids([it[1] for it in items if it[0] == STEP])))
