@@ -79,6 +79,7 @@ class _Objective:
             # warm start at the solution; solve tighter than the check's step resolves
             self.tol = min(1e-13, options.get("tol") or 1e-13)
         self.evaluations = 0
+        self.roundoff = 0.0      # eps·Σ_d |λ_d|·|z_d| at the checked point (set by check)
 
     def __call__(self, inputs: dict) -> float:
         self.evaluations += 1
@@ -93,9 +94,14 @@ class _Objective:
         return float(np.sum(self.seed * np.asarray(out, dtype=np.float64)))
 
     def noise(self, values: list[float], h: float) -> float:
-        """Rounding (and block-solve) error of a central difference with step ``h``."""
+        """Rounding (and block-solve) error of a central difference with step ``h``.
+
+        The rounding error of ``F`` itself is bounded through the multipliers: an error
+        ``δ_d ≈ eps·|z_d|`` made at node ``d`` reaches the output as ``λ_d·δ_d`` (the relaxed
+        constraint ``c_d = ε_d``, SPEC §1), so ``|δF| ≲ eps·Σ_d |λ_d|·|z_d|`` (``roundoff``) —
+        which is what cancellation leaves when the output itself is tiny (``a - a``)."""
         mag = max(1e-300, *map(abs, values))
-        floor = 16 * EPS * mag
+        floor = 16 * (EPS * mag + self.roundoff)
         if self.tol is not None:
             floor += self.tol * max(1.0, mag)
         return floor / h
@@ -375,6 +381,9 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     F = _Objective(prog, sched, seed_arr, {n: sol.values[n] for b in sched.blocks
                                             for n in b.names}, opts) if "fd" in against else None
     if F is not None:
+        values = sol.values
+        F.roundoff = EPS * sum(float(np.sum(np.abs(v) * np.abs(np.asarray(values[k], dtype=np.float64))))
+                               for k, v in lam.items() if k in values and k not in xin)
         references[FD_NAME] = (f"central, h = {H_REL:.1e}·max(1, |x|); per element for inputs of "
                                f"<= {fd_max_elements} entries, else along a random direction")
 

@@ -160,9 +160,9 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
     return Solution(prog, sched, vals, lam, states, seed, opts)
 
 
-def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None):
+def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None):
     sched = prog.compile()
-    opts = _options(tol, maxiter, method, None)
+    opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     run_forward(sched, vals, opts, _parse_guess(sched, guess))
     return _scalarize(vals[sched.output])

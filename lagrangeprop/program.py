@@ -338,11 +338,11 @@ class Program:
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
 
-    def evaluate(self, *, guess=None, tol=None, maxiter=None, method=None, **inputs):
-        """The forward pass only: the output value ``z_o``."""
+    def evaluate(self, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None, **inputs):
+        """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps')."""
         from .lagrangian import evaluate_program
         return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
-                                method=method)
+                                method=method, linear_solver=linear_solver)
 
     def lagrangian(self, inputs, values=None, multipliers=None, seed=None) -> float:
         """``L = <seed, z_o> - Σ_d <λ_d, c_d>`` at a Solution or at any point."""

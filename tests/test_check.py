@@ -294,3 +294,27 @@ def test_check_with_no_runnable_reference_is_not_ok():
     assert not report.ok
     assert "nothing was checked" in str(report)
     assert lp.check(prog, x=0.5).ok          # finite differences alone check the user op
+
+
+def test_fd_rounding_noise_is_bounded_through_the_multipliers():
+    """sin²x + cos²x - 1: the output is round-off, its gradient ~1e-16, while central differences
+    carry ~eps·|z|/h of noise from the cancelling O(1) intermediates (not eps·|output|/h)."""
+    prog = lp.trace(lambda x: lp.sum(lp.sin(x) ** 2 + lp.cos(x) ** 2) - 3.0, np.ones(3))
+    xs = np.array([1.0, 0.3, -1.0])
+    report = lp.check(prog, x=xs)
+    assert report.ok, str(report)
+    # a rounding bound, not a free pass: a user op whose VJP is 1% off, scaled by 1e-3, still fails
+    off = lp.primitive("copy_off_by_one_percent", lambda x: x * 1.0, vjp=lambda g, ans, x: (1.01 * g,))
+    wrong = lp.trace(lambda x: lp.sum(lp.sin(x) ** 2 + lp.cos(x) ** 2 + 1e-3 * off(x)) - 3.0, np.ones(3))
+    bad = lp.check(wrong, x=xs)
+    assert not bad.ok and "x" in str(bad)
+
+
+def test_check_and_evaluate_accept_every_solver_option():
+    from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+    prog = sellar_program()
+    ref = prog.solve(guess=SELLAR_GUESS, **SELLAR_INPUTS).output
+    for ls in ("direct", "gmres", "bicgstab"):
+        assert prog.evaluate(guess=SELLAR_GUESS, linear_solver=ls, **SELLAR_INPUTS) == pytest.approx(ref, rel=1e-10)
+        report = lp.check(prog, guess=SELLAR_GUESS, linear_solver=ls, **SELLAR_INPUTS)
+        assert report.ok, str(report)
