@@ -142,6 +142,38 @@ def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
     return bounds, blocks
 
 
+class _Maps:
+    """Where each sub-block of :class:`Partition` takes its entries from in ``A.data``, for one
+    sparsity pattern of ``A`` (``A_SS``'s pattern is fixed per block): slicing a matrix whose
+    data are the entry numbers gives, once, index maps that later partitions apply with one
+    gather per sub-block instead of slicing again (seconds at 10⁶ unknowns)."""
+
+    __slots__ = ("indptr", "indices", "subs")
+
+    def __init__(self, block: Block, A):
+        self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
+        numbered = sp.csc_matrix((np.arange(1, A.nnz + 1, dtype=np.float64), A.indices, A.indptr), shape=A.shape)
+        t, i = _indices(block)
+        R = numbered.tocsr()
+        R_T, R_I = R[t], R[i]
+        parts = {"A_TT": R_T[:, t], "A_TI": R_T[:, i], "A_IT": R_I[:, t]}
+        bounds, lower = _lower_blocks(block, R_I[:, i].tocsr())
+        parts.update({key: L for key, L in lower.items()})
+        self.subs = {}
+        for key, M in parts.items():
+            M = M.tocsr()
+            self.subs[key] = (M.indptr, M.indices, M.shape, M.data.astype(np.int64) - 1)
+        self.subs["bounds"] = bounds
+
+    def matches(self, A) -> bool:
+        return (A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
+                and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
+
+    def take(self, key, data: np.ndarray) -> sp.csr_matrix:
+        indptr, indices, shape, where = self.subs[key]
+        return sp.csr_matrix((data[where], indices, indptr), shape=shape)
+
+
 class Partition:
     """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
     unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
@@ -150,6 +182,15 @@ class Partition:
 
     def __init__(self, block: Block, A):
         self.t, self.i = t, i = _indices(block)
+        if isinstance(A, sp.csc_matrix) and A.has_canonical_format:
+            maps = block.cache.get("partition_maps")
+            if maps is None or not maps.matches(A):
+                maps = block.cache["partition_maps"] = _Maps(block, A)
+            data = A.data
+            self.A_TT, self.A_TI, self.A_IT = (maps.take(k, data) for k in ("A_TT", "A_TI", "A_IT"))
+            self.bounds = maps.subs["bounds"]
+            self.blocks = {k: maps.take(k, data) for k in maps.subs if isinstance(k, tuple)}
+            return
         A = sp.csr_matrix(A)
         A_T, A_I = A[t], A[i]
         self.A_TT, self.A_TI = A_T[:, t].tocsr(), A_T[:, i].tocsr()

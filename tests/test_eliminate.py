@@ -68,3 +68,24 @@ def test_large_singular_block_still_names_the_variables():
     with pytest.raises(lp.SingularSystemError) as err:
         prog.solve(x=np.ones(n), method="newton")
     assert "y" in str(err.value)
+
+
+def test_partition_index_maps_equal_slicing(rng):
+    """The cached index maps give exactly the sub-blocks that slicing A gives, at any values."""
+    from lagrangeprop.blockops import assemble, linearize
+    from lagrangeprop.eliminate import Partition
+    prog, inputs = _coupled(60, rng)
+    sol = prog.solve(**inputs, method="newton", linear_solver="direct")
+    blk = sol.schedule.blocks[0]
+    A = assemble(blk, linearize(blk, sol._vals, sol._states[id(blk)].ans))
+    A.data = rng.standard_normal(A.nnz)             # same pattern, other values (explicit zeros kept)
+    A.data[::7] = 0.0
+    fast, slow = Partition(blk, A), Partition(blk, sp.csr_matrix(A))
+    assert "partition_maps" in blk.cache
+    for name in ("A_TT", "A_TI", "A_IT"):
+        assert (getattr(fast, name) != getattr(slow, name)).nnz == 0, name
+    assert list(fast.blocks) == list(slow.blocks)
+    for key in slow.blocks:
+        assert (fast.blocks[key] != slow.blocks[key]).nnz == 0, key
+    assert np.array_equal(fast.bounds, slow.bounds)
+    assert (fast.schur() != slow.schur()).nnz == 0
