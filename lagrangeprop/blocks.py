@@ -33,10 +33,10 @@ import scipy.sparse.linalg as spla
 
 from . import nonlinear
 from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
-                       matvec, rmatvec, rsweep, split, stack, sweep, sweep_rate)
+                       matvec, rmatvec, split, stack, sweep_rate, sweep_solve)
 from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov
 from .errors import ConvergenceError
-from .linsolve import DENSE_MAX, ilu, krylov, stationary
+from .linsolve import DENSE_MAX, ilu, krylov
 from .options import SolveOptions
 from .schedule import Block
 
@@ -86,8 +86,9 @@ def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
 
     Raises ConvergenceError (no convergence, non-finite residual) or SingularSystemError.
     """
-    if not (opts.method in ("auto", "newton") and block.size <= SMALL and has_jac(block)):
-        nonlinear.initial(block, vals, guess)     # the choice may look at the start (else Newton starts itself)
+    if opts.method == "auto" and block.explicit and "rate" not in block.cache and not (
+            block.size <= SMALL and has_jac(block)):
+        nonlinear.initial(block, vals, guess)     # the rate estimate looks at the start (each solver starts itself)
     method = choose_method(block, vals, opts)
     try:
         return _SOLVERS[method](block, vals, opts, guess)
@@ -139,27 +140,19 @@ def _direct(block, vals, state, b, trans: bool) -> np.ndarray:
 
 def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
     n, ans = block.size, state.ans
+    what = "adjoint (A_SSᵀ λ = b)" if trans else "tangent (A_SS ż = b)"
+    if block.explicit:   # Gauss–Seidel sweeps, alone or preconditioning Krylov; warm-started
+        return sweep_solve(block, vals, ans, state.A, b, kind, trans, what=what)
     # the operator: the assembled A_SS when the forward solve made it, else VJP/JVP rules
     if state.A is not None:
         A = spla.aslinearoperator(state.A.T if trans else state.A)
     else:
         fn = (lambda w: rmatvec(block, vals, ans, w)) if trans else (lambda v: matvec(block, vals, ans, v))
         A = spla.LinearOperator((n, n), matvec=fn, dtype=float)
-    what = "adjoint (A_SSᵀ λ = b)" if trans else "tangent (A_SS ż = b)"
     bnorm = max(float(np.linalg.norm(b)), 1e-300)
 
     def residual(x):
         return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
-    if block.explicit:
-        # Gauss–Seidel preconditioning A = M - N: solve (I - M⁻¹N) x = M⁻¹ b (transposed:
-        # (I - M⁻ᵀNᵀ) x = M⁻ᵀ b); one sweep of the ops per Krylov iteration
-        sw = rsweep if trans else sweep
-        bp = sw(block, vals, ans, b)
-        if kind == "sweep":    # the transposed fixed-point iteration x ← M⁻ᵀNᵀx + M⁻ᵀb itself
-            return stationary(lambda x: sw(block, vals, ans, x, lower=False), bp, residual,
-                              names=block.names, what=what)
-        G = spla.LinearOperator((n, n), matvec=lambda x: x - sw(block, vals, ans, x, lower=False), dtype=float)
-        return krylov(G, bp, kind, names=block.names, what=what, residual=residual)
     M = None
     stale = state.cache.get("stale_lu")
     cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None
