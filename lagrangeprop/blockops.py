@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - a scipy without the private module
 _CSR = (sp.csr_matrix, sp.csr_array)
 
 __all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "block_residual", "evaluate",
-           "block_jacobian", "has_jac", "Linearization", "linearize", "remember", "assemble", "matvec", "rmatvec",
+           "block_jacobian", "dense_jacobian", "has_jac", "Linearization", "linearize", "remember", "assemble",
+           "matvec", "rmatvec",
            "sweep", "rsweep", "sweep_affine", "rsweep_affine", "sweep_solve", "sweep_rate",
            "residual_norm", "converged"]
 
@@ -101,7 +102,8 @@ def split(block: Block, x: np.ndarray) -> list:
 
 
 def residual_norm(c: np.ndarray) -> float:
-    return float(np.max(np.abs(c))) if c.size else 0.0
+    """``max|c|`` (0 for an empty vector; NaN when ``c`` holds one)."""
+    return float(np.abs(c).max()) if c.size else 0.0
 
 
 def converged(c: np.ndarray, z: np.ndarray, tol: float) -> bool:
@@ -147,7 +149,7 @@ def evaluate(block: Block, k: int, vals: list, fn=None) -> np.ndarray:
     if fn is not None:
         # a member is float64, so the op computes in float64; only the container may differ
         a = fn(*args)
-        if type(a) is np.ndarray and a.dtype == np.float64:
+        if type(a) is np.ndarray and a.dtype is _F64:
             return a
         return np.asarray(a, dtype=np.float64)
     return np.asarray(s.prim.value(args, s.params), dtype=np.float64)
@@ -176,8 +178,11 @@ def has_jac(block: Block) -> bool:
 # at a point (elementwise ops: the partial array; ops with a sparse rule: the CSR matrix,
 # when assembling or when it is as cheap as the rule) and then applies them with plain
 # numpy in every product, sweep and assembly at that point.
+_F64 = np.dtype(np.float64)
+
+
 def _float(a):
-    return np.asarray(a, dtype=np.float64)
+    return a if type(a) is np.ndarray and a.dtype is _F64 else np.asarray(a, dtype=np.float64)
 
 
 class _Edge:
@@ -499,6 +504,59 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
     vals = np.bincount(pat.slot, weights=data, minlength=pat.nnz)
     # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
     return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
+
+
+def _ew_plan(block: Block, lin: Linearization | None):
+    """For a block whose every edge is elementwise (a partial rule per edge, e.g. Sellar): per member
+    ``(node, operand ids, nondiff, [(partial, slot, n_out, shape)])`` in the assembly pattern's order,
+    so that :func:`dense_jacobian` fills ``A_SS`` without building a :class:`Linearization`; ``None``
+    for other blocks. Built once from a linearization ``lin``."""
+    if "ew_plan" in block.cache:
+        return block.cache["ew_plan"]
+    if not all(kind == "ew" for row in _static_edges(block) for _, _, kind, _ in row):
+        block.cache["ew_plan"] = None
+        return None
+    if lin is None:
+        return None
+    pat = _pattern(block, lin)
+    plan, i = [], 0
+    for s, row in zip(block.steps, _static_edges(block)):
+        edges = []
+        for _, _, _, d in row:
+            at, n_out, shape = pat.fill[i]
+            edges.append((d, at, n_out, shape))
+            i += 1
+        if edges:
+            plan.append((s.node, tuple(s.args), s.prim.nondiff, edges))
+    block.cache["ew_plan"] = (pat, plan)
+    return block.cache["ew_plan"]
+
+
+def dense_jacobian(block: Block, vals: list, ans: dict):
+    """``A_SS`` as a dense ndarray straight from the partial rules when every edge is elementwise
+    (the same numbers as ``assemble(..., dense=True)``), else ``None``."""
+    hit = block.cache.get("ew_plan", False)
+    if hit is False:
+        hit = _ew_plan(block, Linearization(block, vals, ans))
+    if hit is None or hit[0].flat is None:
+        return None
+    pat, plan = hit
+    data = np.empty(pat.size)
+    data[:pat.n_id] = 1.0
+    for node, arg_ids, nd, edges in plan:
+        a_k = ans[node]
+        fargs = [_float(a_k)] + [vals[a] if i in nd else _float(vals[a]) for i, a in enumerate(arg_ids)]
+        for d, at, n_out, shape in edges:
+            if shape is None:
+                data[at] = d(*fargs)
+            else:
+                data[at:at + n_out].reshape(shape)[...] = d(*fargs)
+    if pat.all_negative:
+        np.negative(data[pat.n_id:], out=data[pat.n_id:])
+    else:
+        data *= pat.sign
+    n = block.size
+    return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
 
 
 def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:

@@ -178,12 +178,12 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
 
 def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
     b = stack(block, rhs)
-    # the local partials at the solution live as long as the state (the block holds them weakly)
-    state.cache["lin"] = linearize(block, vals, state.ans)
     choice = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
         if choice == "direct":
             return split(block, _direct(block, vals, state, b, trans))
+        # the local partials at the solution live as long as the state (the block holds them weakly)
+        state.cache["lin"] = linearize(block, vals, state.ans)
         try:
             return split(block, _iterative(block, vals, state, b, choice, trans))
         except ConvergenceError:

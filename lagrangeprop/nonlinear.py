@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .blockops import (BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
-                       converged, describe, evaluate, gather, has_jac, linearize, matvec, remember,
+from .blockops import (BlockState, Linearization, _evaluators, _layout, assemble, block_jacobian, block_residual,
+                       converged, dense_jacobian, describe, evaluate, gather, has_jac, linearize, matvec, remember,
                        residual_norm, scatter, sweep)
-from .eliminate import reduced_factor, residual
+from .eliminate import reduced_factor, residual, split_members
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu
 from .options import SolveOptions
@@ -45,8 +45,11 @@ def initial(block: Block, vals: list, guess: dict, presweep: bool = True) -> Non
     """Members start from the user's guess, else 0 (SPEC §1); explicit members without a
     guess are then evaluated once in block order (one Gauss–Seidel sweep) when finite."""
     for n, shape in zip(block.nodes, block.shapes):
-        vals[n] = (np.array(np.broadcast_to(np.asarray(guess[n], dtype=np.float64), shape))
-                   if n in guess else np.zeros(shape))
+        if n in guess:
+            g = np.asarray(guess[n], dtype=np.float64)
+            vals[n] = g.copy() if g.shape == shape else np.array(np.broadcast_to(g, shape))
+        else:
+            vals[n] = np.zeros(shape)
     if not presweep:
         return
     with np.errstate(all="ignore"):
@@ -81,12 +84,23 @@ def _move(block, vals, z, elim: bool):
     """Set the members to ``z`` and evaluate ``c_S``; with ``elim``, only the states are
     taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.eliminate`).
     Returns the members' values, ``c_S`` and the op outputs."""
-    scatter(block, vals, z)
-    with np.errstate(all="ignore"):
-        if not elim:
+    if not elim:
+        scatter(block, vals, z)
+        with np.errstate(all="ignore"):
             return (z, *block_residual(block, vals))
+    states, inter = split_members(block)
+    sl = _layout(block)[0]
+    nodes = block.nodes
+    for k in states:        # the intermediates' slots are overwritten before they are read
+        a, b, shape = sl[k]
+        vals[nodes[k]] = np.array(z[a:b]) if shape is None else np.array(z[a:b]).reshape(shape)
+    with np.errstate(all="ignore"):
         c, ans = residual(block, vals)
-    return gather(block, vals), c, ans
+    z = np.array(z)
+    for k in inter:
+        a, b, shape = sl[k]
+        z[a:b] = np.ravel(vals[nodes[k]])
+    return z, c, ans
 
 
 def _line_search(block, vals, z, delta, cnorm2, elim: bool = False):
@@ -111,8 +125,13 @@ def _same(A, B) -> bool:
 
 
 def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
-    """``A_SS`` at the current point (dense for small blocks) and its linearization; ``memo``
-    keeps the local Jacobians that stay constant during this solve (``W @ z``)."""
+    """``A_SS`` at the current point (dense for small blocks) and its linearization (``None`` when a
+    small block's dense ``A_SS`` came straight from its elementwise partials); ``memo`` keeps the
+    local Jacobians that stay constant during this solve (``W @ z``)."""
+    if block.size <= DENSE_MAX:
+        A = dense_jacobian(block, vals, ans)
+        if A is not None:
+            return None, A
     lin = Linearization(block, vals, ans, memo)
     A = assemble(block, lin, dense=block.size <= DENSE_MAX)
     remember(block, lin)     # the adjoint's matrix-free products reuse it
@@ -142,13 +161,15 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     rate, polished = 1.0, False
     for it in range(maxiter + 1):
         state.iterations = it
-        state.history.append(residual_norm(c))
-        _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
-        done = converged(c, z, opts.tol)
+        cn, zn = residual_norm(c), residual_norm(z)     # NaN or inf anywhere shows in these maxima
+        state.history.append(cn)
+        if not (np.isfinite(cn) and np.isfinite(zn)):
+            _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
+        done = cn <= opts.tol * max(1.0, zn)             # converged(c, z, tol)
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance
         if done and not polished and block.size <= CHORD_MIN and it < maxiter \
-                and state.history[-1] > 1e-14 * max(1.0, residual_norm(z)):
+                and cn > 1e-14 * max(1.0, zn):
             polished = True
         elif done:
             state.cache["lin"], A = _jacobian(block, vals, ans, memo)
@@ -161,7 +182,9 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
         if it == maxiter:
             break
         norm2 = float(np.linalg.norm(c))
-        if lu is not None and rate <= 0.25 and block.size > CHORD_MIN:   # chord step, old LU
+        # chord step with the old LU: large blocks while it contracts fast, and the polishing step
+        # of small ones (already within tol, so the old Jacobian is accurate enough)
+        if lu is not None and (rate <= 0.25 and block.size > CHORD_MIN or polished and done):
             z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
             new = float(np.linalg.norm(c_try))
             if np.isfinite(new) and new <= 0.25 * norm2:
