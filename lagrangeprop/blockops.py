@@ -74,7 +74,7 @@ def describe(block: Block) -> str:
 # ------------------------------------------------------------- vector layout
 def gather(block: Block, vals: list) -> np.ndarray:
     """``z_S`` from the value slots."""
-    return np.concatenate([np.ravel(vals[n]).astype(np.float64) for n in block.nodes])
+    return np.concatenate([np.ravel(vals[n]) for n in block.nodes]).astype(np.float64, copy=False)
 
 
 def scatter(block: Block, vals: list, z: np.ndarray) -> None:
@@ -545,7 +545,7 @@ def dense_jacobian(block: Block, vals: list, ans: dict):
     data[:pat.n_id] = 1.0
     for node, arg_ids, nd, edges in plan:
         a_k = ans[node]
-        fargs = [_float(a_k)] + [vals[a] if i in nd else _float(vals[a]) for i, a in enumerate(arg_ids)]
+        fargs = [_float(a_k), *[vals[a] if i in nd else _float(vals[a]) for i, a in enumerate(arg_ids)]]
         for d, at, n_out, shape in edges:
             if shape is None:
                 data[at] = d(*fargs)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .blockops import (BlockState, Linearization, _evaluators, _layout, assemble, block_jacobian, block_residual,
+from .blockops import (_F64, BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
                        converged, dense_jacobian, describe, evaluate, gather, has_jac, linearize, matvec, remember,
                        residual_norm, scatter, sweep)
-from .eliminate import reduced_factor, residual, split_members
+from .eliminate import reduced_factor, split_members
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu
 from .options import SolveOptions
@@ -80,26 +80,50 @@ def _finite_or_fail(block, method, state, tol, maxiter, c, z):
                     f"{state.iterations}; give a better starting point with guess=")
 
 
+def _elim_plan(block: Block) -> tuple:
+    """Per state and per intermediate (evaluation order): ``(node, operand ids, evaluator, step, start,
+    stop, shape, flat)``; ``flat``: the value goes into its slice of a block vector as it is. Cached."""
+    if "elim_plan" not in block.cache:
+        states, inter = split_members(block)
+        fns = _evaluators(block)
+
+        def row(k):
+            s, a, shape = block.steps[k], block.offsets[k], block.shapes[k]
+            b = a + block.sizes[k]
+            return (s.node, tuple(s.args), fns[k], s, a, b, shape, shape in ((), (b - a,)))
+        block.cache["elim_plan"] = ([row(k) for k in states], [row(k) for k in inter])
+    return block.cache["elim_plan"]
+
+
+def _op(args: tuple, fn, s, vals: list) -> np.ndarray:
+    """The op output of step ``s`` (float64 ndarray), like :func:`lagrangeprop.blockops.evaluate`."""
+    if fn is not None:
+        v = fn(*[vals[u] for u in args])
+        return v if type(v) is np.ndarray and v.dtype is _F64 else np.asarray(v, dtype=np.float64)
+    return np.asarray(s.prim.value([vals[u] for u in args], s.params), dtype=np.float64)
+
+
 def _move(block, vals, z, elim: bool):
     """Set the members to ``z`` and evaluate ``c_S``; with ``elim``, only the states are
-    taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.eliminate`).
-    Returns the members' values, ``c_S`` and the op outputs."""
+    taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.eliminate`,
+    whose ``residual`` this inlines). Returns the members' values, ``c_S`` and the op outputs.
+    Callers hold ``np.errstate(all="ignore")``."""
     if not elim:
         scatter(block, vals, z)
-        with np.errstate(all="ignore"):
-            return (z, *block_residual(block, vals))
-    states, inter = split_members(block)
-    sl = _layout(block)[0]
-    nodes = block.nodes
-    for k in states:        # the intermediates' slots are overwritten before they are read
-        a, b, shape = sl[k]
-        vals[nodes[k]] = np.array(z[a:b]) if shape is None else np.array(z[a:b]).reshape(shape)
-    with np.errstate(all="ignore"):
-        c, ans = residual(block, vals)
+        return (z, *block_residual(block, vals))
+    states, inter = _elim_plan(block)
+    for node, _, _, _, a, b, shape, _ in states:   # the intermediates' slots are overwritten before they are read
+        vals[node] = np.array(z[a:b]).reshape(shape)
     z = np.array(z)
-    for k in inter:
-        a, b, shape = sl[k]
-        z[a:b] = np.ravel(vals[nodes[k]])
+    ans = {}
+    for node, args, fn, s, a, b, _, flat in inter:
+        v = vals[node] = ans[node] = _op(args, fn, s, vals)
+        z[a:b] = v if flat else v.ravel()
+    c = np.zeros(block.size)
+    for node, args, fn, s, a, b, _, flat in states:
+        v = ans[node] = _op(args, fn, s, vals)
+        r = v if s.residual else vals[node] - v
+        c[a:b] = r if flat else r.ravel()
     return z, c, ans
 
 
@@ -139,6 +163,12 @@ def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
 
 
 def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals`` (:func:`_newton`)."""
+    with np.errstate(all="ignore"):
+        return _newton(block, vals, opts, guess)
+
+
+def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals``.
 
     On blocks above ``CHORD_MIN`` unknowns a factorization is reused (chord step) while it
@@ -152,7 +182,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     # Newton on the states only: the intermediates follow by forward substitution
     z = gather(block, vals)
     z_sub, c, ans = _move(block, vals, z, True)
-    if np.all(np.isfinite(z_sub)):
+    if np.isfinite(z_sub).all():
         z = z_sub
     else:            # keep the start's finite intermediates: the failure names the iteration
         z, c, ans = _move(block, vals, z, False)
@@ -202,6 +232,11 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
 
 def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Inexact Newton: ``A_SS δ = -c`` by gmres on JVP products; fills ``vals``."""
+    with np.errstate(all="ignore"):
+        return _newton_krylov(block, vals, opts, guess)
+
+
+def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     initial(block, vals, guess)
     maxiter = opts.maxiter or MAXITER["newton-krylov"]
     state = BlockState(method="newton-krylov")
