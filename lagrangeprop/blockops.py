@@ -618,12 +618,15 @@ def rmatvec(block: Block, vals: list, ans: dict, w: np.ndarray) -> np.ndarray:
     lin = linearize(block, vals, ans)
     w = np.asarray(w, dtype=np.float64)
     (sl, explicit) = _layout(block)
-    out = np.zeros(block.size)
-    g = np.array(w)                          # w with the explicit members' parts negated
-    for k in explicit:
-        a, b, _ = sl[k]
-        out[a:b] = w[a:b]
-        np.negative(g[a:b], out=g[a:b])
+    if len(explicit) == len(sl):
+        out, g = np.array(w), np.negative(w)     # g: w with the explicit members' parts negated
+    else:
+        out = np.zeros(block.size)
+        g = np.array(w)
+        for k in explicit:
+            a, b, _ = sl[k]
+            out[a:b] = w[a:b]
+            np.negative(g[a:b], out=g[a:b])
     gv, ov = _views(block, g), _views(block, out)
     for k, row in enumerate(lin.edges):
         for e in row:
@@ -730,7 +733,9 @@ def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str
             return rmatvec(block, vals, ans, x) if trans else matvec(block, vals, ans, x)
 
     def residual(x):
-        return float(np.linalg.norm(op(x) - b)) / bnorm
+        r = op(x)
+        r -= b
+        return float(np.linalg.norm(r)) / bnorm
     x0 = _warm_start(block, b, bnorm, trans)
     aff = rsweep_affine if trans else sweep_affine
     if kind == "sweep":     # x ← M⁻ᵀ(b + Nᵀx) (M⁻¹(b + Nx)), the Gauss–Seidel iteration itself
@@ -741,7 +746,8 @@ def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str
         zero = np.zeros(n)
         G = spla.LinearOperator((n, n), matvec=lambda x: x - aff(block, lin, zero, x), dtype=float)
         x = krylov(G, aff(block, lin, b), kind, names=block.names, what=what, residual=residual, x0=x0)
-    block.cache["warm_T" if trans else "warm_N"] = (b.copy(), x.copy())
+    # kept without copies: the callers split x into new arrays and drop b
+    block.cache["warm_T" if trans else "warm_N"] = (b, x)
     return x
 
 
