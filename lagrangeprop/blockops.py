@@ -137,8 +137,11 @@ def _spmatmul(a, b, prim) -> np.ndarray:
     if (_csr_matvec is not None and type(a) in _CSR and type(b) is np.ndarray and a.dtype == np.float64
             and b.dtype == np.float64 and b.ndim == 1 and a.shape[1] == b.shape[0] and b.flags.c_contiguous):
         y = np.zeros(a.shape[0])
-        _spmv_into(a, b, y)
-        return y
+        try:
+            _csr_matvec(a.shape[0], a.shape[1], a.indptr, a.indices, a.data, b, y)
+            return y
+        except (TypeError, ValueError):  # pragma: no cover - unusual index dtypes
+            pass
     return prim.value((a, b), {})
 
 

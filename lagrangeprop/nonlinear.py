@@ -272,8 +272,12 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
 # ------------------------------------------------- fixed point (explicit)
 def _sweep_values(block: Block, vals: list) -> None:
     """One Gauss–Seidel sweep ``z_d ← f_d(z)`` in block order (in place)."""
-    for k, (s, fn) in enumerate(zip(block.steps, _evaluators(block))):
-        vals[s.node] = evaluate(block, k, vals, fn)
+    plan = block.cache.get("sweep_plan")
+    if plan is None:
+        plan = block.cache["sweep_plan"] = [(s.node, tuple(s.args), fn, s)
+                                            for s, fn in zip(block.steps, _evaluators(block))]
+    for node, args, fn, s in plan:
+        vals[node] = _op(args, fn, s, vals)
 
 
 def _feedback(block: Block) -> tuple[list[int], list[int]]:
