@@ -116,7 +116,7 @@ def test_warm_start_is_ignored_for_a_different_right_hand_side(monkeypatch):
 @pytest.mark.parametrize("kind", ["sweep", "gmres", "bicgstab"])
 @pytest.mark.parametrize("trans", [True, False])
 def test_sweep_solve_warm_and_cold_against_a_dense_solve(kind, trans, rng):
-    prog, W, U = deq(280, seed=4)
+    prog, W, U = deq(120, seed=4)
     sol = prog.solve(x=rng.standard_normal(4))
     blk = sol.schedule.blocks[0]
     st = sol._states[id(blk)]
