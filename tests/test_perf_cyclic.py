@@ -9,6 +9,8 @@ Every result is compared with an independent reference: dense numpy solves of th
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.linalg import solve_triangular
+from scipy.sparse.linalg import splu
 
 import lagrangeprop as lp
 from lagrangeprop import linsolve
@@ -35,7 +37,7 @@ def deq(n=300, seed=0, scale=0.5):
 def deq_grad(W, U, z):
     """∇_x loss by a dense solve: (I - diag(a) W)ᵀ w = z, grad = Uᵀ (a w), a = 1 - z²."""
     a = 1.0 - z * z
-    w = np.linalg.solve((np.eye(z.size) - a[:, None] * W.toarray()).T, z)
+    w = splu(sp.csc_matrix((sp.identity(z.size) - sp.diags(a) @ W).T)).solve(z)
     return U.T @ (a * w)
 
 
@@ -108,7 +110,7 @@ def test_warm_start_is_ignored_for_a_different_right_hand_side(monkeypatch):
     assert count.sweeps[0] > 2          # started from zero, not from the (useless) last answer
     assert np.allclose(b.grad["x"], -a.grad["x"], rtol=1e-10, atol=1e-13)
     zz = b.values["z"]; aa = 1 - zz * zz
-    w = np.linalg.solve((np.eye(n) - aa[:, None] * W.toarray()).T, -seed)
+    w = splu(sp.csc_matrix((sp.identity(n) - sp.diags(aa) @ W).T)).solve(-seed)
     assert np.allclose(b.grad["x"], U.T @ (aa * w), rtol=1e-9, atol=1e-12)
     assert blk.cache["warm_T"][0].shape == (blk.size,)
 
@@ -120,15 +122,15 @@ def test_sweep_solve_warm_and_cold_against_a_dense_solve(kind, trans, rng):
     sol = prog.solve(x=rng.standard_normal(4))
     blk = sol.schedule.blocks[0]
     st = sol._states[id(blk)]
-    A = block_jacobian(blk, sol._vals, st.ans).toarray()
-    M = A.T if trans else A
+    A = block_jacobian(blk, sol._vals, st.ans)
+    ref = splu(sp.csc_matrix(A.T if trans else A))        # a sparse direct solve as the reference
     b = rng.standard_normal(blk.size)
     blk.cache.pop("warm_T", None); blk.cache.pop("warm_N", None)
     for b_k in (b, b * (1 + 1e-3), b + 0.1 * rng.standard_normal(blk.size), -b):   # cold, warm, warm, cold
         x = sweep_solve(blk, sol._vals, st.ans, None, b_k, kind, trans, what="test")
-        assert np.allclose(x, np.linalg.solve(M, b_k), rtol=1e-9, atol=1e-11)
-    x = sweep_solve(blk, sol._vals, st.ans, sp.csc_matrix(A), b, kind, trans, what="test")   # assembled A
-    assert np.allclose(x, np.linalg.solve(M, b), rtol=1e-9, atol=1e-11)
+        assert np.allclose(x, ref.solve(b_k), rtol=1e-9, atol=1e-11)
+    x = sweep_solve(blk, sol._vals, st.ans, A, b, kind, trans, what="test")   # with the assembled A_SS
+    assert np.allclose(x, ref.solve(b), rtol=1e-9, atol=1e-11)
     assert not sweep_solve(blk, sol._vals, st.ans, None, np.zeros(blk.size), kind, trans, what="test").any()
 
 
@@ -138,7 +140,7 @@ def test_tangents_through_the_sweep_path_match_the_direct_path():
     sol = prog.solve(x=x)
     blk = sol.schedule.blocks[0]
     st = sol._states[id(blk)]
-    A = block_jacobian(blk, sol._vals, st.ans).toarray()
+    ref = splu(block_jacobian(blk, sol._vals, st.ans).tocsc())
     from lagrangeprop import blocks
     from lagrangeprop.options import SolveOptions
     r = np.random.default_rng(6)
@@ -146,7 +148,7 @@ def test_tangents_through_the_sweep_path_match_the_direct_path():
         rhs = [r.standard_normal(s) for s in blk.shapes]
         auto = stack(blk, blocks.solve_tangent(blk, sol._vals, rhs, st, SolveOptions()))
         direct = stack(blk, blocks.solve_tangent(blk, sol._vals, rhs, st, SolveOptions(linear_solver="direct")))
-        assert np.allclose(auto, np.linalg.solve(A, stack(blk, rhs)), rtol=1e-9, atol=1e-11)
+        assert np.allclose(auto, ref.solve(stack(blk, rhs)), rtol=1e-9, atol=1e-11)
         assert np.allclose(auto, direct, rtol=1e-9, atol=1e-11)
 
 
@@ -179,10 +181,16 @@ def test_affine_sweeps_match_the_dense_splitting(rng):
     M = np.where(order[:, None] > order[None, :], A, 0.0) + np.eye(blk.size)
     N = M - A
     b, x = rng.standard_normal(blk.size), rng.standard_normal(blk.size)
-    assert np.allclose(sweep_affine(blk, lin, b, x), np.linalg.solve(M, b + N @ x), atol=1e-12)
-    assert np.allclose(rsweep_affine(blk, lin, b, x), np.linalg.solve(M.T, b + N.T @ x), atol=1e-12)
-    assert np.allclose(sweep_affine(blk, lin, b), np.linalg.solve(M, b), atol=1e-12)
-    assert np.allclose(rsweep_affine(blk, lin, b), np.linalg.solve(M.T, b), atol=1e-12)
+
+    def lo(r):      # M is unit lower triangular
+        return solve_triangular(M, r, lower=True, unit_diagonal=True)
+
+    def up(r):
+        return solve_triangular(M.T, r, lower=False, unit_diagonal=True)
+    assert np.allclose(sweep_affine(blk, lin, b, x), lo(b + N @ x), atol=1e-12)
+    assert np.allclose(rsweep_affine(blk, lin, b, x), up(b + N.T @ x), atol=1e-12)
+    assert np.allclose(sweep_affine(blk, lin, b), lo(b), atol=1e-12)
+    assert np.allclose(rsweep_affine(blk, lin, b), up(b), atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["fixed-point", "anderson"])
