@@ -33,9 +33,16 @@ import scipy.sparse as sp
 from .primitives import unbroadcast
 from .schedule import Block
 
+try:     # scipy's CSR product kernel (y += A x); the public ``@`` is the fallback
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover - a scipy without the private module
+    _csr_matvec = None
+_CSR = (sp.csr_matrix, sp.csr_array)
+
 __all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "block_residual", "evaluate",
-           "block_jacobian", "has_jac", "Linearization", "linearize", "remember", "assemble", "matvec", "rmatvec",
-           "sweep", "rsweep", "sweep_rate",
+           "block_jacobian", "dense_jacobian", "has_jac", "Linearization", "linearize", "remember", "assemble",
+           "matvec", "rmatvec",
+           "sweep", "rsweep", "sweep_affine", "rsweep_affine", "sweep_solve", "sweep_rate",
            "residual_norm", "converged"]
 
 
@@ -67,7 +74,7 @@ def describe(block: Block) -> str:
 # ------------------------------------------------------------- vector layout
 def gather(block: Block, vals: list) -> np.ndarray:
     """``z_S`` from the value slots."""
-    return np.concatenate([np.ravel(vals[n]).astype(np.float64) for n in block.nodes])
+    return np.concatenate([np.ravel(vals[n]) for n in block.nodes]).astype(np.float64, copy=False)
 
 
 def scatter(block: Block, vals: list, z: np.ndarray) -> None:
@@ -78,9 +85,14 @@ def scatter(block: Block, vals: list, z: np.ndarray) -> None:
 
 def stack(block: Block, parts: list) -> np.ndarray:
     """One flat vector from per-member parts (``None`` = zero)."""
-    return np.concatenate([np.zeros(size) if p is None
-                           else np.broadcast_to(np.asarray(p, dtype=np.float64), shape).ravel()
-                           for size, shape, p in zip(block.sizes, block.shapes, parts)])
+    out = np.zeros(block.size)
+    for (a, b, shape), p in zip(_layout(block)[0], parts):
+        if p is not None:       # broadcast into the member's slice
+            if shape is None:
+                out[a:b] = p
+            else:
+                out[a:b].reshape(shape)[...] = p
+    return out
 
 
 def split(block: Block, x: np.ndarray) -> list:
@@ -90,7 +102,8 @@ def split(block: Block, x: np.ndarray) -> list:
 
 
 def residual_norm(c: np.ndarray) -> float:
-    return float(np.max(np.abs(c))) if c.size else 0.0
+    """``max|c|`` (0 for an empty vector; NaN when ``c`` holds one)."""
+    return float(np.abs(c).max()) if c.size else 0.0
 
 
 def converged(c: np.ndarray, z: np.ndarray, tol: float) -> bool:
@@ -101,7 +114,8 @@ def converged(c: np.ndarray, z: np.ndarray, tol: float) -> bool:
 # ---------------------------------------------------------- c_S and A_SS
 def _evaluators(block: Block) -> list:
     """Per member, the bare numpy function of an elementwise built-in op (no params, no
-    non-differentiable operands), else ``None`` (the op's ``value``); cached per block."""
+    non-differentiable operands), a sparse-matrix product (:func:`_spmatmul`), else ``None``
+    (the op's ``value``); cached per block."""
     if "eval" not in block.cache:
         out = []
         for s in block.steps:
@@ -109,9 +123,26 @@ def _evaluators(block: Block) -> list:
             fn = getattr(p, "raw_fn", None)
             ok = getattr(p, "elementwise", False) and fn is not None and not p.user and not p.nondiff \
                 and not s.params
-            out.append(fn if ok else None)
+            if not ok and p.name == "matmul" and not p.user and not s.params:
+                out.append(lambda a, b, p=p: _spmatmul(a, b, p))
+            else:
+                out.append(fn if ok else None)
         block.cache["eval"] = out
     return block.cache["eval"]
+
+
+def _spmatmul(a, b, prim) -> np.ndarray:
+    """``a @ b``: scipy's CSR kernel directly for a float64 CSR matrix times a float64 vector (the same
+    kernel and result as ``a @ b``, without the operator dispatch), else the op's ``value``."""
+    if (_csr_matvec is not None and type(a) in _CSR and type(b) is np.ndarray and a.dtype == np.float64
+            and b.dtype == np.float64 and b.ndim == 1 and a.shape[1] == b.shape[0] and b.flags.c_contiguous):
+        y = np.zeros(a.shape[0])
+        try:
+            _csr_matvec(a.shape[0], a.shape[1], a.indptr, a.indices, a.data, b, y)
+            return y
+        except (TypeError, ValueError):  # pragma: no cover - unusual index dtypes
+            pass
+    return prim.value((a, b), {})
 
 
 def evaluate(block: Block, k: int, vals: list, fn=None) -> np.ndarray:
@@ -121,7 +152,7 @@ def evaluate(block: Block, k: int, vals: list, fn=None) -> np.ndarray:
     if fn is not None:
         # a member is float64, so the op computes in float64; only the container may differ
         a = fn(*args)
-        if type(a) is np.ndarray and a.dtype == np.float64:
+        if type(a) is np.ndarray and a.dtype is _F64:
             return a
         return np.asarray(a, dtype=np.float64)
     return np.asarray(s.prim.value(args, s.params), dtype=np.float64)
@@ -150,8 +181,11 @@ def has_jac(block: Block) -> bool:
 # at a point (elementwise ops: the partial array; ops with a sparse rule: the CSR matrix,
 # when assembling or when it is as cheap as the rule) and then applies them with plain
 # numpy in every product, sweep and assembly at that point.
+_F64 = np.dtype(np.float64)
+
+
 def _float(a):
-    return np.asarray(a, dtype=np.float64)
+    return a if type(a) is np.ndarray and a.dtype is _F64 else np.asarray(a, dtype=np.float64)
 
 
 class _Edge:
@@ -215,6 +249,60 @@ class _Edge:
             return (self.JT @ np.ravel(g)).reshape(self.arg_shape)
         s = self.step
         return s.prim.vjp(self.pos, g, self.ans, self.args, s.params)
+
+    # in-place forms for the sweeps and products: ``out += J t`` / ``out += Jᵀ g`` into a view of
+    # a block vector, without temporaries for unit partials and sparse Jacobians
+    def jvp_into(self, t, out) -> None:
+        p = self.p
+        if p is not None:
+            if type(p) is float and p == 1.0:
+                out += t
+            else:
+                out += t * p
+            return
+        J = self.J
+        if J is False:
+            return
+        if J is not None:
+            _spmv_into(J, t, out)
+            return
+        d = self.jvp(t)
+        if d is not None:
+            out += d
+
+    def vjp_into(self, g, out) -> None:
+        p = self.p
+        if p is not None:
+            if not self.bcast and type(p) is float and p == 1.0:
+                out += g
+            elif self.bcast:     # p broadcasts to the output's shape, so only then do the shapes differ
+                out += unbroadcast(g * p, self.arg_shape)
+            else:
+                out += g * p
+            return
+        if self.J is False:
+            return
+        if self.J is not None:
+            if self.JT is None:
+                self.JT = self.J.T.tocsr()
+            _spmv_into(self.JT, g, out)
+            return
+        ct = self.vjp(g)
+        if ct is not None:
+            out += ct
+
+
+def _spmv_into(J, x: np.ndarray, out: np.ndarray) -> None:
+    """``out += J @ x`` (``x``, ``out`` flat-contiguous views); scipy's CSR kernel directly when it applies
+    (no temporary, none of the operator dispatch, which costs as much as a small product)."""
+    if (_csr_matvec is not None and type(J) in _CSR and J.dtype == np.float64 and x.dtype == np.float64
+            and x.flags.c_contiguous and out.flags.c_contiguous and J.shape == (out.size, x.size)):
+        try:
+            _csr_matvec(J.shape[0], J.shape[1], J.indptr, J.indices, J.data, x.reshape(-1), out.reshape(-1))
+            return
+        except (TypeError, ValueError):  # pragma: no cover - unusual index dtypes
+            pass
+    out += np.reshape(J @ np.ravel(x), out.shape)
 
 
 class Linearization:
@@ -421,6 +509,59 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
     return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
 
 
+def _ew_plan(block: Block, lin: Linearization | None):
+    """For a block whose every edge is elementwise (a partial rule per edge, e.g. Sellar): per member
+    ``(node, operand ids, nondiff, [(partial, slot, n_out, shape)])`` in the assembly pattern's order,
+    so that :func:`dense_jacobian` fills ``A_SS`` without building a :class:`Linearization`; ``None``
+    for other blocks. Built once from a linearization ``lin``."""
+    if "ew_plan" in block.cache:
+        return block.cache["ew_plan"]
+    if not all(kind == "ew" for row in _static_edges(block) for _, _, kind, _ in row):
+        block.cache["ew_plan"] = None
+        return None
+    if lin is None:
+        return None
+    pat = _pattern(block, lin)
+    plan, i = [], 0
+    for s, row in zip(block.steps, _static_edges(block)):
+        edges = []
+        for _, _, _, d in row:
+            at, n_out, shape = pat.fill[i]
+            edges.append((d, at, n_out, shape))
+            i += 1
+        if edges:
+            plan.append((s.node, tuple(s.args), s.prim.nondiff, edges))
+    block.cache["ew_plan"] = (pat, plan)
+    return block.cache["ew_plan"]
+
+
+def dense_jacobian(block: Block, vals: list, ans: dict):
+    """``A_SS`` as a dense ndarray straight from the partial rules when every edge is elementwise
+    (the same numbers as ``assemble(..., dense=True)``), else ``None``."""
+    hit = block.cache.get("ew_plan", False)
+    if hit is False:
+        hit = _ew_plan(block, Linearization(block, vals, ans))
+    if hit is None or hit[0].flat is None:
+        return None
+    pat, plan = hit
+    data = np.empty(pat.size)
+    data[:pat.n_id] = 1.0
+    for node, arg_ids, nd, edges in plan:
+        a_k = ans[node]
+        fargs = [_float(a_k), *[vals[a] if i in nd else _float(vals[a]) for i, a in enumerate(arg_ids)]]
+        for d, at, n_out, shape in edges:
+            if shape is None:
+                data[at] = d(*fargs)
+            else:
+                data[at:at + n_out].reshape(shape)[...] = d(*fargs)
+    if pat.all_negative:
+        np.negative(data[pat.n_id:], out=data[pat.n_id:])
+    else:
+        data *= pat.sign
+    n = block.size
+    return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
+
+
 def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
     """``A_SS = ∂c_S/∂z_S`` assembled from the ops' sparse ``jac`` rules (explicit zeros removed)."""
     A = assemble(block, linearize(block, vals, ans))
@@ -429,48 +570,70 @@ def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
 
 
 # ---------------------------------------------- matrix-free A v and Aᵀ w
+def _layout(block: Block) -> tuple:
+    """Per member ``(start, stop, shape or None)`` (``None``: a flat slice already has the member's
+    shape), and the explicit members' positions; cached per block."""
+    if "layout" not in block.cache:
+        sl = tuple((off, off + size, None if shape == (size,) else shape)
+                   for off, size, shape in zip(block.offsets, block.sizes, block.shapes))
+        block.cache["layout"] = (sl, tuple(k for k, s in enumerate(block.steps) if not s.residual))
+    return block.cache["layout"]
+
+
 def _views(block: Block, x: np.ndarray) -> list:
     """Per-member views (member shapes) into a flat block vector."""
-    return [x[off:off + size].reshape(shape) for off, size, shape in zip(block.offsets, block.sizes, block.shapes)]
+    return [x[a:b] if shape is None else x[a:b].reshape(shape) for a, b, shape in _layout(block)[0]]
+
+
+def _edge_order(lin: Linearization) -> tuple:
+    """The linearization's edges as ``(k, edge)``: those into a member from an *earlier* one (the
+    Gauss–Seidel ``M = I - J_L`` part) in block order, and the others (``N``: later or the same
+    member) in block order; cached on ``lin``."""
+    order = getattr(lin, "_order", None)
+    if order is None:
+        lower = [(k, e) for k, row in enumerate(lin.edges) for e in row if e.m < k]
+        upper = [(k, e) for k, row in enumerate(lin.edges) for e in row if e.m >= k]
+        order = lin._order = (lower, upper, lower[::-1])
+    return order
 
 
 def matvec(block: Block, vals: list, ans: dict, v: np.ndarray) -> np.ndarray:
     """``A_SS v`` from the local partials: ``v_d - J_d v`` (explicit) or ``∂r_d/∂z v`` (residual)."""
     lin = linearize(block, vals, ans)
     v = np.asarray(v, dtype=np.float64)
-    out = np.array(v)
-    vv, ov = _views(block, v), _views(block, out)
-    for k, s in enumerate(block.steps):
-        o = ov[k]
-        if s.residual:
-            o[...] = 0.0
-        for e in lin.edges[k]:
-            t = e.jvp(vv[e.m])
-            if t is not None:
-                if s.residual:
-                    o += t
-                else:
-                    o -= t
-    return out
+    acc = np.zeros(block.size)
+    vv, av = _views(block, v), _views(block, acc)
+    for k, row in enumerate(lin.edges):
+        o = av[k]
+        for e in row:
+            e.jvp_into(vv[e.m], o)
+    (sl, explicit) = _layout(block)
+    if len(explicit) == len(sl):
+        return np.subtract(v, acc, out=acc)
+    for k in explicit:                       # explicit rows: v_d - J_d v
+        a, b, _ = sl[k]
+        np.subtract(v[a:b], acc[a:b], out=acc[a:b])
+    return acc
 
 
 def rmatvec(block: Block, vals: list, ans: dict, w: np.ndarray) -> np.ndarray:
     """``A_SSᵀ w``: ``w_u - Σ_explicit J_duᵀ w_d + Σ_residual (∂r_d/∂z_u)ᵀ w_d``."""
     lin = linearize(block, vals, ans)
     w = np.asarray(w, dtype=np.float64)
-    out = np.array(w)
-    wv, ov = _views(block, w), _views(block, out)
-    for k, s in enumerate(block.steps):
-        if s.residual:
-            ov[k][...] = 0.0
-    for k, s in enumerate(block.steps):
-        for e in lin.edges[k]:
-            ct = e.vjp(wv[k])
-            if ct is not None:
-                if s.residual:
-                    ov[e.m] += ct
-                else:
-                    ov[e.m] -= ct
+    (sl, explicit) = _layout(block)
+    if len(explicit) == len(sl):
+        out, g = np.array(w), np.negative(w)     # g: w with the explicit members' parts negated
+    else:
+        out = np.zeros(block.size)
+        g = np.array(w)
+        for k in explicit:
+            a, b, _ = sl[k]
+            out[a:b] = w[a:b]
+            np.negative(g[a:b], out=g[a:b])
+    gv, ov = _views(block, g), _views(block, out)
+    for k, row in enumerate(lin.edges):
+        for e in row:
+            e.vjp_into(gv[k], ov[e.m])
     return out
 
 
@@ -479,52 +642,116 @@ def rmatvec(block: Block, vals: list, ans: dict, w: np.ndarray) -> np.ndarray:
 # block order. M⁻¹ r is one forward substitution in block order (M⁻ᵀ r one backward
 # substitution); M⁻¹N is the linearized Gauss–Seidel iteration, whose spectral radius
 # is the contraction rate of the forward fixed-point sweep.
+def sweep_affine(block: Block, lin: Linearization, b: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    """``M⁻¹ (b + N x)`` (``x=None``: ``M⁻¹ b``): one linearized Gauss–Seidel sweep from ``x``."""
+    t = np.array(b, dtype=np.float64)
+    tv = _views(block, t)
+    if x is None:
+        for k, e in _edge_order(lin)[0]:
+            e.jvp_into(tv[e.m], tv[k])
+        return t
+    xv = _views(block, x)
+    for k, row in enumerate(lin.edges):       # member k is final once its own edges are in
+        o = tv[k]
+        for e in row:
+            e.jvp_into(tv[e.m] if e.m < k else xv[e.m], o)
+    return t
+
+
+def rsweep_affine(block: Block, lin: Linearization, b: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    """``M⁻ᵀ (b + Nᵀ x)`` (``x=None``: ``M⁻ᵀ b``): one transposed Gauss–Seidel sweep from ``x``
+    (backward substitution with the local partials in reverse block order, one VJP per edge)."""
+    acc = np.array(b, dtype=np.float64)
+    av = _views(block, acc)
+    _, upper, lower_rev = _edge_order(lin)
+    if x is not None:
+        xv = _views(block, x)
+        for k, e in upper:
+            e.vjp_into(xv[k], av[e.m])
+    for k, e in lower_rev:
+        e.vjp_into(av[k], av[e.m])
+    return acc
+
+
 def sweep(block: Block, vals: list, ans: dict, r: np.ndarray, lower: bool = True) -> np.ndarray:
     """``M⁻¹ r`` (``lower=True``) or ``M⁻¹ N r`` (``lower=False``: the linearized sweep)."""
     lin = linearize(block, vals, ans)
     r = np.asarray(r, dtype=np.float64)
-    t = np.array(r) if lower else np.zeros(block.size)
-    rv, tv = _views(block, r), _views(block, t)
-    for k in range(len(block.steps)):
-        o = tv[k]
-        for e in lin.edges[k]:
-            m = e.m
-            if m < k:               # M⁻¹: the updated earlier members
-                d = e.jvp(tv[m])
-            elif lower:
-                continue
-            else:                   # N r: r on later-or-same members
-                d = e.jvp(rv[m])
-            if d is not None:
-                o += d
-    return t
+    return sweep_affine(block, lin, r) if lower else sweep_affine(block, lin, np.zeros(block.size), r)
 
 
 def rsweep(block: Block, vals: list, ans: dict, r: np.ndarray, lower: bool = True) -> np.ndarray:
-    """``M⁻ᵀ r`` (``lower=True``) or ``M⁻ᵀ Nᵀ r`` (``lower=False``): backward substitution
-    with the local partials in reverse block order (the transposed sweep, one VJP per edge)."""
+    """``M⁻ᵀ r`` (``lower=True``) or ``M⁻ᵀ Nᵀ r`` (``lower=False``): the transposed sweep."""
     lin = linearize(block, vals, ans)
     r = np.asarray(r, dtype=np.float64)
-    nk = len(block.steps)
-    if lower:
-        acc = np.array(r)
-        av = _views(block, acc)
-    else:   # Nᵀ r: edges into later-or-same members, with the old values
-        acc = np.zeros(block.size)
-        rv, av = _views(block, r), _views(block, acc)
-        for k in range(nk):
-            for e in lin.edges[k]:
-                if e.m >= k:
-                    ct = e.vjp(rv[k])
-                    if ct is not None:
-                        av[e.m] += ct
-    for k in reversed(range(nk)):
-        for e in lin.edges[k]:
-            if e.m < k:
-                ct = e.vjp(av[k])
-                if ct is not None:
-                    av[e.m] += ct
-    return acc
+    return rsweep_affine(block, lin, r) if lower else rsweep_affine(block, lin, np.zeros(block.size), r)
+
+
+def _watch(block: Block, lin: Linearization, trans: bool) -> list:
+    """The slices of ``x`` that ``N x`` (``Nᵀ x`` with ``trans``) reads: a sweep from ``x`` depends on
+    those entries alone."""
+    upper = _edge_order(lin)[1]
+    ks = sorted({k for k, _ in upper} if trans else {e.m for _, e in upper})
+    sl = _layout(block)[0]
+    return [sl[k][:2] for k in ks]
+
+
+def _warm_start(block: Block, b: np.ndarray, bnorm: float, trans: bool):
+    """The block's last answer to a system of this kind (adjoint or tangent) when its
+    right-hand side was close to ``b`` (a repeated solve), else ``None`` (start from zero)."""
+    hit = block.cache.get("warm_T" if trans else "warm_N")
+    if hit is None:
+        return None
+    b_old, x_old = hit
+    if b_old.shape != b.shape or x_old.shape != (block.size,):
+        return None
+    return x_old if float(np.linalg.norm(b - b_old)) <= 0.5 * bnorm else None
+
+
+def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str, trans: bool, *,
+                what: str) -> np.ndarray:
+    """``A_SS x = b`` (``A_SSᵀ x = b`` with ``trans``) for an explicit block by Gauss–Seidel sweeps:
+    the stationary iteration itself (``kind="sweep"``) or ``gmres``/``bicgstab`` on the
+    sweep-preconditioned system ``(I - M⁻¹N) x = M⁻¹ b``.
+
+    ``A``: the assembled ``A_SS`` when the forward solve made one (else the local partials' products).
+    Warm start: the iteration starts from the block's last answer to the same kind of system when the
+    right-hand side barely changed (a program solved again at nearby inputs); the answer is verified
+    on the true residual either way, so the start changes the number of sweeps only.
+    """
+    from .linsolve import krylov, stationary
+    lin = linearize(block, vals, ans)
+    n = block.size
+    b = np.asarray(b, dtype=np.float64)
+    bnorm = float(np.linalg.norm(b))
+    if bnorm == 0.0:
+        return np.zeros(n)
+    if A is not None:
+        At = A.T if trans else A
+
+        def op(x):
+            return At @ x
+    else:
+        def op(x):
+            return rmatvec(block, vals, ans, x) if trans else matvec(block, vals, ans, x)
+
+    def residual(x):
+        r = op(x)
+        r -= b
+        return float(np.linalg.norm(r)) / bnorm
+    x0 = _warm_start(block, b, bnorm, trans)
+    aff = rsweep_affine if trans else sweep_affine
+    if kind == "sweep":     # x ← M⁻ᵀ(b + Nᵀx) (M⁻¹(b + Nx)), the Gauss–Seidel iteration itself
+        x = stationary(lambda x: aff(block, lin, b, x), x0, residual, watch=_watch(block, lin, trans),
+                       names=block.names, what=what)
+    else:
+        import scipy.sparse.linalg as spla
+        zero = np.zeros(n)
+        G = spla.LinearOperator((n, n), matvec=lambda x: x - aff(block, lin, zero, x), dtype=float)
+        x = krylov(G, aff(block, lin, b), kind, names=block.names, what=what, residual=residual, x0=x0)
+    # kept without copies: the callers split x into new arrays and drop b
+    block.cache["warm_T" if trans else "warm_N"] = (b, x)
+    return x
 
 
 def sweep_rate(block: Block, vals: list, ans: dict, iters: int = 10, seed: int = 0) -> float:

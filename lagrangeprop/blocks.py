@@ -33,11 +33,11 @@ import scipy.sparse.linalg as spla
 
 from . import nonlinear
 from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
-                       matvec, rmatvec, rsweep, split, stack, sweep, sweep_rate)
+                       matvec, rmatvec, split, stack, sweep_rate, sweep_solve)
 from . import amg
 from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov, state_size
 from .errors import ConvergenceError
-from .linsolve import DENSE_MAX, ilu, krylov, stationary
+from .linsolve import DENSE_MAX, ilu, krylov
 from .options import SolveOptions
 from .schedule import Block
 
@@ -124,8 +124,9 @@ def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
 
 
 def _solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
-    if not (opts.method in ("auto", "newton") and block.size <= SMALL and has_jac(block)):
-        nonlinear.initial(block, vals, guess)     # the choice may look at the start (else Newton starts itself)
+    if opts.method == "auto" and block.explicit and "rate" not in block.cache and not (
+            block.size <= SMALL and has_jac(block)):
+        nonlinear.initial(block, vals, guess)     # the rate estimate looks at the start (each solver starts itself)
     method = choose_method(block, vals, opts)
     try:
         return _SOLVERS[method](block, vals, opts, guess)
@@ -177,27 +178,19 @@ def _direct(block, vals, state, b, trans: bool) -> np.ndarray:
 
 def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
     n, ans = block.size, state.ans
+    what = "adjoint (A_SSᵀ λ = b)" if trans else "tangent (A_SS ż = b)"
+    if block.explicit:   # Gauss–Seidel sweeps, alone or preconditioning Krylov; warm-started
+        return sweep_solve(block, vals, ans, state.A, b, kind, trans, what=what)
     # the operator: the assembled A_SS when the forward solve made it, else VJP/JVP rules
     if state.A is not None:
         A = spla.aslinearoperator(state.A.T if trans else state.A)
     else:
         fn = (lambda w: rmatvec(block, vals, ans, w)) if trans else (lambda v: matvec(block, vals, ans, v))
         A = spla.LinearOperator((n, n), matvec=fn, dtype=float)
-    what = "adjoint (A_SSᵀ λ = b)" if trans else "tangent (A_SS ż = b)"
     bnorm = max(float(np.linalg.norm(b)), 1e-300)
 
     def residual(x):
         return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
-    if block.explicit:
-        # Gauss–Seidel preconditioning A = M - N: solve (I - M⁻¹N) x = M⁻¹ b (transposed:
-        # (I - M⁻ᵀNᵀ) x = M⁻ᵀ b); one sweep of the ops per Krylov iteration
-        sw = rsweep if trans else sweep
-        bp = sw(block, vals, ans, b)
-        if kind == "sweep":    # the transposed fixed-point iteration x ← M⁻ᵀNᵀx + M⁻ᵀb itself
-            return stationary(lambda x: sw(block, vals, ans, x, lower=False), bp, residual,
-                              names=block.names, what=what)
-        G = spla.LinearOperator((n, n), matvec=lambda x: x - sw(block, vals, ans, x, lower=False), dtype=float)
-        return krylov(G, bp, kind, names=block.names, what=what, residual=residual)
     M = None
     stale = state.cache.get("stale_lu")
     cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None
@@ -223,8 +216,6 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
 
 def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
     b = stack(block, rhs)
-    # the local partials at the solution live as long as the state (the block holds them weakly)
-    state.cache["lin"] = linearize(block, vals, state.ans)
     choice = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
         if choice == "amg" or (choice == "direct" and block.cache.get("use_amg")):
@@ -238,6 +229,8 @@ def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
                 return split(block, _direct(block, vals, state, b, trans))
         if choice == "direct":
             return split(block, _direct(block, vals, state, b, trans))
+        # the local partials at the solution live as long as the state (the block holds them weakly)
+        state.cache["lin"] = linearize(block, vals, state.ans)
         try:
             return split(block, _iterative(block, vals, state, b, choice, trans))
         except ConvergenceError:

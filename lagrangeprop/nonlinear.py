@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .blockops import (BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
-                       converged, describe, evaluate, gather, has_jac, linearize, matvec, remember,
+from .blockops import (_F64, BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
+                       converged, dense_jacobian, describe, evaluate, gather, has_jac, linearize, matvec, remember,
                        residual_norm, scatter, sweep)
-from .eliminate import reduced_factor, residual
+from .eliminate import reduced_factor, split_members
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu
 from .options import SolveOptions
@@ -45,8 +45,11 @@ def initial(block: Block, vals: list, guess: dict, presweep: bool = True) -> Non
     """Members start from the user's guess, else 0 (SPEC §1); explicit members without a
     guess are then evaluated once in block order (one Gauss–Seidel sweep) when finite."""
     for n, shape in zip(block.nodes, block.shapes):
-        vals[n] = (np.array(np.broadcast_to(np.asarray(guess[n], dtype=np.float64), shape))
-                   if n in guess else np.zeros(shape))
+        if n in guess:
+            g = np.asarray(guess[n], dtype=np.float64)
+            vals[n] = g.copy() if g.shape == shape else np.array(np.broadcast_to(g, shape))
+        else:
+            vals[n] = np.zeros(shape)
     if not presweep:
         return
     with np.errstate(all="ignore"):
@@ -77,16 +80,51 @@ def _finite_or_fail(block, method, state, tol, maxiter, c, z):
                     f"{state.iterations}; give a better starting point with guess=")
 
 
+def _elim_plan(block: Block) -> tuple:
+    """Per state and per intermediate (evaluation order): ``(node, operand ids, evaluator, step, start,
+    stop, shape, flat)``; ``flat``: the value goes into its slice of a block vector as it is. Cached."""
+    if "elim_plan" not in block.cache:
+        states, inter = split_members(block)
+        fns = _evaluators(block)
+
+        def row(k):
+            s, a, shape = block.steps[k], block.offsets[k], block.shapes[k]
+            b = a + block.sizes[k]
+            return (s.node, tuple(s.args), fns[k], s, a, b, shape, shape in ((), (b - a,)))
+        block.cache["elim_plan"] = ([row(k) for k in states], [row(k) for k in inter])
+    return block.cache["elim_plan"]
+
+
+def _op(args: tuple, fn, s, vals: list) -> np.ndarray:
+    """The op output of step ``s`` (float64 ndarray), like :func:`lagrangeprop.blockops.evaluate`."""
+    if fn is not None:
+        v = fn(*[vals[u] for u in args])
+        return v if type(v) is np.ndarray and v.dtype is _F64 else np.asarray(v, dtype=np.float64)
+    return np.asarray(s.prim.value([vals[u] for u in args], s.params), dtype=np.float64)
+
+
 def _move(block, vals, z, elim: bool):
     """Set the members to ``z`` and evaluate ``c_S``; with ``elim``, only the states are
-    taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.eliminate`).
-    Returns the members' values, ``c_S`` and the op outputs."""
-    scatter(block, vals, z)
-    with np.errstate(all="ignore"):
-        if not elim:
-            return (z, *block_residual(block, vals))
-        c, ans = residual(block, vals)
-    return gather(block, vals), c, ans
+    taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.eliminate`,
+    whose ``residual`` this inlines). Returns the members' values, ``c_S`` and the op outputs.
+    Callers hold ``np.errstate(all="ignore")``."""
+    if not elim:
+        scatter(block, vals, z)
+        return (z, *block_residual(block, vals))
+    states, inter = _elim_plan(block)
+    for node, _, _, _, a, b, shape, _ in states:   # the intermediates' slots are overwritten before they are read
+        vals[node] = np.array(z[a:b]).reshape(shape)
+    z = np.array(z)
+    ans = {}
+    for node, args, fn, s, a, b, _, flat in inter:
+        v = vals[node] = ans[node] = _op(args, fn, s, vals)
+        z[a:b] = v if flat else v.ravel()
+    c = np.zeros(block.size)
+    for node, args, fn, s, a, b, _, flat in states:
+        v = ans[node] = _op(args, fn, s, vals)
+        r = v if s.residual else vals[node] - v
+        c[a:b] = r if flat else r.ravel()
+    return z, c, ans
 
 
 def _line_search(block, vals, z, delta, cnorm2, elim: bool = False):
@@ -111,8 +149,13 @@ def _same(A, B) -> bool:
 
 
 def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
-    """``A_SS`` at the current point (dense for small blocks) and its linearization; ``memo``
-    keeps the local Jacobians that stay constant during this solve (``W @ z``)."""
+    """``A_SS`` at the current point (dense for small blocks) and its linearization (``None`` when a
+    small block's dense ``A_SS`` came straight from its elementwise partials); ``memo`` keeps the
+    local Jacobians that stay constant during this solve (``W @ z``)."""
+    if block.size <= DENSE_MAX:
+        A = dense_jacobian(block, vals, ans)
+        if A is not None:
+            return None, A
     lin = Linearization(block, vals, ans, memo)
     A = assemble(block, lin, dense=block.size <= DENSE_MAX)
     remember(block, lin)     # the adjoint's matrix-free products reuse it
@@ -120,6 +163,12 @@ def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
 
 
 def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals`` (:func:`_newton`)."""
+    with np.errstate(all="ignore"):
+        return _newton(block, vals, opts, guess)
+
+
+def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals``.
 
     On blocks above ``CHORD_MIN`` unknowns a factorization is reused (chord step) while it
@@ -133,7 +182,7 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     # Newton on the states only: the intermediates follow by forward substitution
     z = gather(block, vals)
     z_sub, c, ans = _move(block, vals, z, True)
-    if np.all(np.isfinite(z_sub)):
+    if np.isfinite(z_sub).all():
         z = z_sub
     else:            # keep the start's finite intermediates: the failure names the iteration
         z, c, ans = _move(block, vals, z, False)
@@ -142,13 +191,15 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
     rate, polished = 1.0, False
     for it in range(maxiter + 1):
         state.iterations = it
-        state.history.append(residual_norm(c))
-        _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
-        done = converged(c, z, opts.tol)
+        cn, zn = residual_norm(c), residual_norm(z)     # NaN or inf anywhere shows in these maxima
+        state.history.append(cn)
+        if not (np.isfinite(cn) and np.isfinite(zn)):
+            _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
+        done = cn <= opts.tol * max(1.0, zn)             # converged(c, z, tol)
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance
         if done and not polished and block.size <= CHORD_MIN and it < maxiter \
-                and state.history[-1] > 1e-14 * max(1.0, residual_norm(z)):
+                and cn > 1e-14 * max(1.0, zn):
             polished = True
         elif done:
             state.cache["lin"], A = _jacobian(block, vals, ans, memo)
@@ -161,7 +212,9 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
         if it == maxiter:
             break
         norm2 = float(np.linalg.norm(c))
-        if lu is not None and rate <= 0.25 and block.size > CHORD_MIN:   # chord step, old LU
+        # chord step with the old LU: large blocks while it contracts fast, and the polishing step
+        # of small ones (already within tol, so the old Jacobian is accurate enough)
+        if lu is not None and (rate <= 0.25 and block.size > CHORD_MIN or polished and done):
             z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
             new = float(np.linalg.norm(c_try))
             if np.isfinite(new) and new <= 0.25 * norm2:
@@ -179,6 +232,11 @@ def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockSt
 
 def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Inexact Newton: ``A_SS δ = -c`` by gmres on JVP products; fills ``vals``."""
+    with np.errstate(all="ignore"):
+        return _newton_krylov(block, vals, opts, guess)
+
+
+def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     initial(block, vals, guess)
     maxiter = opts.maxiter or MAXITER["newton-krylov"]
     state = BlockState(method="newton-krylov")
@@ -214,8 +272,28 @@ def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
 # ------------------------------------------------- fixed point (explicit)
 def _sweep_values(block: Block, vals: list) -> None:
     """One Gauss–Seidel sweep ``z_d ← f_d(z)`` in block order (in place)."""
-    for k, (s, fn) in enumerate(zip(block.steps, _evaluators(block))):
-        vals[s.node] = evaluate(block, k, vals, fn)
+    plan = block.cache.get("sweep_plan")
+    if plan is None:
+        plan = block.cache["sweep_plan"] = [(s.node, tuple(s.args), fn, s)
+                                            for s, fn in zip(block.steps, _evaluators(block))]
+    for node, args, fn, s in plan:
+        vals[node] = _op(args, fn, s, vals)
+
+
+def _feedback(block: Block) -> tuple[list[int], list[int]]:
+    """``(fed, stale)``: the members whose value from the previous sweep a sweep reads (an operand
+    of a member at or before their position), and the members that read one. After a sweep every
+    other member equals its op at the current values: its constraint holds exactly. Cached."""
+    if "feedback" not in block.cache:
+        pos = block.position
+        fed, stale = set(), []
+        for k, s in enumerate(block.steps):
+            back = [m for m in (pos.get(u) for u in s.args) if m is not None and m >= k]
+            fed.update(back)
+            if back:
+                stale.append(k)
+        block.cache["feedback"] = (sorted(fed), stale)
+    return block.cache["feedback"]
 
 
 def _finish(block, vals, opts, state) -> bool:
@@ -229,27 +307,55 @@ def _finish(block, vals, opts, state) -> bool:
     return False
 
 
+def _finish_swept(block, vals, opts, state, zmax: float) -> bool:
+    """:func:`_finish` right after a sweep (``zmax = max|z_S|``): only the members that read a value
+    of the previous sweep can violate their constraint, so only their ops are evaluated."""
+    fns, steps = _evaluators(block), block.steps
+    ans = {n: vals[n] for n in block.nodes}    # op output = value for the members swept last
+    cmax = 0.0
+    with np.errstate(all="ignore"):
+        for k in _feedback(block)[1]:
+            n = steps[k].node
+            a = ans[n] = evaluate(block, k, vals, fns[k])
+            d = np.abs(vals[n] - a)
+            cmax = max(cmax, float(d.max()) if d.size else 0.0)
+    if cmax <= opts.tol * max(1.0, zmax):      # NaN fails
+        state.ans = ans
+        state.history.append(cmax)
+        return True
+    return False
+
+
+def _maxabs(vals: list, nodes) -> float:
+    return max(float(np.abs(vals[n]).max()) if np.size(vals[n]) else 0.0 for n in nodes)
+
+
 def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
-    """Gauss–Seidel fixed-point sweeps for an explicit block; fills ``vals``."""
+    """Gauss–Seidel fixed-point sweeps for an explicit block; fills ``vals``.
+
+    The step is measured on the members that read a value of the previous sweep (the only ones
+    whose constraint a sweep leaves unsatisfied; their step bounds the residual one sweep
+    earlier); once it is within tol, the true residual decides (:func:`_finish_swept`).
+    """
     initial(block, vals, guess, presweep=False)
     maxiter = opts.maxiter or MAXITER["fixed-point"]
     state = BlockState(method="fixed-point")
-    z = gather(block, vals)
-    zmax = residual_norm(z)        # an upper bound of max|z| (exact when it matters)
+    watch = [block.nodes[k] for k in _feedback(block)[1]]
+    zmax = _maxabs(vals, block.nodes)      # max|z| plus the steps since (exact when it matters)
     with np.errstate(all="ignore"):
         for it in range(1, maxiter + 1):
             state.iterations = it
+            old = [vals[n] for n in watch]   # a sweep replaces the arrays, never writes into them
             _sweep_values(block, vals)
-            z_new = gather(block, vals)
-            step = residual_norm(z_new - z)
+            step = max(float(np.abs(vals[n] - o).max()) if o.size else 0.0 for n, o in zip(watch, old))
             state.history.append(step)
-            if not np.isfinite(step):          # z is finite, so z_new is not
-                _finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z_new, z_new)
-            z = z_new
-            zmax += step                       # max|z_new| <= max|z| + step
+            if not np.isfinite(step):      # the start is finite, so this sweep is not
+                z = gather(block, vals)
+                _finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z, z)
+            zmax += step
             if step <= opts.tol * max(1.0, zmax):
-                zmax = residual_norm(z)
-                if step <= opts.tol * max(1.0, zmax) and _finish(block, vals, opts, state):
+                zmax = _maxabs(vals, block.nodes)
+                if step <= opts.tol * max(1.0, zmax) and _finish_swept(block, vals, opts, state, zmax):
                     return state
     raise _fail(block, "fixed-point", state, opts.tol, maxiter)
 
