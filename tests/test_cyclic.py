@@ -400,3 +400,14 @@ def test_constant_sparse_jacobian_is_reused_but_values_are_not(rng):
             a = 1 - zz ** 2
             lam = np.linalg.solve((np.eye(n) - (a[:, None] * W.toarray())).T, 2 * zz)
             assert np.allclose(sol.grad["x"], a * lam, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,m", [(1, 0), (1, 3), (5, 40), (60, 500), (2000, 3000)])
+def test_csc_slots_equal_a_global_sort(n, m, rng):
+    """The assembly's CSC structure and entry slots equal those of np.unique on col·n + row keys."""
+    from lagrangeprop.blockops import csc_slots
+    rows, cols = rng.integers(0, n, m), rng.integers(0, n, m)
+    indptr, indices, slot = csc_slots(rows, cols, n)
+    uniq, ref = np.unique(cols * n + rows, return_inverse=True)
+    assert np.array_equal(indices, uniq % n) and np.array_equal(slot, ref.ravel())
+    assert np.array_equal(indptr, np.concatenate([[0], np.cumsum(np.bincount(uniq // n, minlength=n))]))
