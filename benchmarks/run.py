@@ -449,6 +449,17 @@ def _fp_data(n: int, m: int = 50):
 FP_TOL = 1e-10
 
 
+def _torch_fixed_point(torch, W, ux, n: int):
+    """``z = tanh(W z + ux)`` by forward iteration from 0 to ``FP_TOL`` (no graph)."""
+    with torch.no_grad():
+        z = torch.zeros(n)
+        while True:
+            z_new = torch.tanh(W @ z + ux)
+            if torch.max(torch.abs(z_new - z)) <= FP_TOL:
+                return z_new
+            z = z_new
+
+
 def _fixed_point(system: str, n: int):
     W, U, x0 = _fp_data(n)
     WT = W.T.tocsr()
@@ -492,14 +503,7 @@ def _fixed_point(system: str, n: int):
         Ut, xt = torch.tensor(U), torch.tensor(x0)
 
         def forward(x):
-            with torch.no_grad():
-                ux = Ut @ x
-                z = torch.zeros(n)
-                while True:
-                    z_new = torch.tanh(Wt @ z + ux)
-                    if torch.max(torch.abs(z_new - z)) <= FP_TOL:
-                        return z_new
-                    z = z_new
+            return _torch_fixed_point(torch, Wt, Ut @ x, n)
 
         def grad():   # implicit: adjoint fixed point w = g + J_zᵀ w by vjp iteration
             z = forward(xt).requires_grad_()
@@ -556,14 +560,7 @@ def _fixed_point_dense(system: str, n: int = 2000):
     Wd, Ut, xt = torch.tensor(W.toarray()), torch.tensor(U), torch.tensor(x0)
 
     def forward():
-        with torch.no_grad():
-            ux = Ut @ xt
-            z = torch.zeros(n)
-            while True:
-                z_new = torch.tanh(Wd @ z + ux)
-                if torch.max(torch.abs(z_new - z)) <= FP_TOL:
-                    return z_new
-                z = z_new
+        return _torch_fixed_point(torch, Wd, Ut @ xt, n)
 
     def grad():
         z = forward()
