@@ -152,7 +152,8 @@ class AMGInverse:
         """The V-cycle as a ``LinearOperator`` (a Krylov preconditioner)."""
         return self._hierarchy().preconditioner(self.A, trans)
 
-    def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
+    def solve(self, b: np.ndarray, trans: str = "N", x0: np.ndarray | None = None) -> np.ndarray:
+        """``A⁻¹ b`` (``A⁻ᵀ b``); ``x0`` starts the Krylov iteration (a warm start)."""
         b = np.asarray(b, dtype=np.float64)
         if b.ndim == 2:
             return np.stack([self.solve(b[:, k], trans) for k in range(b.shape[1])], axis=1)
@@ -160,10 +161,13 @@ class AMGInverse:
         while True:
             h, fresh = hierarchy_for(self.cache, self.A, self.symmetric)
             tick = _Counter()
-            x = self._krylov(b, tr, h.preconditioner(self.A, tr), tick)
+            x = self._krylov(b, tr, h.preconditioner(self.A, tr), tick, x0)
             self.iterations.append(tick.n)
             if x is not None:
-                first = h.first.setdefault((tr, self.loose), max(tick.n, 1))
+                if x0 is None:   # a warm start's count says nothing about the hierarchy
+                    first = h.first.setdefault((tr, self.loose), max(tick.n, 1))
+                else:
+                    first = h.first.get((tr, self.loose), tick.n)
                 if tick.n > REBUILD * first + 2:
                     self.cache.pop("amg", None)       # the reused hierarchy got worse: a fresh one next time
                 return x
@@ -174,7 +178,7 @@ class AMGInverse:
                     iterations=tick.n)
             self.cache.pop("amg", None)               # a hierarchy from another matrix failed: build one for this
 
-    def _krylov(self, b, trans: bool, M, tick):
+    def _krylov(self, b, trans: bool, M, tick, x0=None):
         A = self.A.T if trans else self.A
         if self.loose:
             kind = "cg" if self.symmetric else "gmres"
@@ -183,9 +187,9 @@ class AMGInverse:
                 return np.zeros_like(b)
             restart = min(60, MAXITER)
             if kind == "cg":
-                x, _ = spla.cg(A, b, rtol=FORWARD_RTOL, atol=0.0, maxiter=MAXITER, M=M, callback=tick)
+                x, _ = spla.cg(A, b, x0=x0, rtol=FORWARD_RTOL, atol=0.0, maxiter=MAXITER, M=M, callback=tick)
             else:
-                x, _ = spla.gmres(A, b, rtol=FORWARD_RTOL, atol=0.0, restart=restart,
+                x, _ = spla.gmres(A, b, x0=x0, rtol=FORWARD_RTOL, atol=0.0, restart=restart,
                                   maxiter=max(1, MAXITER // restart), M=M, callback=tick, callback_type="pr_norm")
             ok = np.all(np.isfinite(x)) and float(np.linalg.norm(A @ x - b)) <= 1e-3 * bn
             return x if ok else None
@@ -193,7 +197,7 @@ class AMGInverse:
         for kind in kinds:      # cg needs a definite matrix: gmres when it does not get there
             try:
                 return krylov(A, b, kind, M=M, names=self.names, what="AMG-preconditioned solve",
-                              maxiter=MAXITER, callback=tick)
+                              maxiter=MAXITER, callback=tick, x0=x0)
             except ConvergenceError:
                 if kind == kinds[-1]:
                     return None

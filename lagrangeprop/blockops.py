@@ -48,6 +48,7 @@ __all__ = ["BlockState", "describe", "gather", "scatter", "stack", "split", "blo
            "assemble",
            "matvec", "rmatvec",
            "sweep", "rsweep", "sweep_affine", "rsweep_affine", "sweep_solve", "sweep_rate",
+           "warm_start", "remember_answer",
            "residual_norm", "converged"]
 
 
@@ -733,7 +734,12 @@ def _watch(block: Block, lin: Linearization, trans: bool) -> list:
     return [sl[k][:2] for k in ks]
 
 
-def _warm_start(block: Block, b: np.ndarray, bnorm: float, trans: bool):
+def remember_answer(block: Block, b: np.ndarray, x: np.ndarray, trans: bool) -> None:
+    """Keep ``x``, the answer to ``A_SS x = b`` (``A_SSᵀ x = b``), as the next solve's warm start."""
+    block.cache["warm_T" if trans else "warm_N"] = (b, x)
+
+
+def warm_start(block: Block, b: np.ndarray, bnorm: float, trans: bool):
     """The block's last answer to a system of this kind (adjoint or tangent) when its
     right-hand side was close to ``b`` (a repeated solve), else ``None`` (start from zero)."""
     hit = block.cache.get("warm_T" if trans else "warm_N")
@@ -776,7 +782,7 @@ def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str
         r = op(x)
         r -= b
         return float(np.linalg.norm(r)) / bnorm
-    x0 = _warm_start(block, b, bnorm, trans)
+    x0 = warm_start(block, b, bnorm, trans)
     aff = rsweep_affine if trans else sweep_affine
     if kind == "sweep":     # x ← M⁻ᵀ(b + Nᵀx) (M⁻¹(b + Nx)), the Gauss–Seidel iteration itself
         x = stationary(lambda x: aff(block, lin, b, x), x0, residual, watch=_watch(block, lin, trans),
@@ -787,7 +793,7 @@ def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str
         G = spla.LinearOperator((n, n), matvec=lambda x: x - aff(block, lin, zero, x), dtype=float)
         x = krylov(G, aff(block, lin, b), kind, names=block.names, what=what, residual=residual, x0=x0)
     # kept without copies: the callers split x into new arrays and drop b
-    block.cache["warm_T" if trans else "warm_N"] = (b, x)
+    remember_answer(block, b, x, trans)
     return x
 
 

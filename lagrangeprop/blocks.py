@@ -33,7 +33,7 @@ import scipy.sparse.linalg as spla
 
 from . import nonlinear
 from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
-                       matvec, rmatvec, split, stack, sweep_rate, sweep_solve)
+                       matvec, remember_answer, rmatvec, split, stack, sweep_rate, sweep_solve, warm_start)
 from . import amg
 from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov, state_size
 from .errors import ConvergenceError
@@ -173,7 +173,13 @@ def _direct(block, vals, state, b, trans: bool) -> np.ndarray:
         A = _matrix(block, vals, state)
         state.lu, fill = reduced_factor(block, A, "at the solution")
         block.cache["fill"] = max(fill, block.cache.get("fill", 0.0))
-    return state.lu.solve(b, trans="T" if trans else "N")
+    lu = state.lu
+    inner = lu.lu if isinstance(lu, ReducedLU) else lu
+    if isinstance(inner, amg.AMGInverse):     # an iterative solve after all: warm start it
+        x = lu.solve(b, trans="T" if trans else "N", x0=warm_start(block, b, float(np.linalg.norm(b)), trans))
+        remember_answer(block, b, x, trans)
+        return x
+    return lu.solve(b, trans="T" if trans else "N")
 
 
 def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
@@ -194,12 +200,15 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
     M = None
     stale = state.cache.get("stale_lu")
     cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None
+    x0 = warm_start(block, b, bnorm, trans)      # the last answer, when b barely changed
     if isinstance(stale, ReducedLU) and state.A is not None:
         # Krylov on the Schur complement (a quarter of Bratu's unknowns), the stale Schur LU preconditioning
         if "partition" not in state.cache:
             state.cache["partition"] = Partition(block, state.A)
-        return reduced_krylov(block, state.cache["partition"], b, trans, kind, stale, what=what,
-                              residual=residual, maxiter=cap)
+        x = reduced_krylov(block, state.cache["partition"], b, trans, kind, stale, what=what,
+                           residual=residual, maxiter=cap, x0=x0)
+        remember_answer(block, b, x, trans)
+        return x
     if stale is not None:  # the LU of a nearby Newton iterate: a near-exact preconditioner
         M = spla.LinearOperator((n, n), matvec=lambda r: stale.solve(r, trans="T" if trans else "N"),
                                 dtype=float)
@@ -211,7 +220,9 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
             M = spla.LinearOperator((n, n), matvec=lambda r: fac.solve(r, trans="T" if trans else "N"),
                                     dtype=float)
     # a stale LU that needs many iterations is worse than a new factorization (auto falls back)
-    return krylov(A, b, kind, M=M, names=block.names, what=what, residual=residual, maxiter=cap)
+    x = krylov(A, b, kind, M=M, names=block.names, what=what, residual=residual, maxiter=cap, x0=x0)
+    remember_answer(block, b, x, trans)
+    return x
 
 
 def _solve(block, vals, rhs, state, opts, trans: bool) -> list:

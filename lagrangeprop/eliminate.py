@@ -247,10 +247,15 @@ class ReducedLU:
     def __init__(self, part: Partition, lu, fill: float):
         self.part, self.lu, self.fill = part, lu, fill
 
-    def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
+    def solve(self, b: np.ndarray, trans: str = "N", x0: np.ndarray | None = None) -> np.ndarray:
+        """``A_SS⁻¹ b`` (``A_SS⁻ᵀ b``); ``x0`` (a full block vector) starts an iterative inner solver."""
         b = np.asarray(b, dtype=np.float64)
         tr = trans != "N"
-        xt = self.lu.solve(self.part.rhs(b, tr), trans="T" if tr else "N")
+        rhs = self.part.rhs(b, tr)
+        if x0 is not None and b.ndim == 1 and hasattr(self.lu, "precondition"):
+            xt = self.lu.solve(rhs, trans="T" if tr else "N", x0=np.asarray(x0)[self.part.t])
+        else:
+            xt = self.lu.solve(rhs, trans="T" if tr else "N")
         return self.part.expand(xt, b, tr)
 
 
@@ -290,13 +295,16 @@ def reduced_factor(block: Block, A, where: str):
 
 
 def reduced_krylov(block: Block, part: Partition, b: np.ndarray, trans: bool, kind: str, pre: ReducedLU, *,
-                   what: str, residual, maxiter=None) -> np.ndarray:
+                   what: str, residual, maxiter=None, x0: np.ndarray | None = None) -> np.ndarray:
     """``A_SS x = b`` (or ``A_SSᵀ x = b``) by Krylov on the Schur complement of ``part``,
     preconditioned by the (stale) Schur LU ``pre``; ``residual`` checks the full solution."""
     from .linsolve import krylov
     n = part.t.size
     S = spla.LinearOperator((n, n), matvec=lambda v: part.smatvec(v, trans), dtype=float)
-    M = spla.LinearOperator((n, n), matvec=lambda r: pre.lu.solve(r, trans="T" if trans else "N"), dtype=float)
+    if hasattr(pre.lu, "operator"):       # AMG: one V-cycle, not a whole inner solve
+        M = pre.lu.operator(trans)
+    else:
+        M = spla.LinearOperator((n, n), matvec=lambda r: pre.lu.solve(r, trans="T" if trans else "N"), dtype=float)
     xt = krylov(S, part.rhs(b, trans), kind, M=M, names=block.names, what=what, maxiter=maxiter,
-                residual=lambda v: residual(part.expand(v, b, trans)))
+                residual=lambda v: residual(part.expand(v, b, trans)), x0=None if x0 is None else x0[part.t])
     return part.expand(xt, b, trans)

@@ -189,3 +189,21 @@ def test_singular_block_with_amg_is_never_silent(monkeypatch):
         prog.solve(s=np.ones(N * N))               # auto: AMG fails, the LU diagnosis names u[3]
     with pytest.raises(lp.LagrangePropError):
         prog.solve(s=np.ones(N * N), linear_solver="amg")
+
+
+def test_amg_adjoint_warm_starts_and_stays_exact(bratu40, monkeypatch):
+    prog, f, (u, ref) = bratu40
+    starts = []
+    real = amg.AMGInverse.solve
+
+    def spy(self, b, trans="N", x0=None):
+        if not self.loose:
+            starts.append(x0)
+        return real(self, b, trans, x0)
+    monkeypatch.setattr(amg.AMGInverse, "solve", spy)
+    prog.compile().blocks[0].cache.pop("warm_T", None)          # earlier tests solved this program
+    prog.solve(lam=1.5, f=f * 0.8, linear_solver="amg")          # another point first
+    sol = prog.solve(lam=1.5, f=f, linear_solver="amg")           # warm: b = 2h²u barely moved
+    assert starts[0] is None and starts[-1] is not None
+    assert np.allclose(sol.grad["f"], ref["f"], rtol=1e-8, atol=1e-14)
+    assert float(sol.grad["lam"]) == pytest.approx(ref["lam"], rel=1e-8)
