@@ -48,7 +48,7 @@ __all__ = ["AMG_MIN", "available", "require", "AMGInverse", "hierarchy_for"]
 
 AMG_MIN = 40_000      # auto: Schur complements with at least this many unknowns use AMG instead of a sparse LU
 REBUILD = 2.0         # rebuild a reused hierarchy when a solve needs this many times its first count
-FORWARD_RTOL = 1e-9   # a Newton step needs no more (the next step corrects it; SPEC's test is on c)
+FORWARD_RTOL = 1e-4  # Newton steps: the next step corrects the rest (SPEC's test is on c); <= 1e-3 below
 MAXITER = 150         # Krylov iterations per solve (a V-cycle each; 8-30 where AMG suits the system)
 
 
