@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from . import nonlinear
-from .blockops import (BlockState, assemble, block_jacobian, block_residual, has_jac, linearize,
+from .blockops import (BlockState, assemble, block_jacobian, block_residual, describe, has_jac, linearize,
                        matvec, remember_answer, rmatvec, split, stack, sweep_rate, sweep_solve, warm_start)
 from . import amg
 from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov, state_size
@@ -42,7 +42,7 @@ from .options import SolveOptions
 from .schedule import Block
 
 __all__ = ["BlockState", "solve_forward", "solve_adjoint", "solve_tangent", "block_residual",
-           "block_jacobian", "choose_method", "choose_linear_solver"]
+           "block_jacobian", "choose_method", "choose_linear_solver", "summary"]
 
 SMALL = 256        # blocks up to this many unknowns: Newton + splu, always cheap
 RATE_MAX = 0.9     # Gauss–Seidel contraction below which sweeps / Krylov beat a factorization
@@ -227,7 +227,7 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
 
 def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
     b = stack(block, rhs)
-    choice = choose_linear_solver(block, vals, state, opts)
+    choice = state.cache["used"] = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
         if choice == "amg" or (choice == "direct" and block.cache.get("use_amg")):
             try:        # "direct" with the AMG operator of the Schur complement at the solution
@@ -272,3 +272,44 @@ def solve_tangent(block: Block, vals: list, rhs: list, state: BlockState,
     """Tangents of the block's members from the accumulated right-hand side (one rhs per call)."""
     return _solve(block, vals, rhs, state, opts, trans=False)
 
+
+
+def _linear_kind(block: Block, state: BlockState) -> str:
+    lu = state.lu
+    inner = lu.lu if isinstance(lu, ReducedLU) else lu
+    on = f" of the Schur complement ({state_size(block)} states)" if isinstance(lu, ReducedLU) else ""
+    if isinstance(inner, amg.AMGInverse):
+        return ("cg" if inner.symmetric else "gmres") + " with an AMG V-cycle" + on
+    if inner is not None:
+        return ("dense LU (LAPACK)" if hasattr(inner, "piv") else "sparse LU (splu)") + on
+    choice = state.cache.get("linear") or state.cache.get("used")
+    if choice == "sweep":
+        return "transposed Gauss–Seidel sweeps"
+    return choice or "not solved (no multiplier reached the block)"
+
+
+def summary(block: Block, state: BlockState) -> str:
+    """One line on how a block was solved: size, forward method and residual, adjoint solver.
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> prog = lp.Program()
+    >>> x = prog.input("x"); w = prog.variable("w")
+    >>> _ = prog.residual(w, w**3 + w - x); _ = prog.output(w * 1.0, name="o")
+    >>> sol = prog.solve(x=2.0)
+    >>> blk = sol.schedule.blocks[0]
+    >>> for part in summary(blk, sol._states[id(blk)]).split("; "):
+    ...     print(part)  # doctest: +ELLIPSIS
+    [w, power_1, add_2]: 3 unknowns (Newton on 1 state, the rest eliminated)
+    forward newton, ...max|c| ...
+    adjoint dense LU (LAPACK)
+    """
+    n = block.size
+    head = f"[{describe(block)}]: {n} unknown{'s' if n != 1 else ''}"
+    k = state_size(block)
+    if state.method == "newton" and k < n:
+        head += f" (Newton on {k} state{'s' if k != 1 else ''}, the rest eliminated)"
+    last = state.history[-1] if state.history else float("nan")
+    return (f"{head}; forward {state.method}, {state.iterations} iteration{'s' if state.iterations != 1 else ''}, "
+            f"max|c| {last:.1e}; adjoint {_linear_kind(block, state)}")

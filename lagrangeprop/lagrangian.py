@@ -348,7 +348,7 @@ class Solution:
         return jacobian_z(self)
 
     def report(self) -> str:
-        """A table of every node: name, op, value and multiplier."""
+        """A table of every node: name, op, value and multiplier; then how each cyclic block was solved."""
         sched = self.schedule
         rows = [("node", "op", "value", "multiplier")]
         for i in [*sched.inputs, *sched.defined]:
@@ -360,6 +360,10 @@ class Solution:
         widths = [max(len(r[k]) for r in rows) for k in range(4)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        if sched.blocks:
+            from .blocks import summary
+            lines.append("cyclic blocks (solved together; SPEC §1):")
+            lines.extend(f"  {summary(b, self._states[id(b)])}" for b in sched.blocks if id(b) in self._states)
         return "\n".join(lines)
 
     def __repr__(self) -> str:

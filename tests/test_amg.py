@@ -207,3 +207,12 @@ def test_amg_adjoint_warm_starts_and_stays_exact(bratu40, monkeypatch):
     assert starts[0] is None and starts[-1] is not None
     assert np.allclose(sol.grad["f"], ref["f"], rtol=1e-8, atol=1e-14)
     assert float(sol.grad["lam"]) == pytest.approx(ref["lam"], rel=1e-8)
+
+
+def test_report_says_how_each_block_was_solved(bratu40):
+    prog, f, _ = bratu40
+    amg_line = prog.solve(lam=1.5, f=f, linear_solver="amg").report().splitlines()[-1]
+    lu_line = prog.solve(lam=1.5, f=f, linear_solver="direct").report().splitlines()[-1]
+    assert "8000 unknowns (Newton on 1600 states" in amg_line and "forward newton" in amg_line
+    assert "cg with an AMG V-cycle of the Schur complement (1600 states)" in amg_line
+    assert "sparse LU (splu) of the Schur complement (1600 states)" in lu_line

@@ -435,3 +435,15 @@ def test_krylov_adjoint_warm_starts_from_the_last_multipliers(linear_solver, mon
     sol = prog.solve(**far, linear_solver=linear_solver)
     dense = prog.solve(**far, linear_solver="direct")
     assert np.allclose(sol.grad["x"], dense.grad["x"], rtol=1e-9, atol=1e-12)
+
+
+def test_report_names_the_block_solvers(programs):
+    prog, inputs, guess, _ = programs["deq"]
+    text = prog.solve(**inputs, guess=guess).report()
+    assert "cyclic blocks" in text and "forward fixed-point" in text and "adjoint transposed Gauss–Seidel" in text
+    assert "adjoint gmres" in prog.solve(**inputs, guess=guess, linear_solver="gmres").report()
+    prog, inputs, guess, _ = programs["sellar"]
+    line = prog.solve(**inputs, guess=guess).report().splitlines()[-1]
+    assert line.strip().startswith("[y1, y2") and "adjoint dense LU (LAPACK)" in line
+    acyclic = lp.trace(lambda x: lp.sin(x) * 2.0, x=1.0)
+    assert "cyclic blocks" not in acyclic.solve(x=1.0).report()
