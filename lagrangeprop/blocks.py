@@ -11,9 +11,13 @@ S are linear systems with ``A_SS``:
 ``method="auto"`` and ``linear_solver="auto"`` decide per block from its size and structure
 (cached in ``block.cache``): small blocks use Newton and ``splu``; large explicit blocks
 whose Gauss–Seidel sweep contracts (rate < 0.9, estimated by power iteration) use Anderson
-sweeps forward and sweep-preconditioned gmres backward (no factorization, whose fill-in
-can be huge); other large blocks use Newton and ``splu``, switching to the Krylov path when
-the LU fill-in explodes. The rest of the code only calls the functions in ``__all__``.
+sweeps forward and transposed sweeps (or sweep-preconditioned gmres) backward (no
+factorization, whose fill-in can be huge); blocks whose Schur complement on the states has
+at least ``amg.AMG_MIN`` unknowns use Newton with AMG-preconditioned cg/gmres when pyamg is
+installed (:mod:`lagrangeprop.amg`; sparse LU if AMG fails); other large blocks use Newton
+and ``splu``, switching to the Krylov path when the LU fill-in explodes. Iterative adjoint
+and tangent solves warm-start from the block's last answer when the right-hand side barely
+changed. The rest of the code only calls the functions in ``__all__``.
 
 Examples
 --------
