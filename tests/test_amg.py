@@ -216,3 +216,36 @@ def test_report_says_how_each_block_was_solved(bratu40):
     assert "8000 unknowns (Newton on 1600 states" in amg_line and "forward newton" in amg_line
     assert "cg with an AMG V-cycle of the Schur complement (1600 states)" in amg_line
     assert "sparse LU (splu) of the Schur complement (1600 states)" in lu_line
+
+
+def test_second_order_and_jacobians_through_an_amg_block(monkeypatch):
+    """hvp (forward-over-reverse) and a reverse-mode Jacobian through a block solved with AMG,
+    against central differences of the sparse-LU gradient and the LU path's Jacobian."""
+    N = 24
+    L = laplacian(N)
+    prog = lp.Program(name="bratu_f")
+    f = prog.input("f", shape=(N * N,)); u = prog.variable("u", shape=(N * N,))
+    prog.residual(u, L @ u - 2.0 * lp.exp(u) - f)
+    prog.output(lp.sum(u ** 2) / N ** 2, name="J")
+    fv = np.random.default_rng(11).random(N * N) * 3
+    v = np.random.default_rng(12).standard_normal(N * N)
+    eps = 1e-4
+    plus = prog.solve(f=fv + eps * v, linear_solver="direct").grad["f"]
+    minus = prog.solve(f=fv - eps * v, linear_solver="direct").grad["f"]
+    fd = (plus - minus) / (2 * eps)
+    monkeypatch.setattr(amg, "AMG_MIN", 100)
+    hv = lp.hvp(prog, fv, v)
+    assert prog.compile().blocks[0].cache["use_amg"]
+    assert np.allclose(hv, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(fd)))
+
+    vec = lp.Program(name="bratu_vec")
+    f2 = vec.input("f", shape=(N * N,)); u2 = vec.variable("u", shape=(N * N,))
+    vec.residual(u2, L @ u2 - 2.0 * lp.exp(u2) - f2)
+    vec.output(u2[:3] * 1.0, name="probe")                   # 3 outputs: reverse mode, 3 adjoint solves
+    jac_amg = lp.jacobian(vec)(fv)
+    assert vec.compile().blocks[0].cache["use_amg"]
+    monkeypatch.setattr(amg, "AMG_MIN", 10**9)
+    jac_lu = lp.jacobian(vec)(fv)
+    assert not vec.compile().blocks[0].cache["use_amg"]
+    assert jac_amg.shape == (3, N * N)
+    assert np.allclose(jac_amg, jac_lu, rtol=1e-8, atol=1e-12 * np.max(np.abs(jac_lu)))
