@@ -3,8 +3,9 @@
 Every program is compiled once and then timed the way a user calls it: ``prog.solve(**inputs)``
 (forward + multipliers, the "grad" column) and ``prog.evaluate(**inputs)`` (forward only, "fwd").
 Times are medians of repeated runs (timeit-style: each sample loops ``number`` calls so that it
-lasts >= 2 ms, garbage collection off). Programs marked ``memory`` run each system in a subprocess
-of its own and report the peak resident memory one gradient call adds (``VmHWM`` after a reset).
+lasts >= 2 ms, garbage collection off), all in this one process. Programs marked ``memory`` also
+run one gradient call per system in a subprocess of its own and report the peak resident memory it
+adds (``VmHWM`` after a reset).
 
 Usage::
 
@@ -753,7 +754,8 @@ def _peak_mb(fn: Callable[[], Any]) -> tuple[float | None, Any]:
         return None, fn()
 
 
-def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str | None = None) -> dict:
+def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str | None = None,
+            timings: bool = True) -> dict:
     build = CASES[name][0]
     try:
         impl = build(system)
@@ -775,7 +777,7 @@ def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str 
                     res["note"] = f"cold call; 2nd call {_fmt_t(time.perf_counter() - t)}"
                 else:
                     res["note"] = (impl.note + "; " if impl.note else "") + "one cold call"
-            else:
+            elif timings:
                 res["grad_s"] = measure(impl.grad, budget)
                 res["fwd_s"] = measure(impl.fwd, budget)
     except Exception as exc:   # report, keep going with the other systems
@@ -789,11 +791,12 @@ def run_one(name: str, system: str, budget: float, memory: bool, grad_path: str 
     return res
 
 
-def run_child(name: str, system: str, budget: float, timeout: float) -> dict:
+def run_child(name: str, system: str, budget: float, timeout: float, peak_only: bool = False) -> dict:
+    """``run_one`` in a fresh process (its peak memory is this system's alone)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "grad.npy")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", name, system, "--budget", str(budget),
-               "--grad-out", path]
+               "--grad-out", path] + (["--peak-only"] if peak_only else [])
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -829,6 +832,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per subprocess measurement (default 900, quick 60)")
     ap.add_argument("--grad-out", help=argparse.SUPPRESS)
+    ap.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     QUICK = args.quick
@@ -837,7 +841,7 @@ def main(argv=None) -> int:
 
     if args.child:
         name, system = args.child
-        res = run_one(name, system, budget, memory=True, grad_path=args.grad_out)
+        res = run_one(name, system, budget, memory=True, grad_path=args.grad_out, timings=not args.peak_only)
         print(json.dumps(res, default=float))
         return 0
 
@@ -850,8 +854,13 @@ def main(argv=None) -> int:
         _, memory, _ = CASES[name]
         per = {}
         for system in systems:
-            per[system] = (run_child(name, system, budget, timeout * (3 if name in SINGLE else 1)) if memory
-                           else run_one(name, system, budget, memory=False))
+            if name in SINGLE:        # one cold call per system, each in a fresh process
+                per[system] = run_child(name, system, budget, timeout * 3)
+            else:                     # times in this one process; peak memory in a process of its own
+                per[system] = run_one(name, system, budget, memory=False)
+                if memory and per[system]["status"] == "ok":
+                    mem = run_child(name, system, budget, timeout, peak_only=True)
+                    per[system]["peak_mb"] = mem.get("peak_mb") if mem["status"] == "ok" else None
             print(f"  {name:16s} {system:13s} {per[system]['status']}", file=sys.stderr, flush=True)
         results[name] = per
         rows.extend(_rows(name, per))
