@@ -69,6 +69,9 @@ def _flat(g) -> np.ndarray:
 def _torch():
     import torch
     torch.set_default_dtype(torch.float64)
+    # one thread, like numpy under OPENBLAS_NUM_THREADS=1: a fair comparison, and no idle OpenMP
+    # workers spinning on the second core while the other systems are timed in this process
+    torch.set_num_threads(1)
     return torch
 
 
