@@ -829,6 +829,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, short timing budget")
     ap.add_argument("--only", action="append", default=[], help="run programs whose name contains this")
     ap.add_argument("--skip", action="append", default=[], help="leave out programs named exactly this")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every system this many times, interleaved, and report the medians")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--budget", type=float, default=None, help="seconds per timing (default 1, quick 0.05)")
     ap.add_argument("--child", nargs=2, metavar=("PROGRAM", "SYSTEM"), help=argparse.SUPPRESS)
@@ -856,15 +858,26 @@ def main(argv=None) -> int:
     for name in names:
         _, memory, _ = CASES[name]
         per = {}
-        for system in systems:
-            if name in SINGLE:        # one cold call per system, each in a fresh process
-                per[system] = run_child(name, system, budget, timeout * 3)
-            else:                     # times in this one process; peak memory in a process of its own
-                per[system] = run_one(name, system, budget, memory=False)
-                if memory and per[system]["status"] == "ok":
-                    mem = run_child(name, system, budget, timeout, peak_only=True)
-                    per[system]["peak_mb"] = mem.get("peak_mb") if mem["status"] == "ok" else None
-            print(f"  {name:16s} {system:13s} {per[system]['status']}", file=sys.stderr, flush=True)
+        for rnd in range(1 if name in SINGLE else args.rounds):
+            for system in systems:
+                if name in SINGLE:        # one cold call per system, each in a fresh process
+                    per[system] = run_child(name, system, budget, timeout * 3)
+                elif rnd == 0:            # times in this one process; peak memory in a process of its own
+                    per[system] = run_one(name, system, budget, memory=False)
+                    per[system]["rounds"] = [(per[system].get("grad_s"), per[system].get("fwd_s"))]
+                    if memory and per[system]["status"] == "ok":
+                        mem = run_child(name, system, budget, timeout, peak_only=True)
+                        per[system]["peak_mb"] = mem.get("peak_mb") if mem["status"] == "ok" else None
+                elif per[system]["status"] == "ok":   # another round, interleaved with the other systems
+                    again = run_one(name, system, budget, memory=False)
+                    if again["status"] == "ok":
+                        per[system]["rounds"].append((again["grad_s"], again["fwd_s"]))
+                print(f"  {name:16s} {system:13s} {per[system]['status']}", file=sys.stderr, flush=True)
+        for r in per.values():    # the median round (by gradient time) of each system
+            rounds = [x for x in r.pop("rounds", []) if x[0] is not None]
+            if len(rounds) > 1:
+                r["grad_s"], r["fwd_s"] = statistics.median(x[0] for x in rounds), \
+                    statistics.median(x[1] for x in rounds)
         results[name] = per
         rows.extend(_rows(name, per))
     _print_table(rows)
