@@ -77,9 +77,10 @@ def _torch():
 
 def _lp_impl(build: Callable[[], Any], inputs: dict, **solve_kw) -> Impl:
     """Compile once (``build`` returns a Program), then time solve / evaluate."""
+    from lagrangeprop.schedule import plan_of
     t0 = time.perf_counter()
     prog = build()
-    prog.compile()
+    plan_of(prog.compile())          # the execution plan too: built on the first solve otherwise
     compile_s = time.perf_counter() - t0
     names = sorted(inputs)
 
