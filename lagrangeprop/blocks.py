@@ -98,10 +98,21 @@ def use_amg(block: Block, opts: SolveOptions) -> bool:
             and state_size(block) >= amg.AMG_MIN and amg.available())
 
 
+def _inner(lu):
+    """The solver of the states behind a Schur-complement ``ReducedLU``, else ``lu`` itself."""
+    return lu.lu if isinstance(lu, ReducedLU) else lu
+
+
+def _drop_amg(block: Block) -> None:
+    """AMG failed on this block (indefinite or non-elliptic): sparse LU from now on (auto only)."""
+    block.cache["use_amg"], block.cache["amg_failed"] = False, True
+    block.cache.pop("amg", None)
+
+
 def _tighten(state: BlockState) -> None:
     """Solves with the forward's AMG operators after the forward are to full accuracy (not Newton-loose)."""
     for lu in (state.lu, state.cache.get("stale_lu")):
-        inner = lu.lu if isinstance(lu, ReducedLU) else lu
+        inner = _inner(lu)
         if isinstance(inner, amg.AMGInverse):
             inner.loose = False
 
@@ -112,17 +123,13 @@ def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
     Raises ConvergenceError (no convergence, non-finite residual) or SingularSystemError.
     """
     block.cache["use_amg"] = use_amg(block, opts)
-    if block.cache["use_amg"] and opts.linear_solver == "auto":
-        try:
-            state = _solve_forward(block, vals, opts, guess)
-        except ConvergenceError:
-            # AMG-Krylov Newton steps failed (an indefinite or non-elliptic block): sparse LU from the start
-            block.cache["use_amg"], block.cache["amg_failed"] = False, True
-            block.cache.pop("amg", None)
-            return _solve_forward(block, vals, opts, guess)
-        _tighten(state)
-        return state
-    state = _solve_forward(block, vals, opts, guess)
+    try:
+        state = _solve_forward(block, vals, opts, guess)
+    except ConvergenceError:
+        if not (block.cache["use_amg"] and opts.linear_solver == "auto"):
+            raise
+        _drop_amg(block)          # AMG-Krylov Newton steps failed: sparse LU from the start
+        state = _solve_forward(block, vals, opts, guess)
     _tighten(state)
     return state
 
@@ -178,8 +185,7 @@ def _direct(block, vals, state, b, trans: bool) -> np.ndarray:
         state.lu, fill = reduced_factor(block, A, "at the solution")
         block.cache["fill"] = max(fill, block.cache.get("fill", 0.0))
     lu = state.lu
-    inner = lu.lu if isinstance(lu, ReducedLU) else lu
-    if isinstance(inner, amg.AMGInverse):     # an iterative solve after all: warm start it
+    if isinstance(_inner(lu), amg.AMGInverse):     # an iterative solve after all: warm start it
         x = lu.solve(b, trans="T" if trans else "N", x0=warm_start(block, b, float(np.linalg.norm(b)), trans))
         remember_answer(block, b, x, trans)
         return x
@@ -239,7 +245,7 @@ def _solve(block, vals, rhs, state, opts, trans: bool) -> list:
             except ConvergenceError:
                 if opts.linear_solver != "auto":
                     raise
-                block.cache["use_amg"], block.cache["amg_failed"] = False, True
+                _drop_amg(block)
                 state.lu = None
                 return split(block, _direct(block, vals, state, b, trans))
         if choice == "direct":
@@ -280,7 +286,7 @@ def solve_tangent(block: Block, vals: list, rhs: list, state: BlockState,
 
 def _linear_kind(block: Block, state: BlockState) -> str:
     lu = state.lu
-    inner = lu.lu if isinstance(lu, ReducedLU) else lu
+    inner = _inner(lu)
     on = f" of the Schur complement ({state_size(block)} states)" if isinstance(lu, ReducedLU) else ""
     if isinstance(inner, amg.AMGInverse):
         return ("cg" if inner.symmetric else "gmres") + " with an AMG V-cycle" + on

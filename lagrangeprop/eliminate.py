@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .amg import AMGInverse
 from .blockops import _evaluators, evaluate
 from .errors import SingularSystemError
 from .linsolve import factor
@@ -252,7 +253,7 @@ class ReducedLU:
         b = np.asarray(b, dtype=np.float64)
         tr = trans != "N"
         rhs = self.part.rhs(b, tr)
-        if x0 is not None and b.ndim == 1 and hasattr(self.lu, "precondition"):
+        if x0 is not None and b.ndim == 1 and isinstance(self.lu, AMGInverse):   # iterative: warm start
             xt = self.lu.solve(rhs, trans="T" if tr else "N", x0=np.asarray(x0)[self.part.t])
         else:
             xt = self.lu.solve(rhs, trans="T" if tr else "N")
@@ -274,7 +275,6 @@ def reduced_factor(block: Block, A, where: str):
     _, i = _indices(block)
     if block.cache.get("use_amg") and not isinstance(A, np.ndarray) and A.shape[0]:
         # AMG-preconditioned Krylov instead of an LU (amg.py); Newton steps solve loosely
-        from .amg import AMGInverse
         loose = where.startswith("at Newton")
         if i.size == 0:
             return AMGInverse(A, block.cache, names=block.names, loose=loose), 1.0
@@ -301,7 +301,7 @@ def reduced_krylov(block: Block, part: Partition, b: np.ndarray, trans: bool, ki
     from .linsolve import krylov
     n = part.t.size
     S = spla.LinearOperator((n, n), matvec=lambda v: part.smatvec(v, trans), dtype=float)
-    if hasattr(pre.lu, "operator"):       # AMG: one V-cycle, not a whole inner solve
+    if isinstance(pre.lu, AMGInverse):    # one V-cycle, not a whole inner solve
         M = pre.lu.operator(trans)
     else:
         M = spla.LinearOperator((n, n), matvec=lambda r: pre.lu.solve(r, trans="T" if trans else "N"), dtype=float)

@@ -128,15 +128,19 @@ def _all_finite(plan, vals: list) -> bool:
     ids = plan.small_ids   # one copy of them all beats one call each
     if ids and not np.isfinite(np.concatenate([vals[i] for i in ids], axis=None)).all():
         return False
-    for i in plan.array_ids:     # finite_array without its errstate: the caller holds one
-        a = vals[i]
-        if a.__class__ is _ND and a.dtype is _F64DT and a.size > SMALL and a.flags.c_contiguous:
-            r = a.reshape(-1)
-            if math.isfinite(np.dot(r, r)):
-                continue
-        if not np.isfinite(a).all():
+    for i in plan.array_ids:     # the caller holds the errstate that _finite needs
+        if not _finite(vals[i]):
             return False
     return True
+
+
+def _finite(a) -> bool:
+    """:func:`finite_array` inside the caller's ``np.errstate(all="ignore")``."""
+    if a.__class__ is _ND and a.dtype is _F64DT and a.size > SMALL and a.flags.c_contiguous:
+        r = a.reshape(-1)
+        if math.isfinite(np.dot(r, r)):
+            return True
+    return bool(np.isfinite(a).all())
 
 
 def finite_array(a) -> bool:
@@ -154,12 +158,8 @@ def finite_array(a) -> bool:
     >>> a[500] = np.nan; finite_array(a)
     False
     """
-    if a.__class__ is _ND and a.dtype is _F64DT and a.size > SMALL and a.flags.c_contiguous:
-        r = a.reshape(-1)
-        with np.errstate(all="ignore"):   # overflow of the square sum is allowed
-            if math.isfinite(np.dot(r, r)):
-                return True
-    return bool(np.isfinite(a).all())
+    with np.errstate(all="ignore"):   # overflow of the square sum is allowed
+        return _finite(a)
 
 
 def _check_finite(sched: Schedule, vals: list) -> None:
