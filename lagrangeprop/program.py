@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from . import primitives
 from .errors import GraphError, ShapeError
-from .shapes import rule_shape
+from .shapes import placeholder, rule_shape
 from .trace import Var, _Node
 
 __all__ = ["Program", "RESERVED"]
@@ -212,7 +212,7 @@ class Program:
         dummies = []
         for a, s in zip(arg_names, shapes):
             d = nodes[a]
-            dummies.append(d["value"] if d["role"] == "constant" else np.full(s, 0.5))
+            dummies.append(d["value"] if d["role"] == "constant" else placeholder(s))
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -367,31 +367,14 @@ class Program:
     # ---------------------------------------------------------- serialisation
     @classmethod
     def from_graph(cls, G: nx.DiGraph, name: str | None = None) -> Program:
-        """Wrap a graph built directly with networkx (validated when compiled)."""
-        if not isinstance(G, nx.DiGraph) or G.is_multigraph():
-            raise GraphError(f"from_graph needs a networkx.DiGraph, got {type(G).__name__}")
+        """Wrap a graph built directly with networkx: a validated, normalized copy of it
+        (:func:`~lagrangeprop.validate.validate_graph`); ops resolve when compiled."""
+        from .validate import validate_graph
+        G = validate_graph(G)
         prog = cls(name=name or G.graph.get("name") or "program")
-        prog.graph = G.copy()
-        prog.graph.graph.setdefault("output", None)
-        for node, d in prog.graph.nodes(data=True):
-            if not isinstance(node, str):
-                raise GraphError(f"node keys must be strings (variable names), got {node!r}")
-            if d.get("role") not in ROLES:
-                raise GraphError(f"node {node!r} has role {d.get('role')!r}; "
-                                 f"expected one of {ROLES}")
-            if "shape" in d and d["shape"] is not None:
-                d["shape"] = _shape(d["shape"], node)
-            if d["role"] == "constant":
-                if "value" not in d:
-                    raise GraphError(f"constant node {node!r} has no 'value' attribute")
-                val = d["value"]
-                d["value"] = (sp.csr_matrix(val, dtype=np.float64) if sp.issparse(val)
-                              else np.asarray(val, dtype=np.float64)
-                              if np.asarray(val).dtype.kind in "iuf" else np.asarray(val))
-                d["shape"] = tuple(d["value"].shape)
-            if d["role"] == "defined":
-                d.setdefault("constraint", "explicit")
-                d.setdefault("params", {})
+        prog.graph = G
+        G.graph.setdefault("output", None)
+        for node in G:
             prog._handles[node] = _Node(node)
         return prog
 

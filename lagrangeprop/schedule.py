@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
+import scipy.sparse as sp
 
 from . import primitives
 from .errors import GraphError, ShapeError
-from .shapes import rule_shape
+from .shapes import placeholder, rule_shape
+from .validate import REQUIRED, check_params, validate_graph
 
 __all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of", "take", "keep"]
 
@@ -165,20 +167,39 @@ def _plain(value) -> bool:
     return type(value) is np.ndarray and value.dtype.kind in "biuf"
 
 
+def _sparse_product(n, prim, args, shapes, odd) -> tuple | None:
+    """Shape of built-in ``matmul``/``dot`` of a constant scipy.sparse ``A`` (m, k) with
+    ``b`` (k,) or (k, j): (m,) or (m, j), without evaluating ``A @ b`` (scipy would make
+    ``b`` dense and contiguous); ``None`` when the op is not such a product."""
+    if prim.user or prim.name not in ("matmul", "dot") or len(args) != 2 or args[1] in odd:
+        return None
+    (m, k), b = shapes[args[0]], shapes[args[1]]
+    if len(b) not in (1, 2) or b[0] != k:
+        raise ShapeError(f"node {n!r}: op {prim.name!r} of the sparse ({m}, {k}) matrix "
+                         f"{args[0]!r} needs a vector ({k},) or matrix ({k}, j) operand, got "
+                         f"{args[1]!r} of shape {b}")
+    return (m,) + b[1:]
+
+
 def _eval_shape(G, n, prim, args, shapes, odd=()):
     """Shape of node ``n``'s op on its arguments: a shape rule for built-in ops
-    (:func:`~lagrangeprop.shapes.rule_shape`), else abstract evaluation on dummies.
-    ``odd``: constants the rules must not see (sparse, unusual dtypes)."""
+    (:func:`~lagrangeprop.shapes.rule_shape`), else abstract evaluation on dummies that
+    cost O(1) memory (:func:`~lagrangeprop.shapes.placeholder`: a declared (2000, 2000)
+    input is never materialized). ``odd``: constants the rules must not see (sparse)."""
     nodes = G._node
     params = nodes[n].get("params") or {}
     if not odd or not any(a in odd for a in args):
         got = rule_shape(prim, [shapes[a] for a in args], params)
         if got is not None:
             return got
+    elif args and args[0] in odd and sp.issparse(nodes[args[0]]["value"]):
+        got = _sparse_product(n, prim, args, shapes, odd)
+        if got is not None:
+            return got
     dummies = []
     for a in args:
         d = nodes[a]
-        dummies.append(d["value"] if d["role"] == "constant" else np.full(shapes[a], 0.5))
+        dummies.append(d["value"] if d["role"] == "constant" else placeholder(shapes[a]))
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -242,6 +263,7 @@ def compile_program(prog) -> Schedule:
     strongly connected components. Shapes come from the shape rules of
     :mod:`lagrangeprop.shapes` (numpy evaluation for everything else)."""
     G: nx.DiGraph = prog.graph
+    validate_graph(G, copy=False)   # the schema, again: the graph may have been edited by hand
     out = _validate_nodes(G)
     nodes, pred = G._node, G._pred
     names = list(nodes)
@@ -277,6 +299,9 @@ def compile_program(prog) -> Schedule:
         if prim.nargs is not None and prim.nargs != len(args_of[n]):
             raise GraphError(f"node {n!r}: op {prim.name!r} takes {prim.nargs} "
                              f"arguments, the graph gives {len(args_of[n])} ({args_of[n]})")
+        params = nodes[n]["params"]
+        if params or op in REQUIRED:
+            check_params(n, prim, params)
 
     if components is None:
         order = defined
