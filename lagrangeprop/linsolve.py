@@ -70,6 +70,8 @@ def _short(items: list[str], k: int = 6) -> str:
 def diagnose(A: sp.spmatrix, labels: list[str]) -> str:
     """Why ``A`` (rows = equations, columns = variables, both labelled) is singular."""
     A = sp.csr_matrix(A)
+    if not np.isfinite(A.data).all():   # the SVD below would raise LinAlgError
+        return "A_SS has NaN or inf entries at this point (a derivative is infinite there)"
     scale = float(abs(A).max()) if A.nnz else 0.0
     tiny = 1e-14 * scale
     absA = abs(A)

@@ -37,8 +37,10 @@ def _float_list(a: np.ndarray) -> list:
 def encode(x: Any) -> Any:
     """Turn node/edge attribute values into JSON-safe, tagged data."""
     if sp.issparse(x):
-        m = sp.csr_matrix(x, copy=True)
-        m.sum_duplicates()   # canonical: sorted indices, no duplicates (what loading gives)
+        # checked first (scipy's sort would write out of bounds on a corrupt matrix), then
+        # canonical: sorted indices, no duplicates (what loading gives)
+        m = check_sparse(x, "a sparse matrix to serialise", canonical=False).copy()
+        m.sum_duplicates()
         return {"__sparse__": "csr", "data": _float_list(m.data), "indices": m.indices.tolist(),
                 "indptr": m.indptr.tolist(), "shape": list(m.shape), "dtype": str(m.dtype)}
     if isinstance(x, np.ndarray):

@@ -233,8 +233,6 @@ def check_static(value: Any, where: str, depth: int = 0) -> None:
     a slice of ints/None, an int/bool ndarray (integer indexing), or a tuple/list of these."""
     if value is None or value is Ellipsis or isinstance(value, (bool, int, float, np.bool_, np.integer,
                                                                 np.floating)):
-        if isinstance(value, (complex, np.complexfloating)):
-            raise GraphError(f"{where} is complex")
         return
     if depth >= MAX_DEPTH:
         raise GraphError(f"{where} is nested deeper than {MAX_DEPTH} levels")
@@ -380,8 +378,12 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
     if type(n) is not str or not n:
         raise GraphError(f"node keys must be non-empty strings (variable names), got {_short(n)}")
     role = d.get("role")
-    if role not in ROLES:
+    if role.__class__ is not str or role not in ROLES:
         raise GraphError(f"node {n!r} has role {_short(role)}; expected one of {ROLES}")
+    if role != "constant" and "value" in d:
+        raise GraphError(f"node {n!r} is {'an' if role == 'input' else 'a'} {role} but has a 'value'; "
+                         "only constants hold one (inputs are given to solve()): give it "
+                         "role='constant' or remove the value")
     s = d.get("shape")
     if s is not None:
         t = check_shape(s, _where(n, "shape"))
@@ -395,7 +397,7 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
         c = d.get("constraint")
         if c is None:
             d["constraint"] = "explicit"
-        elif c not in CONSTRAINTS:
+        elif c.__class__ is not str or c not in CONSTRAINTS:
             raise GraphError(f"node {n!r} has constraint {_short(c)}; expected 'explicit' or 'residual'")
         p = d.get("params")
         if p is None or p.__class__ is not dict:
@@ -473,16 +475,19 @@ def validate_graph(G: Any, *, copy: bool = True) -> nx.DiGraph:
         raise GraphError(f"the graph's 'name' must be a str, got {_short(name)}")
     nodes = G._node
     for n, d in nodes.items():
-        if n.__class__ is str:   # the traced cases, checked inline
+        if n.__class__ is str and n:   # the traced cases, checked inline
             role = d.get("role")
-            if role == "defined":
-                p, s = d.get("params"), d.get("shape")
-                if (p.__class__ is dict and not p and (s == () or s is None)
-                        and d.get("op").__class__ is str and d.get("constraint") in CONSTRAINTS):
+            if role.__class__ is not str:
+                pass
+            elif role == "defined":
+                p, s, c = d.get("params"), d.get("shape"), d.get("constraint")
+                if (p.__class__ is dict and not p and (s is None or (s.__class__ is tuple and not s))
+                        and d.get("op").__class__ is str and c.__class__ is str and c in CONSTRAINTS
+                        and "value" not in d):
                     continue
             elif role == "constant":
-                v = d.get("value")
-                if v.__class__ is np.ndarray and v.dtype is _F64 and d.get("shape") == v.shape \
+                v, s = d.get("value"), d.get("shape")
+                if v.__class__ is np.ndarray and v.dtype is _F64 and s.__class__ is tuple and s == v.shape \
                         and "op" not in d:
                     continue
         _check_node(n, d, copy)
