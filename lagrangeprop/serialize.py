@@ -114,13 +114,13 @@ def _ndarray(x: dict, where: str) -> np.ndarray:
 
 def _sparse(x: dict, where: str) -> sp.csr_matrix:
     fmt = x["__sparse__"]
-    if fmt not in ("csr", "csc"):
-        raise GraphError(f"{where}: sparse format {fmt!r} is not supported (csr or csc)")
+    if fmt != "csr":   # CSR only: its row count is warranted by indptr, data in the document
+        raise GraphError(f"{where}: sparse format {fmt!r:.20} is not supported (to_json writes csr)")
     dtype = check_dtype(x["dtype"], where)
     if not (isinstance(x["shape"], list) and len(x["shape"]) == 2):
         raise GraphError(f"{where}: a sparse matrix has a 2-D shape [rows, columns], got {x['shape']!r:.80}")
     shape = check_shape(x["shape"], f"{where} (sparse shape)", sparse=True)
-    major, minor = shape if fmt == "csr" else shape[::-1]
+    major, minor = shape
     for key in ("indices", "indptr", "data"):
         if not isinstance(x[key], list):
             raise GraphError(f"{where}: sparse {key} must be a list")
@@ -128,9 +128,8 @@ def _sparse(x: dict, where: str) -> sp.csr_matrix:
     indptr = _numbers(x["indptr"], np.dtype(np.int64), n_ptr, f"{where} (indptr)")
     indices = _numbers(x["indices"], np.dtype(np.int64), nnz, f"{where} (indices)")
     data = _numbers(x["data"], dtype, len(x["data"]), f"{where} (data)")
-    data, indices, indptr = check_compressed(data, indices, indptr, major, minor, where, fmt)
-    cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
-    return check_sparse(cls((data, indices, indptr), shape=shape), where)
+    data, indices, indptr = check_compressed(data, indices, indptr, major, minor, where)
+    return check_sparse(sp.csr_matrix((data, indices, indptr), shape=shape), where)
 
 
 def decode(x: Any, where: str = "value", depth: int = 0) -> Any:

@@ -230,7 +230,9 @@ def check_dense(value: Any, where: str) -> np.ndarray:
 
 def check_static(value: Any, where: str, depth: int = 0) -> None:
     """A parameter value is static data: None, bool, int, float, a short str, Ellipsis,
-    a slice of ints/None, an int/bool ndarray (integer indexing), or a tuple/list of these."""
+    a slice of ints/None, an ndarray of bool or real numbers (integer indexing, a user op's
+    weights), or a tuple, list or str-keyed dict of these. Built-in ops check their own
+    parameters further (:func:`check_params`: ``index`` arrays hold integers or bools)."""
     if value is None or value is Ellipsis or isinstance(value, (bool, int, float, np.bool_, np.integer,
                                                                 np.floating)):
         return
@@ -249,13 +251,19 @@ def check_static(value: Any, where: str, depth: int = 0) -> None:
         for v in value:
             check_static(v, where, depth + 1)
         return
-    if isinstance(value, np.ndarray) and type(value) is np.ndarray:
-        if value.dtype.kind not in "biu" or value.ndim > MAX_NDIM:
-            raise GraphError(f"{where}: an array parameter must hold integers or bools "
-                             f"(integer indexing), got dtype {value.dtype}")
+    if isinstance(value, dict):   # a user op's keyword of keywords
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise GraphError(f"{where}: keys of a dict parameter must be strings, got {_short(k)}")
+            check_static(v, where, depth + 1)
+        return
+    if type(value) is np.ndarray:
+        if value.dtype.kind not in "biuf" or str(value.dtype.newbyteorder("=")) not in DTYPES:
+            raise GraphError(f"{where}: an array parameter must hold integers, bools or real "
+                             f"numbers, got dtype {value.dtype}")
         return
     raise GraphError(f"{where} is a {type(value).__name__}; op parameters are static data "
-                     "(ints, bools, floats, tuples, slices, None, Ellipsis, integer arrays)")
+                     "(ints, bools, floats, str, tuples, slices, None, Ellipsis, arrays of numbers)")
 
 
 def check_arg(arg: Any, where: str) -> int | list[int]:
@@ -283,10 +291,12 @@ def _axis_ok(v: Any, allow_none: bool = True) -> bool:
 def _index_ok(index: Any) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     for k in parts:
-        if k is None or k is Ellipsis or _is_int(k) or isinstance(k, slice):
+        if k is None or k is Ellipsis or isinstance(k, (int, np.integer, np.bool_, slice)):
             continue
         if type(k) is np.ndarray and k.dtype.kind in "biu":
             continue
+        if isinstance(k, list) and all(isinstance(i, (int, np.integer, np.bool_)) for i in k):
+            continue   # a hand-written integer index, as numpy reads it
         return False
     return True
 
