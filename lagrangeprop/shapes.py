@@ -31,6 +31,7 @@ from . import primitives
 __all__ = ["rule_shape", "broadcast", "placeholder", "ELEMENTWISE"]
 
 Shape = tuple
+_NO_DATA = np.dtype([])   # itemsize 0: an array of any shape holds no bytes
 
 # built-in ops whose output shape is the broadcast of their arguments' shapes
 ELEMENTWISE = frozenset({
@@ -145,12 +146,18 @@ def _transpose(shapes, params) -> Shape | None:
 
 
 def _getitem(shapes, params) -> Shape | None:
-    """Basic indexing by ints and slices only (arrays, None, Ellipsis: numpy decides)."""
+    """Basic indexing by ints and slices by rule; arrays, None, Ellipsis: numpy's own
+    indexing of an array of 0-byte elements (the exact shape, no data allocated)."""
     (s,) = shapes
     if set(params) - {"index"}:
         return None
     index = params.get("index", ())
     index = index if isinstance(index, tuple) else (index,)
+    if not all(type(i) is int or type(i) is slice for i in index):
+        try:
+            return np.empty(s, dtype=_NO_DATA)[index].shape
+        except (IndexError, TypeError, ValueError):
+            return None   # numpy says why when the op is evaluated
     if len(index) > len(s):
         return None
     out = []

@@ -292,6 +292,35 @@ def test_shape_inference_without_rules_agrees_with_numpy():
     assert sched.shapes[sched.index["y"]] == expected == (4, 3)
 
 
+@pytest.mark.parametrize("index", [
+    np.array([0, 2, 2]), (np.array([[0], [1]]), slice(1, 3)), (Ellipsis, None), (None, 1, Ellipsis),
+    (slice(None), np.array([3, 0])), np.array([True, False, True]), (1, np.array([True, False, True, True])),
+    (np.array([0, 1]), None, np.array([2, 3])), (slice(None, None, -2), None), [0, 2], (True,),
+    (np.array([1]), Ellipsis, np.array([0, 0])),
+])
+def test_getitem_shapes_without_data_agree_with_numpy(index):
+    from lagrangeprop import primitives
+    from lagrangeprop.shapes import rule_shape
+    x = np.arange(24.0).reshape(3, 4, 2)
+    assert rule_shape(primitives.get("getitem"), [x.shape], {"index": index}) == x[index].shape
+
+
+def test_integer_indexing_of_a_huge_declared_input_allocates_nothing():
+    p = lp.Program(name="idx")
+    x = p.input("x", shape=(10, 10**8))
+    p.output(lp.sum(x[np.array([0, 3])][:, None, ::7]), name="o")
+    text = p.to_json()
+    tracemalloc.start()
+    try:
+        sched = lp.Program.from_json(text).compile()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1e6, peak            # the indexed rows alone would be 1.6 GB
+    assert sched.shapes[sched.index["o"]] == ()
+    assert [s for s in sched.shapes if len(s) == 3] == [(2, 1, len(range(0, 10**8, 7)))]
+
+
 @pytest.mark.parametrize("shape, words", [
     ([2**40], "larger than"), ([-1], "non-negative"), ([2.5], "non-negative ints"),
     ("ab", "tuple of non-negative ints"), ([1] * 40, "larger than"), ([True], "non-negative ints")])
@@ -324,6 +353,12 @@ def test_malformed_documents_raise_graph_error(text, words):
 def test_from_json_takes_text(value):
     with pytest.raises(lp.GraphError, match="JSON text"):
         lp.Program.from_json(value)
+
+
+@pytest.mark.parametrize("G", [nx.Graph(), nx.MultiDiGraph(), "x", {"nodes": []}, None])
+def test_from_graph_takes_a_digraph(G):
+    with pytest.raises(lp.GraphError, match="networkx.DiGraph"):
+        lp.Program.from_graph(G)
 
 
 def test_deep_nesting_inside_a_parameter():
