@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from . import primitives
 from .errors import GraphError, ShapeError
 from .shapes import placeholder, rule_shape
-from .validate import REQUIRED, check_params, validate_graph
+from .validate import MAX_ELEMENTS, REQUIRED, check_params, validate_graph
 
 __all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of", "take", "keep"]
 
@@ -191,11 +191,11 @@ def _eval_shape(G, n, prim, args, shapes, odd=()):
     if not odd or not any(a in odd for a in args):
         got = rule_shape(prim, [shapes[a] for a in args], params)
         if got is not None:
-            return got
+            return _bounded(n, prim, got) if got else got
     elif args and args[0] in odd and sp.issparse(nodes[args[0]]["value"]):
         got = _sparse_product(n, prim, args, shapes, odd)
         if got is not None:
-            return got
+            return _bounded(n, prim, got)
     dummies = []
     for a in args:
         d = nodes[a]
@@ -207,7 +207,17 @@ def _eval_shape(G, n, prim, args, shapes, odd=()):
     except Exception as exc:
         raise ShapeError(f"node {n!r}: op {prim.name!r} cannot combine its arguments "
                          f"{args} of shapes {[shapes[a] for a in args]}: {exc}") from None
-    return tuple(np.shape(out))
+    return _bounded(n, prim, tuple(np.shape(out)))
+
+
+def _bounded(n, prim, shape: tuple) -> tuple:
+    """``shape`` when it has at most :data:`~lagrangeprop.validate.MAX_ELEMENTS` entries
+    (what a declared shape may have); an op's result may not be larger either."""
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ShapeError(f"node {n!r}: op {prim.name!r} would make an array of shape {shape} "
+                         f"({math.prod(shape)} entries; at most {MAX_ELEMENTS}); check its "
+                         "arguments' shapes and parameters")
+    return shape
 
 
 def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:

@@ -401,7 +401,7 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
             d["shape"] = s = t
     if role == "defined":
         op = d.get("op")
-        if op is not None and type(op) is not str:
+        if op is not None and (type(op) is not str or len(op) > MAX_STR):
             raise GraphError(f"{_where(n, 'op')} must be the name of a registered op (a str), "
                              f"got {_short(op)}")
         c = d.get("constraint")

@@ -321,6 +321,18 @@ def test_integer_indexing_of_a_huge_declared_input_allocates_nothing():
     assert [s for s in sched.shapes if len(s) == 3] == [(2, 1, len(range(0, 10**8, 7)))]
 
 
+def test_an_op_result_larger_than_any_declared_shape_may_be_is_a_shape_error():
+    p = lp.Program(name="outer")
+    x = p.input("x", shape=(100_000, 1))
+    p.output(lp.sum(x @ lp.transpose(x)), name="o")          # 10¹⁰ entries from 10⁵
+    data = json.loads(p.to_json())
+    with pytest.raises(lp.GraphError, match=r"'shape' \(100000, 100000\) is larger than"):
+        load(data)                                           # as declared in the document
+    node_of(data, lambda n: n.get("op") == "matmul")["shape"] = None
+    with pytest.raises(lp.ShapeError, match=r"matmul.*\(100000, 100000\).*at most 2147483647"):
+        load(data).compile()                                 # as inferred at compile
+
+
 @pytest.mark.parametrize("shape, words", [
     ([2**40], "larger than"), ([-1], "non-negative"), ([2.5], "non-negative ints"),
     ("ab", "tuple of non-negative ints"), ([1] * 40, "larger than"), ([True], "non-negative ints")])
