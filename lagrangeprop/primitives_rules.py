@@ -459,8 +459,11 @@ def _transpose(x: Any, axes: Any = None) -> np.ndarray:
 
 
 def _transpose_vjp(i: int, g: np.ndarray, ans: Any, args: Args, params: Params) -> np.ndarray:
+    # the inverse permutation of the *normalized* axes: argsort((-1, 0)) would be (0, 1)
     axes = params.get("axes")
-    return np.transpose(g, None if axes is None else np.argsort(axes))
+    if axes is None:
+        return np.transpose(g)
+    return np.transpose(g, np.argsort([int(a) % g.ndim for a in axes]))
 
 
 register(
