@@ -33,6 +33,7 @@ __all__ = [
     "maximum", "minimum", "where", "logaddexp", "sum", "mean", "dot", "matmul",
     "reshape", "transpose", "concatenate", "stack", "logsumexp", "softmax", "identity",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_xor", "logical_not", "copy", "ravel",
 ]
 
 _NoValue = np._NoValue  # numpy's "argument not given" sentinel (what np.sum passes on)
@@ -164,6 +165,20 @@ less = _binary("less")
 less_equal = _binary("less_equal")
 equal = _binary("equal")
 not_equal = _binary("not_equal")
+logical_and = _binary("logical_and")
+logical_or = _binary("logical_or")
+logical_xor = _binary("logical_xor")
+logical_not = _unary("logical_not")
+
+
+def copy(a, order="K", subok=False):
+    """A copy (primitive ``'identity'``); the memory order does not change any value."""
+    return apply("identity", (a,))
+
+
+def ravel(a, order="C"):
+    """The entries in a 1-D array, C order or ``order="F"`` (``reshape(a, -1, order)``)."""
+    return reshape(a, (-1,), order=order)
 
 
 def dot(a, b, out=None):

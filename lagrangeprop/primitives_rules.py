@@ -216,8 +216,10 @@ _elementwise(
 # ---------------------------------------------------------------- comparisons
 # Boolean outputs: zero derivative with respect to everything.
 
-for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
+for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+              "logical_and", "logical_or", "logical_xor"):
     register(Primitive(_name, getattr(np, _name), nargs=2, nondiff=(0, 1), differentiable=False))
+register(Primitive("logical_not", np.logical_not, nargs=1, nondiff=(0,), differentiable=False))
 
 
 # ---------------------------------------------------------------- reductions

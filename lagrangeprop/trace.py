@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import operator
 import sys
 from typing import Any
 from collections.abc import Callable
@@ -38,6 +39,10 @@ class _Node:
     def __init__(self, name: str):
         self.name = name
 
+
+# ops whose value is boolean (zero derivative)
+BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+                         "logical_and", "logical_or", "logical_xor", "logical_not"})
 
 # numpy ufunc names that differ from the registry names
 _UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "conjugate": "identity",
@@ -80,7 +85,9 @@ class Var:
 
     @property
     def dtype(self):
-        return np.dtype(np.float64)
+        """bool for comparisons and logical ops, else float64 (what the op's value is)."""
+        op = self.program.graph.nodes[self.name].get("op")
+        return np.dtype(np.bool_) if op in BOOLEAN_OPS else np.dtype(np.float64)
 
     def __repr__(self) -> str:
         d = self.program.graph.nodes[self.name]
@@ -172,6 +179,37 @@ class Var:
     def __lt__(self, o): return apply("less", (self, o))
     def __le__(self, o): return apply("less_equal", (self, o))
 
+    # & | ^ ~ on booleans (comparison results) are numpy's logical ops; on float values
+    # numpy raises TypeError (bitwise ops are for integers), so they raise here too
+    def __and__(self, o): return _logical("logical_and", "&", self, o)
+    def __rand__(self, o): return _logical("logical_and", "&", o, self)
+    def __or__(self, o): return _logical("logical_or", "|", self, o)
+    def __ror__(self, o): return _logical("logical_or", "|", o, self)
+    def __xor__(self, o): return _logical("logical_xor", "^", self, o)
+    def __rxor__(self, o): return _logical("logical_xor", "^", o, self)
+    def __invert__(self): return _logical("logical_not", "~", self)
+
+    def _unsupported_operator(self, symbol: str, hint: str = ""):
+        raise GraphError(f"the operator {symbol} on traced variable {self.name!r} has no "
+                         f"lagrangeprop primitive{hint}; register one with lp.primitive")
+
+    def __mod__(self, o): self._unsupported_operator("%")
+    def __rmod__(self, o): self._unsupported_operator("%")
+    def __floordiv__(self, o): self._unsupported_operator("//")
+    def __rfloordiv__(self, o): self._unsupported_operator("//")
+    def __divmod__(self, o): self._unsupported_operator("divmod()")
+    def __rdivmod__(self, o): self._unsupported_operator("divmod()")
+    def __lshift__(self, o): self._unsupported_operator("<<")
+    def __rlshift__(self, o): self._unsupported_operator("<<")
+    def __rshift__(self, o): self._unsupported_operator(">>")
+    def __rrshift__(self, o): self._unsupported_operator(">>")
+
+    def __setitem__(self, index, value):
+        raise GraphError(
+            f"item assignment into traced variable {self.name!r}: traced values are immutable "
+            "(each op records a new node); build the result with lp.where(mask, new, old), "
+            "lp.concatenate or lp.stack instead")
+
     def __getitem__(self, index):
         return apply("getitem", (self,), {"index": _normalize_index(index, self.name)})
 
@@ -204,6 +242,22 @@ class Var:
     def dot(self, o, out=None) -> Var:
         from . import ops
         return ops.dot(self, o, out)
+
+    def copy(self, order="K") -> Var:
+        return apply("identity", (self,))
+
+    def ravel(self, order="C") -> Var:
+        from . import ops
+        return ops.ravel(self, order)
+
+    def flatten(self, order="C") -> Var:
+        from . import ops
+        return ops.ravel(self, order)
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True) -> Var:
+        from . import ops
+        ops.check_dtype(".astype", dtype, self, allowed=(self.dtype,))
+        return apply("identity", (self,))
 
     # --- numpy protocols ----------------------------------------------------
     def __array__(self, dtype=None, copy=None):
@@ -263,17 +317,39 @@ def _check_ufunc_kwargs(func: str, kwargs: dict, x: Var) -> None:
             raise unsupported(func, key, value, x)
 
 
+def _is_boolean(x: Any) -> bool:
+    if isinstance(x, Var):
+        return x.dtype == np.bool_
+    return isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == np.bool_)
+
+
+def _logical(op: str, symbol: str, *args: Any):
+    """``&``, ``|``, ``^``, ``~`` of boolean operands as numpy's logical ufunc ``op``."""
+    for a in args:
+        if not _is_boolean(a):
+            what = f"traced variable {a.name!r}" if isinstance(a, Var) else f"{type(a).__name__}"
+            raise GraphError(
+                f"the operator {symbol} needs boolean operands (comparison results such as "
+                f"x > 0), got the float {what}; numpy's bitwise operators do not take floats")
+    return apply(op, args)
+
+
 def is_traced(x: Any) -> bool:
     """True when ``x`` is a :class:`Var`."""
     return isinstance(x, Var)
 
 
 def _axis(axis):
+    """An axis argument as static ints (``operator.index``: ``axis=0.5`` is a TypeError in
+    numpy, never silently axis 0)."""
     if axis is None:
         return None
-    if isinstance(axis, (tuple, list)):
-        return tuple(int(a) for a in axis)
-    return int(axis)
+    try:
+        if isinstance(axis, (tuple, list)):
+            return tuple(operator.index(a) for a in axis)
+        return operator.index(axis)
+    except TypeError:
+        raise GraphError(f"axis {axis!r} must be an int or a tuple of ints") from None
 
 
 def _normalize_index(index, name: str):
