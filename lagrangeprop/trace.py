@@ -44,6 +44,10 @@ class _Node:
 BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
                          "logical_and", "logical_or", "logical_xor", "logical_not"})
 
+# numpy's bitwise ufuncs (what ndarray's & | ^ ~ call) on booleans are the logical ops
+_BITWISE = {"bitwise_and": ("logical_and", "&"), "bitwise_or": ("logical_or", "|"),
+            "bitwise_xor": ("logical_xor", "^"), "invert": ("logical_not", "~")}
+
 # numpy ufunc names that differ from the registry names
 _UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "conjugate": "identity",
                   "positive": "identity"}
@@ -269,6 +273,9 @@ class Var:
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
+        if method == "__call__" and name in _BITWISE:   # a bool ndarray & a traced mask
+            _check_ufunc_kwargs(f"np.{ufunc.__name__}", kwargs, self)
+            return _logical(*_BITWISE[name], *inputs)
         if method != "__call__" or name not in primitives.REGISTRY:
             what = "" if method == "__call__" else f".{method}"
             raise GraphError(

@@ -276,6 +276,51 @@ def test_traced_value_and_gradient_match_numpy_and_autograd(name, data):
     _compare(fn, xs, uses_lp)
 
 
+def _jacobians_and_hvps(fn, xs, uses_lp):
+    """Forward/reverse Jacobians (the ops' sparse jac rules), a JVP (their jvp rules) and a
+    Hessian-vector product (their curvature rules) against autograd on the numpy code."""
+    traced, _, autograd_fn = _functions(fn, uses_lp)
+    rng = np.random.default_rng(7)
+    if np.size(autograd_fn(*xs)) == 0:
+        return   # an empty selection: autograd.jacobian cannot stack no rows
+    for k in range(len(xs)):
+        ref = autograd.jacobian(autograd_fn, k)(*xs)
+        for mode in ("forward", "reverse"):
+            got = lp.jacobian(lambda *a: traced(*a), argnum=k, mode=mode)(*xs)
+            np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12, err_msg=f"{mode} jacobian {k}")
+    ts = [rng.uniform(-1, 1, size=np.shape(x)) for x in xs]
+    _, tangent = lp.jvp(lambda *a: traced(*a), tuple(xs), tuple(ts))
+    want = sum(np.tensordot(autograd.jacobian(autograd_fn, k)(*xs), t, axes=np.ndim(t))
+               for k, t in enumerate(ts))
+    np.testing.assert_allclose(tangent, want, rtol=1e-9, atol=1e-12, err_msg="jvp")
+    # h(x) = <W, f> + |f|^2 / 2: the op's own curvature enters through λ_f = W + f
+    for k, x in enumerate(xs):
+        def args(a, k=k):
+            return [a if j == k else xs[j] for j in range(len(xs))]
+        out = np.asarray(autograd_fn(*xs))
+        W = rng.uniform(-1, 1, size=out.shape)
+
+        def h_lp(a):
+            y = traced(*args(a))
+            return lp.sum(y * W + 0.5 * y * y)
+
+        def h_ag(a):
+            y = autograd_fn(*args(a))
+            return anp.sum(y * W + 0.5 * y * y)
+        v = rng.uniform(-1, 1, size=np.shape(x))
+        want = np.tensordot(autograd.hessian(h_ag)(x), v, axes=np.ndim(v))
+        np.testing.assert_allclose(lp.hvp(h_lp, x, v), want, rtol=1e-8, atol=1e-10,
+                                   err_msg=f"hvp of argument {k}")
+
+
+@pytest.mark.parametrize("name", PROPERTY_OPS)
+@settings(SETTINGS, max_examples=10)
+@given(data=st.data())
+def test_traced_jacobians_jvp_and_hvp_match_autograd(name, data):
+    fn, xs, uses_lp = data.draw(cases(name))
+    _jacobians_and_hvps(fn, xs, uses_lp)
+
+
 def test_every_registered_op_is_covered_by_the_property_test():
     builtin = {n for n, p in REGISTRY.items() if not p.user}
     assert builtin - set(PROPERTY_OPS) == set(), "add a property case for every built-in op"
