@@ -292,6 +292,20 @@ def _describe(sched: Schedule, step: Step) -> str:
     return f"node {sched.names[step.node]!r} (op {step.prim.name!r} of {args})"
 
 
+def _pulled(step: Step, p: int, g, ans, args: list):
+    """The cotangent ``step`` passes to argument ``p`` (``g`` may carry a trailing column
+    axis, as in the Jacobian passes: then ``Jᵀ g`` from the local Jacobian); None if the
+    rules cannot say (the error then names the node only)."""
+    with np.errstate(all="ignore"):
+        try:
+            if np.shape(g) == np.shape(ans):
+                return step.prim.vjp(p, g, ans, args, step.params)
+            J = step.prim.jac(p, ans, args, step.params)
+            return None if J is None else np.asarray(J.T @ np.reshape(g, (J.shape[0], -1)))
+        except Exception:   # noqa: BLE001 - diagnosis only: never mask the NonFiniteError
+            return None
+
+
 def check_finite_pass(sched: Schedule, vals: list, seq: list, what: str) -> None:
     """Raise :class:`NonFiniteError` when an entry of ``seq`` is not finite.
 
@@ -331,9 +345,7 @@ def _nonfinite_error(sched: Schedule, vals: list, seq: list, what: str) -> NonFi
         for p, u in step.diff:
             if u != first:
                 continue
-            with np.errstate(all="ignore"):
-                ct = step.prim.vjp(p, g, vals[step.node], args, step.params)
-            if _bad(ct):
+            if _bad(_pulled(step, p, g, vals[step.node], args)):
                 culprits.append(f"{_describe(sched, step)} (argument {p})")
     if not culprits:
         return NonFiniteError(f"{head} (computed in a block solve or from a non-finite seed). {hint}")

@@ -190,6 +190,7 @@ def _forward_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOption
         X = _block_solve(step, vals, B, state, opts, transpose=False)
         for n, off, size in zip(step.nodes, step.offsets, step.sizes):
             Z[n] = X[off:off + size]
+    check_finite_pass(sched, vals, Z, "tangent")
     return Z
 
 
@@ -223,6 +224,7 @@ def _reverse_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOption
         for s, off, size in zip(step.steps, step.offsets, step.sizes):
             Lam[s.node] = X[off:off + size]
             pull(s, Lam[s.node], state.ans[s.node], step.position)
+    check_finite_pass(sched, vals, Lam, "multiplier")
     return Lam
 
 

@@ -519,6 +519,14 @@ def test_finite_limits_match_autograd_conventions(f, g, x):
     assert float(lp.grad(f)(x)) == float(autograd.grad(g)(x))
 
 
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_jacobian_passes_raise_nonfinite(mode):
+    with pytest.raises(lp.NonFiniteError, match="sqrt"):
+        lp.jacobian(lambda x: x * lp.sqrt(x), mode=mode)(np.array([0.0, 1.0]))
+    np.testing.assert_allclose(lp.jacobian(lambda x: x * lp.sqrt(x), mode=mode)(np.array([1.0, 4.0])),
+                               np.diag([1.5, 3.0]))
+
+
 def test_tangent_and_hvp_passes_raise_nonfinite():
     with pytest.raises(lp.NonFiniteError, match="tangent.*sqrt"):
         lp.jvp(lambda x: x * lp.sqrt(x), (0.0,), (1.0,))
