@@ -91,8 +91,12 @@ def _ndim(x: Any) -> int | None:
     return np.ndim(x)
 
 
-def normalize_axis(axis: Any, ndim: int | None, func: str, x: Any = None) -> Any:
+def normalize_axis(axis: Any, ndim: int | None, func: str, x: Any = None,
+                   scalar_int_ok: bool = False) -> Any:
     """``axis`` (None, int or sequence) with negative entries made non-negative.
+
+    ``scalar_int_ok``: as numpy's ufunc reductions (``np.sum``) and scipy's ``logsumexp``/
+    ``softmax``, a 0-d array accepts the int axis 0 or -1 (meaning all of its no axes).
 
     Raises
     ------
@@ -102,6 +106,8 @@ def normalize_axis(axis: Any, ndim: int | None, func: str, x: Any = None) -> Any
     axis = _axis(axis)
     if axis is None or ndim is None:
         return axis
+    if scalar_int_ok and ndim == 0 and axis in (0, -1) and not isinstance(axis, tuple):
+        return None
     axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
     for a in axes:
@@ -212,7 +218,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
     check_dtype("sum", dtype, a)
     check_out("sum", out, a)
     check_where("sum", where, a)
-    axis = normalize_axis(axis, _ndim(a), "sum", a)
+    axis = normalize_axis(axis, _ndim(a), "sum", a, scalar_int_ok=True)
     total = apply("sum", (a,), {"axis": axis, "keepdims": _keepdims(keepdims)})
     if initial is not _NoValue:
         if isinstance(initial, Var) or np.ndim(initial) != 0:
@@ -238,14 +244,14 @@ def logsumexp(x, axis=None, keepdims=False, *, b=None, return_sign=False):
                           "Write lp.logsumexp(x + lp.log(b)) for positive weights.")
     if return_sign:
         raise unsupported("logsumexp", "return_sign", return_sign, x)
-    axis = normalize_axis(axis, _ndim(x), "logsumexp", x)
+    axis = normalize_axis(axis, _ndim(x), "logsumexp", x, scalar_int_ok=True)
     return apply("logsumexp", (x,), {"axis": axis, "keepdims": bool(keepdims)})
 
 
 def softmax(x, axis=-1):
     """Numerically stable softmax along ``axis`` (the last axis by default, as in JAX;
     ``axis=None`` normalizes over all entries, as scipy.special.softmax's default)."""
-    axis = normalize_axis(axis, _ndim(x), "softmax", x)
+    axis = normalize_axis(axis, _ndim(x), "softmax", x, scalar_int_ok=True)
     return apply("softmax", (x,), {"axis": axis})
 
 

@@ -106,7 +106,17 @@ def cases(draw, name):
     if name in BINARY:
         fn, dx, dy = BINARY[name]
         sa, sb = _bshapes(draw)
-        return (lambda m, x, y: fn(m)(x, y)), [_array(draw, sa, *dx), _array(draw, sb, *dy)], False
+        x, y = _array(draw, sa, *dx), _array(draw, sb, *dy)
+        if name in ("maximum", "minimum") and draw(st.booleans()):
+            x, y = np.round(x), np.round(y)      # ties: autograd splits the cotangent 0.5/0.5
+        if name == "power" and draw(st.booleans()):
+            # an integer exponent (a constant) of any real base, zero included
+            p = float(draw(st.integers(-2, 3)))
+            x = np.round(_array(draw, sa, -2, 2), 1)
+            if p < 0:
+                x = np.where(np.abs(x) < 0.5, 0.5, x)
+            return (lambda m, x: fn(m)(x, p)), [x], False
+        return (lambda m, x, y: fn(m)(x, y)), [x, y], False
     if name in COMPARE:
         # values on a coarse grid, so equal/not_equal (and the >= ties) really happen
         sa, sb = _bshapes(draw)
@@ -150,6 +160,18 @@ def cases(draw, name):
         return ("sigmoid",), [_array(draw, _shape(draw), -4, 4)], True
     if name == "identity":
         return ("identity",), [_array(draw, _shape(draw))], True
+    if name in ("dot", "matmul") and draw(st.booleans()):
+        # N-D operands: stacked matmul with broadcast batch axes; numpy.dot's N-D contraction
+        n, k, r = (draw(st.integers(1, 3)) for _ in range(3))
+        if name == "matmul":
+            batch = draw(st.sampled_from([((2,), (2,)), ((2,), ()), ((), (2,)), ((2, 1), (3,))]))
+            a, b = batch[0] + (r, n), batch[1] + (n, k)
+            if draw(st.booleans()):
+                b = (n,) if draw(st.booleans()) else b
+            return (lambda m, a, b: m.matmul(a, b)), [_array(draw, a), _array(draw, b)], False
+        a, b = draw(st.sampled_from([((2, r, n), (n,)), ((2, r, n), (n, k)), ((n,), (2, n, k)),
+                                     ((r, n), (2, n, k))]))
+        return (lambda m, a, b: m.dot(a, b)), [_array(draw, a), _array(draw, b)], False
     if name in ("dot", "matmul"):
         n, k = draw(st.integers(1, 4)), draw(st.integers(1, 4))
         ashape = draw(st.sampled_from([(n,), (draw(st.integers(1, 3)), n)] + ([()] if name == "dot" else [])))
@@ -198,6 +220,11 @@ def cases(draw, name):
                 index.append(slice(start, stop, step))
             else:
                 index.append(np.array(draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=4))))
+        if draw(st.booleans()):   # numpy.newaxis and Ellipsis
+            index.insert(draw(st.integers(0, len(index))), None)
+        if draw(st.booleans()):   # after the indexed axes (or before all, when all are indexed)
+            consumed = sum(k is not None for k in index)
+            index.insert(0 if consumed == len(s) else len(index), Ellipsis)
         arrays = [k for k in index if isinstance(k, np.ndarray)]
         if len(arrays) > 1:   # several integer arrays must broadcast together: use one
             index = [k if not isinstance(k, np.ndarray) or k is arrays[0] else 0 for k in index]
