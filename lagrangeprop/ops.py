@@ -34,6 +34,8 @@ __all__ = [
     "reshape", "transpose", "concatenate", "stack", "logsumexp", "softmax", "identity",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
     "logical_and", "logical_or", "logical_xor", "logical_not", "copy", "ravel",
+    # static queries and constants (numpy's dispatch lands here for traced arguments)
+    "shape", "ndim", "size", "zeros_like", "ones_like",
 ]
 
 _NoValue = np._NoValue  # numpy's "argument not given" sentinel (what np.sum passes on)
@@ -130,7 +132,7 @@ def _keepdims(keepdims: Any) -> bool:
 def _unary(name: str):
     def op(x):
         return apply(name, (x,))
-    op.__name__ = name
+    op.__name__ = op.__qualname__ = name
     op.__doc__ = f"Elementwise ``{name}`` (primitive ``{name!r}``)."
     return op
 
@@ -138,7 +140,7 @@ def _unary(name: str):
 def _binary(name: str):
     def op(x, y):
         return apply(name, (x, y))
-    op.__name__ = name
+    op.__name__ = op.__qualname__ = name
     op.__doc__ = f"Elementwise ``{name}`` with numpy broadcasting (primitive ``{name!r}``)."
     return op
 
@@ -340,3 +342,42 @@ def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     n = _ndim(arrays[0])
     axis = normalize_axis(operator.index(axis), None if n is None else n + 1, "stack", arrays[0])
     return apply("stack", arrays, {"axis": axis})
+
+
+# ---------------------------------------------------------------- static queries
+# Shapes are known while tracing, so these are exact (no node is recorded).
+
+
+def shape(a):
+    """``numpy.shape``: the static shape of a traced value."""
+    return a.shape if isinstance(a, Var) else np.shape(a)
+
+
+def ndim(a):
+    """``numpy.ndim``: the static number of axes."""
+    return len(shape(a))
+
+
+def size(a, axis=None):
+    """``numpy.size``: the static number of entries (along ``axis``)."""
+    s = shape(a)
+    if axis is None:
+        return int(np.prod(s, dtype=int))
+    return s[normalize_axis(axis, len(s), "size", a)]
+
+
+def _like(func: str, fill: float, a, dtype, order, subok, shape_arg):
+    check_dtype(func, dtype, a)
+    if shape_arg is not None:
+        raise unsupported(func, "shape", shape_arg, a, "Use np.full(shape, value).")
+    return np.full(shape(a), fill)
+
+
+def zeros_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    """``numpy.zeros_like``: a constant array of zeros of ``a``'s shape."""
+    return _like("zeros_like", 0.0, a, dtype, order, subok, shape)
+
+
+def ones_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    """``numpy.ones_like``: a constant array of ones of ``a``'s shape."""
+    return _like("ones_like", 1.0, a, dtype, order, subok, shape)

@@ -466,6 +466,17 @@ def test_boolean_masks_have_bool_dtype():
     assert x.dtype == np.float64
 
 
+def test_static_queries_and_like_constants():
+    x = np.arange(6.0).reshape(2, 3)
+
+    def f(m, x):
+        return m.sum(x * m.ones_like(x) + m.zeros_like(x)) * m.size(x) + m.ndim(x) + m.shape(x)[1] \
+            + m.size(x, -1)
+    _compare(f, [x], False)
+    with pytest.raises(lp.GraphError, match="dtype"):
+        lp.trace(lambda x: np.zeros_like(x, dtype=np.int64), x=x)
+
+
 def test_concatenate_axis_none_flattens():
     x, y = np.arange(4.0).reshape(2, 2), np.arange(3.0)
     got = lp.trace(lambda x, y: np.concatenate([x, y], axis=None), x, y).evaluate(x=x, y=y)
