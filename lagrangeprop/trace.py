@@ -398,7 +398,17 @@ def apply(op, args, params=None):
     if prog is None:
         out = prim.value(args, params)
         return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
+    if prim.name in _BOOL_ARITHMETIC and not prim.user and all(_is_boolean(a) for a in args):
+        # numpy: bool + bool is logical or (True + True is True, not 2); bool - bool and
+        # -bool raise TypeError
+        if prim.name != "add":
+            raise GraphError(f"{prim.name} of boolean masks is not defined (numpy raises "
+                             "TypeError); use lp.logical_xor / lp.logical_not (^, ~)")
+        prim = primitives.get("logical_or")
     return prog._apply(prim, args, params)
+
+
+_BOOL_ARITHMETIC = frozenset({"add", "subtract", "negative"})
 
 
 @contextlib.contextmanager

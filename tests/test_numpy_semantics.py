@@ -459,6 +459,15 @@ def test_item_assignment_raises_graph_error():
         lp.trace(f, x=np.ones(3))
 
 
+def test_boolean_mask_arithmetic_follows_numpy():
+    x = np.array([-1.0, 0.5, 2.0])
+    # numpy: True + True is True (logical or), so the product below is y, not 2y
+    f = lambda m, x: ((x > 0) + (x < 1)) * x + (x > 0) * (x < 1) * x  # noqa: E731
+    _compare(f, [x], False)
+    with pytest.raises(lp.GraphError, match="boolean"):
+        lp.trace(lambda x: (x > 0) - (x < 1), x=x)
+
+
 def test_boolean_masks_have_bool_dtype():
     prog = lp.Program()
     x = prog.input("x", shape=(3,))
