@@ -326,7 +326,7 @@ def _check_ufunc_kwargs(func: str, kwargs: dict, x: Var) -> None:
 
 def _is_boolean(x: Any) -> bool:
     if isinstance(x, Var):
-        return x.dtype == np.bool_
+        return x.program.graph._node[x._handle.name].get("op") in BOOLEAN_OPS
     return isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == np.bool_)
 
 
@@ -398,7 +398,8 @@ def apply(op, args, params=None):
     if prog is None:
         out = prim.value(args, params)
         return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
-    if prim.name in _BOOL_ARITHMETIC and not prim.user and all(_is_boolean(a) for a in args):
+    if prim.name in _BOOL_ARITHMETIC and _is_boolean(args[0]) and not prim.user \
+            and all(_is_boolean(a) for a in args):
         # numpy: bool + bool is logical or (True + True is True, not 2); bool - bool and
         # -bool raise TypeError
         if prim.name != "add":
