@@ -27,7 +27,7 @@ from . import blocks
 from .errors import NonFiniteError, ShapeError
 from .options import SolveOptions
 from .primitives import unbroadcast
-from .schedule import GROUP, STEP, Schedule, Step, keep, plan_of, take
+from .schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take
 
 __all__ = ["run_adjoint", "accumulate", "check_finite_pass"]
 
@@ -240,11 +240,14 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
 
 
 def all_finite(seq: list) -> bool:
-    """Whether every entry of ``seq`` (None = zero, scalars, arrays) is finite: one
-    ``math.isfinite`` per scalar and, per float64 array, one BLAS ``r·r`` (finite iff every
-    entry is, unless the square sum of huge finite entries overflows: only then the exact
-    entry-wise test runs), inside one ``np.errstate``."""
+    """Whether every entry of ``seq`` (None = zero, scalars, arrays) is finite.
+
+    One ``math.isfinite`` per scalar, one ``np.isfinite`` over the concatenation of all
+    small arrays (one copy beats a call per array), and per large float64 array one BLAS
+    ``r·r`` (finite iff every entry is, unless the square sum of huge finite entries
+    overflows: only then the exact entry-wise test runs), inside one ``np.errstate``."""
     isfinite, dot = math.isfinite, np.dot
+    small: dict = {}   # by id: a ±1 partial passes the same multiplier array on unchanged
     with np.errstate(all="ignore"):
         for v in seq:
             if v is None:
@@ -253,13 +256,15 @@ def all_finite(seq: list) -> bool:
             if cls is float or cls is _F64:
                 if not isfinite(v):
                     return False
-            elif cls is _ND and v.dtype is _F64DT and v.flags.c_contiguous and v.ndim:
+            elif cls is _ND and v.size <= SMALL:
+                small[id(v)] = v
+            elif cls is _ND and v.dtype is _F64DT and v.flags.c_contiguous:
                 r = v.reshape(-1)
                 if not isfinite(dot(r, r)) and not np.isfinite(r).all():
                     return False
             elif not np.all(np.isfinite(v)):
                 return False
-    return True
+        return not small or bool(np.isfinite(np.concatenate(list(small.values()), axis=None)).all())
 
 
 def _bad(v) -> bool:
