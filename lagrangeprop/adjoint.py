@@ -335,7 +335,9 @@ def _nonfinite_error(sched: Schedule, vals: list, seq: list, what: str) -> NonFi
     hint = ("The program's true derivative may still be finite where the chain rule meets "
             "0·inf (x*sqrt(x) has derivative 0 at x = 0, but sqrt's derivative is infinite "
             "there): rewrite the expression (x**1.5), or move the point off the singularity "
-            "(sqrt/log/power at 0, a non-positive base of a traced exponent, overflow).")
+            "(sqrt/log/power at 0, overflow). A branch that lp.where discards is still "
+            "differentiated (its cotangent is 0, and 0·inf is NaN): guard the argument "
+            "instead, lp.sqrt(lp.where(x > 0, x, 1.0)).")
     if forward:
         step = next(s for s in _steps(sched) if s.node == first)
         return NonFiniteError(

@@ -566,6 +566,18 @@ def test_finite_limits_match_autograd_conventions(f, g, x):
     assert float(lp.grad(f)(x)) == float(autograd.grad(g)(x))
 
 
+def test_where_discarded_branch_at_the_singularity_raises_with_the_guard_hint():
+    f = lambda x: lp.sum(lp.where(x > 0, lp.sqrt(x), 0.0))  # noqa: E731
+    with pytest.raises(lp.NonFiniteError, match=r"sqrt.*lp.where"):
+        lp.grad(f)(np.array([0.0, 4.0]))
+    with pytest.raises(lp.NonFiniteError, match=r"sqrt.*lp.where"):
+        lp.grad(f)(np.array([-1.0, 4.0]))   # the forward value of the discarded branch
+    guarded = lambda x: lp.sum(lp.where(x > 0, lp.sqrt(lp.where(x > 0, x, 1.0)), 0.0))  # noqa: E731
+    ref = autograd.grad(lambda x: anp.sum(anp.where(x > 0, anp.sqrt(anp.where(x > 0, x, 1.0)), 0.0)))
+    for x in (np.array([0.0, 4.0]), np.array([-1.0, 4.0])):
+        np.testing.assert_array_equal(lp.grad(guarded)(x), ref(x))
+
+
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 def test_jacobian_passes_raise_nonfinite(mode):
     with pytest.raises(lp.NonFiniteError, match="sqrt"):
