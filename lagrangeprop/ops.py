@@ -48,10 +48,18 @@ def _name_of(x: Any) -> str:
     return f" on traced variable {x.name!r}" if isinstance(x, Var) else ""
 
 
+def _show(value: Any) -> str:
+    if isinstance(value, Var):
+        return f"<traced {value.name!r}>"
+    if isinstance(value, np.ndarray) and value.size > 4:
+        return f"<array of shape {value.shape}>"
+    return repr(value)
+
+
 def unsupported(func: str, arg: str, value: Any, x: Any = None, hint: str = "") -> GraphError:
     """The :class:`GraphError` for a numpy argument a traced op does not implement."""
     return GraphError(
-        f"{func}(..., {arg}={value!r}){_name_of(x)}: the argument {arg!r} is not supported "
+        f"{func}(..., {arg}={_show(value)}){_name_of(x)}: the argument {arg!r} is not supported "
         f"while tracing (it would be silently dropped). {hint or 'Leave it at its default.'}")
 
 
@@ -82,7 +90,7 @@ def check_where(func: str, where: Any, x: Any = None) -> None:
             not isinstance(where, Var) and np.ndim(where) == 0 and np.asarray(where).dtype == bool
             and bool(where)):
         return
-    raise unsupported(func, "where", "<mask>" if np.ndim(where) else where, x,
+    raise unsupported(func, "where", where, x,
                       "Use lp.where(mask, f(x), fallback) to select values.")
 
 
