@@ -639,4 +639,5 @@ def test_graph_with_negative_axes_matches_the_normalized_program(f, op, negative
     np.testing.assert_allclose(lp.jvp(loaded, (x,), (v,))[1], lp.jvp(prog, (x,), (v,))[1], rtol=1e-13)
     for mode in ("forward", "reverse"):   # the sparse Jacobian rules
         np.testing.assert_allclose(lp.jacobian(loaded, mode=mode)(x), want.grad["x"], rtol=1e-13)
+    np.testing.assert_allclose(lp.hvp(loaded, x, v), lp.hvp(prog, x, v), rtol=1e-12, atol=1e-15)
     assert lp.check(loaded, x=x).ok
