@@ -216,7 +216,13 @@ class Primitive:
         out = self.jvp_rule(i, t, ans, args, params)
         if out is None:
             return None
-        return np.array(np.broadcast_to(out, np.shape(ans)), dtype=np.float64)
+        try:   # a tangent may be a broadcast-smaller array (add(x, y) with x broadcast)
+            return np.array(np.broadcast_to(out, np.shape(ans)), dtype=np.float64)
+        except ValueError:
+            raise ShapeError(
+                f"the tangent from argument {i} of op {self.name!r} has shape {np.shape(out)}, "
+                f"which does not broadcast to the output's shape {np.shape(ans)}: the jvp rule "
+                "returned a wrong tangent (transposed or mis-sized?)") from None
 
     def jac(self, i: int, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> sp.csr_matrix | None:
         """Local Jacobian ``d ans / d args[i]``, CSR of shape ``(ans.size, args[i].size)``; ``None`` = zero."""

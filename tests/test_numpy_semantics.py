@@ -533,6 +533,12 @@ def test_user_vjp_returning_a_transposed_cotangent_raises():
         lp.grad(lambda x: lp.sum(op(x) * np.arange(6.0).reshape(2, 3)))(np.ones((2, 3)))
 
 
+def test_user_jvp_returning_a_transposed_tangent_raises():
+    op = lp.primitive("numpy_sem_jvp_T", lambda x: 2.0 * x, jvp=lambda ts, ans, x: 2.0 * ts[0].T)
+    with pytest.raises(lp.ShapeError, match=r"numpy_sem_jvp_T.*does not broadcast"):
+        lp.jvp(lambda x: op(x), (np.ones((2, 3)),), (np.ones((2, 3)),))
+
+
 # ---------------------------------------------------------------- non-finite multipliers
 
 
