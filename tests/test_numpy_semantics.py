@@ -647,3 +647,15 @@ def test_graph_with_negative_axes_matches_the_normalized_program(f, op, negative
         np.testing.assert_allclose(lp.jacobian(loaded, mode=mode)(x), want.grad["x"], rtol=1e-13)
     np.testing.assert_allclose(lp.hvp(loaded, x, v), lp.hvp(prog, x, v), rtol=1e-12, atol=1e-15)
     assert lp.check(loaded, x=x).ok
+
+
+def test_check_replays_equality_and_logical_ops_on_both_tapes():
+    """The tape op tables know equal/not_equal/logical_*: lp.check compares every multiplier
+    (x away from the branch points, so finite differences see one branch)."""
+    def f(x):
+        mask = ((x == 1.0) | (x > 0.5)) & ~(x != 2.0) ^ (x < -1.0)
+        return lp.sum(lp.where(mask, x ** 2, 3.0 * x)) + lp.sum(lp.where(lp.equal(x, 0.25), x, -x))
+    x = np.array([-2.0, 0.3, 1.7, 0.7])
+    report = lp.check(lp.trace(f, x=x), x=x)
+    assert report.ok, str(report)
+    assert "autograd (tape)" in str(report)
