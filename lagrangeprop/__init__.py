@@ -15,8 +15,9 @@ from .api import grad, value_and_grad
 from .errors import (ConvergenceError, GraphError, InputError, LagrangePropError,
                      NonFiniteError, ShapeError, SingularSystemError)
 from .lagrangian import Solution
-from .ops import (abs, add, concatenate, cos, divide, dot, exp, greater, greater_equal,
-                  identity, less, less_equal, log, log1p, logaddexp, logsumexp, matmul,
+from .ops import (abs, add, concatenate, cos, divide, dot, equal, exp, greater, greater_equal,
+                  identity, less, less_equal, log, log1p, logaddexp, logical_and, logical_not,
+                  logical_or, logical_xor, logsumexp, matmul, not_equal,
                   maximum, mean, minimum, multiply, negative, power, reshape, sigmoid, sin,
                   softmax, sqrt, square, stack, subtract, sum, tan, tanh, transpose, where)
 from .primitives import primitive
@@ -52,7 +53,8 @@ __all__ = [
     "identity", "less", "less_equal", "log", "log1p", "logaddexp", "logsumexp", "matmul",
     "maximum", "mean", "minimum", "multiply", "negative", "power", "reshape", "sigmoid",
     "sin", "softmax", "sqrt", "square", "stack", "subtract", "sum", "tan", "tanh",
-    "transpose", "where",
+    "transpose", "where", "equal", "not_equal", "logical_and", "logical_or", "logical_xor",
+    "logical_not",
     "check", "CheckReport", "jvp", "vjp", "jacobian", "hvp", "hessian", "draw",
     *_LAZY,
 ]

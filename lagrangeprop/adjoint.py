@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
+import math
+
 from . import blocks
+from .errors import NonFiniteError, ShapeError
 from .options import SolveOptions
 from .primitives import unbroadcast
-from .schedule import GROUP, STEP, Schedule, Step, keep, plan_of, take
+from .schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take
 
-__all__ = ["run_adjoint", "accumulate"]
+__all__ = ["run_adjoint", "accumulate", "check_finite_pass"]
 
 _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
 
@@ -70,7 +73,8 @@ def accumulate(step: Step, g, ans, vals: list, lam: list, sign: float = 1.0,
             if ct is None:
                 continue
             if ct is g or not _exact(ct, args[pos], g, args):   # what Primitive.vjp does after the rule
-                ct = np.array(unbroadcast(ct, np.shape(args[pos])), dtype=np.float64)
+                what = f"the cotangent of argument {pos} of op {prim.name!r}"
+                ct = np.array(unbroadcast(ct, np.shape(args[pos]), what), dtype=np.float64)
         if sign != 1.0:
             ct = -ct
         prev = lam[u]
@@ -187,7 +191,10 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                         else:
                             _accumulate_matmul(item, fast, g, vals, lam, bufs)
                     else:
-                        accumulate(item, g, vals[item.node], vals, lam)
+                        try:
+                            accumulate(item, g, vals[item.node], vals, lam)
+                        except ShapeError as exc:
+                            raise ShapeError(f"node {sched.names[item.node]!r}: {exc}") from None
             elif kind is GROUP:
                 g = L[item.out]
                 for k, i in item.mixed:
@@ -222,4 +229,133 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                                -1.0 if s.residual else 1.0, item.position)
     for k, i in plan.finals:
         _pull(lam, i, L[k])
+    check_finite_pass(sched, vals, lam, "multiplier")
     return lam
+
+
+# ---------------------------------------------------------------- finiteness
+# SPEC §2: a multiplier (or tangent) that comes out NaN or inf raises NonFiniteError
+# naming the node, like a forward value. No 0·inf is ever zeroed: sqrt(x)·sqrt(x) = x
+# has derivative 1 at 0, where its chain rule meets 0·inf, so a silent 0 would be wrong.
+
+
+def all_finite(seq: list) -> bool:
+    """Whether every entry of ``seq`` (None = zero, scalars, arrays) is finite.
+
+    One ``math.isfinite`` per scalar, one ``np.isfinite`` over the concatenation of all
+    small arrays (one copy beats a call per array), and per large float64 array one BLAS
+    ``r·r`` (finite iff every entry is, unless the square sum of huge finite entries
+    overflows: only then the exact entry-wise test runs), inside one ``np.errstate``."""
+    isfinite, dot = math.isfinite, np.dot
+    small: dict = {}   # by id: a ±1 partial passes the same multiplier array on unchanged
+    with np.errstate(all="ignore"):
+        for v in seq:
+            if v is None:
+                continue
+            cls = v.__class__
+            if cls is float or cls is _F64:
+                if not isfinite(v):
+                    return False
+            elif cls is _ND and v.size <= SMALL:
+                small[id(v)] = v
+            elif cls is _ND and v.dtype is _F64DT and v.flags.c_contiguous:
+                r = v.reshape(-1)
+                if not isfinite(dot(r, r)) and not np.isfinite(r).all():
+                    return False
+            elif not np.all(np.isfinite(v)):
+                return False
+        return not small or bool(np.isfinite(np.concatenate(list(small.values()), axis=None)).all())
+
+
+def _bad(v) -> bool:
+    return v is not None and not np.all(np.isfinite(v))
+
+
+def _kind_of(v) -> str:
+    return "NaN" if np.any(np.isnan(v)) else "inf"
+
+
+def _order(sched: Schedule) -> dict[int, int]:
+    """Position of every defined node in forward (topological) order; inputs come first."""
+    pos: dict[int, int] = {}
+    for k, step in enumerate(sched.steps):
+        for n in ([step.node] if type(step) is Step else step.nodes):
+            pos[n] = k
+    return pos
+
+
+def _steps(sched: Schedule):
+    for step in sched.steps:
+        if type(step) is Step:
+            yield step
+        else:
+            yield from step.steps
+
+
+def _describe(sched: Schedule, step: Step) -> str:
+    args = [sched.names[a] for a in step.args]
+    return f"node {sched.names[step.node]!r} (op {step.prim.name!r} of {args})"
+
+
+def _pulled(step: Step, p: int, g, ans, args: list):
+    """The cotangent ``step`` passes to argument ``p`` (``g`` may carry a trailing column
+    axis, as in the Jacobian passes: then ``Jᵀ g`` from the local Jacobian); None if the
+    rules cannot say (the error then names the node only)."""
+    with np.errstate(all="ignore"):
+        try:
+            if np.shape(g) == np.shape(ans):
+                return step.prim.vjp(p, g, ans, args, step.params)
+            J = step.prim.jac(p, ans, args, step.params)
+            return None if J is None else np.asarray(J.T @ np.reshape(g, (J.shape[0], -1)))
+        except Exception:   # noqa: BLE001 - diagnosis only: never mask the NonFiniteError
+            return None
+
+
+def check_finite_pass(sched: Schedule, vals: list, seq: list, what: str) -> None:
+    """Raise :class:`NonFiniteError` when an entry of ``seq`` is not finite.
+
+    ``what`` is ``"multiplier"`` (the adjoint, read in reverse order: the first node
+    processed with a non-finite multiplier is named, with the consumer whose derivative
+    rule produced it), ``"tangent"`` (forward order) or ``"second-order multiplier"``.
+    """
+    if all_finite(seq):
+        return
+    raise _nonfinite_error(sched, vals, seq, what)
+
+
+def _nonfinite_error(sched: Schedule, vals: list, seq: list, what: str) -> NonFiniteError:
+    pos = _order(sched)
+    bad = [i for i, v in enumerate(seq) if _bad(v)]
+    forward = what == "tangent"
+    first = (min if forward else max)(bad, key=lambda i: pos.get(i, -1))
+    name = sched.names[first]
+    role = "input" if first not in pos else "node"
+    label = "gradient (multiplier)" if role == "input" and what == "multiplier" else what
+    head = f"the {label} of {role} {name!r} is {_kind_of(seq[first])}"
+    hint = ("The program's true derivative may still be finite where the chain rule meets "
+            "0·inf (x*sqrt(x) has derivative 0 at x = 0, but sqrt's derivative is infinite "
+            "there): rewrite the expression (x**1.5), or move the point off the singularity "
+            "(sqrt/log/power at 0, overflow). A branch that lp.where discards is still "
+            "differentiated (its cotangent is 0, and 0·inf is NaN): guard the argument "
+            "instead, lp.sqrt(lp.where(x > 0, x, 1.0)).")
+    if forward:
+        step = next(s for s in _steps(sched) if s.node == first)
+        return NonFiniteError(
+            f"{head}: {_describe(sched, step)} has a non-finite derivative at this point, "
+            f"although its arguments' tangents are finite. {hint}")
+    culprits = []
+    for step in _steps(sched):
+        g = seq[step.node]
+        if g is None or _bad(g) or first not in step.args:
+            continue
+        args = [vals[a] for a in step.args]
+        for p, u in step.diff:
+            if u != first:
+                continue
+            if _bad(_pulled(step, p, g, vals[step.node], args)):
+                culprits.append(f"{_describe(sched, step)} (argument {p})")
+    if not culprits:
+        return NonFiniteError(f"{head} (computed in a block solve or from a non-finite seed). {hint}")
+    return NonFiniteError(
+        f"{head}: it comes from {'; '.join(culprits)}, whose derivative with respect to "
+        f"{name!r} is not finite at this point. {hint}")

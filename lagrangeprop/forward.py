@@ -169,4 +169,6 @@ def _check_finite(sched: Schedule, vals: list) -> None:
             raise NonFiniteError(
                 f"node {sched.names[step.node]!r} (op {step.prim.name!r} of {args}) produced "
                 "a non-finite value (NaN or inf); check the inputs or the op's domain "
-                "(log/sqrt of a non-positive number, division by zero, overflow in exp)")
+                "(log/sqrt of a non-positive number, division by zero, overflow in exp). "
+                "A branch that lp.where discards is still computed: guard the argument, "
+                "e.g. lp.sqrt(lp.where(x > 0, x, 1.0)), not the result")

@@ -25,6 +25,7 @@ array([[1.        , 0.        ],
 from __future__ import annotations
 
 import difflib
+import math
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import GraphError
+from .errors import GraphError, ShapeError
 
 __all__ = [
     "REGISTRY",
@@ -55,8 +56,19 @@ Rule = Callable[..., Any]
 # ---------------------------------------------------------------- shape helpers
 
 
-def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
+def unbroadcast(g: Any, shape: tuple[int, ...], what: str = "a cotangent") -> np.ndarray:
     """Sum ``g`` over the axes that numpy broadcasting added to an array of ``shape``.
+
+    ``g`` must have the shape of a broadcast of ``shape`` (the output of an op that
+    broadcast its argument): leading axes and axes where ``shape`` has length 1 are
+    summed. Any other shape means a rule returned a wrong cotangent (a transposed or
+    mis-sized one) and raises instead of being reshaped to fit; only a reshape that
+    inserts or removes length-1 axes (which keeps every entry in place) is allowed.
+
+    Raises
+    ------
+    ShapeError
+        When ``g``'s shape is not a broadcast of ``shape``; the message names ``what``.
 
     Examples
     --------
@@ -65,13 +77,26 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
     """
     g = np.asarray(g, dtype=np.float64)
     shape = tuple(shape)
+    if g.shape == shape:
+        return g
     extra = g.ndim - len(shape)
+    if extra < 0 or any(n != 1 and m != n for m, n in zip(g.shape[extra:], shape)):
+        if g.size == math.prod(shape) and _squeezed(g.shape) == _squeezed(shape):
+            return g.reshape(shape)   # only length-1 axes differ: every entry stays in place
+        raise ShapeError(
+            f"{what} has shape {g.shape}, which is not a broadcast of the argument's shape "
+            f"{shape}: the derivative rule returned a wrong cotangent (transposed or "
+            "mis-sized?); it must have the argument's shape, or the broadcast output's")
     if extra > 0:
         g = g.sum(axis=tuple(range(extra)))
     axes = tuple(k for k, n in enumerate(shape) if n == 1 and g.shape[k] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+    return g
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n for n in shape if n != 1)
 
 
 def broadcast_jac(partial: Any, arg_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> sp.csr_matrix:
@@ -180,7 +205,8 @@ class Primitive:
         out = self.vjp_rule(i, g, ans, args, params)
         if out is None:
             return None
-        return np.array(unbroadcast(out, np.shape(args[i])), dtype=np.float64)
+        what = f"the cotangent of argument {i} of op {self.name!r}"
+        return np.array(unbroadcast(out, np.shape(args[i]), what), dtype=np.float64)
 
     def jvp(self, i: int, t: Any, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> np.ndarray | None:
         """Output tangent (exactly ``ans``'s shape) from tangent ``t`` of ``args[i]``; ``None`` = zero."""
@@ -190,7 +216,13 @@ class Primitive:
         out = self.jvp_rule(i, t, ans, args, params)
         if out is None:
             return None
-        return np.array(np.broadcast_to(out, np.shape(ans)), dtype=np.float64)
+        try:   # a tangent may be a broadcast-smaller array (add(x, y) with x broadcast)
+            return np.array(np.broadcast_to(out, np.shape(ans)), dtype=np.float64)
+        except ValueError:
+            raise ShapeError(
+                f"the tangent from argument {i} of op {self.name!r} has shape {np.shape(out)}, "
+                f"which does not broadcast to the output's shape {np.shape(ans)}: the jvp rule "
+                "returned a wrong tangent (transposed or mis-sized?)") from None
 
     def jac(self, i: int, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> sp.csr_matrix | None:
         """Local Jacobian ``d ans / d args[i]``, CSR of shape ``(ans.size, args[i].size)``; ``None`` = zero."""
@@ -349,7 +381,8 @@ def primitive(
 
     def user_vjp(i: int, g: np.ndarray, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
         out = _entry(vjp(g, ans, *args), i, n_of(args))
-        return None if out is None else unbroadcast(out, np.shape(args[i]))
+        what = f"the vjp of user primitive {name!r} for argument {i}"
+        return None if out is None else unbroadcast(out, np.shape(args[i]), what)
 
     def user_jvp(i: int, t: np.ndarray, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
         tangents = tuple(t if k == i else None for k in range(len(args)))

@@ -216,8 +216,10 @@ _elementwise(
 # ---------------------------------------------------------------- comparisons
 # Boolean outputs: zero derivative with respect to everything.
 
-for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
+for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+              "logical_and", "logical_or", "logical_xor"):
     register(Primitive(_name, getattr(np, _name), nargs=2, nondiff=(0, 1), differentiable=False))
+register(Primitive("logical_not", np.logical_not, nargs=1, nondiff=(0,), differentiable=False))
 
 
 # ---------------------------------------------------------------- reductions
@@ -459,8 +461,11 @@ def _transpose(x: Any, axes: Any = None) -> np.ndarray:
 
 
 def _transpose_vjp(i: int, g: np.ndarray, ans: Any, args: Args, params: Params) -> np.ndarray:
+    # the inverse permutation of the *normalized* axes: argsort((-1, 0)) would be (0, 1)
     axes = params.get("axes")
-    return np.transpose(g, None if axes is None else np.argsort(axes))
+    if axes is None:
+        return np.transpose(g)
+    return np.transpose(g, np.argsort([int(a) % g.ndim for a in axes]))
 
 
 register(

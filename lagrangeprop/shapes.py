@@ -39,6 +39,7 @@ ELEMENTWISE = frozenset({
     "exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid", "abs",
     "logaddexp", "maximum", "minimum", "where",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_xor", "logical_not",
 })
 
 

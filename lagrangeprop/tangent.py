@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import blocks
-from .adjoint import run_adjoint
+from .adjoint import check_finite_pass, run_adjoint
 from .api import traced
 from .errors import ShapeError
 from .forward import initial_values, run_forward
@@ -83,6 +83,7 @@ def tangent_pass(sched: Schedule, vals: list, states: dict, opts: SolveOptions,
             continue
         for n, zs in zip(step.nodes, blocks.solve_tangent(step, vals, rhs, state, opts)):
             zdot[n] = zs
+    check_finite_pass(sched, vals, zdot, "tangent")
     return zdot
 
 
@@ -134,6 +135,7 @@ def hvp_pass(sched: Schedule, vals: list, lam: list, states: dict, opts: SolveOp
         for s in step.steps:
             _second_accumulate(s, lam[s.node], ldot[s.node], state.ans[s.node], vals, zdot, ldot,
                                step.position, inside=False)
+    check_finite_pass(sched, vals, ldot, "second-order multiplier")
     return ldot
 
 
@@ -188,6 +190,7 @@ def _forward_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOption
         X = _block_solve(step, vals, B, state, opts, transpose=False)
         for n, off, size in zip(step.nodes, step.offsets, step.sizes):
             Z[n] = X[off:off + size]
+    check_finite_pass(sched, vals, Z, "tangent")
     return Z
 
 
@@ -221,6 +224,7 @@ def _reverse_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOption
         for s, off, size in zip(step.steps, step.offsets, step.sizes):
             Lam[s.node] = X[off:off + size]
             pull(s, Lam[s.node], state.ans[s.node], step.position)
+    check_finite_pass(sched, vals, Lam, "multiplier")
     return Lam
 
 

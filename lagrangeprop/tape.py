@@ -95,7 +95,8 @@ def _autograd_ops() -> tuple[dict[str, Callable], Any]:
     ops = {name: getattr(anp, name) for name in (
         "add", "subtract", "multiply", "divide", "power", "negative", "square", "exp", "log",
         "log1p", "sqrt", "sin", "cos", "tan", "tanh", "abs", "maximum", "minimum", "logaddexp",
-        "greater", "greater_equal", "less", "less_equal", "equal", "not_equal")}
+        "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+        "logical_and", "logical_or", "logical_xor", "logical_not")}
     ops.update(
         identity=lambda x: x,
         # 1/(1+exp(-x)) written as tanh so that it does not overflow for large |x|
@@ -105,7 +106,10 @@ def _autograd_ops() -> tuple[dict[str, Callable], Any]:
         mean=lambda x, axis=None, keepdims=False: anp.mean(x, axis=_ax(axis), keepdims=keepdims),
         logsumexp=logsumexp, softmax=softmax, matmul=matmul, dot=dot,
         reshape=lambda x, shape=None: anp.reshape(x, shape),
-        transpose=lambda x, axes=None: anp.transpose(x, axes),
+        # normalized axes: autograd's transpose VJP inverts them with argsort, which is wrong
+        # for negative axes (argsort((-1, 0)) = (0, 1))
+        transpose=lambda x, axes=None: anp.transpose(
+            x, None if axes is None else tuple(int(a) % anp.ndim(x) for a in axes)),
         getitem=lambda x, index=(): x[index],
         concatenate=lambda *xs, axis=0: anp.concatenate(list(xs), axis=axis),
         stack=lambda *xs, axis=0: anp.stack(list(xs), axis=axis),
@@ -177,6 +181,8 @@ def _torch_ops(torch) -> dict[str, Callable]:
         "sigmoid": torch.sigmoid, "maximum": torch.maximum, "minimum": torch.minimum,
         "logaddexp": torch.logaddexp, "greater": torch.gt, "greater_equal": torch.ge,
         "less": torch.lt, "less_equal": torch.le, "equal": torch.eq, "not_equal": torch.ne,
+        "logical_and": torch.logical_and, "logical_or": torch.logical_or,
+        "logical_xor": torch.logical_xor, "logical_not": torch.logical_not,
         "identity": lambda x: x, "where": lambda c, x, y: torch.where(c, x, y),
         "sum": reduce(lambda x, d, k: torch.sum(x, dim=d, keepdim=k)),
         "mean": reduce(lambda x, d, k: torch.mean(x, dim=d, keepdim=k)),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import operator
 import sys
 from typing import Any
 from collections.abc import Callable
@@ -39,9 +40,21 @@ class _Node:
         self.name = name
 
 
+# ops whose value is boolean (zero derivative)
+BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+                         "logical_and", "logical_or", "logical_xor", "logical_not"})
+
+# numpy's bitwise ufuncs (what ndarray's & | ^ ~ call) on booleans are the logical ops
+_BITWISE = {"bitwise_and": ("logical_and", "&"), "bitwise_or": ("logical_or", "|"),
+            "bitwise_xor": ("logical_xor", "^"), "invert": ("logical_not", "~")}
+
 # numpy ufunc names that differ from the registry names
 _UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "conjugate": "identity",
                   "positive": "identity"}
+
+
+class _UnsupportedAttribute(GraphError, AttributeError):
+    """An ndarray attribute that traced values do not implement (``hasattr`` is False)."""
 
 
 class Var:
@@ -76,15 +89,30 @@ class Var:
 
     @property
     def dtype(self):
-        return np.dtype(np.float64)
+        """bool for comparisons and logical ops, else float64 (what the op's value is)."""
+        op = self.program.graph.nodes[self.name].get("op")
+        return np.dtype(np.bool_) if op in BOOLEAN_OPS else np.dtype(np.float64)
 
     def __repr__(self) -> str:
         d = self.program.graph.nodes[self.name]
         return f"Var({self.name!r}, role={d.get('role')!r}, op={d.get('op')!r}, shape={d.get('shape')})"
 
+    def _no_value(self, what: str) -> GraphError:
+        return GraphError(
+            f"{what} of traced variable {self.name!r}: a traced value has no concrete value "
+            "while the program is being traced (it is a node of the graph, computed later for "
+            "every input). Keep it an array expression: select with lp.where(cond, a, b) (or "
+            "lp.maximum/lp.minimum) instead of Python `if`/`while`, and pass anything that "
+            "must be a concrete number (a loop count, an index) as a plain Python value, not "
+            "an input")
+
     def __len__(self) -> int:
+        # the shape is static (known while tracing): len() of an array is faithful
+        if self.shape is None:
+            raise self._no_value("len()")
         if not self.shape:
-            raise TypeError(f"len() of the scalar traced value {self.name!r}")
+            raise GraphError(f"len() of the 0-d traced variable {self.name!r}: a scalar has no "
+                             "length (numpy raises TypeError: len() of unsized object)")
         return self.shape[0]
 
     def __iter__(self):
@@ -92,17 +120,47 @@ class Var:
             yield self[i]
 
     def __bool__(self):
-        raise GraphError(
-            f"the truth value of traced variable {self.name!r} is not known while tracing: "
-            "Python `if`/`while` on traced values cannot be recorded; use lp.where(cond, a, b) "
-            "or lp.maximum/lp.minimum instead")
+        raise self._no_value("the truth value (`if`, `while`, `and`, `or`, `not`)")
 
     def __float__(self):
-        raise GraphError(
-            f"float() of traced variable {self.name!r}: its value is not known while tracing; "
-            "keep it as an array expression")
+        raise self._no_value("float()")
 
+    def __int__(self):
+        raise self._no_value("int()")
+
+    def __index__(self):
+        raise self._no_value("use as an index or a size (operator.index)")
+
+    def __complex__(self):
+        raise self._no_value("complex()")
+
+    def __round__(self, ndigits=None):
+        raise self._no_value("round()")
+
+    def item(self, *args):
+        """Raises: a traced value has no concrete value while tracing."""
+        raise self._no_value(".item()")
+
+    def tolist(self):
+        """Raises: a traced value has no concrete value while tracing."""
+        raise self._no_value(".tolist()")
+
+    def __getattr__(self, attr: str):
+        # any other ndarray attribute (.max(), .astype(), ...) is not implemented on traced
+        # values: say so as a GraphError (also an AttributeError, so hasattr() stays False)
+        if not attr.startswith("_") and hasattr(np.ndarray, attr):
+            raise _UnsupportedAttribute(
+                f"ndarray attribute .{attr} of traced variable {self.name!r} is not supported "
+                "while tracing; use the lp.* functions (lp.sum, lp.reshape, ...) or register "
+                "a primitive with lp.primitive")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    # == and != record the equal / not_equal primitives (like < and >), so a Var's
+    # hash must be given explicitly: identity (Vars are used as dict keys internally)
     __hash__ = object.__hash__
+
+    def __eq__(self, o): return apply("equal", (self, o))  # type: ignore[override]
+    def __ne__(self, o): return apply("not_equal", (self, o))  # type: ignore[override]
 
     # --- arithmetic ---------------------------------------------------------
     def __add__(self, o): return apply("add", (self, o))
@@ -125,30 +183,85 @@ class Var:
     def __lt__(self, o): return apply("less", (self, o))
     def __le__(self, o): return apply("less_equal", (self, o))
 
+    # & | ^ ~ on booleans (comparison results) are numpy's logical ops; on float values
+    # numpy raises TypeError (bitwise ops are for integers), so they raise here too
+    def __and__(self, o): return _logical("logical_and", "&", self, o)
+    def __rand__(self, o): return _logical("logical_and", "&", o, self)
+    def __or__(self, o): return _logical("logical_or", "|", self, o)
+    def __ror__(self, o): return _logical("logical_or", "|", o, self)
+    def __xor__(self, o): return _logical("logical_xor", "^", self, o)
+    def __rxor__(self, o): return _logical("logical_xor", "^", o, self)
+    def __invert__(self): return _logical("logical_not", "~", self)
+
+    def _unsupported_operator(self, symbol: str, hint: str = ""):
+        raise GraphError(f"the operator {symbol} on traced variable {self.name!r} has no "
+                         f"lagrangeprop primitive{hint}; register one with lp.primitive")
+
+    def __mod__(self, o): self._unsupported_operator("%")
+    def __rmod__(self, o): self._unsupported_operator("%")
+    def __floordiv__(self, o): self._unsupported_operator("//")
+    def __rfloordiv__(self, o): self._unsupported_operator("//")
+    def __divmod__(self, o): self._unsupported_operator("divmod()")
+    def __rdivmod__(self, o): self._unsupported_operator("divmod()")
+    def __lshift__(self, o): self._unsupported_operator("<<")
+    def __rlshift__(self, o): self._unsupported_operator("<<")
+    def __rshift__(self, o): self._unsupported_operator(">>")
+    def __rrshift__(self, o): self._unsupported_operator(">>")
+
+    def __setitem__(self, index, value):
+        raise GraphError(
+            f"item assignment into traced variable {self.name!r}: traced values are immutable "
+            "(each op records a new node); build the result with lp.where(mask, new, old), "
+            "lp.concatenate or lp.stack instead")
+
     def __getitem__(self, index):
         return apply("getitem", (self,), {"index": _normalize_index(index, self.name)})
 
     # --- array-like methods ---------------------------------------------------
+    # ndarray's signatures; every argument is implemented or raises GraphError (in ops)
     @property
     def T(self) -> Var:
         return apply("transpose", (self,), {"axes": None})
 
     def transpose(self, *axes) -> Var:
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return apply("transpose", (self,), {"axes": tuple(axes) if axes else None})
+        from . import ops
+        axes = axes[0] if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))) \
+            else axes
+        return ops.transpose(self, tuple(axes) if axes else None)
 
-    def reshape(self, *shape) -> Var:
+    def reshape(self, *shape, order="C", copy=None) -> Var:
+        from . import ops
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return apply("reshape", (self,), {"shape": tuple(int(s) for s in shape)})
+        return ops.reshape(self, shape, order=order, copy=copy)
 
-    def sum(self, axis=None, keepdims=False) -> Var:
-        return apply("sum", (self,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False, initial=np._NoValue,
+            where=np._NoValue) -> Var:
+        from . import ops
+        return ops.sum(self, axis, dtype, out, keepdims, initial, where)
 
-    def mean(self, axis=None, keepdims=False) -> Var:
-        return apply("mean", (self,), {"axis": _axis(axis), "keepdims": bool(keepdims)})
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False, *, where=np._NoValue) -> Var:
+        from . import ops
+        return ops.mean(self, axis, dtype, out, keepdims, where=where)
 
-    def dot(self, o) -> Var:
-        return apply("dot", (self, o))
+    def dot(self, o, out=None) -> Var:
+        from . import ops
+        return ops.dot(self, o, out)
+
+    def copy(self, order="K") -> Var:
+        return apply("identity", (self,))
+
+    def ravel(self, order="C") -> Var:
+        from . import ops
+        return ops.ravel(self, order)
+
+    def flatten(self, order="C") -> Var:
+        from . import ops
+        return ops.ravel(self, order)
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True) -> Var:
+        from . import ops
+        ops.check_dtype(".astype", dtype, self, allowed=(self.dtype,))
+        return apply("identity", (self,))
 
     # --- numpy protocols ----------------------------------------------------
     def __array__(self, dtype=None, copy=None):
@@ -160,10 +273,16 @@ class Var:
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
-        if method != "__call__" or kwargs.get("out") is not None or name not in primitives.REGISTRY:
+        if method == "__call__" and name in _BITWISE:   # a bool ndarray & a traced mask
+            _check_ufunc_kwargs(f"np.{ufunc.__name__}", kwargs, self)
+            return _logical(*_BITWISE[name], *inputs)
+        if method != "__call__" or name not in primitives.REGISTRY:
+            what = "" if method == "__call__" else f".{method}"
             raise GraphError(
-                f"numpy ufunc {ufunc.__name__!r} (method {method!r}) on traced variable "
-                f"{self.name!r} has no lagrangeprop primitive; register one with lp.primitive")
+                f"numpy ufunc np.{ufunc.__name__}{what} on traced variable {self.name!r} has no "
+                "lagrangeprop primitive; use the lp.* functions (lp.sum for np.add.reduce, ...) "
+                "or register one with lp.primitive")
+        _check_ufunc_kwargs(f"np.{ufunc.__name__}", kwargs, self)
         return apply(name, inputs)
 
     def __array_function__(self, func, types, args, kwargs):
@@ -173,7 +292,53 @@ class Var:
             raise GraphError(
                 f"numpy function np.{func.__name__} on traced variable {self.name!r} is not "
                 f"supported; supported: {', '.join(sorted(ops.__all__))}")
-        return impl(*args, **kwargs)
+        try:
+            return impl(*args, **kwargs)
+        except TypeError as exc:   # an argument numpy has and lp does not (a newer numpy)
+            raise GraphError(f"np.{func.__name__} on traced variable {self.name!r}: {exc}") from None
+
+
+# ufunc keywords: those that cannot change the values computed are accepted
+# (order and subok only choose the result's memory layout and class); the others
+# must be at their defaults, else GraphError names them.
+_UFUNC_LAYOUT_ONLY = frozenset({"order", "subok"})
+_COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
+
+
+def _check_ufunc_kwargs(func: str, kwargs: dict, x: Var) -> None:
+    from .ops import check_dtype, check_out, check_where, unsupported
+    for key, value in kwargs.items():
+        if key == "out":
+            check_out(func, value, x)
+        elif key == "where":
+            check_where(func, value, x)
+        elif key == "dtype":
+            boolean = func[3:] in _COMPARISONS   # a comparison's result is bool
+            check_dtype(func, value, x, allowed=(np.bool_,) if boolean else (np.float64,))
+        elif key == "casting":
+            if value != "same_kind":
+                raise unsupported(func, key, value, x)
+        elif key in _UFUNC_LAYOUT_ONLY:
+            continue
+        elif value is not None:   # signature=, axes=, axis=, keepdims= (matmul), extobj=, ...
+            raise unsupported(func, key, value, x)
+
+
+def _is_boolean(x: Any) -> bool:
+    if isinstance(x, Var):
+        return x.program.graph._node[x._handle.name].get("op") in BOOLEAN_OPS
+    return isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == np.bool_)
+
+
+def _logical(op: str, symbol: str, *args: Any):
+    """``&``, ``|``, ``^``, ``~`` of boolean operands as numpy's logical ufunc ``op``."""
+    for a in args:
+        if not _is_boolean(a):
+            what = f"traced variable {a.name!r}" if isinstance(a, Var) else f"{type(a).__name__}"
+            raise GraphError(
+                f"the operator {symbol} needs boolean operands (comparison results such as "
+                f"x > 0), got the float {what}; numpy's bitwise operators do not take floats")
+    return apply(op, args)
 
 
 def is_traced(x: Any) -> bool:
@@ -182,11 +347,16 @@ def is_traced(x: Any) -> bool:
 
 
 def _axis(axis):
+    """An axis argument as static ints (``operator.index``: ``axis=0.5`` is a TypeError in
+    numpy, never silently axis 0)."""
     if axis is None:
         return None
-    if isinstance(axis, (tuple, list)):
-        return tuple(int(a) for a in axis)
-    return int(axis)
+    try:
+        if isinstance(axis, (tuple, list)):
+            return tuple(operator.index(a) for a in axis)
+        return operator.index(axis)
+    except TypeError:
+        raise GraphError(f"axis {axis!r} must be an int or a tuple of ints") from None
 
 
 def _normalize_index(index, name: str):
@@ -228,7 +398,18 @@ def apply(op, args, params=None):
     if prog is None:
         out = prim.value(args, params)
         return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
+    if prim.name in _BOOL_ARITHMETIC and _is_boolean(args[0]) and not prim.user \
+            and all(_is_boolean(a) for a in args):
+        # numpy: bool + bool is logical or (True + True is True, not 2); bool - bool and
+        # -bool raise TypeError
+        if prim.name != "add":
+            raise GraphError(f"{prim.name} of boolean masks is not defined (numpy raises "
+                             "TypeError); use lp.logical_xor / lp.logical_not (^, ~)")
+        prim = primitives.get("logical_or")
     return prog._apply(prim, args, params)
+
+
+_BOOL_ARITHMETIC = frozenset({"add", "subtract", "negative"})
 
 
 @contextlib.contextmanager
