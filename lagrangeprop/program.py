@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+import operator
 import warnings
 from typing import Any
 
@@ -413,14 +414,26 @@ class Program:
 
 
 def _shape(shape, name) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise ShapeError(f"shape of {name!r} must be a tuple of ints, got {shape!r}") from None
+    """A shape as numpy takes it: an int or a sequence of ints (not bools, floats or text)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    if isinstance(shape, (str, bytes, dict, set, frozenset)) or not hasattr(shape, "__iter__"):
+        raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
+                         f"got {shape!r}")
+    dims = []
+    for s in shape:
+        if isinstance(s, (bool, np.bool_)):
+            s = "bool"   # falls through to the error: True is not a length
+        try:
+            dims.append(operator.index(s))
+        except TypeError:
+            raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
+                             f"got {shape!r} (dimension {s!r} is not an int)") from None
+    shape = tuple(dims)
     if any(s < 0 for s in shape):
         raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
+    if any(s > np.iinfo(np.intp).max for s in shape):
+        raise ShapeError(f"shape of {name!r} has a dimension too large for numpy: {shape}")
     return shape
 
 
