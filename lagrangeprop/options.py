@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import InputError
 
-__all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS", "real_option", "int_option", "choice_option"]
+__all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS", "REFERENCES", "real_option", "int_option",
+           "choice_option", "check_options"]
 
 METHODS = ("auto", "newton", "newton-krylov", "fixed-point", "anderson")
 LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg")
+REFERENCES = ("autograd", "torch", "fd")
 
 
 def real_option(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
@@ -92,3 +97,44 @@ class SolveOptions:
             from .amg import require
             require()
         return cls(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
+
+
+def check_options(*, inputs=None, against=REFERENCES, rtol=1e-8, fd_rtol=1e-5, atol=None, rng=0,
+                  fd_max_elements=12) -> tuple[str, ...]:
+    """Validate :func:`lagrangeprop.check`'s own options; returns ``against`` as a tuple.
+
+    Examples
+    --------
+    >>> check_options(against="fd")
+    ('fd',)
+    >>> check_options(rtol=-1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lagrangeprop.errors.InputError: rtol=-1 must be a finite real number with rtol > 0; ...
+    """
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise InputError(f"inputs must be a dict {{name: value}}, got {type(inputs).__name__}")
+    if isinstance(against, str):
+        against = (against,)
+    try:
+        against = tuple(against)
+    except TypeError:
+        raise InputError(f"against={against!r} must be a sequence of references from {REFERENCES}") from None
+    unknown = [a for a in against if a not in REFERENCES]
+    if unknown or not against:
+        raise InputError(f"against={against!r} " + (f"has {unknown}, which are not references"
+                                                     if unknown else "names no reference")
+                         + f"; choose from {', '.join(map(repr, REFERENCES))}")
+    real_option("rtol", rtol, what="the relative tolerance against the tapes")
+    real_option("fd_rtol", fd_rtol, what="the relative tolerance against finite differences")
+    if atol is not None and not (isinstance(atol, numbers.Real) and atol == 0):
+        real_option("atol", atol, what="the absolute tolerance (None: 1e-12 x the largest multiplier)")
+    int_option("fd_max_elements", fd_max_elements, low=0,
+               what="the largest input differenced element by element")
+    if isinstance(rng, (bool, float, str)):
+        raise InputError(f"rng={rng!r} must be an int seed >= 0 or a numpy.random.Generator")
+    try:
+        np.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise InputError(f"rng={rng!r} must be an int seed >= 0 or a numpy.random.Generator") from None
+    return against
