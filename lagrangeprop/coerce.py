@@ -99,7 +99,8 @@ def _convert(value: Any, what: str) -> np.ndarray:
                   "too large for int64 does not fit")
     if kind not in "fiu":
         raise bad(f"dtype {arr.dtype}", "pass numbers")
-    out = np.asarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):   # a float128 beyond float64: reported just below
+        out = np.asarray(arr, dtype=np.float64)
     if kind == "f" and arr.dtype.itemsize > 8 and np.isfinite(arr).all() and not np.isfinite(out).all():
         raise InputError(f"{what} ({arr.dtype}) overflows float64; rescale it")
     return out

@@ -86,7 +86,7 @@ _OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver")
 
 
 def _suggest(name, candidates) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
