@@ -181,11 +181,15 @@ def parse_value(text: str) -> Any:
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise InputError(f"cannot read {text!r} as a number or a list of numbers (examples: 0.5, "
+        raise InputError(f"cannot read {_short(text)!r} as a number or a list of numbers (examples: 0.5, "
                          "1,2,3, \"[[1, 2], [3, 4]]\")") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(real_array(value, f"value {text!r}"))
-    return real_array(value, f"value {text!r}")
+        return float(real_array(value, f"value {_short(text)!r}"))
+    return real_array(value, f"value {_short(text)!r}")
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def _split_inputs(argv: list[str], known: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
