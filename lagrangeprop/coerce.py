@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import GraphError, InputError
 
-__all__ = ["real_array"]
+__all__ = ["real_array", "constant_array"]
 
 _F64 = np.dtype(np.float64)
 
@@ -104,3 +104,46 @@ def _convert(value: Any, what: str) -> np.ndarray:
     if kind == "f" and arr.dtype.itemsize > 8 and np.isfinite(arr).all() and not np.isfinite(out).all():
         raise InputError(f"{what} ({arr.dtype}) overflows float64; rescale it")
     return out
+
+
+def constant_array(value: Any, what: str) -> np.ndarray:
+    """A dense constant operand of a program: float64, or bool (masks keep their dtype).
+
+    Numbers stored as objects are converted; anything numpy would silently misread raises
+    :class:`~lagrangeprop.GraphError` (a constant is part of the program, not an input): a
+    complex constant (``x * 1j`` would become ``x * 0``), strings, ``None``, dicts, dates,
+    ragged lists, objects that are not real numbers.
+
+    Examples
+    --------
+    >>> constant_array([1, 2], "a constant").dtype, constant_array([True], "a mask").dtype
+    (dtype('float64'), dtype('bool'))
+    """
+    def bad(got: str, fix: str = "use a real number or array") -> GraphError:
+        return GraphError(f"{what} is {got}; {fix}")
+
+    if value is None:
+        raise bad("None")
+    if isinstance(value, (str, bytes, dict)):
+        raise bad(f"{type(value).__name__} {_describe(value)}")
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        raise bad(f"a {type(value).__name__} that is not a rectangular array") from None
+    kind = arr.dtype.kind
+    if kind == "O":
+        flat = arr.ravel()
+        if not all(isinstance(e, (int, float, np.integer, np.floating)) and not isinstance(e, bool)
+                   for e in flat):
+            kinds = sorted({type(e).__name__ for e in flat})
+            raise bad(f"an object array holding {kinds}",
+                      "a constant holds real numbers (build arrays of traced values with lp.stack)")
+        kind = "f"
+    if kind == "c":
+        raise bad(f"complex ({_describe(value)})", "lagrangeprop differentiates real programs and numpy "
+                  "would keep only the real part: carry real and imaginary parts as two real values")
+    if kind == "b":
+        return arr
+    if kind not in "fiu":
+        raise bad(f"of dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64)

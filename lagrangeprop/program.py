@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import primitives
+from .coerce import constant_array
 from .errors import GraphError, ShapeError
 from .shapes import rule_shape
 from .trace import Var, _Node
@@ -145,11 +146,12 @@ class Program:
         elif kind is int:
             value = np.array(value, dtype=np.float64)
         elif sp.issparse(value):
+            if value.dtype.kind not in "biuf":
+                raise GraphError(f"a sparse constant of dtype {value.dtype} is not real; numpy would keep "
+                                 "only the real part: carry real and imaginary parts as two real matrices")
             value = sp.csr_matrix(value, dtype=np.float64)
-        else:
-            value = np.asarray(value)
-            if value.dtype.kind in "iuf" or value.dtype == object:
-                value = value.astype(np.float64)
+        else:   # complex, text, None, dates, ragged lists: GraphError (coerce.constant_array)
+            value = constant_array(value, "a constant" if name is None else f"constant {name!r}")
         return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
 
     def variable(self, name: str, shape: tuple | None = None) -> Var:

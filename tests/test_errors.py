@@ -539,3 +539,29 @@ def test_garbage_anywhere_is_a_lagrangeprop_error_or_the_right_answer(value, slo
         assert isinstance(value, int) and not isinstance(value, bool) and value >= 1
     else:
         raise AssertionError(f"{slot}={value!r} was accepted")
+
+
+# ------------------------------------------------------------------------------ constants
+@pytest.mark.parametrize("fn, words", [
+    (lambda x: x * 1j, "complex"),                                   # before: output 0.0, gradient 0.0
+    (lambda x: x + np.array([1j, 2.0]), "complex"),
+    (lambda x: x + "a", "str 'a'"),
+    (lambda x: x * None, "None"),
+    (lambda x: x + {"a": 1}, "dict"),
+    (lambda x: x + np.datetime64("2020-01-01"), "datetime64"),       # before: x + 18263 days
+    (lambda x: x + np.array([1.0, "a"], dtype=object), "object array"),
+    (lambda x: x + sp.csr_matrix(np.array([[1j]])), "sparse constant"),
+])
+def test_constants_that_numpy_would_misread_raise_graph_error(fn, words):
+    with pytest.raises(lp.GraphError) as info:
+        lp.trace(fn, x=1.0)
+    assert words in str(info.value), (words, str(info.value))
+
+
+def test_real_constants_keep_working():
+    """Object arrays of numbers, ints, float32 and bool masks are valid constants."""
+    prog = lp.trace(lambda x: lp.sum(lp.where(np.array([True, False]), x * np.array([2, 3], dtype=object),
+                                              x * np.float32(0.5))), x=np.ones(2))
+    sol = prog.solve(x=np.array([1.0, 4.0]))
+    assert float(sol.output) == pytest.approx(2.0 + 2.0, rel=1e-15)
+    np.testing.assert_array_equal(sol.grad["x"], [2.0, 0.5])
