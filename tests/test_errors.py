@@ -565,3 +565,15 @@ def test_real_constants_keep_working():
     sol = prog.solve(x=np.array([1.0, 4.0]))
     assert float(sol.output) == pytest.approx(2.0 + 2.0, rel=1e-15)
     np.testing.assert_array_equal(sol.grad["x"], [2.0, 0.5])
+
+
+@pytest.mark.parametrize("args, words", [
+    ((3, lambda x: x), "non-empty string name"), (("", lambda x: x), "non-empty string name"),
+    (("errs_p1", 3), "fn must be a function"),
+    (("errs_p2", lambda x: x, 3), "vjp must be a function"),
+    (("errs_p3", lambda x: x, None, "a"), "jvp must be a function"),
+    (("errs_p4", lambda x: x, None, None, 1.0), "jac must be a function"),
+])
+def test_primitive_registration_arguments(args, words):
+    with pytest.raises(lp.GraphError, match=words):
+        lp.primitive(*args)
