@@ -366,7 +366,7 @@ def _matrix_jacobian(sched, vals, states, opts, x: int, mode: str) -> np.ndarray
         L = _reverse_matrix(sched, vals, states, opts, np.eye(n_out))[x]
         J = np.zeros((n_out, n_in)) if L is None else L.T
     else:
-        raise ValueError(f"mode={mode!r}: choose 'auto', 'forward' or 'reverse'")
+        raise InputError(f"mode={mode!r}: choose 'auto', 'forward' or 'reverse'")
     return np.asarray(J).reshape(sched.shapes[sched.output] + sched.shapes[x])
 
 

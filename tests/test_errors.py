@@ -418,6 +418,7 @@ def f_scalar(x):
     (lambda: lp.hvp(f_scalar, "a", 1.0), lp.InputError, "string 'a'"),
     (lambda: lp.hessian(f_scalar)(1j), lp.InputError, "complex"),
     (lambda: lp.jacobian(f_scalar)(None), lp.InputError, "None"),
+    (lambda: lp.jacobian(f_scalar, mode="nope")(1.0), lp.InputError, "mode='nope'"),
     (lambda: lp.grad(f_scalar)("a"), lp.InputError, "string 'a'"),
     (lambda: lp.grad(f_scalar)(True), lp.InputError, "boolean"),
     (lambda: lp.grad(f_scalar)(), lp.InputError, "f_scalar() cannot take these inputs"),
