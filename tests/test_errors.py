@@ -578,3 +578,12 @@ def test_real_constants_keep_working():
 def test_primitive_registration_arguments(args, words):
     with pytest.raises(lp.GraphError, match=words):
         lp.primitive(*args)
+
+
+def test_drawing_arguments():
+    prog = dag_program()
+    for call in (lambda: lp.draw(3), lambda: prog.to_dot(sol="a"),
+                 lambda: prog.to_dot(sol=dag_program().solve(x=1.0))):
+        with pytest.raises(lp.InputError, match="Program|Solution of program"):
+            call()
+    assert '"x"' in prog.to_dot(sol=prog.solve(x=1.0))
