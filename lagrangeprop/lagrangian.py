@@ -97,7 +97,9 @@ def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndar
     expected = sched.input_names
     extra = [k for k in inputs if k not in sched.index or sched.roles[sched.index[k]] != "input"]
     if extra:
-        hint = "".join(_suggest(k, [*expected, *_OPTION_NAMES]) for k in extra[:1])
+        k = extra[0]
+        hint = (f" ({k}= is an option of solve() that this call does not take)" if k in _OPTION_NAMES
+                else _suggest(k, [*expected, *_OPTION_NAMES]))
         raise InputError(f"unexpected {what}(s) {extra}{hint}; the program's inputs are {expected}")
     missing = [k for k in expected if k not in inputs]
     if missing:

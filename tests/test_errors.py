@@ -587,3 +587,8 @@ def test_drawing_arguments():
         with pytest.raises(lp.InputError, match="Program|Solution of program"):
             call()
     assert '"x"' in prog.to_dot(sol=prog.solve(x=1.0))
+
+
+def test_an_option_the_call_does_not_take_is_named_as_such():
+    with pytest.raises(lp.InputError, match=r"\['seed'\] \(seed= is an option of solve\(\) that this call"):
+        dag_program().evaluate(x=1.0, seed=1.0)
