@@ -122,7 +122,7 @@ def check_options(*, inputs=None, against=REFERENCES, rtol=1e-8, fd_rtol=1e-5, a
         raise InputError(f"against={against!r} must be a sequence of references from {REFERENCES}") from None
     unknown = [a for a in against if a not in REFERENCES]
     if unknown or not against:
-        raise InputError(f"against={against!r} " + (f"has {unknown}, which are not references"
+        raise InputError(f"against={against!r} " + (f"names {unknown}, not a reference"
                                                      if unknown else "names no reference")
                          + f"; choose from {', '.join(map(repr, REFERENCES))}")
     real_option("rtol", rtol, what="the relative tolerance against the tapes")

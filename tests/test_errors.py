@@ -7,6 +7,7 @@ are checked against closed forms and scipy.
 
 from __future__ import annotations
 
+import numbers
 import re
 import warnings
 
@@ -535,9 +536,9 @@ def test_garbage_anywhere_is_a_lagrangeprop_error_or_the_right_answer(value, slo
         assert float(sol.values["w"]) == pytest.approx(w, rel=1e-9, abs=1e-12)
         assert float(sol.grad["x"]) == pytest.approx(seed * 2 * w / (3 * w * w + 1), rel=1e-8, abs=1e-14)
     elif slot == "tol":
-        assert isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+        assert isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1
     elif slot == "maxiter":
-        assert isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        assert isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
     else:
         raise AssertionError(f"{slot}={value!r} was accepted")
 
