@@ -306,6 +306,9 @@ def _unpack(prog, inputs, values, multipliers):
         if sol.program is not prog:
             raise InputError(f"this Solution belongs to program {sol.program.name!r}, not to "
                              f"{prog.name!r}; call that program's lagrangian")
+        if values is not None or multipliers is not None:
+            raise InputError("pass either a Solution or inputs, values and multipliers, not both: "
+                             "the Solution's own values and multipliers would be used")
         return ({k: sol.values[k] for k in sol.schedule.input_names}, sol.values,
                 sol.multipliers, sol.seed)
     if values is None:
@@ -318,7 +321,7 @@ def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> 
     """``L(x, z, λ) = <seed, z_o> - Σ_d <λ_d, c_d(z, x)>`` at any point."""
     inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
     sched = prog.compile()
-    seed = sol_seed if sol_seed is not None else _seed(sched, seed)
+    seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)   # a given seed wins
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers)
     blk = _all_defined(sched)
@@ -334,7 +337,7 @@ def lagrangian_gradient(prog, inputs, values, multipliers, seed=None):
     """``(∂L/∂x, ∂L/∂z, ∂L/∂λ)`` as dicts keyed by node name (∂L/∂λ_d = -c_d)."""
     inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
     sched = prog.compile()
-    seed = sol_seed if sol_seed is not None else _seed(sched, seed)
+    seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)   # a given seed wins
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers)
     blk = _all_defined(sched)

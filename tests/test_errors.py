@@ -593,3 +593,19 @@ def test_drawing_arguments():
 def test_an_option_the_call_does_not_take_is_named_as_such():
     with pytest.raises(lp.InputError, match=r"\['seed'\] \(seed= is an option of solve\(\) that this call"):
         dag_program().evaluate(x=1.0, seed=1.0)
+
+
+def test_lagrangian_of_a_solution_with_other_arguments(sellar_solution):
+    """A seed given with a Solution is used (L = seed·z_o at a solution), never silently ignored;
+    values or multipliers given with a Solution are an error (they would be ignored)."""
+    prog, sol = sellar_solution
+    assert prog.lagrangian(sol, seed=2.0) == pytest.approx(2 * float(sol.output), rel=1e-14)
+    _, gz, _ = prog.lagrangian_grad(sol, None, None, seed=2.0)       # the same as the dict form
+    _, gz2, _ = prog.lagrangian_grad(sol.inputs, sol.values, sol.multipliers, seed=2.0)
+    for k in gz:
+        np.testing.assert_array_equal(gz[k], gz2[k])
+    assert float(gz[prog.graph.graph["output"]]) == pytest.approx(1.0, rel=1e-12)   # 2·1 - λ_o = 2 - 1
+    with pytest.raises(lp.InputError, match="either a Solution or"):
+        prog.lagrangian(sol, sol.values)
+    with pytest.raises(lp.InputError, match="either a Solution or"):
+        prog.lagrangian(sol, None, sol.multipliers)
