@@ -264,8 +264,8 @@ def _signature_inputs(f: Callable, inputs: dict, options: set[str]) -> None:
         for k in inputs:
             if k not in named:
                 close = difflib.get_close_matches(k, [*named, *options], n=1)
-                hint = f" (did you mean --{close[0].replace('_', '-') if close[0] in options else close[0]}?)" \
-                    if close else ""
+                flag = close[0].replace("_", "-") if close and close[0] in options else close[0] if close else ""
+                hint = f" (did you mean --{flag}?)" if flag else ""
                 raise UsageError(f"unknown option --{k}{hint}: {getattr(f, '__name__', 'the function')} "
                                  f"takes the inputs {named}")
     missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in inputs
@@ -297,10 +297,11 @@ def _check_arguments(args: argparse.Namespace, pairs: list[tuple[str, str]]):
         except InputError as exc:
             raise UsageError(f"input --{name}: {exc}") from None
     against = tuple(a.strip() for a in args.against.split(",") if a.strip())
-    seed = None
     try:
-        if args.seed is not None:
-            seed = parse_value(args.seed)
+        seed = None if args.seed is None else parse_value(args.seed)
+    except InputError as exc:
+        raise UsageError(f"--seed: {exc}") from None
+    try:
         check_options(against=against, rtol=args.rtol, fd_rtol=args.fd_rtol, atol=args.atol,
                       rng=args.rng, fd_max_elements=args.fd_max_elements)
         SolveOptions.make(args.tol, args.maxiter, args.method, args.linear_solver)

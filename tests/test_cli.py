@@ -141,6 +141,7 @@ USAGE_ERRORS = [
     (["check", "cli_mod:f", "--x", "0.5", "--y", "1", "--guess", "[1]"], ["guess must be a dict"]),
     (["check", "cli_mod:f", "--x", "0.5", "--y", "1", "--guess", "{'w': 1.0}"], ["'w'", "no cyclic block"]),
     (["check", "cli_mod:vec", "--x", "[1, 2]", "--seed", "[1, 2, 3]"], ["seed has shape (3,)"]),
+    (["check", "cli_mod:vec", "--x", "[1, 2]", "--seed", "abc"], ["--seed", "cannot read 'abc'"]),
     (["check", "cli_mod:f", "--x", "0.5", "--y", "1", "--input", "novalue"], ["NAME=VALUE"]),
     (["--x", "abc"], ["--x", "'abc'"]),
     (["--x", "nan"], ["--x", "'nan'"]),
@@ -160,7 +161,11 @@ def _one_line_usage_error(status: int, out: str, err: str, words: list[str]) -> 
 
 
 # each kind in a subprocess (the real interpreter boundary); the whole table in-process below
-SUBPROCESS = {0, 1, 4, 8, 13, 15, 19, 22, 32, 34}
+SUBPROCESS = {k for k, (args, _) in enumerate(USAGE_ERRORS)
+              if args[:2] in (["check", "nomod_xyz:f"], ["check", "cli_mod:nope"], ["check", "cli_mod"])
+              or args[-2:] in (["--x", "abc"], ["--rtl", "1e-3"], ["--method", "nope"], ["--x", "nan"])
+              or args[2:4] in (["--x", "abc"], ["--x", "1j"])
+              or args == ["check", "cli_mod:f", "--x", "0.5"] or args == ["bogus"]}
 
 
 @pytest.mark.parametrize("k", sorted(SUBPROCESS), ids=[" ".join(USAGE_ERRORS[k][0])[:60] for k in sorted(SUBPROCESS)])
