@@ -24,11 +24,6 @@ True
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +31,7 @@ import numpy as np
 from .errors import ConvergenceError, LagrangePropError
 from .tape import NoTapeEquivalent, tape_gradients
 
-__all__ = ["check", "CheckReport", "main_check"]
+__all__ = ["check", "CheckReport"]
 
 TAPE_NAMES = {"autograd": "autograd (tape)", "torch": "torch (tape)"}
 FD_NAME = "finite differences"
@@ -318,9 +313,12 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     >>> report.ok, report.rows[0]["input"]
     (True, 'x')
     """
+    from .options import check_options
     from .program import Program
     from .trace import trace
 
+    check_options(inputs=inputs, against=against, rtol=rtol, fd_rtol=fd_rtol, atol=atol, rng=rng,
+                  fd_max_elements=fd_max_elements)
     inputs = {**(inputs or {}), **kw_inputs}
     if not isinstance(prog, Program):
         if not callable(prog):
@@ -508,102 +506,3 @@ def _convergence(sched, tapes, xin, seed, guess, lam) -> list:
             err = np.nan
         table.append((k, err if np.isfinite(err) else np.nan))
     return [{"backend": TAPE_NAMES[backend], "iterations": k, "rel_error": e} for k, e in table]
-
-
-# ------------------------------------------------------------------------- the CLI
-def _load(target: str):
-    if ":" not in target:
-        raise SystemExit(f"expected MODULE:FUNCTION or path/to/file.py:FUNCTION, got {target!r}")
-    mod_name, func = target.rsplit(":", 1)
-    if mod_name.endswith(".py") or "/" in mod_name or Path(mod_name).is_file():
-        path = Path(mod_name)
-        if not path.is_file():
-            raise SystemExit(f"no such file: {path}")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules.setdefault(path.stem, module)
-        spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, ".")
-        module = importlib.import_module(mod_name)
-    try:
-        return getattr(module, func)
-    except AttributeError:
-        raise SystemExit(f"module {mod_name!r} has no function {func!r}") from None
-
-
-def _parse_value(text: str) -> Any:
-    """``0.5`` -> 0.5, ``1,2,3`` -> array, ``[[1,2],[3,4]]`` -> array."""
-    text = text.strip()
-    if text.startswith("["):
-        return np.asarray(json.loads(text), dtype=np.float64)
-    if "," in text:
-        return np.asarray([float(t) for t in text.split(",") if t.strip()], dtype=np.float64)
-    return float(text)
-
-
-def _missing(f, inputs: dict) -> list[str]:
-    import inspect
-    try:
-        params = inspect.signature(f).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    return [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in inputs
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
-OPTIONS = {"rtol": float, "fd-rtol": float, "atol": float, "against": str, "rng": int}
-
-
-def main_check(argv: list[str]) -> int:  # noqa: C901 - a flat argument loop
-    """``python -m lagrangeprop check MODULE:FUNCTION --x 0.5 --y 1,2,3 [--rtol R] [--against autograd,fd]``.
-
-    Traces FUNCTION with the given inputs, prints the check report; exit 0 iff ok."""
-    from .trace import trace
-
-    if not argv or argv[0] in ("-h", "--help"):
-        print(main_check.__doc__)
-        return 0 if argv else 2
-    target, rest = argv[0], argv[1:]
-    inputs: dict = {}
-    options: dict = {}
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if not arg.startswith("--"):
-            print(f"check: unexpected argument {arg!r}; inputs are given as --name value", file=sys.stderr)
-            return 2
-        key, _, val = arg[2:].partition("=")
-        if not _:
-            if i + 1 >= len(rest):
-                print(f"check: --{key} needs a value", file=sys.stderr)
-                return 2
-            val, i = rest[i + 1], i + 1
-        i += 1
-        if key in OPTIONS:
-            options[key.replace("-", "_")] = OPTIONS[key](val)
-        else:
-            try:
-                inputs[key] = _parse_value(val)
-            except ValueError:
-                print(f"check: cannot read the value {val!r} of input --{key} (use 0.5, 1,2,3 or "
-                      "[[1,2],[3,4]])", file=sys.stderr)
-                return 2
-    if "against" in options:
-        options["against"] = tuple(a.strip() for a in options["against"].split(","))
-    try:
-        f = _load(target)
-        try:
-            prog = trace(f, **inputs)
-        except TypeError as exc:
-            raise SystemExit(f"tracing {target} failed: {exc}; give every argument of the function "
-                             f"as --name value (missing inputs: {_missing(f, inputs)})") from None
-        report = check(prog, inputs, **options)
-    except SystemExit as exc:
-        print(f"check: {exc}", file=sys.stderr)
-        return 2
-    except LagrangePropError as exc:
-        print(f"check: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    print(report)
-    return 0 if report.ok else 1

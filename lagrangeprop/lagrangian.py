@@ -15,7 +15,10 @@ Examples
 
 from __future__ import annotations
 
+import difflib
 import math
+import warnings
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +26,7 @@ import numpy as np
 
 from .adjoint import accumulate, run_adjoint
 from .blocks import block_jacobian, block_residual
+from .coerce import real_array
 from .errors import InputError, ShapeError
 from .forward import finite_array, initial_values, run_forward
 from .options import SolveOptions
@@ -78,11 +82,25 @@ def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[
     return _parse_inputs(sched, inputs, what)
 
 
+_OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver")
+
+
+def _suggest(name, candidates) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndarray]:
+    if not isinstance(inputs, Mapping):
+        raise InputError(f"{what}s must be a dict {{name: value}}, got {type(inputs).__name__}; "
+                         f"the program's inputs are {sched.input_names}")
     expected = sched.input_names
     extra = [k for k in inputs if k not in sched.index or sched.roles[sched.index[k]] != "input"]
     if extra:
-        raise InputError(f"unexpected {what}(s) {extra}; the program's inputs are {expected}")
+        k = extra[0]
+        hint = (f" ({k}= is an option of solve() that this call does not take)" if k in _OPTION_NAMES
+                else _suggest(k, [*expected, *_OPTION_NAMES]))
+        raise InputError(f"unexpected {what}(s) {extra}{hint}; the program's inputs are {expected}")
     missing = [k for k in expected if k not in inputs]
     if missing:
         raise InputError(f"missing {what}(s) {missing}: pass "
@@ -91,11 +109,8 @@ def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndar
     out = {}
     for k, v in inputs.items():
         i = sched.index[k]
-        try:
-            arr = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
-            raise InputError(f"{what} {k!r} must be a real number or array, got "
-                             f"{type(v).__name__}") from None
+        # real numbers only, promoted to float64 (ints included); see coerce.real_array
+        arr = real_array(v, f"{what} {k!r}", finite=False)
         if arr.shape != sched.shapes[i]:
             raise InputError(f"{what} {k!r} has shape {arr.shape}, the program expects "
                              f"{sched.shapes[i]}; trace or declare it with that shape")
@@ -105,20 +120,63 @@ def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndar
     return out
 
 
+def _block_nodes(sched: Schedule) -> frozenset[int]:
+    """Nodes of the cyclic blocks: the only ones a guess starts (SPEC §1)."""
+    nodes = sched.__dict__.get("_block_nodes")
+    if nodes is None:
+        nodes = sched.__dict__["_block_nodes"] = frozenset(n for b in sched.blocks for n in b.nodes)
+    return nodes
+
+
 def _parse_guess(sched: Schedule, guess: dict | None) -> dict[int, np.ndarray]:
-    if not guess:
+    """``{node id: starting value}``: a dict keyed by defined variables, each value a finite
+    real scalar (filling the variable) or an array of the variable's shape.
+
+    A guess for a defined variable outside every cyclic block is validated, then unused
+    (its value is computed directly, not iterated): a warning says so, since the caller
+    evidently expected it to matter."""
+    if guess is None:
         return {}
+    if not isinstance(guess, Mapping):
+        raise InputError(f"guess must be a dict {{variable name: starting value}}, got "
+                         f"{type(guess).__name__}; e.g. guess={{{_example_guess(sched)}}}")
     out = {}
+    unused = []
     for k, v in guess.items():
         if k not in sched.index or sched.roles[sched.index[k]] != "defined":
-            raise InputError(f"guess names {k!r}, which is not a defined variable of the program")
+            role = sched.roles[sched.index[k]] if k in sched.index else None
+            why = (f"the {role} {k!r}, which is not iterated (an input is given by value, as {k}=...)"
+                   if role == "input" else f"the constant {k!r}" if role == "constant"
+                   else f"{k!r}, which is not a variable of the program"
+                   + _suggest(k, [sched.names[n] for n in sched.defined]))
+            raise InputError(f"guess names {why}; a guess starts the variables of cyclic blocks: "
+                             f"{_block_names(sched)}")
         i = sched.index[k]
-        try:
-            out[i] = np.broadcast_to(np.asarray(v, dtype=np.float64), sched.shapes[i])
-        except ValueError:
-            raise InputError(f"guess for {k!r} has shape {np.shape(v)}, the variable has "
-                             f"shape {sched.shapes[i]}") from None
+        arr = real_array(v, f"guess for {k!r}")
+        if arr.shape not in ((), sched.shapes[i]):
+            raise InputError(f"guess for {k!r} has shape {arr.shape}, the variable has "
+                             f"shape {sched.shapes[i]}; pass a scalar (filling it) or an array of "
+                             "that shape")
+        out[i] = np.broadcast_to(arr, sched.shapes[i])
+        if i not in _block_nodes(sched):
+            unused.append(k)
+    if unused:
+        warnings.warn(f"guess for {unused} is not used: not in a cyclic block, so computed "
+                      f"directly; the block variables are {_block_names(sched)}", UserWarning,
+                      stacklevel=4)
     return out
+
+
+def _block_names(sched: Schedule) -> str:
+    names = [sched.names[n] for b in sched.blocks for n in b.nodes]
+    if not names:
+        return "none (this program has no cyclic block, so it needs no guess)"
+    return str(names if len(names) <= 8 else [*names[:8], "..."])
+
+
+def _example_guess(sched: Schedule) -> str:
+    names = [sched.names[n] for b in sched.blocks for n in b.nodes][:2] or ["w"]
+    return ", ".join(f"{n!r}: 1.0" for n in names)
 
 
 def _parse_seed(sched: Schedule, seed) -> np.ndarray:
@@ -130,7 +188,7 @@ def _parse_seed(sched: Schedule, seed) -> np.ndarray:
                 f"output {name!r} has shape {shape}: pass seed= (a cotangent of that shape) to "
                 "solve(), use prog.evaluate() for values only, or lp.jacobian for the Jacobian")
         return np.float64(1.0)
-    arr = np.asarray(seed, dtype=np.float64)
+    arr = real_array(seed, f"seed (the cotangent of output {name!r})")
     if arr.shape != shape:
         raise ShapeError(f"seed has shape {arr.shape} but output {name!r} has shape {shape}")
     return arr
@@ -183,26 +241,57 @@ def _all_defined(sched: Schedule) -> Block:
     return sched.__dict__["_all"]
 
 
+def _check_names(sched: Schedule, d, what: str, allowed: tuple[str, ...]) -> None:
+    """``d`` is a dict whose keys are nodes of the program with a role in ``allowed``."""
+    if not isinstance(d, Mapping):
+        raise InputError(f"{what} must be a dict keyed by node name (as sol.{what} is), got "
+                         f"{type(d).__name__}")
+    index, roles = sched.index, sched.roles
+    bad = [k for k in d if k not in index or roles[index[k]] not in allowed]
+    if bad:
+        k = bad[0]
+        why = (f"the constant {k!r} (constants are fixed by the program)" if k in index
+               else f"{k!r}, which is not a node of the program"
+               + _suggest(k, [sched.names[n] for n in sched.defined]))
+        raise InputError(f"{what} names {why}; its keys are the program's "
+                         + ("inputs and defined variables" if "input" in allowed else "inputs"))
+
+
+def _point_value(sched: Schedule, n: int, v, what: str) -> np.ndarray:
+    shape = sched.shapes[n]
+    if v.__class__ is np.float64 and shape == () and math.isfinite(v):
+        return v
+    arr = real_array(v, f"{what}[{sched.names[n]!r}]")
+    if arr.shape != shape:
+        raise InputError(f"{what}[{sched.names[n]!r}] has shape {arr.shape}, expected {shape}")
+    return arr
+
+
 def _point(sched: Schedule, inputs: dict, values: dict) -> list:
+    """``z`` at a caller's point: inputs (finite, as for solve) and every defined variable."""
+    _check_names(sched, inputs, "inputs", ("input", "defined"))
+    _check_names(sched, values, "values", ("input", "defined"))
     vals = initial_values(sched, parse_inputs(sched, {k: v for k, v in inputs.items()
-                                                      if k in sched.index
-                                                      and sched.roles[sched.index[k]] == "input"}))
+                                                      if sched.roles[sched.index[k]] == "input"}))
     for n in sched.defined:
         name = sched.names[n]
         if name not in values:
-            raise InputError(f"values has no entry for defined variable {name!r}")
-        v = np.asarray(values[name], dtype=np.float64)
-        if v.shape != sched.shapes[n]:
-            raise InputError(f"values[{name!r}] has shape {v.shape}, expected {sched.shapes[n]}")
-        vals[n] = v
+            raise InputError(f"values has no entry for defined variable {name!r}; pass a value "
+                             "for every defined variable (sol.values has them all)")
+        vals[n] = _point_value(sched, n, values[name], "values")
     return vals
 
 
-def _multipliers(sched: Schedule, multipliers: dict) -> list:
+def _multipliers(sched: Schedule, multipliers: dict | None) -> list:
+    """``λ`` at a caller's point; a defined variable without an entry has ``λ_d = 0``
+    (entries for inputs are ignored: ``λ_x = ∂L/∂x`` is derived, not given)."""
     lam: list = [None] * len(sched.names)
+    if multipliers is None:
+        return lam
+    _check_names(sched, multipliers, "multipliers", ("input", "defined"))
     for n in sched.defined:
         v = multipliers.get(sched.names[n])
-        lam[n] = None if v is None else np.asarray(v, dtype=np.float64)
+        lam[n] = None if v is None else _point_value(sched, n, v, "multipliers")
     return lam
 
 
@@ -214,8 +303,17 @@ def _seed(sched, seed):
 def _unpack(prog, inputs, values, multipliers):
     if isinstance(inputs, Solution):
         sol = inputs
+        if sol.program is not prog:
+            raise InputError(f"this Solution belongs to program {sol.program.name!r}, not to "
+                             f"{prog.name!r}; call that program's lagrangian")
+        if values is not None or multipliers is not None:
+            raise InputError("pass either a Solution or inputs, values and multipliers, not both: "
+                             "the Solution's own values and multipliers would be used")
         return ({k: sol.values[k] for k in sol.schedule.input_names}, sol.values,
                 sol.multipliers, sol.seed)
+    if values is None:
+        raise InputError("pass a Solution, or inputs, values and multipliers (dicts keyed by "
+                         "node name, as sol.inputs, sol.values and sol.multipliers)")
     return inputs, values, multipliers, None
 
 
@@ -223,9 +321,9 @@ def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> 
     """``L(x, z, λ) = <seed, z_o> - Σ_d <λ_d, c_d(z, x)>`` at any point."""
     inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
     sched = prog.compile()
-    seed = sol_seed if sol_seed is not None else _seed(sched, seed)
+    seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)   # a given seed wins
     vals = _point(sched, inputs, values)
-    lam = _multipliers(sched, multipliers or {})
+    lam = _multipliers(sched, multipliers)
     blk = _all_defined(sched)
     c, _ = block_residual(blk, vals)
     total = float(np.sum(seed * vals[sched.output]))
@@ -237,8 +335,9 @@ def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> 
 
 def lagrangian_gradient(prog, inputs, values, multipliers, seed=None):
     """``(∂L/∂x, ∂L/∂z, ∂L/∂λ)`` as dicts keyed by node name (∂L/∂λ_d = -c_d)."""
+    inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
     sched = prog.compile()
-    seed = _seed(sched, seed)
+    seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)   # a given seed wins
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers)
     blk = _all_defined(sched)

@@ -27,13 +27,16 @@ Examples
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.optimize as so
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from .coerce import real_array
 from .errors import InputError, LagrangePropError, ShapeError
+from .options import SolveOptions, real_option
 from .second_order import curvature
 from .tangent import input_jacobian, solution_hvp
 
@@ -42,9 +45,40 @@ __all__ = ["minimize", "minimize_full_space"]
 HESSP_METHODS = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
 HESS_METHODS = {"dogleg", "trust-exact"}
 JAC_FREE = {"nelder-mead", "powell", "cobyla", "cobyqa"}
+METHODS = tuple(getattr(so._minimize, "MINIMIZE_METHODS", ())) or (
+    "nelder-mead", "powell", "cg", "bfgs", "newton-cg", "l-bfgs-b", "tnc", "cobyla", "cobyqa", "slsqp",
+    "trust-constr", "dogleg", "trust-ncg", "trust-exact", "trust-krylov")
+SOLVE_OPTION_NAMES = ("tol", "maxiter", "method", "linear_solver")
 
 
 # ------------------------------------------------------------------ layout
+def _value(v, what: str, shape: tuple, *, scalar_ok: bool = True, finite: bool = True) -> np.ndarray:
+    """A caller's value as float64 of ``shape`` (or a scalar when ``scalar_ok``), else InputError."""
+    arr = real_array(v, what, finite=finite)
+    if arr.shape != shape and not (scalar_ok and arr.shape == ()):
+        raise InputError(f"{what} has shape {arr.shape}, the input has shape {shape}"
+                         + ("; pass a scalar (filling it) or an array of that shape" if scalar_ok else ""))
+    return arr
+
+
+def _check_arguments(guess, solve_options, options, callback, tol=None) -> dict:
+    """The arguments both minimizers share; returns ``solve_options`` as a dict."""
+    for what, d in (("guess", guess), ("solve_options", solve_options), ("options", options)):
+        if d is not None and not isinstance(d, Mapping):
+            raise InputError(f"{what} must be a dict or None, got {type(d).__name__}")
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback must be a function callback(xk), got {type(callback).__name__}")
+    if tol is not None:
+        real_option("tol", tol, what="scipy.optimize.minimize's tolerance")
+    solve_options = dict(solve_options or {})
+    unknown = [k for k in solve_options if k not in SOLVE_OPTION_NAMES]
+    if unknown:
+        raise InputError(f"solve_options has {unknown}, which are not solve options; its keys are "
+                         f"{list(SOLVE_OPTION_NAMES)} (give fixed inputs in fixed=)")
+    SolveOptions.make(**solve_options)
+    return solve_options
+
+
 class _Layout:
     """Flattening of the optimized inputs (dict, in ``x0`` order) into one vector."""
 
@@ -55,6 +89,10 @@ class _Layout:
                              "with lp.trace(f, **inputs)")
         sched = prog.compile()
         self.sched = sched
+        for what, d in (("x0", x0), ("fixed", fixed)):
+            if d is not None and not isinstance(d, Mapping):
+                raise InputError(f"{what} must be a dict {{input name: value}}, got {type(d).__name__}; "
+                                 f"e.g. {what}={{{sched.input_names[0] if sched.input_names else 'x'!r}: 0.0}}")
         fixed = dict(fixed or {})
         if not x0:
             raise InputError("x0 is empty: give the inputs to optimize, e.g. x0={'x': 0.0}")
@@ -78,9 +116,10 @@ class _Layout:
         self.sizes = [int(np.prod(s, dtype=int)) for s in self.shapes]
         self.offsets = list(np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int))
         self.size = int(sum(self.sizes))
-        self.fixed = {k: np.asarray(v, dtype=np.float64) for k, v in fixed.items()}
-        self.x0 = self.flatten({k: np.broadcast_to(np.asarray(v, dtype=np.float64),
-                                                    self.shapes[j])
+        self.fixed = {k: _value(v, f"fixed[{k!r}]", sched.shapes[sched.index[k]], scalar_ok=False)
+                      for k, v in fixed.items()}
+        # a scalar x0 fills its input; any other value has the input's shape
+        self.x0 = self.flatten({k: np.broadcast_to(_value(v, f"x0[{k!r}]", self.shapes[j]), self.shapes[j])
                                 for j, (k, v) in enumerate(x0.items())})
 
     def flatten(self, d: dict) -> np.ndarray:
@@ -96,16 +135,29 @@ class _Layout:
 
     def bounds(self, bounds):
         """``bounds`` as scipy accepts it, or a dict name -> (lo, hi) expanded per entry."""
-        if not isinstance(bounds, dict):
+        if isinstance(bounds, so.Bounds):
+            return bounds
+        if not isinstance(bounds, Mapping):
+            pairs = bounds if isinstance(bounds, (list, tuple)) else None
+            if pairs is None or len(pairs) != self.size or not all(
+                    isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+                raise InputError(f"bounds must be a dict {{input: (lo, hi)}}, a scipy.optimize.Bounds or "
+                                 f"{self.size} (lo, hi) pairs (one per optimized entry), got {bounds!r:.60}")
             return bounds
         lo, hi = np.full(self.size, -np.inf), np.full(self.size, np.inf)
-        for k, (a, b) in bounds.items():
+        for k, pair in bounds.items():
             if k not in self.names:
                 raise InputError(f"bounds names {k!r}, which is not optimized (x0 has {self.names})")
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InputError(f"bounds[{k!r}] must be a pair (lo, hi) (None = unbounded), got {pair!r}")
+            a, b = (None if t is None else _value(t, f"bounds[{k!r}]", self.shapes[self.names.index(k)],
+                                                 finite=False) for t in pair)
             j = self.names.index(k)
             sl = slice(self.offsets[j], self.offsets[j] + self.sizes[j])
             lo[sl] = np.ravel(np.broadcast_to(-np.inf if a is None else a, self.shapes[j]))
             hi[sl] = np.ravel(np.broadcast_to(np.inf if b is None else b, self.shapes[j]))
+            if np.any(lo[sl] > hi[sl]) or np.isnan(lo[sl]).any() or np.isnan(hi[sl]).any():
+                raise InputError(f"bounds[{k!r}] has a lower bound above its upper bound (or NaN)")
         return so.Bounds(lo, hi)
 
 
@@ -207,6 +259,10 @@ def minimize(prog, x0: dict, method: str = "L-BFGS-B", *, fixed: dict | None = N
     >>> round(float(res.x_dict["a"]), 5), round(float(res.solution.grad["b"]), 5)
     (0.84084, 2.31832)
     """
+    solve_options = _check_arguments(guess, solve_options, options, callback, tol)
+    if not callable(method) and (not isinstance(method, str) or method.lower() not in METHODS):
+        raise InputError(f"method={method!r} is not a scipy.optimize.minimize method; choose one of "
+                         f"{list(METHODS)} (any case) or pass a callable")
     layout = _Layout(prog, x0, fixed)
     ev = _Evaluator(prog, layout, guess, solve_options)
     m = method.lower() if isinstance(method, str) else method
@@ -365,6 +421,9 @@ def minimize_full_space(prog, x0: dict, *, fixed: dict | None = None, guess: dic
     >>> round(float(res.x_dict["x"]), 6), round(float(res.z_dict["w"]), 6)
     (1.443084, 0.843321)
     """
+    solve_options = _check_arguments(guess, solve_options, options, callback)
+    if values0 is not None and not isinstance(values0, Mapping):
+        raise InputError(f"values0 must be a dict {{defined variable: value}}, got {type(values0).__name__}")
     layout = _Layout(prog, x0, fixed)
     sched = layout.sched
     if values0 is None:

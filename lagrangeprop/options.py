@@ -1,31 +1,82 @@
-"""Solver options shared by the forward, adjoint and tangent passes.
+"""Solver options shared by the forward, adjoint and tangent passes, checked on entry.
+
+A bad option raises :class:`~lagrangeprop.InputError` naming the option, what it got and
+what it takes; nothing is coerced (``maxiter=2.5`` is not rounded, ``tol="1e-8"`` is not
+parsed, ``method=""`` is not ``"auto"``). ``None`` means the default.
 
 Examples
 --------
 >>> from lagrangeprop.options import SolveOptions
 >>> SolveOptions.make(tol=1e-12).tol
 1e-12
+>>> SolveOptions.make(maxiter=2.5)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+lagrangeprop.errors.InputError: maxiter=2.5 must be a positive integer (an int such as 50, not float); ...
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from .errors import InputError
 
-__all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS"]
+__all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS", "REFERENCES", "real_option", "int_option",
+           "choice_option", "check_options"]
 
 METHODS = ("auto", "newton", "newton-krylov", "fixed-point", "anderson")
 LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg")
+REFERENCES = ("autograd", "torch", "fd")
+
+
+def real_option(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
+                what: str = "") -> float:
+    """``float(value)`` when it is a real number with ``low < value < high``, else InputError."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        value_f = float(value)
+        ok = math.isfinite(value_f) and low < value_f < high
+    if not ok:
+        bounds = f"{low:g} < {name} < {high:g}" if math.isfinite(high) else f"{name} > {low:g}"
+        raise InputError(f"{name}={value!r} must be a finite real number with {bounds}"
+                         + (f"; it is {what}" if what else ""))
+    return value_f
+
+
+def int_option(name: str, value: Any, *, low: int = 1, what: str = "") -> int:
+    """``int(value)`` when it is an integer (not a bool, not a float) ``>= low``, else InputError."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or int(value) < low:
+        kind = "" if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+            else f" (an int such as 50, not {type(value).__name__})"
+        adjective = "positive" if low == 1 else f">= {low}"
+        raise InputError(f"{name}={value!r} must be a {adjective} integer{kind}"
+                         + (f"; it is {what}" if what else ""))
+    return int(value)
+
+
+def choice_option(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` when it is one of ``choices`` (strings), else InputError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}; "
+                         f"pass one of them (or None for {choices[0]!r})")
+    return value
 
 
 @dataclass(frozen=True)
 class SolveOptions:
-    """``tol``: relative residual tolerance of block solves (max|c| / max(1, max|z|));
-    ``maxiter``: iteration limit per block (Newton steps or fixed-point sweeps);
-    ``method``: forward block solver; ``linear_solver``: block adjoint/tangent solver
-    (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by conjugate gradients or
-    gmres with an algebraic-multigrid preconditioner; needs the optional pyamg)."""
+    """``tol``: relative residual tolerance of block solves (0 < tol < 1; SPEC §1 "Scale":
+    per constraint, on that constraint's own scale); ``maxiter``: iteration limit per
+    block (Newton steps or fixed-point sweeps, a positive int; None = the method's
+    default); ``method``: forward block solver; ``linear_solver``: block adjoint/tangent
+    solver (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by
+    conjugate gradients or gmres with an algebraic-multigrid preconditioner; needs the
+    optional pyamg)."""
 
     tol: float = 1e-10
     maxiter: int | None = None
@@ -34,20 +85,56 @@ class SolveOptions:
 
     @classmethod
     def make(cls, tol=None, maxiter=None, method=None, linear_solver=None) -> SolveOptions:
-        method = method or "auto"
-        linear_solver = linear_solver or "auto"
-        if method not in METHODS:
-            raise InputError(f"method={method!r} is not a block solver; choose one of {METHODS}")
-        if linear_solver not in LINEAR_SOLVERS:
-            raise InputError(f"linear_solver={linear_solver!r} is not supported; "
-                             f"choose one of {LINEAR_SOLVERS}")
+        """Validated options; ``None`` means the default. Raises InputError on a bad value."""
+        tol = 1e-10 if tol is None else real_option(
+            "tol", tol, low=0.0, high=1.0, what="the relative residual tolerance of block solves")
+        if maxiter is not None:
+            maxiter = int_option("maxiter", maxiter, what="the iteration limit per block")
+        method = "auto" if method is None else choice_option("method", method, METHODS)
+        linear_solver = "auto" if linear_solver is None else choice_option(
+            "linear_solver", linear_solver, LINEAR_SOLVERS)
         if linear_solver == "amg":
             from .amg import require
             require()
-        if tol is not None and not (0 < float(tol) < 1):
-            raise InputError(f"tol={tol!r} must be a positive number below 1")
-        if maxiter is not None and int(maxiter) < 1:
-            raise InputError(f"maxiter={maxiter!r} must be a positive integer")
-        return cls(tol=1e-10 if tol is None else float(tol),
-                   maxiter=None if maxiter is None else int(maxiter),
-                   method=method, linear_solver=linear_solver)
+        return cls(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
+
+
+def check_options(*, inputs=None, against=REFERENCES, rtol=1e-8, fd_rtol=1e-5, atol=None, rng=0,
+                  fd_max_elements=12) -> tuple[str, ...]:
+    """Validate :func:`lagrangeprop.check`'s own options; returns ``against`` as a tuple.
+
+    Examples
+    --------
+    >>> check_options(against="fd")
+    ('fd',)
+    >>> check_options(rtol=-1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lagrangeprop.errors.InputError: rtol=-1 must be a finite real number with rtol > 0; ...
+    """
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise InputError(f"inputs must be a dict {{name: value}}, got {type(inputs).__name__}")
+    if isinstance(against, str):
+        against = (against,)
+    try:
+        against = tuple(against)
+    except TypeError:
+        raise InputError(f"against={against!r} must be a sequence of references from {REFERENCES}") from None
+    unknown = [a for a in against if a not in REFERENCES]
+    if unknown or not against:
+        raise InputError(f"against={against!r} " + (f"names {unknown}, not a reference"
+                                                     if unknown else "names no reference")
+                         + f"; choose from {', '.join(map(repr, REFERENCES))}")
+    real_option("rtol", rtol, what="the relative tolerance against the tapes")
+    real_option("fd_rtol", fd_rtol, what="the relative tolerance against finite differences")
+    if atol is not None and not (isinstance(atol, numbers.Real) and atol == 0):
+        real_option("atol", atol, what="the absolute tolerance (None: 1e-12 x the largest multiplier)")
+    int_option("fd_max_elements", fd_max_elements, low=0,
+               what="the largest input differenced element by element")
+    if isinstance(rng, (bool, float, str)):
+        raise InputError(f"rng={rng!r} must be an int seed >= 0 or a numpy.random.Generator")
+    try:
+        np.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise InputError(f"rng={rng!r} must be an int seed >= 0 or a numpy.random.Generator") from None
+    return against

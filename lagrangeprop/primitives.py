@@ -365,6 +365,11 @@ def primitive(
     >>> float(cube.jvp(0, 1.0, 8.0, [2.0], {}))
     12.0
     """
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"primitive() needs a non-empty string name, got {name!r}")
+    for what, rule in (("fn", fn), ("vjp", vjp), ("jvp", jvp), ("jac", jac)):
+        if (rule is not None or what == "fn") and not callable(rule):
+            raise GraphError(f"primitive {name!r}: {what} must be a function, got {type(rule).__name__}")
     nargs = _infer_nargs(fn)
     if name in REGISTRY:
         warnings.warn(f"replacing the existing op {name!r} with a new primitive", UserWarning, stacklevel=2)

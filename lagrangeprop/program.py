@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+import operator
 import warnings
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import primitives
+from .coerce import constant_array
 from .errors import GraphError, ShapeError
 from .shapes import placeholder, rule_shape
 from .trace import Var, _Node
@@ -144,11 +146,12 @@ class Program:
         elif kind is int:
             value = np.array(value, dtype=np.float64)
         elif sp.issparse(value):
+            if value.dtype.kind not in "biuf":
+                raise GraphError(f"a sparse constant of dtype {value.dtype} is not real; numpy would keep "
+                                 "only the real part: carry real and imaginary parts as two real matrices")
             value = sp.csr_matrix(value, dtype=np.float64)
-        else:
-            value = np.asarray(value)
-            if value.dtype.kind in "iuf" or value.dtype == object:
-                value = value.astype(np.float64)
+        else:   # complex, text, None, dates, ragged lists: GraphError (coerce.constant_array)
+            value = constant_array(value, "a constant" if name is None else f"constant {name!r}")
         return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
 
     def variable(self, name: str, shape: tuple | None = None) -> Var:
@@ -396,14 +399,26 @@ class Program:
 
 
 def _shape(shape, name) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise ShapeError(f"shape of {name!r} must be a tuple of ints, got {shape!r}") from None
+    """A shape as numpy takes it: an int or a sequence of ints (not bools, floats or text)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    if isinstance(shape, (str, bytes, dict, set, frozenset)) or not hasattr(shape, "__iter__"):
+        raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
+                         f"got {shape!r}")
+    dims = []
+    for s in shape:
+        if isinstance(s, (bool, np.bool_)):
+            s = "bool"   # falls through to the error: True is not a length
+        try:
+            dims.append(operator.index(s))
+        except TypeError:
+            raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
+                             f"got {shape!r} (dimension {s!r} is not an int)") from None
+    shape = tuple(dims)
     if any(s < 0 for s in shape):
         raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
+    if any(s > np.iinfo(np.intp).max for s in shape):
+        raise ShapeError(f"shape of {name!r} has a dimension too large for numpy: {shape}")
     return shape
 
 

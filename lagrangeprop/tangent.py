@@ -28,7 +28,8 @@ import scipy.sparse as sp
 from . import blocks
 from .adjoint import check_finite_pass, run_adjoint
 from .api import traced
-from .errors import ShapeError
+from .coerce import real_array
+from .errors import InputError, ShapeError
 from .forward import initial_values, run_forward
 from .lagrangian import parse_inputs
 from .options import SolveOptions
@@ -285,7 +286,7 @@ def _check_count(what: str, names: list[str], got: int) -> None:
 
 
 def _shaped(sched: Schedule, i: int, t, what: str) -> np.ndarray:
-    arr = np.asarray(t, dtype=np.float64)
+    arr = real_array(t, f"{what} for input {sched.names[i]!r}")
     if arr.shape != sched.shapes[i]:
         raise ShapeError(f"{what} for input {sched.names[i]!r} has shape {arr.shape}, "
                          f"the input has shape {sched.shapes[i]}")
@@ -311,6 +312,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
     >>> float(v), float(t)
     (6.0, 3.0)
     """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise InputError("jvp takes the primals and the tangents as tuples, one entry per argument: "
+                         "lp.jvp(f, (x,), (v,))")
     primals, tangents = tuple(primals), tuple(tangents)
     prog, names = _program_for(f)(*primals)
     _check_count("jvp primals", names, len(primals))
@@ -342,7 +346,7 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     out_shape = sched.shapes[sched.output]
 
     def vjp_fn(g) -> tuple:
-        g = np.asarray(g, dtype=np.float64)
+        g = real_array(g, "cotangent")
         if g.shape != out_shape:
             raise ShapeError(f"cotangent has shape {g.shape}, the output "
                              f"{sched.names[sched.output]!r} has shape {out_shape}")
@@ -366,7 +370,7 @@ def _matrix_jacobian(sched, vals, states, opts, x: int, mode: str) -> np.ndarray
         L = _reverse_matrix(sched, vals, states, opts, np.eye(n_out))[x]
         J = np.zeros((n_out, n_in)) if L is None else L.T
     else:
-        raise ValueError(f"mode={mode!r}: choose 'auto', 'forward' or 'reverse'")
+        raise InputError(f"mode={mode!r}: choose 'auto', 'forward' or 'reverse'")
     return np.asarray(J).reshape(sched.shapes[sched.output] + sched.shapes[x])
 
 

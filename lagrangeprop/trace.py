@@ -495,14 +495,28 @@ def trace(f: Callable, /, *example_args, **example_inputs) -> Program:  # noqa: 
     >>> round(float(prog.evaluate(x=0.5)), 6)
     0.239713
     """
+    from .coerce import real_array
+    from .errors import InputError
     from .program import Program
 
+    if not callable(f):
+        raise InputError(f"trace needs a function, got {type(f).__name__}")
     fname = getattr(f, "__name__", "program")
     prog = Program(name=fname if fname.isidentifier() else "program")
     prog._eager_shapes = True
     names = _argument_names(f, len(example_args))
-    pos = [prog.input(n, shape=np.shape(v)) for n, v in zip(names, example_args)]
-    kw = {k: prog.input(k, shape=np.shape(v)) for k, v in example_inputs.items()}
+    try:   # the call below must not fail for want of an argument: say which, as an InputError
+        inspect.signature(f).bind(*example_args, **example_inputs)
+    except TypeError as exc:
+        raise InputError(f"{fname}() cannot take these inputs ({exc}); pass one example value per "
+                         "argument of the function") from None
+    except ValueError:   # no signature (a builtin): let the call decide
+        pass
+    # an example value fixes the input's shape; it must be real, like every input (coerce.real_array)
+    pos = [prog.input(n, shape=real_array(v, f"input {n!r}", finite=False).shape)
+           for n, v in zip(names, example_args)]
+    kw = {k: prog.input(k, shape=real_array(v, f"input {k!r}", finite=False).shape)
+          for k, v in example_inputs.items()}
     with paused_gc(), _LocalNames(prog, f) as local_names:
         result = f(*pos, **kw)
     for local, value in local_names.locals.items():

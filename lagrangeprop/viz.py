@@ -28,6 +28,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["draw", "to_dot", "graph_blocks", "layered_layout"]
 
 # fill colours by role; blocks get their own palette (colour-blind friendly, light)
@@ -109,6 +111,15 @@ def _dot_escape(s: str) -> str:
 
 
 # --------------------------------------------------------------------- DOT
+def _check_arguments(prog, sol) -> None:
+    """``prog`` is a Program and ``sol`` None or one of its Solutions (InputError otherwise)."""
+    if not isinstance(getattr(prog, "graph", None), nx.DiGraph):
+        raise InputError(f"expected an lp.Program, got {type(prog).__name__}")
+    if sol is not None and getattr(sol, "program", None) is not prog:
+        raise InputError(f"sol must be a Solution of program {prog.name!r} (from prog.solve), "
+                         f"got {type(sol).__name__}")
+
+
 def to_dot(prog, sol=None) -> str:
     """Graphviz DOT text for the constraint graph of ``prog`` (graphviz not needed).
 
@@ -135,6 +146,7 @@ def to_dot(prog, sol=None) -> str:
     >>> "subgraph cluster_block0" in dot and '"x" -> "y"' in dot
     True
     """
+    _check_arguments(prog, sol)
     G = prog.graph
     blocks = graph_blocks(prog)
     in_block = {n: k for k, b in enumerate(blocks) for n in b}
@@ -361,6 +373,7 @@ def draw(prog, sol=None, path: str | os.PathLike | None = "graph.png", *, ax=Non
     >>> os.path.getsize(out) > 1000
     True
     """
+    _check_arguments(prog, sol)
     _matplotlib()
     from matplotlib.patches import Polygon
     from matplotlib.path import Path

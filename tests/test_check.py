@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import subprocess
 import sys
 import warnings
@@ -17,7 +19,7 @@ import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
 from lagrangeprop import primitives, tape
 from lagrangeprop.__main__ import blog, blog_derivative
-from lagrangeprop.check import main_check
+from lagrangeprop.cli import main_check
 from lagrangeprop.primitives import Primitive
 
 try:
@@ -275,12 +277,13 @@ BAD = lp.primitive("cli_bad_exp", lambda x: lp.exp(x) if False else __import__("
 def g(x):
     return BAD(x) * 2.0
 """)
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(lp.__file__).parent.parent)}  # this checkout's package
     ok = subprocess.run([sys.executable, "-m", "lagrangeprop", "check", "cli_target:f", "--x=0.5", "--y", "[1, 2]",
-                         "--against", "autograd,fd"], cwd=tmp_path, capture_output=True, text=True)
+                         "--against", "autograd,fd"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run([sys.executable, "-m", "lagrangeprop", "check", "cli_target:g", "--x", "0.5",
                           "--against", "autograd,fd"],
-                         cwd=tmp_path, capture_output=True, text=True)
+                         cwd=tmp_path, capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "FAIL" in bad.stdout
 
 

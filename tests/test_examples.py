@@ -20,7 +20,8 @@ def test_example_runs(script, tmp_path):
 
 
 def test_demo_main():
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parent.parent)}  # this checkout's package
     proc = subprocess.run([sys.executable, "-m", "lagrangeprop"], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "OK: the multiplier equals the analytic derivative" in proc.stdout
