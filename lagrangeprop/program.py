@@ -331,30 +331,30 @@ class Program:
         """The cyclic blocks (strongly connected components solved together)."""
         return [set(b.names) for b in self.compile().blocks]
 
-    def solve(self, *, guess=None, seed=None, tol=None, maxiter=None, method=None,
+    def solve(self, /, *, guess=None, seed=None, tol=None, maxiter=None, method=None,
               linear_solver=None, **inputs):
         """Forward pass and multipliers at ``inputs`` -> :class:`~lagrangeprop.lagrangian.Solution`."""
         from .lagrangian import solve_program
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
 
-    def evaluate(self, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None, **inputs):
+    def evaluate(self, /, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None, **inputs):
         """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps')."""
         from .lagrangian import evaluate_program
         return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
                                 method=method, linear_solver=linear_solver)
 
-    def lagrangian(self, inputs, values=None, multipliers=None, seed=None) -> float:
+    def lagrangian(self, /, inputs, values=None, multipliers=None, seed=None) -> float:
         """``L = <seed, z_o> - Σ_d <λ_d, c_d>`` at a Solution or at any point."""
         from .lagrangian import lagrangian_value
         return lagrangian_value(self, inputs, values, multipliers, seed)
 
-    def lagrangian_grad(self, inputs, values, multipliers, seed=None):
+    def lagrangian_grad(self, /, inputs, values, multipliers, seed=None):
         """``(∂L/∂x, ∂L/∂z, ∂L/∂λ = -c)`` as dicts keyed by node name."""
         from .lagrangian import lagrangian_gradient
         return lagrangian_gradient(self, inputs, values, multipliers, seed)
 
-    def constraint_jacobian(self, values, inputs):
+    def constraint_jacobian(self, /, values, inputs):
         """``A = ∂c/∂z`` as a scipy.sparse matrix and ``index``: node -> slice."""
         from .lagrangian import constraint_jacobian
         return constraint_jacobian(self, values, inputs)
