@@ -68,7 +68,7 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
         prog = trace(f, *args, **kwargs)
         # after the trace: f's own side effects while tracing (appending to a log list,
         # filling a memo dict) are part of the state the program was traced in
-        guard = Guard(f)
+        guard = Guard(f, prog._sources)
         cache[key] = (prog, prog.compile().input_names, guard)
         cache.move_to_end(key)
         while len(cache) > cache_size:

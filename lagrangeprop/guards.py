@@ -121,8 +121,9 @@ class _Walk:
     """Flatten what the roots reach into identity checks along each access path, plus a
     content check per array; collects the user functions reached on the way."""
 
-    def __init__(self, attrs: frozenset):
+    def __init__(self, attrs: frozenset, copies: dict | None = None):
         self.attrs = sorted(attrs)
+        self.copies = copies or {}
         self.checks: list[tuple] = []
         self.functions: list[types.FunctionType] = []
         self.seen: set[int] = set()
@@ -136,8 +137,14 @@ class _Walk:
         if cls in _SCALARS or isinstance(v, np.generic) or depth > _MAX_DEPTH:
             return
         if cls is np.ndarray:
-            snap = v.tobytes() if v.nbytes <= _SMALL else v.copy()
-            self.add(ARRAY, v, (v.shape, v.dtype, v.strides), snap, what)
+            layout = (v.shape, v.dtype, v.strides)
+            if v.nbytes <= _SMALL:
+                snap = v.tobytes()
+            else:   # the program's own copy of it as a constant, when it has the same bytes
+                snap = self.copies.get(id(v))
+                if snap is None or snap.strides != v.strides or not _same(v, layout, snap):
+                    snap = v.copy(order="K")
+            self.add(ARRAY, v, layout, snap, what)
             return
         key = id(v)
         if key in self.seen:
@@ -168,8 +175,7 @@ class _Walk:
         elif cls is set:
             self.add(EQUAL, v, None, frozenset(v), what)
         elif cls is types.MethodType:
-            self.add(ATTR, v, "__self__", v.__self__, what)   # (read-only; walks into it)
-            self.value(v.__self__, what.rsplit(".", 1)[0] if "." in what else what, depth + 1)
+            self.value(v.__self__, f"{what}.__self__", depth + 1)
             self.value(v.__func__, what, depth + 1)
         elif cls is functools.partial:
             self.value(v.func, f"{what}.func", depth + 1)
@@ -253,9 +259,12 @@ class Guard:
     ----------
     f : callable
         A function, lambda, bound method, ``functools.partial`` or callable object.
+    copies : dict, optional
+        ``id(array) -> copy`` of captured arrays made anyway (a traced program's
+        constants): used as the snapshot when the bytes agree, instead of a second copy.
     """
 
-    def __init__(self, f: Callable):
+    def __init__(self, f: Callable, copies: dict | None = None):
         roots: dict[tuple, tuple] = {}     # key -> (kind, container, name, description)
         done: set[int] = set()
         attrs: frozenset = frozenset()
@@ -286,7 +295,7 @@ class Guard:
                     roots.setdefault(("c", id(cell)), (CELL, cell, name,
                                                        f"closure variable {name!r} of "
                                                        f"{fn.__qualname__}"))
-            walk = self._walk(f, list(roots.values()), attrs)
+            walk = self._walk(f, list(roots.values()), attrs, copies)
             fresh = [fn for fn in walk.functions if id(fn) not in done]
             if not fresh:
                 break
@@ -294,9 +303,14 @@ class Guard:
         self._checks = walk.checks
 
     @staticmethod
-    def _walk(f: Callable, roots: list[tuple], attrs: frozenset) -> _Walk:
-        walk = _Walk(attrs)
-        walk.value(f, "the function")
+    def _walk(f: Callable, roots: list[tuple], attrs: frozenset, copies) -> _Walk:
+        walk = _Walk(attrs, copies)
+        if isinstance(f, types.MethodType):
+            walk.value(f.__self__, "self")
+            walk.value(f.__func__, "the function")
+        else:
+            walk.value(f, "the function" if isinstance(f, (types.FunctionType, functools.partial))
+                       else "self")
         for kind, container, name, what in roots:
             v = _read(kind, container, name)
             walk.add(kind, container, name, v, what)

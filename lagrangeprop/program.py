@@ -62,6 +62,7 @@ class Program:
         self._schedule = None
         self._eager_shapes = False
         self._probe = None   # set by trace: finds the traced function's frame (local names)
+        self._sources: dict[int, Any] = {}   # id(captured ndarray) -> its constant's copy
 
     # ------------------------------------------------------------------ naming
     def _var(self, name: str) -> Var:
@@ -144,11 +145,16 @@ class Program:
         elif kind is int:
             value = np.array(value, dtype=np.float64)
         elif sp.issparse(value):
-            value = sp.csr_matrix(value, dtype=np.float64)
+            value = sp.csr_matrix(value, dtype=np.float64, copy=True)
         else:
-            value = np.asarray(value)
+            # a copy: the program owns its constants (editing the captured array later
+            # changes nothing in it; lp.grad's guards notice the edit and re-trace)
+            source = value
+            value = np.array(value)
             if value.dtype.kind in "iuf" or value.dtype == object:
-                value = value.astype(np.float64)
+                value = value.astype(np.float64, copy=False)
+            if kind is np.ndarray:
+                self._sources[id(source)] = value
         return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
 
     def variable(self, name: str, shape: tuple | None = None) -> Var:

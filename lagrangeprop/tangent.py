@@ -27,8 +27,8 @@ import scipy.sparse as sp
 
 from . import blocks
 from .adjoint import run_adjoint
-from .api import traced
-from .errors import ShapeError
+from .api import argnum_names, traced
+from .errors import InputError, ShapeError
 from .forward import initial_values, run_forward
 from .lagrangian import parse_inputs
 from .options import SolveOptions
@@ -253,11 +253,19 @@ def input_jacobian(sched: Schedule, vals: list, inputs: list[int]) -> sp.csr_mat
 
 
 # ------------------------------------------------------------ forward solve
-def _program_for(f):
+def _program_for(f, cached: bool = True):
+    """``program_for(*args, **kw) -> (Program, input names)``: a Program as it is, else
+    traced, through a guarded cache (:func:`~lagrangeprop.api.traced`) when ``cached``."""
     from .program import Program
     if isinstance(f, Program):
-        names = f.compile().input_names
-        return lambda *args, **kw: (f, names)
+        return lambda *args, **kw: (f, f.compile().input_names)
+    if not cached:   # one call (jvp, vjp, hvp): trace afresh, nothing to guard
+        from .trace import trace
+
+        def once(*args, **kw):
+            prog = trace(f, *args, **kw)
+            return prog, prog.compile().input_names
+        return once
     return traced(f)
 
 
@@ -308,7 +316,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
     (6.0, 3.0)
     """
     primals, tangents = tuple(primals), tuple(tangents)
-    prog, names = _program_for(f)(*primals)
+    prog, names = _program_for(f, cached=False)(*primals)
     _check_count("jvp primals", names, len(primals))
     _check_count("jvp tangents", names, len(tangents))
     sched, vals, states, opts = _solve_forward(prog, dict(zip(names, primals)), guess)
@@ -332,7 +340,7 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     >>> [float(c) for c in vjp_fn(1.0)]
     [3.0, 2.0]
     """
-    prog, names = _program_for(f)(*args)
+    prog, names = _program_for(f, cached=False)(*args)
     _check_count("vjp", names, len(args))
     sched, vals, states, opts = _solve_forward(prog, dict(zip(names, args)), guess)
     out_shape = sched.shapes[sched.output]
@@ -382,12 +390,17 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
            [0., 4.]])
     """
     program_for = _program_for(f)
+    select = argnum_names(f, argnum, "jacobian")
+    if isinstance(argnum, (tuple, list)):
+        raise InputError(f"jacobian: argnum={argnum!r}; the Jacobian is for one argument: "
+                         "pass an int (call lp.jacobian once per argument)")
 
-    def jac(*args):
-        prog, names = program_for(*args)
-        _check_count("jacobian", names, len(args))
-        sched, vals, states, opts = _solve_forward(prog, dict(zip(names, args)), guess)
-        return _matrix_jacobian(sched, vals, states, opts, sched.index[names[argnum]], mode)
+    def jac(*args, **kwargs):
+        prog, names = program_for(*args, **kwargs)
+        _check_count("jacobian", names, len(args) + len(kwargs))
+        sched, vals, states, opts = _solve_forward(prog, {**dict(zip(names, args)), **kwargs}, guess)
+        return _matrix_jacobian(sched, vals, states, opts,
+                                sched.index[select(len(args), names)], mode)
     return jac
 
 
@@ -416,14 +429,15 @@ def solution_hvp(sol, v: dict) -> dict:
             for i in sched.inputs}
 
 
-def _solve_scalar(f, args, guess):
-    prog, names = _program_for(f)(*args)
-    _check_count("hessian", names, len(args))
+def _solve_scalar(program_for, args, guess, kwargs=None):
+    kwargs = kwargs or {}
+    prog, names = program_for(*args, **kwargs)
+    _check_count("hessian", names, len(args) + len(kwargs))
     out = prog.compile().shapes[prog.compile().output]
     if out != ():
         raise ShapeError(f"hvp/hessian apply to scalar-output functions; {prog.name} returns "
                          f"shape {out}: try lp.jacobian of lp.grad")
-    return prog.solve(guess=guess, **dict(zip(names, args))), names
+    return prog.solve(guess=guess, **{**dict(zip(names, args)), **kwargs}), names
 
 
 def hvp(f: Callable, x, v, *, guess: dict | None = None):
@@ -438,7 +452,7 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     >>> lp.hvp(lambda x: lp.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 1.0]))
     array([ 6., 12.])
     """
-    sol, names = _solve_scalar(f, (x,), guess)
+    sol, names = _solve_scalar(_program_for(f, cached=False), (x,), guess)
     return solution_hvp(sol, {names[0]: v})[names[0]]
 
 
@@ -456,10 +470,16 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     array([[6., 2.],
            [2., 0.]])
     """
-    def hess(*args):
-        sol, names = _solve_scalar(f, args, guess)
-        name = names[argnum]
-        shape = np.shape(args[argnum])
+    program_for = _program_for(f)
+    select = argnum_names(f, argnum, "hessian")
+    if isinstance(argnum, (tuple, list)):
+        raise InputError(f"hessian: argnum={argnum!r}; the Hessian is for one argument: "
+                         "pass an int")
+
+    def hess(*args, **kwargs):
+        sol, names = _solve_scalar(program_for, args, guess, kwargs)
+        name = select(len(args), names)
+        shape = sol.schedule.shapes[sol.schedule.index[name]]
         n = int(np.prod(shape, dtype=int))
         cols = []
         for k in range(n):
