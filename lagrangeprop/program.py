@@ -33,6 +33,7 @@ from . import primitives
 from .errors import GraphError, ShapeError
 from .shapes import rule_shape
 from .trace import Var, _Node
+from .tracked import STAMP, TrackedDiGraph, attrs as _attrs, fingerprint, own_params, tracked_copy
 
 __all__ = ["Program", "RESERVED"]
 
@@ -55,7 +56,8 @@ class Program:
 
     def __init__(self, name: str = "program"):
         self.name = name
-        self.graph = nx.DiGraph(name=name, output=None)
+        self.graph = TrackedDiGraph(name=name, output=None)
+        self._stamp: tuple | None = None   # (graph, token, edits or fingerprint) at compile
         self._handles: dict[str, _Node] = {}
         self._auto: set[str] = set()
         self._counter = itertools.count()
@@ -119,10 +121,10 @@ class Program:
     def _new_node(self, name: str, attrs: dict) -> None:
         """Add node ``name`` (not yet in the graph) with attribute dict ``attrs``."""
         G = self.graph
-        if type(G) is nx.DiGraph:   # plain dicts: what add_node does, minus its checks
+        if type(G) is TrackedDiGraph:   # what add_node does, minus its checks
             G._succ[name] = {}
             G._pred[name] = {}
-            G._node[name] = attrs
+            G._node[name] = _attrs(G._edits, attrs)
             _clear_nx_cache(G)
         else:
             G.add_node(name, **attrs)
@@ -172,15 +174,17 @@ class Program:
         self._schedule = None
         name = self._fresh(prim.name)
         self._auto.add(name)
-        self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
-                              "params": params, "shape": shape})
-        handle = self._handles[name] = _Node(name)
         G = self.graph
-        if type(G) is nx.DiGraph and (len(names) == 1 or (len(names) == 2 and names[0] != names[1])):
+        tracked = type(G) is TrackedDiGraph
+        self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
+                              "params": _attrs(G._edits, params) if tracked else params,
+                              "shape": shape})
+        handle = self._handles[name] = _Node(name)
+        if tracked and (len(names) == 1 or (len(names) == 2 and names[0] != names[1])):
             # a new node's in-edges, as add_edge would store them (one data dict per edge)
-            succ, into = G._succ, G._pred[name]
+            succ, into, E = G._succ, G._pred[name], G._edits
             for i, a in enumerate(names):
-                succ[a][name] = into[a] = {"arg": i}
+                succ[a][name] = into[a] = _attrs(E, {"arg": i})
         else:
             self._connect(name, names)
         return Var(self, handle)
@@ -269,7 +273,7 @@ class Program:
             arg = e if isinstance(e, Var) else self.constant(e)
             self._own(arg, "define()'s expression")
             G = self.graph
-            G.nodes[v.name].update(op="identity", params={}, constraint="explicit")
+            G.nodes[v.name].update(op="identity", params=self._params(), constraint="explicit")
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
@@ -285,11 +289,16 @@ class Program:
         else:
             arg = r if isinstance(r, Var) else self.constant(r)
             G = self.graph
-            G.nodes[v.name].update(op="identity", params={}, constraint="residual")
+            G.nodes[v.name].update(op="identity", params=self._params(), constraint="residual")
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
         return v
+
+    def _params(self) -> dict:
+        """An empty ``params`` dict (tracked on a TrackedDiGraph)."""
+        G = self.graph
+        return _attrs(G._edits) if type(G) is TrackedDiGraph else {}
 
     def _check_undefined(self, v: Var) -> None:
         d = self.graph.nodes[v.name]
@@ -324,13 +333,46 @@ class Program:
 
     # ---------------------------------------------------------------- compiled
     def compile(self):
-        """Validate and schedule the program (cached until the program changes)."""
-        if self._schedule is None:
+        """Validate and schedule the program (cached until the program changes).
+
+        The cached schedule is reused only while ``self.graph`` is the graph it was
+        compiled from, unedited (SPEC §2): networkx mutators clear the stamp left in
+        ``G.__networkx_cache__``, and attribute edits count in the graph's
+        :class:`~lagrangeprop.tracked.Attrs` dicts (both O(1)). A plain
+        ``nx.DiGraph`` assigned to ``prog.graph`` is fingerprinted instead (O(nodes)).
+        """
+        s = self._schedule
+        if s is not None and not self._unedited():
+            s = self._schedule = None
+        if s is None:
             from .schedule import compile_program
             from .trace import paused_gc
+            G = self.graph
             with paused_gc():
-                self._schedule = compile_program(self)
-        return self._schedule
+                if type(G) is TrackedDiGraph:
+                    own_params(G)
+                s = self._schedule = compile_program(self)
+                token = object()
+                cache = G.__dict__.get("__networkx_cache__")
+                if cache is None:
+                    cache = G.__networkx_cache__ = {}
+                cache[STAMP] = token
+                self._stamp = (G, token, G._edits[0] if type(G) is TrackedDiGraph
+                               else fingerprint(G))
+        return s
+
+    def _unedited(self) -> bool:
+        """``self.graph`` is the compiled graph, with no edit since (see :meth:`compile`)."""
+        G = self.graph
+        stamp = self._stamp
+        if stamp is None or stamp[0] is not G:
+            return False
+        cache = G.__dict__.get("__networkx_cache__")
+        if not cache or cache.get(STAMP) is not stamp[1]:
+            return False
+        if type(G) is TrackedDiGraph:
+            return G._edits[0] == stamp[2]
+        return fingerprint(G) == stamp[2]
 
     @property
     def blocks(self) -> list[set[str]]:
@@ -377,7 +419,7 @@ class Program:
         if not isinstance(G, nx.DiGraph) or G.is_multigraph():
             raise GraphError(f"from_graph needs a networkx.DiGraph, got {type(G).__name__}")
         prog = cls(name=name or G.graph.get("name") or "program")
-        prog.graph = G.copy()
+        prog.graph = tracked_copy(G)
         prog.graph.graph.setdefault("output", None)
         for node, d in prog.graph.nodes(data=True):
             if not isinstance(node, str):

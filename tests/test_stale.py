@@ -9,6 +9,7 @@ import functools
 import warnings
 
 import autograd
+import networkx as nx
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -435,3 +436,104 @@ def test_an_input_named_self():
     assert float(prog.evaluate(self=2.0)) == 8.0
     assert prog.lagrangian(sol) == pytest.approx(8.0)
     assert float(lp.grad(lambda self: self ** 2)(self=3.0)) == 6.0
+
+
+# ---------------------------------------------------------------- editing prog.graph
+def _small():
+    prog = lp.Program()
+    x = prog.input("x")
+    y = prog.variable("y")
+    prog.define(y, lp.sin(x) * 2.0)                  # y = 2 sin x
+    prog.output(y ** 2, name="o")                     # o = 4 sin² x
+    return prog
+
+
+def _const_of(prog, value):
+    return next(n for n, d in prog.graph.nodes(data=True)
+                if d["role"] == "constant" and float(d["value"]) == value)
+
+
+def test_editing_an_op_attribute_recompiles():
+    prog, x = _small(), 0.5
+    assert float(prog.solve(x=x).grad["x"]) == pytest.approx(8 * np.sin(x) * np.cos(x), rel=1e-14)
+    sin = next(n for n, d in prog.graph.nodes(data=True) if d.get("op") == "sin")
+    prog.graph.nodes[sin]["op"] = "cos"               # y = 2 cos x
+    sol = prog.solve(x=x)
+    assert float(sol.output) == pytest.approx(4 * np.cos(x) ** 2, rel=1e-14)
+    assert float(sol.grad["x"]) == pytest.approx(-8 * np.cos(x) * np.sin(x), rel=1e-14)
+    prog.graph.nodes[sin].update(op="exp")            # through dict.update
+    assert float(prog.evaluate(x=x)) == pytest.approx(4 * np.exp(2 * x), rel=1e-14)
+
+
+def test_editing_a_constants_value_recompiles():
+    prog, x = _small(), 0.5
+    prog.solve(x=x)
+    c = _const_of(prog, 2.0)
+    prog.graph.nodes[c]["value"] = np.array(3.0)      # y = 3 sin x
+    assert float(prog.solve(x=x).grad["x"]) == pytest.approx(18 * np.sin(x) * np.cos(x), rel=1e-14)
+    prog.graph.nodes[c]["value"][...] = 5.0           # in place: read live
+    assert float(prog.solve(x=x).grad["x"]) == pytest.approx(50 * np.sin(x) * np.cos(x), rel=1e-14)
+
+
+def test_adding_an_edge_and_renaming_the_output_recompile():
+    prog, x = _small(), 0.5
+    prog.solve(x=x)
+    G = prog.graph
+    c = _const_of(prog, 2.0)
+    G.remove_edge(c, "y")                             # y = sin(x) * x
+    G.add_edge("x", "y", arg=1)
+    sol = prog.solve(x=x)
+    assert float(sol.output) == pytest.approx((x * np.sin(x)) ** 2, rel=1e-14)
+    assert float(sol.grad["x"]) == pytest.approx(2 * x * np.sin(x) * (np.sin(x) + x * np.cos(x)),
+                                                 rel=1e-14)
+    G.graph["output"] = "y"                           # rename the output: o -> y
+    sol = prog.solve(x=x)
+    assert float(sol.output) == pytest.approx(x * np.sin(x), rel=1e-14)
+    assert float(sol.grad["x"]) == pytest.approx(np.sin(x) + x * np.cos(x), rel=1e-14)
+
+
+def test_editing_params_and_edge_positions_recompiles():
+    prog = lp.trace(lambda x: lp.sum(x * x, axis=0), x=np.ones((3, 3)))
+    prog2 = lp.trace(lambda x: lp.sum(x, axis=0) - 2.0 * x[0], x=np.ones((3, 3)))
+    x = np.arange(9.0).reshape(3, 3) ** 1.5
+    np.testing.assert_array_equal(prog.evaluate(x=x), np.sum(x * x, axis=0))
+    s = next(n for n, d in prog.graph.nodes(data=True) if d.get("op") == "sum")
+    prog.graph.nodes[s]["params"]["axis"] = 1         # params edited in place
+    np.testing.assert_array_equal(prog.evaluate(x=x), np.sum(x * x, axis=1))
+    np.testing.assert_array_equal(prog2.evaluate(x=x), np.sum(x, axis=0) - 2 * x[0])
+    sub = next(n for n, d in prog2.graph.nodes(data=True) if d.get("op") == "subtract")
+    (a, _), (b, _) = sorted(prog2.graph.in_edges(sub), key=lambda e: prog2.graph.edges[e]["arg"])
+    prog2.graph.edges[a, sub]["arg"] = 1              # swap the operands of the subtraction
+    prog2.graph.edges[b, sub]["arg"] = 0
+    np.testing.assert_array_equal(prog2.evaluate(x=x), 2 * x[0] - np.sum(x, axis=0))
+    prog.graph.nodes[s]["params"]["axis"] = 5         # an edit that cannot compile: an error
+    with pytest.raises(lp.LagrangePropError):
+        prog.evaluate(x=x)
+
+
+def test_a_replaced_or_loaded_graph_is_checked_too():
+    prog, x = _small(), 0.5
+    prog.solve(x=x)
+    H = nx.DiGraph(prog.graph)                        # a plain networkx graph put in its place
+    prog.graph = H
+    assert float(prog.evaluate(x=x)) == pytest.approx(4 * np.sin(x) ** 2, rel=1e-14)
+    H.nodes[_const_of(prog, 2.0)]["value"] = np.array(1.0)
+    assert float(prog.evaluate(x=x)) == pytest.approx(np.sin(x) ** 2, rel=1e-14)
+    loaded = lp.Program.from_json(_small().to_json())
+    loaded.solve(x=x)
+    loaded.graph.nodes[_const_of(loaded, 2.0)]["value"] = np.array(-1.0)
+    assert float(loaded.solve(x=x).grad["x"]) == pytest.approx(2 * np.sin(x) * np.cos(x), rel=1e-14)
+
+
+def test_no_recompile_without_an_edit():
+    prog, x = _small(), 0.5
+    s0 = prog.compile()
+    sol = prog.solve(x=x)
+    lp.check(prog, x=x)
+    prog.to_dot(sol)
+    prog.to_json()
+    sol.kkt()
+    sol.jacobian_z()
+    assert prog.compile() is s0
+    _ = prog.graph.nodes["y"]["op"]                   # reading is not editing
+    assert prog.compile() is s0
