@@ -65,7 +65,20 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
                     "values that change between calls (a minibatch, a parameter) as arguments "
                     "of the function instead of reading them from outside it", RetraceWarning,
                     stacklevel=_user_stacklevel())
+        before = Guard(f, snapshot=False)
         prog = trace(f, *args, **kwargs)
+        drew = before.random_draws()
+        if drew:
+            # the program holds one draw: every call must trace (and draw) again
+            if not streak[1]:
+                streak[1] = True
+                warnings.warn(
+                    f"{getattr(f, '__qualname__', f)!r} draws random numbers from {drew[0]} "
+                    "while it is traced, so the traced program holds one draw: every call "
+                    "traces again; pass the random values as an argument of the function to "
+                    "reuse the trace", RetraceWarning, stacklevel=_user_stacklevel())
+            cache.pop(key, None)
+            return prog, prog.compile().input_names
         # after the trace: f's own side effects while tracing (appending to a log list,
         # filling a memo dict) are part of the state the program was traced in
         guard = Guard(f, prog._sources)

@@ -83,7 +83,7 @@ def _is_library(obj: Any) -> bool:
     """Code of numpy, scipy, networkx, lagrangeprop or the standard library (by file for
     functions, by module name for other objects)."""
     code = getattr(obj, "__code__", None)
-    if code is not None:
+    if isinstance(code, types.CodeType):
         file = code.co_filename
         return file.startswith(_LIBRARY_DIRS) or (file.startswith(_STDLIB)
                                                   and "site-packages" not in file)
@@ -114,16 +114,17 @@ def _plain(fn: Callable):
 
 
 # check kinds: each check is (kind, container, key, expected, description)
-GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL = range(8)
+GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM = range(9)
 
 
 class _Walk:
     """Flatten what the roots reach into identity checks along each access path, plus a
     content check per array; collects the user functions reached on the way."""
 
-    def __init__(self, attrs: frozenset, copies: dict | None = None):
+    def __init__(self, attrs: frozenset, copies: dict | None = None, snapshot: bool = True):
         self.attrs = sorted(attrs)
         self.copies = copies or {}
+        self.snapshot = snapshot
         self.checks: list[tuple] = []
         self.functions: list[types.FunctionType] = []
         self.seen: set[int] = set()
@@ -136,9 +137,11 @@ class _Walk:
         cls = v.__class__
         if cls in _SCALARS or isinstance(v, np.generic) or depth > _MAX_DEPTH:
             return
-        if cls is np.ndarray:
+        if isinstance(v, np.ndarray):   # subclasses too (np.matrix, np.memmap)
             layout = (v.shape, v.dtype, v.strides)
-            if v.nbytes <= _SMALL:
+            if not self.snapshot:
+                snap = None
+            elif v.nbytes <= _SMALL:
                 snap = v.tobytes()
             else:   # the program's own copy of it as a constant, when it has the same bytes
                 snap = self.copies.get(id(v))
@@ -195,10 +198,8 @@ class _Walk:
                 if isinstance(arr, np.ndarray):
                     self.add(GET, vars(v), a, arr, f"{what}.{a}")
                     self.value(arr, f"{what}.{a}", depth + 1)
-        elif isinstance(v, np.random.Generator):
-            self.add(EQUAL, v.bit_generator, "state", v.bit_generator.state, f"{what} (its state)")
-        elif isinstance(v, np.random.RandomState):
-            self.add(EQUAL, v, "get_state", v.get_state(legacy=False), f"{what} (its state)")
+        elif isinstance(v, (np.random.Generator, np.random.RandomState)):
+            self.add(RANDOM, v, None, _random_state(v), what)
         elif not _is_library(cls):
             # an object of the user's: the attributes the code reads, from it or its class
             own = getattr(v, "__dict__", None)
@@ -262,9 +263,11 @@ class Guard:
     copies : dict, optional
         ``id(array) -> copy`` of captured arrays made anyway (a traced program's
         constants): used as the snapshot when the bytes agree, instead of a second copy.
+    snapshot : bool
+        False: no array snapshots (a guard made only to ask :meth:`random_draws`).
     """
 
-    def __init__(self, f: Callable, copies: dict | None = None):
+    def __init__(self, f: Callable, copies: dict | None = None, snapshot: bool = True):
         roots: dict[tuple, tuple] = {}     # key -> (kind, container, name, description)
         done: set[int] = set()
         attrs: frozenset = frozenset()
@@ -295,7 +298,7 @@ class Guard:
                     roots.setdefault(("c", id(cell)), (CELL, cell, name,
                                                        f"closure variable {name!r} of "
                                                        f"{fn.__qualname__}"))
-            walk = self._walk(f, list(roots.values()), attrs, copies)
+            walk = self._walk(f, list(roots.values()), attrs, copies, snapshot)
             fresh = [fn for fn in walk.functions if id(fn) not in done]
             if not fresh:
                 break
@@ -303,8 +306,8 @@ class Guard:
         self._checks = walk.checks
 
     @staticmethod
-    def _walk(f: Callable, roots: list[tuple], attrs: frozenset, copies) -> _Walk:
-        walk = _Walk(attrs, copies)
+    def _walk(f: Callable, roots: list[tuple], attrs: frozenset, copies, snapshot) -> _Walk:
+        walk = _Walk(attrs, copies, snapshot)
         if isinstance(f, types.MethodType):
             walk.value(f.__self__, "self")
             walk.value(f.__func__, "the function")
@@ -333,14 +336,20 @@ class Guard:
                 if len(container) != expected:
                     return what
             elif kind is EQUAL:
-                now = frozenset(container) if key is None else getattr(container, key)
-                if callable(now) and key == "get_state":
-                    now = now(legacy=False)
-                if not _equal(now, expected):
+                if frozenset(container) != expected:
                     return what
+            elif kind is RANDOM:
+                if not _equal(_random_state(container), expected):
+                    return f"the state of random generator {what}"
             elif _read(kind, container, key) is not expected:
                 return what
         return None
+
+    def random_draws(self) -> list[str]:
+        """The random generators ``f`` reaches whose state moved since this guard was
+        made (``f`` drew random numbers: build the guard before tracing to ask)."""
+        return [what for kind, rng, _, state, what in self._checks
+                if kind is RANDOM and not _equal(_random_state(rng), state)]
 
     @property
     def n_arrays(self) -> int:
@@ -368,6 +377,12 @@ def _read(kind: int, container, name):
         except ValueError:   # an empty cell (a variable assigned after the closure was made)
             return _MISSING
     return getattr(container, name, _MISSING)
+
+
+def _random_state(rng):
+    if isinstance(rng, np.random.Generator):
+        return rng.bit_generator.state
+    return rng.get_state(legacy=False)
 
 
 def _equal(a, b) -> bool:

@@ -537,3 +537,39 @@ def test_no_recompile_without_an_edit():
     assert prog.compile() is s0
     _ = prog.graph.nodes["y"]["op"]                   # reading is not editing
     assert prog.compile() is s0
+
+
+# ---------------------------------------------------------------- random draws while tracing
+def test_random_draws_inside_f_are_fresh_on_every_call():
+    gen = np.random.default_rng(7)
+
+    def f(x):                                         # a dropout-like mask drawn inside f
+        mask = gen.random(4) > 0.5
+        return lp.sum(mask * x ** 2)
+
+    df = lp.grad(f)
+    x = np.arange(1.0, 5.0)
+    with pytest.warns(RetraceWarning, match="random"):
+        got = [df(x) for _ in range(4)]
+    ref = np.random.default_rng(7)
+    for g in got:
+        np.testing.assert_array_equal(g, (ref.random(4) > 0.5) * 2 * x)
+
+    def h(x):
+        return lp.sum(np.random.rand(2) * x)
+
+    np.random.seed(3)
+    dh = lp.grad(h)
+    with pytest.warns(RetraceWarning):
+        got = [dh(np.ones(2)) for _ in range(3)]
+    np.random.seed(3)
+    for g in got:
+        np.testing.assert_array_equal(g, np.random.rand(2))
+
+
+def test_an_ndarray_subclass_edited_in_place():
+    M = np.ma.masked_array([1.0, 2.0], mask=[False, False])
+    df = lp.grad(lambda x: lp.sum(np.asarray(M) * x))
+    np.testing.assert_array_equal(df(np.ones(2)), [1.0, 2.0])
+    M[0] = 5.0
+    np.testing.assert_array_equal(df(np.ones(2)), [5.0, 2.0])
