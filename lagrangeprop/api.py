@@ -47,8 +47,8 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
     streak = [0, False]   # consecutive invalidated calls, warned yet
 
     def program_for(*args, **kwargs):
-        key = (tuple(np.shape(a) for a in args),
-               tuple(sorted((k, np.shape(v)) for k, v in kwargs.items())))
+        key = (tuple([_shape(a) for a in args]),
+               tuple(sorted([(k, _shape(v)) for k, v in kwargs.items()])) if kwargs else ())
         entry = cache.get(key)
         if entry is not None:
             what = entry[2].changed()
@@ -89,6 +89,13 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
         return cache[key][0], cache[key][1]
     program_for.cache = cache
     return program_for
+
+
+def _shape(a) -> tuple:
+    cls = a.__class__
+    if cls is float:
+        return ()
+    return a.shape if cls is np.ndarray else np.shape(a)
 
 
 def _user_stacklevel() -> int:

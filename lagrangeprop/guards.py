@@ -16,6 +16,11 @@ the trace and :meth:`Guard.changed` tells, per call, whether any of them differs
   a private copy taken at trace time is compared bytewise on each call (one pass over
   the captured data; for large arrays this dominates the guard's cost).
 
+A function that draws random numbers while traced (``np.random.rand``, a captured
+``np.random.Generator``) moves the generator's state: :meth:`Guard.random_draws` of a guard
+made before the trace says so, and the caller re-traces on every call (the traced program
+holds one draw).
+
 Not seen: state read through C code or I/O (files, clocks, ``os.environ``); values a
 function reaches only through ``getattr(obj, name_in_a_variable)`` or ``globals()[...]``.
 
