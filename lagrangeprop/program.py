@@ -58,6 +58,7 @@ class Program:
         self.name = name
         self.graph = TrackedDiGraph(name=name, output=None)
         self._stamp: tuple | None = None   # (graph, token, edits or fingerprint) at compile
+        self._ops_version = -1             # primitives.VERSION the schedule's ops were checked at
         self._handles: dict[str, _Node] = {}
         self._auto: set[str] = set()
         self._counter = itertools.count()
@@ -359,6 +360,7 @@ class Program:
                 cache[STAMP] = token
                 self._stamp = (G, token, G._edits[0] if type(G) is TrackedDiGraph
                                else fingerprint(G))
+                self._ops_version = primitives.VERSION[0]
         return s
 
     def _unedited(self) -> bool:
@@ -371,8 +373,17 @@ class Program:
         if not cache or cache.get(STAMP) is not stamp[1]:
             return False
         if type(G) is TrackedDiGraph:
-            return G._edits[0] == stamp[2]
-        return fingerprint(G) == stamp[2]
+            if G._edits[0] != stamp[2]:
+                return False
+        elif fingerprint(G) != stamp[2]:
+            return False
+        if self._ops_version != primitives.VERSION[0]:
+            # an op was registered since: the schedule's ops must still be the registry's
+            if any(primitives.REGISTRY.get(st.prim.name) is not st.prim
+                   for st in self._schedule.step_of.values()):
+                return False
+            self._ops_version = primitives.VERSION[0]
+        return True
 
     @property
     def blocks(self) -> list[set[str]]:

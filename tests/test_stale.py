@@ -573,3 +573,22 @@ def test_an_ndarray_subclass_edited_in_place():
     np.testing.assert_array_equal(df(np.ones(2)), [1.0, 2.0])
     M[0] = 5.0
     np.testing.assert_array_equal(df(np.ones(2)), [5.0, 2.0])
+
+
+def test_re_registering_an_op_recompiles_programs_that_use_it():
+    from lagrangeprop.trace import apply
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lp.primitive("stale_scale", lambda x: 2.0 * x, vjp=lambda g, ans, x: (2.0 * g,))
+        prog = lp.Program()
+        x = prog.input("x")
+        prog.output(apply("stale_scale", (x,)) ** 2, name="o")      # o = (2x)²
+        assert float(prog.solve(x=1.5).grad["x"]) == pytest.approx(8 * 1.5, rel=1e-14)
+        df = lp.grad(lambda t: lp.sin(apply("stale_scale", (t,))))
+        assert float(df(0.2)) == pytest.approx(2 * np.cos(0.4), rel=1e-14)
+        lp.primitive("stale_scale", lambda x: 3.0 * x, vjp=lambda g, ans, x: (3.0 * g,))
+        assert float(prog.solve(x=1.5).grad["x"]) == pytest.approx(18 * 1.5, rel=1e-14)
+        assert float(df(0.2)) == pytest.approx(3 * np.cos(0.6), rel=1e-14)
+        s = prog.compile()
+        lp.primitive("stale_unrelated", lambda x: x, vjp=lambda g, ans, x: (g,))
+        assert prog.compile() is s                      # an unrelated op: no recompile
