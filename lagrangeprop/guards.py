@@ -283,6 +283,9 @@ class Guard:
                 if isinstance(fn, functools.partial):
                     pending.append(fn.func)
                     continue
+                wrapped = getattr(fn, "__wrapped__", None)   # functools.wraps decorators
+                if wrapped is not None and id(wrapped) not in done:
+                    pending.append(wrapped)
                 if not isinstance(fn, types.FunctionType):
                     call = next((k.__dict__["__call__"] for k in type(fn).__mro__
                                  if "__call__" in k.__dict__), None)

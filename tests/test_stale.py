@@ -592,3 +592,27 @@ def test_re_registering_an_op_recompiles_programs_that_use_it():
         s = prog.compile()
         lp.primitive("stale_unrelated", lambda x: x, vjp=lambda g, ans, x: (g,))
         assert prog.compile() is s                      # an unrelated op: no recompile
+
+
+def test_a_decorated_function_is_followed_through_wrapped():
+    W = np.array([1.0, 2.0])
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def inner(x):
+            return fn(x)
+        return inner
+
+    @deco
+    def f(x):
+        return lp.sum(W * x)
+
+    df = lp.grad(f)
+    x = np.ones(2)
+    np.testing.assert_array_equal(df(x), W)
+    W[:] = [3.0, -1.0]
+    np.testing.assert_array_equal(df(x), [3.0, -1.0])
+    g = lp.grad(functools.lru_cache(maxsize=None)(f.__wrapped__))
+    np.testing.assert_array_equal(g(x), [3.0, -1.0])
+    W[0] = 0.0
+    np.testing.assert_array_equal(g(x), [0.0, -1.0])
