@@ -33,7 +33,7 @@ from . import primitives
 from .errors import GraphError, ShapeError
 from .shapes import rule_shape
 from .trace import Var, _Node
-from .tracked import STAMP, TrackedDiGraph, attrs as _attrs, fingerprint, own_params, tracked_copy
+from .tracked import STAMP, Attrs, TrackedDiGraph, attrs as _attrs, fingerprint, own_params, tracked_copy
 
 __all__ = ["Program", "RESERVED"]
 
@@ -125,7 +125,8 @@ class Program:
         if type(G) is TrackedDiGraph:   # what add_node does, minus its checks
             G._succ[name] = {}
             G._pred[name] = {}
-            G._node[name] = _attrs(G._edits, attrs)
+            d = G._node[name] = Attrs(attrs)
+            d._edits = G._edits
             _clear_nx_cache(G)
         else:
             G.add_node(name, **attrs)
@@ -176,17 +177,29 @@ class Program:
         name = self._fresh(prim.name)
         self._auto.add(name)
         G = self.graph
-        tracked = type(G) is TrackedDiGraph
-        self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
-                              "params": _attrs(G._edits, params) if tracked else params,
-                              "shape": shape})
-        handle = self._handles[name] = _Node(name)
-        if tracked and (len(names) == 1 or (len(names) == 2 and names[0] != names[1])):
-            # a new node's in-edges, as add_edge would store them (one data dict per edge)
-            succ, into, E = G._succ, G._pred[name], G._edits
+        if type(G) is TrackedDiGraph and (len(names) == 1 or (len(names) == 2
+                                                              and names[0] != names[1])):
+            # what add_node and add_edge would store (one tracked data dict per edge)
+            E = G._edits
+            p = Attrs(params)
+            p._edits = E
+            d = Attrs(role="defined", op=prim.name, constraint="explicit", params=p, shape=shape)
+            d._edits = E
+            G._succ[name] = {}
+            into = G._pred[name] = {}
+            G._node[name] = d
+            _clear_nx_cache(G)
+            succ = G._succ
             for i, a in enumerate(names):
-                succ[a][name] = into[a] = _attrs(E, {"arg": i})
+                e = succ[a][name] = into[a] = Attrs(arg=i)
+                e._edits = E
+            handle = self._handles[name] = _Node(name)
         else:
+            if type(G) is TrackedDiGraph:
+                params = _attrs(G._edits, params)
+            self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
+                                  "params": params, "shape": shape})
+            handle = self._handles[name] = _Node(name)
             self._connect(name, names)
         return Var(self, handle)
 
