@@ -167,20 +167,20 @@ class _Walk:
                 self.add(ATTR, v, a, d, f"{what}.{a}")
                 if d is not None:
                     self.value(d, f"{what}.{a}", depth + 1)
-        elif cls is tuple:
+        elif isinstance(v, tuple):   # namedtuples too
             for i, e in enumerate(v):
                 self.value(e, f"{what}[{i}]", depth + 1)
-        elif cls is list:
+        elif isinstance(v, list):
             self.add(LEN, v, None, len(v), what)
             for i, e in enumerate(v):
                 self.add(INDEX, v, i, e, f"{what}[{i}]")
                 self.value(e, f"{what}[{i}]", depth + 1)
-        elif cls is dict:
+        elif isinstance(v, dict):    # OrderedDict, defaultdict too
             self.add(LEN, v, None, len(v), what)
             for k, e in v.items():
                 self.add(GET, v, k, e, f"{what}[{k!r}]")
                 self.value(e, f"{what}[{k!r}]", depth + 1)
-        elif cls is set:
+        elif isinstance(v, (set, frozenset)):
             self.add(EQUAL, v, None, frozenset(v), what)
         elif cls is types.MethodType:
             self.value(v.__self__, f"{what}.__self__", depth + 1)

@@ -616,3 +616,17 @@ def test_a_decorated_function_is_followed_through_wrapped():
     np.testing.assert_array_equal(g(x), [3.0, -1.0])
     W[0] = 0.0
     np.testing.assert_array_equal(g(x), [0.0, -1.0])
+
+
+def test_dict_and_tuple_subclasses_are_looked_into():
+    import collections
+    P = collections.OrderedDict(W=np.array([1.0, 2.0]))
+    NT = collections.namedtuple("NT", "W")
+    nt = NT(np.array([1.0, 1.0]))
+    df = lp.grad(lambda x: lp.sum(P["W"] * x) + lp.sum(nt.W * x ** 2))
+    x = np.ones(2)
+    np.testing.assert_array_equal(df(x), P["W"] + 2 * nt.W)
+    P["W"] = np.array([5.0, 6.0])
+    np.testing.assert_array_equal(df(x), [7.0, 8.0])
+    nt.W[1] = 0.0
+    np.testing.assert_array_equal(df(x), [7.0, 6.0])
