@@ -181,8 +181,9 @@ def _inputs(names: list[str], args, kwargs) -> dict:
 def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     """``(f(*args), ∇_{args[argnum]} f)`` for scalar-output ``f`` by Lagrange multipliers.
 
-    ``f`` is traced once per argument-shape signature; at most :data:`CACHE_SIZE`
-    traced programs are kept (least recently used dropped first). A cached program is
+    ``f`` is traced once per argument-shape signature; at most 32 traced programs
+    (:data:`CACHE_SIZE`) are kept per wrapped function, the least recently used dropped
+    first (an evicted signature is simply traced again). A cached program is
     reused only while everything ``f`` reads from outside its arguments (globals,
     closure variables, attributes, captured arrays' contents) is unchanged; otherwise
     the call traces again (SPEC §2 "Never stale").
@@ -216,7 +217,7 @@ def grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     """The gradient of scalar-output ``f`` with respect to positional argument(s) ``argnum``.
 
     ``argnum`` names positions of ``f``'s signature, however the call passes them. Traced
-    programs are cached per argument shapes (at most :data:`CACHE_SIZE`, LRU) and
+    programs are cached per argument shapes (at most 32, :data:`CACHE_SIZE`, LRU) and
     re-traced when anything ``f`` read from outside its arguments changed
     (see :func:`value_and_grad`).
 

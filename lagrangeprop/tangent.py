@@ -379,7 +379,10 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
 
     ``mode="auto"`` pushes identity columns forward (``A Ż = -∂c/∂x``) when the input is
     no larger than the output, else pulls identity rows back (``AᵀΛ = E_o``); a cyclic
-    block solves all columns against its one factorization.
+    block solves all columns against its one factorization. ``argnum`` is a position of
+    ``f``'s signature (keywords allowed). Traced programs are cached as :func:`lp.grad
+    <lagrangeprop.api.grad>` caches them: at most 32 per wrapper, re-traced when anything
+    ``f`` read from outside its arguments changed.
 
     Examples
     --------
@@ -460,7 +463,7 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     """The Hessian of scalar ``f`` for argument ``argnum``: shape ``x.shape + x.shape``.
 
     One solve, then one tangent pass and one differentiated multiplier pass per
-    column (block factorizations reused).
+    column (block factorizations reused). Cached and guarded as :func:`jacobian`.
 
     Examples
     --------
