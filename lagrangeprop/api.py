@@ -134,10 +134,19 @@ def argnum_names(f: Callable, argnum, what: str = "grad") -> Callable:
     ``argnum`` names positions of ``f``'s own signature (SPEC §2), whatever order keywords
     are passed in: for ``def f(x, y)``, ``argnum=0`` is ``x`` in ``f(y=2.0, x=1.0)`` too.
     A :class:`~lagrangeprop.Program` has no signature: positions are its inputs' order.
-    Checked when the wrapper is made (type, and range when ``f`` has no ``*args``) and
-    at each call (range, and that the argument was passed); errors are InputError.
+    Checked at each call, before ``f`` is traced (type; range when ``f`` has no
+    ``*args``), and after (range, and that the argument was passed); errors are
+    InputError, raised by the call (as autograd and JAX do), not by making the wrapper.
     """
-    items = _check_argnum(argnum, what)
+    try:
+        items = _check_argnum(argnum, what)
+    except InputError as exc:
+        error = exc   # (``exc`` itself is unbound when the except block ends)
+
+        def invalid(*_):
+            raise error
+        invalid.check = invalid
+        return invalid
     single = not isinstance(argnum, (tuple, list))
     from .program import Program
     sig = None if isinstance(f, Program) else _positional(f)
@@ -148,11 +157,13 @@ def argnum_names(f: Callable, argnum, what: str = "grad") -> Callable:
                           f"{params}: use 0..{n - 1} (or -{n}..-1)" if n else
                           f"{what}: argnum {i}, but the function takes no positional argument")
 
-    if sig is not None and not sig[1]:
-        n = len(sig[0])
-        for i in items:
-            if not -n <= i < n:
-                raise bad(i, n, sig[0])
+    def check() -> None:
+        """The range check that needs no trace (``f`` without ``*args``)."""
+        if sig is not None and not sig[1]:
+            n = len(sig[0])
+            for i in items:
+                if not -n <= i < n:
+                    raise bad(i, n, sig[0])
 
     def names(n_args: int, input_names: list[str]):
         if sig is None:
@@ -171,6 +182,7 @@ def argnum_names(f: Callable, argnum, what: str = "grad") -> Callable:
                                  "explicitly to differentiate with respect to it")
             out.append(name)
         return out[0] if single else out
+    names.check = check
     return names
 
 
@@ -199,6 +211,7 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     select = argnum_names(f, argnum, "grad")
 
     def wrapped(*args, **kwargs):
+        select.check()
         prog, names = program_for(*args, **kwargs)
         sel = select(len(args), names)
         G = prog.graph

@@ -394,11 +394,12 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
     """
     program_for = _program_for(f)
     select = argnum_names(f, argnum, "jacobian")
-    if isinstance(argnum, (tuple, list)):
-        raise InputError(f"jacobian: argnum={argnum!r}; the Jacobian is for one argument: "
-                         "pass an int (call lp.jacobian once per argument)")
 
     def jac(*args, **kwargs):
+        if isinstance(argnum, (tuple, list)):
+            raise InputError(f"jacobian: argnum={argnum!r}; the Jacobian is for one argument: "
+                             "pass an int (call lp.jacobian once per argument)")
+        select.check()
         prog, names = program_for(*args, **kwargs)
         _check_count("jacobian", names, len(args) + len(kwargs))
         sched, vals, states, opts = _solve_forward(prog, {**dict(zip(names, args)), **kwargs}, guess)
@@ -475,11 +476,12 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     """
     program_for = _program_for(f)
     select = argnum_names(f, argnum, "hessian")
-    if isinstance(argnum, (tuple, list)):
-        raise InputError(f"hessian: argnum={argnum!r}; the Hessian is for one argument: "
-                         "pass an int")
 
     def hess(*args, **kwargs):
+        if isinstance(argnum, (tuple, list)):
+            raise InputError(f"hessian: argnum={argnum!r}; the Hessian is for one argument: "
+                             "pass an int")
+        select.check()
         sol, names = _solve_scalar(program_for, args, guess, kwargs)
         name = select(len(args), names)
         shape = sol.schedule.shapes[sol.schedule.index[name]]

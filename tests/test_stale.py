@@ -334,9 +334,12 @@ def test_argnum_checked_per_call_with_varargs_and_defaults():
     with pytest.raises(lp.InputError, match="does not pass"):
         lp.grad(h, argnum=1)(1.0)
     with pytest.raises(lp.InputError, match="argnum"):
-        lp.jacobian(_f2, argnum=5)
+        lp.jacobian(_f2, argnum=5)(1.0, 2.0)
     with pytest.raises(lp.InputError, match="argnum"):
-        lp.hessian(_f2, argnum=(0, 1))
+        lp.hessian(_f2, argnum=(0, 1))(1.0, 2.0)
+    bad = lp.grad(_f2, argnum=7)                      # the call raises, not the wrapper
+    with pytest.raises(lp.InputError, match="0..1"):
+        bad(1.0, 2.0)
 
 
 # ---------------------------------------------------------------- Solution owns its numbers
