@@ -212,10 +212,23 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
     sched = prog.compile()
     opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
+    _own_inputs(sched, vals)
     seed = _parse_seed(sched, seed)
-    states = run_forward(sched, vals, opts, _parse_guess(sched, guess))
+    if seed.__class__ is _ND:
+        seed = seed.copy()
+    guess = {i: np.array(g) for i, g in _parse_guess(sched, guess).items()}
+    states = run_forward(sched, vals, opts, guess)
     lam = run_adjoint(sched, vals, seed, states, opts)
     return Solution(prog, sched, vals, lam, states, seed, opts)
+
+
+def _own_inputs(sched: Schedule, vals: list) -> None:
+    """A Solution owns its numbers (SPEC §2): one copy per input array, so the caller's
+    ``x -= lr * g`` after the solve changes nothing in it."""
+    for i in sched.inputs:
+        v = vals[i]
+        if v.__class__ is _ND:
+            vals[i] = v.copy()
 
 
 def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None):
@@ -223,7 +236,10 @@ def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, 
     opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     run_forward(sched, vals, opts, _parse_guess(sched, guess))
-    return _scalarize(vals[sched.output])
+    out = vals[sched.output]
+    if out.__class__ is _ND and out.base is not None:
+        out = out.copy()   # a view (reshape, slice) of an input or constant: the caller owns a copy
+    return _scalarize(out)
 
 
 # ----------------------------------------------------- L at arbitrary points
@@ -406,7 +422,7 @@ class Solution:
     @cached_property
     def values(self) -> dict[str, Any]:
         sched = self.schedule
-        return {sched.names[i]: _scalarize(self._vals[i]) for i in [*sched.inputs, *sched.defined]}
+        return {sched.names[i]: _readonly(self._vals[i]) for i in [*sched.inputs, *sched.defined]}
 
     @cached_property
     def multipliers(self) -> dict[str, Any]:
@@ -423,7 +439,7 @@ class Solution:
     @property
     def output(self):
         """``z_o``, the output value."""
-        return _scalarize(self._vals[self.schedule.output])
+        return _readonly(self._vals[self.schedule.output])
 
     @property
     def inputs(self) -> dict:
@@ -468,6 +484,17 @@ class Solution:
     def __repr__(self) -> str:
         return (f"Solution({self.program.name!r}: output={_fmt(self.output)}, "
                 f"grad={{{', '.join(f'{k}: {_fmt(v)}' for k, v in self.grad.items())}}})")
+
+
+def _readonly(v):
+    """A read-only view of a value (it may be a view of a program constant, which a write
+    would corrupt for every later solve); 0-d values as numpy scalars."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim == 0:
+        return v[()]
+    view = v.view()
+    view.flags.writeable = False
+    return view
 
 
 def _fmt(v) -> str:

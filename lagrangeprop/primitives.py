@@ -251,11 +251,13 @@ def _as_csr(J: Any, n_out: int, n_arg: int, name: str, i: int) -> sp.csr_matrix:
 # ---------------------------------------------------------------- the registry
 
 REGISTRY: dict[str, Primitive] = {}
+VERSION = [0]   # bumped by every registration: compiled programs re-resolve their ops
 
 
 def register(prim: Primitive) -> Primitive:
     """Add ``prim`` to :data:`REGISTRY` under its name (internal, silent) and return it."""
     REGISTRY[prim.name] = prim
+    VERSION[0] += 1
     return prim
 
 

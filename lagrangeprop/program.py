@@ -35,6 +35,7 @@ from .coerce import constant_array
 from .errors import GraphError, ShapeError
 from .shapes import placeholder, rule_shape
 from .trace import Var, _Node
+from .tracked import STAMP, Attrs, TrackedDiGraph, attrs as _attrs, fingerprint, own_params, tracked_copy
 
 __all__ = ["Program", "RESERVED"]
 
@@ -57,13 +58,16 @@ class Program:
 
     def __init__(self, name: str = "program"):
         self.name = name
-        self.graph = nx.DiGraph(name=name, output=None)
+        self.graph = TrackedDiGraph(name=name, output=None)
+        self._stamp: tuple | None = None   # (graph, token, edits or fingerprint) at compile
+        self._ops_version = -1             # primitives.VERSION the schedule's ops were checked at
         self._handles: dict[str, _Node] = {}
         self._auto: set[str] = set()
         self._counter = itertools.count()
         self._schedule = None
         self._eager_shapes = False
         self._probe = None   # set by trace: finds the traced function's frame (local names)
+        self._sources: dict[int, Any] = {}   # id(captured ndarray) -> its constant's copy
 
     # ------------------------------------------------------------------ naming
     def _var(self, name: str) -> Var:
@@ -120,10 +124,11 @@ class Program:
     def _new_node(self, name: str, attrs: dict) -> None:
         """Add node ``name`` (not yet in the graph) with attribute dict ``attrs``."""
         G = self.graph
-        if type(G) is nx.DiGraph:   # plain dicts: what add_node does, minus its checks
+        if type(G) is TrackedDiGraph:   # what add_node does, minus its checks
             G._succ[name] = {}
             G._pred[name] = {}
-            G._node[name] = attrs
+            d = G._node[name] = Attrs(attrs)
+            d._edits = G._edits
             _clear_nx_cache(G)
         else:
             G.add_node(name, **attrs)
@@ -149,9 +154,14 @@ class Program:
             if value.dtype.kind not in "biuf":
                 raise GraphError(f"a sparse constant of dtype {value.dtype} is not real; numpy would keep "
                                  "only the real part: carry real and imaginary parts as two real matrices")
-            value = sp.csr_matrix(value, dtype=np.float64)
+            value = sp.csr_matrix(value, dtype=np.float64, copy=True)
         else:   # complex, text, None, dates, ragged lists: GraphError (coerce.constant_array)
-            value = constant_array(value, "a constant" if name is None else f"constant {name!r}")
+            # a copy: the program owns its constants (editing the captured array later
+            # changes nothing in it; lp.grad's guards notice the edit and re-trace)
+            source = value
+            value = np.array(constant_array(value, "a constant" if name is None else f"constant {name!r}"))
+            if kind is np.ndarray:
+                self._sources[id(source)] = value
         return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
 
     def variable(self, name: str, shape: tuple | None = None) -> Var:
@@ -169,16 +179,30 @@ class Program:
         self._schedule = None
         name = self._fresh(prim.name)
         self._auto.add(name)
-        self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
-                              "params": params, "shape": shape})
-        handle = self._handles[name] = _Node(name)
         G = self.graph
-        if type(G) is nx.DiGraph and (len(names) == 1 or (len(names) == 2 and names[0] != names[1])):
-            # a new node's in-edges, as add_edge would store them (one data dict per edge)
-            succ, into = G._succ, G._pred[name]
+        if type(G) is TrackedDiGraph and (len(names) == 1 or (len(names) == 2
+                                                              and names[0] != names[1])):
+            # what add_node and add_edge would store (one tracked data dict per edge)
+            E = G._edits
+            p = Attrs(params)
+            p._edits = E
+            d = Attrs(role="defined", op=prim.name, constraint="explicit", params=p, shape=shape)
+            d._edits = E
+            G._succ[name] = {}
+            into = G._pred[name] = {}
+            G._node[name] = d
+            _clear_nx_cache(G)
+            succ = G._succ
             for i, a in enumerate(names):
-                succ[a][name] = into[a] = {"arg": i}
+                e = succ[a][name] = into[a] = Attrs(arg=i)
+                e._edits = E
+            handle = self._handles[name] = _Node(name)
         else:
+            if type(G) is TrackedDiGraph:
+                params = _attrs(G._edits, params)
+            self._new_node(name, {"role": "defined", "op": prim.name, "constraint": "explicit",
+                                  "params": params, "shape": shape})
+            handle = self._handles[name] = _Node(name)
             self._connect(name, names)
         return Var(self, handle)
 
@@ -266,7 +290,7 @@ class Program:
             arg = e if isinstance(e, Var) else self.constant(e)
             self._own(arg, "define()'s expression")
             G = self.graph
-            G.nodes[v.name].update(op="identity", params={}, constraint="explicit")
+            G.nodes[v.name].update(op="identity", params=self._params(), constraint="explicit")
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
@@ -282,11 +306,16 @@ class Program:
         else:
             arg = r if isinstance(r, Var) else self.constant(r)
             G = self.graph
-            G.nodes[v.name].update(op="identity", params={}, constraint="residual")
+            G.nodes[v.name].update(op="identity", params=self._params(), constraint="residual")
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
         return v
+
+    def _params(self) -> dict:
+        """An empty ``params`` dict (tracked on a TrackedDiGraph)."""
+        G = self.graph
+        return _attrs(G._edits) if type(G) is TrackedDiGraph else {}
 
     def _check_undefined(self, v: Var) -> None:
         d = self.graph.nodes[v.name]
@@ -321,43 +350,86 @@ class Program:
 
     # ---------------------------------------------------------------- compiled
     def compile(self):
-        """Validate and schedule the program (cached until the program changes)."""
-        if self._schedule is None:
+        """Validate and schedule the program (cached until the program changes).
+
+        The cached schedule is reused only while ``self.graph`` is the graph it was
+        compiled from, unedited (SPEC §2): networkx mutators clear the stamp left in
+        ``G.__networkx_cache__``, and attribute edits count in the graph's
+        :class:`~lagrangeprop.tracked.Attrs` dicts (both O(1)). A plain
+        ``nx.DiGraph`` assigned to ``prog.graph`` is fingerprinted instead (O(nodes)).
+        """
+        s = self._schedule
+        if s is not None and not self._unedited():
+            s = self._schedule = None
+        if s is None:
             from .schedule import compile_program
             from .trace import paused_gc
+            G = self.graph
             with paused_gc():
-                self._schedule = compile_program(self)
-        return self._schedule
+                if type(G) is TrackedDiGraph:
+                    own_params(G)
+                s = self._schedule = compile_program(self)
+                token = object()
+                cache = G.__dict__.get("__networkx_cache__")
+                if cache is None:
+                    cache = G.__networkx_cache__ = {}
+                cache[STAMP] = token
+                self._stamp = (G, token, G._edits[0] if type(G) is TrackedDiGraph
+                               else fingerprint(G))
+                self._ops_version = primitives.VERSION[0]
+        return s
+
+    def _unedited(self) -> bool:
+        """``self.graph`` is the compiled graph, with no edit since (see :meth:`compile`)."""
+        G = self.graph
+        stamp = self._stamp
+        if stamp is None or stamp[0] is not G:
+            return False
+        cache = G.__dict__.get("__networkx_cache__")
+        if not cache or cache.get(STAMP) is not stamp[1]:
+            return False
+        if type(G) is TrackedDiGraph:
+            if G._edits[0] != stamp[2]:
+                return False
+        elif fingerprint(G) != stamp[2]:
+            return False
+        if self._ops_version != primitives.VERSION[0]:
+            # an op was registered since: the schedule's ops must still be the registry's
+            if any(primitives.REGISTRY.get(st.prim.name) is not st.prim
+                   for st in self._schedule.step_of.values()):
+                return False
+            self._ops_version = primitives.VERSION[0]
+        return True
 
     @property
     def blocks(self) -> list[set[str]]:
         """The cyclic blocks (strongly connected components solved together)."""
         return [set(b.names) for b in self.compile().blocks]
 
-    def solve(self, *, guess=None, seed=None, tol=None, maxiter=None, method=None,
+    def solve(self, /, *, guess=None, seed=None, tol=None, maxiter=None, method=None,
               linear_solver=None, **inputs):
         """Forward pass and multipliers at ``inputs`` -> :class:`~lagrangeprop.lagrangian.Solution`."""
         from .lagrangian import solve_program
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
 
-    def evaluate(self, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None, **inputs):
+    def evaluate(self, /, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None, **inputs):
         """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps')."""
         from .lagrangian import evaluate_program
         return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
                                 method=method, linear_solver=linear_solver)
 
-    def lagrangian(self, inputs, values=None, multipliers=None, seed=None) -> float:
+    def lagrangian(self, /, inputs, values=None, multipliers=None, seed=None) -> float:
         """``L = <seed, z_o> - Σ_d <λ_d, c_d>`` at a Solution or at any point."""
         from .lagrangian import lagrangian_value
         return lagrangian_value(self, inputs, values, multipliers, seed)
 
-    def lagrangian_grad(self, inputs, values, multipliers, seed=None):
+    def lagrangian_grad(self, /, inputs, values, multipliers, seed=None):
         """``(∂L/∂x, ∂L/∂z, ∂L/∂λ = -c)`` as dicts keyed by node name."""
         from .lagrangian import lagrangian_gradient
         return lagrangian_gradient(self, inputs, values, multipliers, seed)
 
-    def constraint_jacobian(self, values, inputs):
+    def constraint_jacobian(self, /, values, inputs):
         """``A = ∂c/∂z`` as a scipy.sparse matrix and ``index``: node -> slice."""
         from .lagrangian import constraint_jacobian
         return constraint_jacobian(self, values, inputs)
@@ -375,9 +447,9 @@ class Program:
         from .validate import validate_graph
         G = validate_graph(G)
         prog = cls(name=name or G.graph.get("name") or "program")
-        prog.graph = G
-        G.graph.setdefault("output", None)
-        for node in G:
+        prog.graph = tracked_copy(G)
+        prog.graph.graph.setdefault("output", None)
+        for node in prog.graph:
             prog._handles[node] = _Node(node)
         return prog
 

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from . import blocks
 from .adjoint import check_finite_pass, run_adjoint
-from .api import traced
+from .api import argnum_names, traced
 from .coerce import real_array
 from .errors import InputError, ShapeError
 from .forward import initial_values, run_forward
@@ -258,11 +258,19 @@ def input_jacobian(sched: Schedule, vals: list, inputs: list[int]) -> sp.csr_mat
 
 
 # ------------------------------------------------------------ forward solve
-def _program_for(f):
+def _program_for(f, cached: bool = True):
+    """``program_for(*args, **kw) -> (Program, input names)``: a Program as it is, else
+    traced, through a guarded cache (:func:`~lagrangeprop.api.traced`) when ``cached``."""
     from .program import Program
     if isinstance(f, Program):
-        names = f.compile().input_names
-        return lambda *args, **kw: (f, names)
+        return lambda *args, **kw: (f, f.compile().input_names)
+    if not cached:   # one call (jvp, vjp, hvp): trace afresh, nothing to guard
+        from .trace import trace
+
+        def once(*args, **kw):
+            prog = trace(f, *args, **kw)
+            return prog, prog.compile().input_names
+        return once
     return traced(f)
 
 
@@ -316,7 +324,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
         raise InputError("jvp takes the primals and the tangents as tuples, one entry per argument: "
                          "lp.jvp(f, (x,), (v,))")
     primals, tangents = tuple(primals), tuple(tangents)
-    prog, names = _program_for(f)(*primals)
+    prog, names = _program_for(f, cached=False)(*primals)
     _check_count("jvp primals", names, len(primals))
     _check_count("jvp tangents", names, len(tangents))
     sched, vals, states, opts = _solve_forward(prog, dict(zip(names, primals)), guess)
@@ -340,7 +348,7 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     >>> [float(c) for c in vjp_fn(1.0)]
     [3.0, 2.0]
     """
-    prog, names = _program_for(f)(*args)
+    prog, names = _program_for(f, cached=False)(*args)
     _check_count("vjp", names, len(args))
     sched, vals, states, opts = _solve_forward(prog, dict(zip(names, args)), guess)
     out_shape = sched.shapes[sched.output]
@@ -379,7 +387,10 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
 
     ``mode="auto"`` pushes identity columns forward (``A Ż = -∂c/∂x``) when the input is
     no larger than the output, else pulls identity rows back (``AᵀΛ = E_o``); a cyclic
-    block solves all columns against its one factorization.
+    block solves all columns against its one factorization. ``argnum`` is a position of
+    ``f``'s signature (keywords allowed). Traced programs are cached as :func:`lp.grad
+    <lagrangeprop.api.grad>` caches them: at most 32 per wrapper, re-traced when anything
+    ``f`` read from outside its arguments changed.
 
     Examples
     --------
@@ -390,12 +401,18 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
            [0., 4.]])
     """
     program_for = _program_for(f)
+    select = argnum_names(f, argnum, "jacobian")
 
-    def jac(*args):
-        prog, names = program_for(*args)
-        _check_count("jacobian", names, len(args))
-        sched, vals, states, opts = _solve_forward(prog, dict(zip(names, args)), guess)
-        return _matrix_jacobian(sched, vals, states, opts, sched.index[names[argnum]], mode)
+    def jac(*args, **kwargs):
+        if isinstance(argnum, (tuple, list)):
+            raise InputError(f"jacobian: argnum={argnum!r}; the Jacobian is for one argument: "
+                             "pass an int (call lp.jacobian once per argument)")
+        select.check()
+        prog, names = program_for(*args, **kwargs)
+        _check_count("jacobian", names, len(args) + len(kwargs))
+        sched, vals, states, opts = _solve_forward(prog, {**dict(zip(names, args)), **kwargs}, guess)
+        return _matrix_jacobian(sched, vals, states, opts,
+                                sched.index[select(len(args), names)], mode)
     return jac
 
 
@@ -424,14 +441,15 @@ def solution_hvp(sol, v: dict) -> dict:
             for i in sched.inputs}
 
 
-def _solve_scalar(f, args, guess):
-    prog, names = _program_for(f)(*args)
-    _check_count("hessian", names, len(args))
+def _solve_scalar(program_for, args, guess, kwargs=None):
+    kwargs = kwargs or {}
+    prog, names = program_for(*args, **kwargs)
+    _check_count("hessian", names, len(args) + len(kwargs))
     out = prog.compile().shapes[prog.compile().output]
     if out != ():
         raise ShapeError(f"hvp/hessian apply to scalar-output functions; {prog.name} returns "
                          f"shape {out}: try lp.jacobian of lp.grad")
-    return prog.solve(guess=guess, **dict(zip(names, args))), names
+    return prog.solve(guess=guess, **{**dict(zip(names, args)), **kwargs}), names
 
 
 def hvp(f: Callable, x, v, *, guess: dict | None = None):
@@ -446,7 +464,7 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     >>> lp.hvp(lambda x: lp.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 1.0]))
     array([ 6., 12.])
     """
-    sol, names = _solve_scalar(f, (x,), guess)
+    sol, names = _solve_scalar(_program_for(f, cached=False), (x,), guess)
     return solution_hvp(sol, {names[0]: v})[names[0]]
 
 
@@ -454,7 +472,7 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     """The Hessian of scalar ``f`` for argument ``argnum``: shape ``x.shape + x.shape``.
 
     One solve, then one tangent pass and one differentiated multiplier pass per
-    column (block factorizations reused).
+    column (block factorizations reused). Cached and guarded as :func:`jacobian`.
 
     Examples
     --------
@@ -464,10 +482,17 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     array([[6., 2.],
            [2., 0.]])
     """
-    def hess(*args):
-        sol, names = _solve_scalar(f, args, guess)
-        name = names[argnum]
-        shape = np.shape(args[argnum])
+    program_for = _program_for(f)
+    select = argnum_names(f, argnum, "hessian")
+
+    def hess(*args, **kwargs):
+        if isinstance(argnum, (tuple, list)):
+            raise InputError(f"hessian: argnum={argnum!r}; the Hessian is for one argument: "
+                             "pass an int")
+        select.check()
+        sol, names = _solve_scalar(program_for, args, guess, kwargs)
+        name = select(len(args), names)
+        shape = sol.schedule.shapes[sol.schedule.index[name]]
         n = int(np.prod(shape, dtype=int))
         cols = []
         for k in range(n):
