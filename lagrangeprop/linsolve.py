@@ -1,9 +1,14 @@
 """Linear solves with a block Jacobian ``A_SS``: sparse LU, Krylov, and singularity reports.
 
-- :func:`factor`: ``splu`` of ``A_SS``; a failed or numerically singular factorization
-  raises :class:`SingularSystemError` with a diagnosis (:func:`diagnose`): zero rows and
-  columns, and for small blocks the equations that are linear combinations of others
-  (a null vector of ``A_SSᵀ`` from the SVD), as OpenMDAO's DirectSolver reports them.
+- :func:`factor`: ``splu`` (or LAPACK) of the row- and column-equilibrated ``Â = R A_SS C``
+  (:func:`equilibrate`: powers of two, so a well-scaled block is factored unchanged); the
+  singularity test (SPEC §1: reciprocal condition estimate < 1e-14) is judged on ``Â``, so a
+  well-posed block in mismatched units (a diode's ``1e12`` next to ``1e-15``) is never reported
+  singular. A failed or numerically singular factorization raises :class:`SingularSystemError`
+  with a diagnosis (:func:`diagnose`, also on ``Â``): exactly zero rows and columns, and for
+  small blocks the equations that are linear combinations of others (a null vector of ``Âᵀ``
+  from the SVD, reported as coefficients of the original equations), as OpenMDAO's
+  DirectSolver reports them.
 - :func:`krylov`: ``gmres``/``bicgstab`` on a ``LinearOperator`` with a preconditioner;
   the true residual is checked afterwards and a solve that misses the tolerance raises
   :class:`ConvergenceError` instead of returning a wrong multiplier.
@@ -27,7 +32,8 @@ import scipy.sparse.linalg as spla
 
 from .errors import ConvergenceError, SingularSystemError
 
-__all__ = ["RCOND_MIN", "LIN_RTOL", "DENSE_MAX", "DenseLU", "factor", "fill_ratio", "ilu", "krylov", "stationary",
+__all__ = ["RCOND_MIN", "LIN_RTOL", "DENSE_MAX", "DenseLU", "SparseLU", "equilibrate", "factor",
+           "fill_ratio", "ilu", "krylov", "stationary",
            "diagnose", "entry_names"]
 
 RCOND_MIN = 1e-14      # SPEC §1: reciprocal condition estimate below this is singular
@@ -39,17 +45,85 @@ DENSE_MAX = 128        # blocks up to this size assemble A_SS dense and factor i
 _getrf, _getrs = scipy.linalg.get_lapack_funcs(("getrf", "getrs"), (np.zeros(1),))
 
 
+def _rows(v: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+    """``diag(v) b`` for a vector or a matrix of right-hand sides (``v=None``: ``b``)."""
+    if v is None:
+        return b
+    return b * (v if b.ndim == 1 else v[:, None])
+
+
+def equilibrate(A) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Row and column scale factors ``r``, ``c`` (powers of two) with ``max_j |r_i A_ij c_j| ∈ [1/2, 1]``
+    in every nonzero row of ``R A C`` and ``max_i`` likewise in every nonzero column (a zero row or
+    column keeps the factor 1); ``None`` for a factor that is 1 everywhere."""
+    absA = np.abs(A) if isinstance(A, np.ndarray) else abs(sp.csc_matrix(A))
+
+    def pow2(m):
+        m = np.asarray(m, dtype=np.float64).ravel()
+        out = np.ones_like(m)
+        ok = (m > 0) & np.isfinite(m)
+        out[ok] = np.exp2(-np.ceil(np.log2(m[ok])))
+        return None if np.all(out == 1.0) else out
+    r = pow2(absA.max(axis=1).toarray() if sp.issparse(absA) else absA.max(axis=1))
+    if r is not None:
+        absA = absA * r[:, None] if isinstance(absA, np.ndarray) else sp.diags(r) @ absA
+    c = pow2(absA.max(axis=0).toarray() if sp.issparse(absA) else absA.max(axis=0))
+    return r, c
+
+
+def _scaled(A, r, c):
+    """``R A C``: a new matrix of the same kind (dense, or CSC)."""
+    if r is None and c is None:
+        return A
+    if isinstance(A, np.ndarray):
+        out = A if r is None else A * r[:, None]
+        return out if c is None else out * c[None, :]
+    out = sp.csc_matrix(A)
+    if r is not None:
+        out = sp.diags(r) @ out
+    if c is not None:
+        out = out @ sp.diags(c)
+    return sp.csc_matrix(out)
+
+
 class DenseLU:
-    """LAPACK ``getrf`` factors of a small dense ``A_SS`` with splu's ``solve(b, trans)``."""
+    """LAPACK ``getrf`` factors of a small dense equilibrated ``Â = R A_SS C`` with splu's
+    ``solve(b, trans)`` for ``A_SS`` itself: ``A⁻¹ b = C Â⁻¹ R b``, ``A⁻ᵀ b = R Â⁻ᵀ C b``."""
 
-    __slots__ = ("lu", "piv")
+    __slots__ = ("lu", "piv", "r", "c")
 
-    def __init__(self, lu: np.ndarray, piv: np.ndarray):
-        self.lu, self.piv = lu, piv
+    def __init__(self, lu: np.ndarray, piv: np.ndarray, r: np.ndarray | None = None, c: np.ndarray | None = None):
+        self.lu, self.piv, self.r, self.c = lu, piv, r, c
 
     def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
-        x, _ = _getrs(self.lu, self.piv, b, trans=0 if trans == "N" else 1)
-        return x
+        tr = trans != "N"
+        b = np.asarray(b, dtype=np.float64)
+        x, _ = _getrs(self.lu, self.piv, _rows(self.c if tr else self.r, b), trans=1 if tr else 0)
+        return _rows(self.r if tr else self.c, x)
+
+
+class SparseLU:
+    """``splu`` of the equilibrated ``Â = R A_SS C``, solving with ``A_SS`` (like :class:`DenseLU`);
+    ``L``, ``U``: the factors of ``Â``."""
+
+    __slots__ = ("lu", "r", "c")
+
+    def __init__(self, lu, r: np.ndarray | None, c: np.ndarray | None):
+        self.lu, self.r, self.c = lu, r, c
+
+    @property
+    def L(self):
+        return self.lu.L
+
+    @property
+    def U(self):
+        return self.lu.U
+
+    def solve(self, b: np.ndarray, trans: str = "N") -> np.ndarray:
+        tr = trans != "N"
+        b = np.asarray(b, dtype=np.float64)
+        x = self.lu.solve(_rows(self.c if tr else self.r, b), trans="T" if tr else "N")
+        return _rows(self.r if tr else self.c, x)
 
 
 def entry_names(names: list[str], sizes: list[int], shapes: list[tuple]) -> list[str]:
@@ -67,11 +141,18 @@ def _short(items: list[str], k: int = 6) -> str:
     return ", ".join(items[:k]) + (f", ... ({len(items)} in all)" if len(items) > k else "")
 
 
-def diagnose(A: sp.spmatrix, labels: list[str]) -> str:
-    """Why ``A`` (rows = equations, columns = variables, both labelled) is singular."""
+def diagnose(A: sp.spmatrix, labels: list[str], r: np.ndarray | None = None,
+             c: np.ndarray | None = None) -> str:
+    """Why ``A`` (rows = equations, columns = variables, both labelled) is singular.
+
+    ``A`` is the equilibrated ``R A_SS C`` (:func:`equilibrate`; ``r``, ``c`` its scale factors, ``None``
+    = 1): every nonzero row and column has its largest entry in ``[1/2, 1]``, so a zero row or column
+    is one of ``A_SS`` itself, not an equation in small units. The dependent equations are reported
+    as a combination of the original ones (coefficients ``u_i r_i``), the undetermined variables
+    from the null vector ``C v``.
+    """
     A = sp.csr_matrix(A)
-    scale = float(abs(A).max()) if A.nnz else 0.0
-    tiny = 1e-14 * scale
+    tiny = 1e-300
     absA = abs(A)
     zero_rows = np.flatnonzero(np.asarray(absA.max(axis=1).todense()).ravel() <= tiny)
     zero_cols = np.flatnonzero(np.asarray(absA.max(axis=0).todense()).ravel() <= tiny)
@@ -85,7 +166,8 @@ def diagnose(A: sp.spmatrix, labels: list[str]) -> str:
     if not msgs and A.shape[0] <= SVD_MAX:
         U, s, Vt = np.linalg.svd(A.toarray())
         if s.size and s[-1] <= max(s[0], 1e-300) * 1e-10:
-            u, v = U[:, -1], Vt[-1]
+            u = U[:, -1] if r is None else U[:, -1] * r          # coefficients of the original equations
+            v = Vt[-1] if c is None else Vt[-1] * c              # the null vector of A_SS
             rows = np.flatnonzero(np.abs(u) > 1e-8 * np.abs(u).max())
             cols = np.flatnonzero(np.abs(v) > 1e-8 * np.abs(v).max())
             combo = " + ".join(f"{u[i] / u[rows[0]]:.3g}·c[{labels[i]}]" for i in rows[:6])
@@ -96,9 +178,9 @@ def diagnose(A: sp.spmatrix, labels: list[str]) -> str:
     return "; ".join(msgs)
 
 
-def _singular(block, A, where: str, reason: str, rcond: float, labels) -> SingularSystemError:
+def _singular(block, A, where: str, reason: str, rcond: float, labels, r=None, c=None) -> SingularSystemError:
     from .blockops import describe
-    why = diagnose(A, labels)
+    why = diagnose(A, labels, r, c)
     return SingularSystemError(
         f"the Jacobian A_SS of block [{describe(block)}] is {reason} {where}"
         + (f": {why}" if why else "") + ". The implicit function theorem needs it nonsingular: "
@@ -114,27 +196,32 @@ def labels_of(block) -> list[str]:
 
 
 def factor(block, A, where: str):
-    """LU of ``A_SS`` (sparse ``splu``, or LAPACK for a dense ndarray); singular or
-    numerically singular -> SingularSystemError. The condition estimate is the same for
-    both: ``min|U_ii| / max|U_ii|``."""
+    """LU of ``A_SS`` (sparse ``splu``, or LAPACK for a dense ndarray) through its equilibration
+    ``Â = R A_SS C`` (:func:`equilibrate`); singular or numerically singular ``Â`` ->
+    SingularSystemError. The condition estimate is the same for both: ``min|U_ii| / max|U_ii|``
+    of ``Â``'s factors (SPEC §1: below ``RCOND_MIN`` is singular)."""
     if A.shape[0] == 0:
         return None
+    r, c = equilibrate(A)
+    Ah = _scaled(A, r, c)
     if isinstance(A, np.ndarray):
-        lu, piv, info = _getrf(A)
+        lu, piv, info = _getrf(Ah)
         if info > 0:      # an exactly zero pivot (splu raises RuntimeError there)
-            raise _singular(block, A, where, "singular", 0.0, labels_of(block))
+            raise _singular(block, Ah, where, "singular", 0.0, labels_of(block), r, c)
         d = np.abs(np.diagonal(lu))
-        lu = DenseLU(lu, piv)
+        lu = DenseLU(lu, piv, r, c)
     else:
         try:
-            lu = spla.splu(A)
+            inner = spla.splu(sp.csc_matrix(Ah))
         except RuntimeError:
-            raise _singular(block, A, where, "singular", 0.0, labels_of(block)) from None
-        d = np.abs(lu.U.diagonal())
+            raise _singular(block, Ah, where, "singular", 0.0, labels_of(block), r, c) from None
+        d = np.abs(inner.U.diagonal())
+        lu = SparseLU(inner, r, c)
     rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
-    if rcond < RCOND_MIN:
-        raise _singular(block, A, where, f"numerically singular (reciprocal condition estimate "
-                        f"{rcond:.2e} < {RCOND_MIN:g})", rcond, labels_of(block))
+    if not rcond >= RCOND_MIN:
+        raise _singular(block, Ah, where, f"numerically singular (reciprocal condition estimate "
+                        f"{rcond:.2e} < {RCOND_MIN:g}, after row and column equilibration)", rcond,
+                        labels_of(block), r, c)
     return lu
 
 
