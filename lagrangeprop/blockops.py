@@ -762,7 +762,7 @@ def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str
     right-hand side barely changed (a program solved again at nearby inputs); the answer is verified
     on the true residual either way, so the start changes the number of sweeps only.
     """
-    from .linsolve import krylov, stationary
+    from .linsolve import backward_error, krylov, stationary
     lin = linearize(block, vals, ans)
     n = block.size
     b = np.asarray(b, dtype=np.float64)
@@ -778,10 +778,13 @@ def sweep_solve(block: Block, vals: list, ans: dict, A, b: np.ndarray, kind: str
         def op(x):
             return rmatvec(block, vals, ans, x) if trans else matvec(block, vals, ans, x)
 
-    def residual(x):
-        r = op(x)
-        r -= b
-        return float(np.linalg.norm(r)) / bnorm
+    if A is not None:     # per equation (SPEC §1 "Scale")
+        residual = backward_error(A.T if trans else A, b)
+    else:
+        def residual(x):
+            r = op(x)
+            r -= b
+            return float(np.linalg.norm(r)) / bnorm
     x0 = warm_start(block, b, bnorm, trans)
     aff = rsweep_affine if trans else sweep_affine
     if kind == "sweep":     # x ← M⁻ᵀ(b + Nᵀx) (M⁻¹(b + Nx)), the Gauss–Seidel iteration itself

@@ -41,7 +41,7 @@ from .blockops import (BlockState, assemble, block_jacobian, block_residual, des
 from . import amg
 from .eliminate import Partition, ReducedLU, reduced_factor, reduced_krylov, state_size
 from .errors import ConvergenceError
-from .linsolve import DENSE_MAX, ilu, krylov
+from .linsolve import DENSE_MAX, backward_error, ilu, krylov
 from .options import SolveOptions
 from .schedule import Block
 
@@ -198,15 +198,17 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
     if block.explicit:   # Gauss–Seidel sweeps, alone or preconditioning Krylov; warm-started
         return sweep_solve(block, vals, ans, state.A, b, kind, trans, what=what)
     # the operator: the assembled A_SS when the forward solve made it, else VJP/JVP rules
+    bnorm = max(float(np.linalg.norm(b)), 1e-300)
     if state.A is not None:
-        A = spla.aslinearoperator(state.A.T if trans else state.A)
+        Am = state.A.T if trans else state.A
+        A = spla.aslinearoperator(Am)
+        residual = backward_error(Am, b)      # per equation (SPEC §1 "Scale")
     else:
         fn = (lambda w: rmatvec(block, vals, ans, w)) if trans else (lambda v: matvec(block, vals, ans, v))
         A = spla.LinearOperator((n, n), matvec=fn, dtype=float)
-    bnorm = max(float(np.linalg.norm(b)), 1e-300)
 
-    def residual(x):
-        return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
+        def residual(x):
+            return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
     M = None
     stale = state.cache.get("stale_lu")
     cap = 40 if stale is not None and state.cache.get("linear") == "gmres" else None

@@ -11,7 +11,9 @@
   DirectSolver reports them.
 - :func:`krylov`: ``gmres``/``bicgstab`` on a ``LinearOperator`` with a preconditioner;
   the true residual is checked afterwards and a solve that misses the tolerance raises
-  :class:`ConvergenceError` instead of returning a wrong multiplier.
+  :class:`ConvergenceError` instead of returning a wrong multiplier. With the matrix at hand the
+  check is per equation (:func:`backward_error`, ``|Ax - b|_i / (|A||x| + |b|)_i``, SPEC §1
+  "Scale"): an equation in small units is not drowned by one in large units.
 
 Examples
 --------
@@ -241,22 +243,40 @@ def ilu(A: sp.csc_matrix):
     return fac
 
 
+def backward_error(A, b: np.ndarray):
+    """``x ↦ max_i |A x - b|_i / (|A| |x| + |b|)_i``: the componentwise (Oettli–Prager) backward
+    error of ``x`` for ``A x = b``, every equation measured against the magnitudes of its own terms
+    (a ``1e-300`` floor avoids ``0/0`` only). ``A``: an ndarray or a scipy.sparse matrix."""
+    absA = np.abs(A) if isinstance(A, np.ndarray) else abs(sp.csr_matrix(A))
+    babs = np.abs(np.asarray(b, dtype=np.float64))
+
+    def residual(x: np.ndarray) -> float:
+        with np.errstate(all="ignore"):
+            r = np.abs(A @ x - b) / np.maximum(absA @ np.abs(x) + babs, 1e-300)
+        return float(r.max()) if r.size and not np.isnan(r).any() else (0.0 if not r.size else float("nan"))
+    return residual
+
+
 def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: float = LIN_RTOL,
            maxiter: int | None = None, what: str = "linear solve", residual=None, callback=None) -> np.ndarray:
     """Solve ``A x = b`` with ``gmres``, ``bicgstab`` or (symmetric definite ``A``) ``cg``; verify the answer.
 
     ``A`` and ``M`` are anything ``scipy.sparse.linalg.aslinearoperator`` accepts.
-    ``residual(x)`` gives the relative residual to verify (default ``||Ax - b|| / ||b||``;
-    pass the unpreconditioned one when ``A`` is a preconditioned operator). It must reach
-    1e-10, else ConvergenceError (naming ``names``): never a silently wrong answer.
+    ``residual(x)`` gives the relative residual to verify (default: :func:`backward_error` per
+    equation when ``A`` is a matrix, ``||Ax - b|| / ||b||`` for an operator; pass the
+    unpreconditioned one when ``A`` is a preconditioned operator). It must reach 1e-10, else
+    ConvergenceError (naming ``names``): never a silently wrong answer.
     ``callback`` is called once per (inner) iteration.
     """
+    matrix = A if isinstance(A, np.ndarray) or sp.issparse(A) else None
     A = spla.aslinearoperator(A)
     n = A.shape[0]
     bnorm = float(np.linalg.norm(b))
     if bnorm == 0.0:
         return np.zeros(n)
-    if residual is None:
+    if residual is None and matrix is not None:
+        residual = backward_error(matrix, b)
+    elif residual is None:
         def residual(x):
             return float(np.linalg.norm(A.matvec(x) - b)) / bnorm
     maxiter = maxiter or max(100, min(n, 2000))
