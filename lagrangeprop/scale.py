@@ -20,7 +20,6 @@ The scale ``s_d`` (elementwise, the shape of ``c_d``):
   ``a * b``                 ``M(a) · M(b)``       (so ``Is·exp(w/Vt)`` has its own size)
   ``a / b``                 ``M(a) / |b|``
   ``a ** p`` (``p > 0``)    ``M(a) ** p``;  ``square(a)``: ``M(a)²``
-  the residual's unknown    ``max(1, |z_d|)``     (as for an explicit variable)
   anything else             ``|value|``           (``A @ b``, exp, log, inputs, constants, other blocks)
   ========================  =========================================================
 
@@ -31,11 +30,17 @@ The scale ``s_d`` (elementwise, the shape of ``c_d``):
 
 So the diode ``1e-15·exp(w/Vt) - x`` is judged against ``max(|1e-15·exp(w/Vt)|, |x|)``: at the guess
 ``w = 0.9`` (``|r| ≈ 1.27``, scale 1.27) it is far from converged, at the root (scale ``1e-3``) an
-accuracy of ``tol·1e-3`` is required. A floor of 1 for residuals would accept any ``|r| < tol`` and
-with it any point of a residual whose terms are all tiny; the floor of 1 applies to the *unknown*
-``z_d`` inside the terms instead (``1e-20·w - 1e-23`` is judged against ``1e-20·max(1, |w|)``), which
-is the explicit rule ``|Δz| <= tol·max(1, |z|)`` carried through the equation, and keeps a root at
-``z = 0`` (``w³ + w = 0``) reachable.
+accuracy of ``tol·1e-3`` is required.
+
+Why no floor of 1: a floor of 1 on a residual would accept any ``|r| < tol``, and with it any point
+of a residual whose terms are all tiny (``1e-15·exp(w/Vt) - 1e-3`` near its root, or currents in
+amperes). A floor of 1 on the residual's unknown inside its terms fails the same way once a
+coefficient is large: Robertson's ``3e7·y2² + 1e4·y2·y3 - 0.04·y1`` at ``y2 ≈ 4e-5`` has terms of
+``0.04`` but would be judged against ``3e7`` (a 4% error in ``y2`` accepted). So every value enters
+with its own magnitude. The price is paid only at a root where every term vanishes (``A w = 0``,
+``w³ + w = 0``): Newton then iterates until the terms underflow to zero, a few extra steps for a
+regular root (quadratic, or at the rate of rounding for a linear block); a root whose Jacobian is
+singular there is not a solution the implicit function theorem can differentiate anyway.
 
 Examples
 --------
@@ -112,7 +117,7 @@ def _mag(block: Block, u: int, vals: list, memo: dict, depth: int):
     if k is None or depth > _DEPTH:
         out = _absval(v)
     elif block.steps[k].residual:
-        out = explicit_scale(v)                  # the residual's unknown
+        out = _absval(v)                         # the residual's unknown: its own magnitude
     else:
         with np.errstate(all="ignore"):
             try:
