@@ -200,8 +200,7 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
     # the operator: the assembled A_SS when the forward solve made it, else VJP/JVP rules
     bnorm = max(float(np.linalg.norm(b)), 1e-300)
     if state.A is not None:
-        Am = state.A.T if trans else state.A
-        A = spla.aslinearoperator(Am)
+        A = Am = state.A.T if trans else state.A
         residual = backward_error(Am, b)      # per equation (SPEC §1 "Scale")
     else:
         fn = (lambda w: rmatvec(block, vals, ans, w)) if trans else (lambda v: matvec(block, vals, ans, v))

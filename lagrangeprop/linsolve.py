@@ -54,10 +54,11 @@ def _rows(v: np.ndarray | None, b: np.ndarray) -> np.ndarray:
     return b * (v if b.ndim == 1 else v[:, None])
 
 
-def equilibrate(A) -> tuple[np.ndarray | None, np.ndarray | None]:
+def equilibrate(A, rows_only: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Row and column scale factors ``r``, ``c`` (powers of two) with ``max_j |r_i A_ij c_j| ∈ [1/2, 1]``
     in every nonzero row of ``R A C`` and ``max_i`` likewise in every nonzero column (a zero row or
-    column keeps the factor 1); ``None`` for a factor that is 1 everywhere."""
+    column keeps the factor 1); ``None`` for a factor that is 1 everywhere (``rows_only``: ``c`` is
+    not computed)."""
     absA = np.abs(A) if isinstance(A, np.ndarray) else abs(sp.csc_matrix(A))
 
     def pow2(m):
@@ -67,6 +68,8 @@ def equilibrate(A) -> tuple[np.ndarray | None, np.ndarray | None]:
         out[ok] = np.exp2(-np.ceil(np.log2(m[ok])))
         return None if np.all(out == 1.0) else out
     r = pow2(absA.max(axis=1).toarray() if sp.issparse(absA) else absA.max(axis=1))
+    if rows_only:
+        return r, None
     if r is not None:
         absA = absA * r[:, None] if isinstance(absA, np.ndarray) else sp.diags(r) @ absA
     c = pow2(absA.max(axis=0).toarray() if sp.issparse(absA) else absA.max(axis=0))
@@ -144,15 +147,17 @@ def _short(items: list[str], k: int = 6) -> str:
 
 
 def diagnose(A: sp.spmatrix, labels: list[str], r: np.ndarray | None = None,
-             c: np.ndarray | None = None) -> str:
+             c: np.ndarray | None = None, reduced: bool = False) -> str:
     """Why ``A`` (rows = equations, columns = variables, both labelled) is singular.
 
     ``A`` is the equilibrated ``R A_SS C`` (:func:`equilibrate`; ``r``, ``c`` its scale factors, ``None``
     = 1): every nonzero row and column has its largest entry in ``[1/2, 1]``, so a zero row or column
     is one of ``A_SS`` itself, not an equation in small units. The dependent equations are reported
     as a combination of the original ones (coefficients ``u_i r_i``), the undetermined variables
-    from the null vector ``C v``.
+    from the null vector ``C v``. ``reduced``: ``A`` is the Schur complement ``S`` on the block's
+    states (the intermediates eliminated), ``labels`` the states' entries.
     """
+    of = "S, the reduced Jacobian on the states" if reduced else "A_SS"
     A = sp.csr_matrix(A)
     tiny = 1e-300
     absA = abs(A)
@@ -161,30 +166,35 @@ def diagnose(A: sp.spmatrix, labels: list[str], r: np.ndarray | None = None,
     msgs = []
     if zero_cols.size:
         msgs.append(f"variable(s) {_short([labels[j] for j in zero_cols])} enter none of the "
-                    "block's equations (zero column of A_SS)")
+                    f"block's equations (zero column of {of})")
     if zero_rows.size:
         msgs.append(f"the equation(s) of {_short([labels[i] for i in zero_rows])} depend on no "
-                    "block variable (zero row of A_SS)")
+                    f"block variable (zero row of {of})")
     if not msgs and A.shape[0] <= SVD_MAX:
         U, s, Vt = np.linalg.svd(A.toarray())
         if s.size and s[-1] <= max(s[0], 1e-300) * 1e-10:
-            u = U[:, -1] if r is None else U[:, -1] * r          # coefficients of the original equations
-            v = Vt[-1] if c is None else Vt[-1] * c              # the null vector of A_SS
-            rows = np.flatnonzero(np.abs(u) > 1e-8 * np.abs(u).max())
-            cols = np.flatnonzero(np.abs(v) > 1e-8 * np.abs(v).max())
+            # which equations and variables take part: judged on the equilibrated (unit-free) vectors;
+            # the combination is reported with the coefficients of the original equations, u_i r_i
+            uh, vh = U[:, -1], Vt[-1]
+            u = uh if r is None else uh * r
+            rows = np.flatnonzero(np.abs(uh) > 1e-8 * np.abs(uh).max())
+            cols = np.flatnonzero(np.abs(vh) > 1e-8 * np.abs(vh).max())
             combo = " + ".join(f"{u[i] / u[rows[0]]:.3g}·c[{labels[i]}]" for i in rows[:6])
-            msgs.append(f"the equations of {_short([labels[i] for i in rows])} are linearly "
+            elim = ", with the intermediates eliminated," if reduced else ""
+            msgs.append(f"the equations of {_short([labels[i] for i in rows])}{elim} are linearly "
                         f"dependent ({combo} = 0 to first order)")
             msgs.append(f"the variables {_short([labels[j] for j in cols])} are not determined "
-                        "(null vector of A_SS)")
+                        f"(null vector of {'S' if reduced else 'A_SS'})")
     return "; ".join(msgs)
 
 
-def _singular(block, A, where: str, reason: str, rcond: float, labels, r=None, c=None) -> SingularSystemError:
+def _singular(block, A, where: str, reason: str, rcond: float, labels, r=None, c=None,
+              reduced: bool = False) -> SingularSystemError:
     from .blockops import describe
-    why = diagnose(A, labels, r, c)
+    why = diagnose(A, labels, r, c, reduced)
     return SingularSystemError(
-        f"the Jacobian A_SS of block [{describe(block)}] is {reason} {where}"
+        f"the Jacobian A_SS of block [{describe(block)}] is {reason}"
+        + (" (judged on its Schur complement on the states)" if reduced else "") + f" {where}"
         + (f": {why}" if why else "") + ". The implicit function theorem needs it nonsingular: "
         "check that every block variable enters its equations and that no equation is a "
         "combination of the others (or start from a different guess=)",
@@ -197,33 +207,37 @@ def labels_of(block) -> list[str]:
     return block.cache["labels"]
 
 
-def factor(block, A, where: str):
+def factor(block, A, where: str, labels: list[str] | None = None):
     """LU of ``A_SS`` (sparse ``splu``, or LAPACK for a dense ndarray) through its equilibration
     ``Â = R A_SS C`` (:func:`equilibrate`); singular or numerically singular ``Â`` ->
     SingularSystemError. The condition estimate is the same for both: ``min|U_ii| / max|U_ii|``
-    of ``Â``'s factors (SPEC §1: below ``RCOND_MIN`` is singular)."""
+    of ``Â``'s factors (SPEC §1: below ``RCOND_MIN`` is singular). ``labels``: the entries of the
+    states when ``A`` is the Schur complement on them (:mod:`lagrangeprop.eliminate`), whose
+    diagnosis then speaks of the reduced system."""
     if A.shape[0] == 0:
         return None
+    reduced = labels is not None
+    labels = labels_of(block) if labels is None else labels
     r, c = equilibrate(A)
     Ah = _scaled(A, r, c)
     if isinstance(A, np.ndarray):
         lu, piv, info = _getrf(Ah)
         if info > 0:      # an exactly zero pivot (splu raises RuntimeError there)
-            raise _singular(block, Ah, where, "singular", 0.0, labels_of(block), r, c)
+            raise _singular(block, Ah, where, "singular", 0.0, labels, r, c, reduced)
         d = np.abs(np.diagonal(lu))
         lu = DenseLU(lu, piv, r, c)
     else:
         try:
             inner = spla.splu(sp.csc_matrix(Ah))
         except RuntimeError:
-            raise _singular(block, Ah, where, "singular", 0.0, labels_of(block), r, c) from None
+            raise _singular(block, Ah, where, "singular", 0.0, labels, r, c, reduced) from None
         d = np.abs(inner.U.diagonal())
         lu = SparseLU(inner, r, c)
     rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
     if not rcond >= RCOND_MIN:
         raise _singular(block, Ah, where, f"numerically singular (reciprocal condition estimate "
                         f"{rcond:.2e} < {RCOND_MIN:g}, after row and column equilibration)", rcond,
-                        labels_of(block), r, c)
+                        labels, r, c, reduced)
     return lu
 
 
@@ -282,7 +296,27 @@ def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: floa
     maxiter = maxiter or max(100, min(n, 2000))
     history: list = []
     x = None if x0 is None else np.array(x0, dtype=np.float64)
+    b0, M0, A0 = b, (None if M is None else spla.aslinearoperator(M)), A
+    weigh = matrix is not None and kind != "cg"
+    if weigh:
+        absA = np.abs(matrix) if isinstance(matrix, np.ndarray) else abs(sp.csr_matrix(matrix))
+        babs = np.abs(b0)
+        if x is None and M0 is not None:
+            x = M0.matvec(b0)          # the preconditioner's estimate: the first attempt's weights
     for attempt in range(3):   # a restart from the last iterate recovers lost precision
+        if weigh:
+            # iterate on W A x = W b with W = 1/(|A||x| + |b|) at the current estimate (powers of two): the
+            # Krylov residual is then the componentwise backward error, every equation measured against
+            # its own terms (an adjoint equation λ_exp = 1e-15·λ_mul next to ones of size 25); cg keeps A
+            den = babs if x is None else absA @ np.abs(x) + babs
+            top = float(den.max()) if den.size else 0.0
+            ok = den > 1e-200 * top
+            w = np.ones(n)
+            w[ok] = np.exp2(-np.ceil(np.log2(den[ok])))
+            A = spla.LinearOperator((n, n), matvec=lambda v, w=w: w * A0.matvec(v), dtype=float)
+            if M0 is not None:
+                M = spla.LinearOperator((n, n), matvec=lambda v, w=w: M0.matvec(v / w), dtype=float)
+            b = w * b0
         if kind == "gmres":
             restart = min(n, 60, maxiter)
             x, info = spla.gmres(A, b, x0=x, rtol=rtol, atol=0.0, restart=restart,

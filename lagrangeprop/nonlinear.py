@@ -271,6 +271,12 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
         if block.explicit:
             M = spla.LinearOperator((n, n), matvec=lambda r, a=ans, s=scale: sweep(block, vals, a, r * s),
                                     dtype=float)
+        elif has_jac(block) and n <= DENSE_MAX:
+            # small blocks: the factorization of A_SS (through the Schur complement on the states) as
+            # the preconditioner; an ILU of a chain of intermediates with large gains (Robertson's 3e7,
+            # a diode's exp) leaves gmres with an operator it cannot resolve
+            fac = reduced_factor(block, block_jacobian(block, vals, ans), f"at Newton-Krylov iteration {it}")[0]
+            M = spla.LinearOperator((n, n), matvec=lambda r, s=scale, f=fac: f.solve(r * s), dtype=float)
         elif has_jac(block):
             fac = ilu(block_jacobian(block, vals, ans))
             M = None if fac is None else spla.LinearOperator((n, n), matvec=lambda r, s=scale, f=fac: f.solve(r * s),
