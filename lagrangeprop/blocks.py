@@ -323,4 +323,4 @@ def summary(block: Block, state: BlockState) -> str:
         head += f" (Newton on {k} state{'s' if k != 1 else ''}, the rest eliminated)"
     last = state.history[-1] if state.history else float("nan")
     return (f"{head}; forward {state.method}, {state.iterations} iteration{'s' if state.iterations != 1 else ''}, "
-            f"max|c| {last:.1e}; adjoint {_linear_kind(block, state)}")
+            f"scaled max|c| {last:.1e} (max_d |c_d|/s_d); adjoint {_linear_kind(block, state)}")

@@ -21,7 +21,7 @@ LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg")
 
 @dataclass(frozen=True)
 class SolveOptions:
-    """``tol``: relative residual tolerance of block solves (max|c| / max(1, max|z|));
+    """``tol``: residual tolerance of block solves, per constraint on its own scale (lagrangeprop.scale);
     ``maxiter``: iteration limit per block (Newton steps or fixed-point sweeps);
     ``method``: forward block solver; ``linear_solver``: block adjoint/tangent solver
     (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by conjugate gradients or
