@@ -1,7 +1,7 @@
 """Linear solves with a block Jacobian ``A_SS``: sparse LU, Krylov, and singularity reports.
 
 - :func:`factor`: ``splu`` (or LAPACK) of the row- and column-equilibrated ``Â = R A_SS C``
-  (:func:`equilibrate`: powers of two, so a well-scaled block is factored unchanged); the
+  (:func:`equilibrate`: powers of two, so no rounding is added); the
   singularity test (SPEC §1: reciprocal condition estimate < 1e-14) is judged on ``Â``, so a
   well-posed block in mismatched units (a diode's ``1e12`` next to ``1e-15``) is never reported
   singular. A failed or numerically singular factorization raises :class:`SingularSystemError`
@@ -55,24 +55,26 @@ def _rows(v: np.ndarray | None, b: np.ndarray) -> np.ndarray:
 
 
 def equilibrate(A, rows_only: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Row and column scale factors ``r``, ``c`` (powers of two) with ``max_j |r_i A_ij c_j| ∈ [1/2, 1]``
-    in every nonzero row of ``R A C`` and ``max_i`` likewise in every nonzero column (a zero row or
-    column keeps the factor 1); ``None`` for a factor that is 1 everywhere (``rows_only``: ``c`` is
-    not computed)."""
+    """Row and column scale factors ``r``, ``c`` (powers of two) such that every nonzero column of
+    ``R A C`` peaks in ``[1, 2)`` and every nonzero row in ``[1/2, 2)`` (rows first, then columns; a
+    zero row or column keeps the factor 1); ``None`` for a factor that is 1 everywhere
+    (``rows_only``: ``c`` is not computed)."""
     absA = np.abs(A) if isinstance(A, np.ndarray) else abs(sp.csc_matrix(A))
 
     def pow2(m):
         m = np.asarray(m, dtype=np.float64).ravel()
-        out = np.ones_like(m)
-        ok = (m > 0) & np.isfinite(m)
-        out[ok] = np.exp2(-np.ceil(np.log2(m[ok])))
-        return None if np.all(out == 1.0) else out
-    r = pow2(absA.max(axis=1).toarray() if sp.issparse(absA) else absA.max(axis=1))
+        if m.size and 1.0 <= m.min() and m.max() < 2.0:     # already in range (most blocks): no scaling
+            return None
+        e = np.frexp(m)[1] - 1                 # m = f·2^(e+1), f ∈ [1/2, 1): 2^-e brings m into [1, 2)
+        e[~((m > 0) & np.isfinite(m))] = 0     # zero (or non-finite) rows and columns keep 1
+        return None if not e.any() else np.ldexp(1.0, -e)
+    dense = isinstance(absA, np.ndarray)
+    r = pow2(absA.max(axis=1) if dense else absA.max(axis=1).toarray())
     if rows_only:
         return r, None
     if r is not None:
-        absA = absA * r[:, None] if isinstance(absA, np.ndarray) else sp.diags(r) @ absA
-    c = pow2(absA.max(axis=0).toarray() if sp.issparse(absA) else absA.max(axis=0))
+        absA = absA * r[:, None] if dense else sp.diags(r) @ absA
+    c = pow2(absA.max(axis=0) if dense else absA.max(axis=0).toarray())
     return r, c
 
 
@@ -151,7 +153,7 @@ def diagnose(A: sp.spmatrix, labels: list[str], r: np.ndarray | None = None,
     """Why ``A`` (rows = equations, columns = variables, both labelled) is singular.
 
     ``A`` is the equilibrated ``R A_SS C`` (:func:`equilibrate`; ``r``, ``c`` its scale factors, ``None``
-    = 1): every nonzero row and column has its largest entry in ``[1/2, 1]``, so a zero row or column
+    = 1): every nonzero row and column has its largest entry in ``[1/2, 2)``, so a zero row or column
     is one of ``A_SS`` itself, not an equation in small units. The dependent equations are reported
     as a combination of the original ones (coefficients ``u_i r_i``), the undetermined variables
     from the null vector ``C v``. ``reduced``: ``A`` is the Schur complement ``S`` on the block's
@@ -208,37 +210,51 @@ def labels_of(block) -> list[str]:
 
 
 def factor(block, A, where: str, labels: list[str] | None = None):
-    """LU of ``A_SS`` (sparse ``splu``, or LAPACK for a dense ndarray) through its equilibration
-    ``Â = R A_SS C`` (:func:`equilibrate`); singular or numerically singular ``Â`` ->
-    SingularSystemError. The condition estimate is the same for both: ``min|U_ii| / max|U_ii|``
-    of ``Â``'s factors (SPEC §1: below ``RCOND_MIN`` is singular). ``labels``: the entries of the
-    states when ``A`` is the Schur complement on them (:mod:`lagrangeprop.eliminate`), whose
-    diagnosis then speaks of the reduced system."""
+    """LU of ``A_SS`` (sparse ``splu``, or LAPACK for a dense ndarray); when it looks singular,
+    the LU of its equilibration ``Â = R A_SS C`` (:func:`equilibrate`) decides: singular or
+    numerically singular ``Â`` -> SingularSystemError. The condition estimate is the same for
+    both: ``min|U_ii| / max|U_ii|`` of ``Â``'s factors (SPEC §1: below ``RCOND_MIN`` is singular).
+    ``labels``: the entries of the states when ``A`` is the Schur complement on them
+    (:mod:`lagrangeprop.eliminate`), whose diagnosis then speaks of the reduced system."""
     if A.shape[0] == 0:
         return None
     reduced = labels is not None
     labels = labels_of(block) if labels is None else labels
+    # A_SS as it is first (most blocks are well scaled: no extra work, the old factors exactly); a
+    # factorization that looks singular is judged again after equilibration, which decides
+    lu, rcond = _lu(A, None, None)
+    if rcond >= RCOND_MIN:
+        return lu
     r, c = equilibrate(A)
     Ah = _scaled(A, r, c)
-    if isinstance(A, np.ndarray):
-        lu, piv, info = _getrf(Ah)
-        if info > 0:      # an exactly zero pivot (splu raises RuntimeError there)
-            raise _singular(block, Ah, where, "singular", 0.0, labels, r, c, reduced)
-        d = np.abs(np.diagonal(lu))
-        lu = DenseLU(lu, piv, r, c)
-    else:
-        try:
-            inner = spla.splu(sp.csc_matrix(Ah))
-        except RuntimeError:
-            raise _singular(block, Ah, where, "singular", 0.0, labels, r, c, reduced) from None
-        d = np.abs(inner.U.diagonal())
-        lu = SparseLU(inner, r, c)
-    rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
+    if r is not None or c is not None:
+        lu, rcond = _lu(Ah, r, c)
+    if lu is None:
+        raise _singular(block, Ah, where, "singular", 0.0, labels, r, c, reduced)
     if not rcond >= RCOND_MIN:
         raise _singular(block, Ah, where, f"numerically singular (reciprocal condition estimate "
                         f"{rcond:.2e} < {RCOND_MIN:g}, after row and column equilibration)", rcond,
                         labels, r, c, reduced)
     return lu
+
+
+def _lu(Ah, r, c) -> tuple:
+    """``(solver, rcond)`` of ``Â`` (``solver=None``: an exactly zero pivot or a failed splu; rcond 0)."""
+    if isinstance(Ah, np.ndarray):
+        lu, piv, info = _getrf(Ah)
+        if info > 0:      # an exactly zero pivot (splu raises RuntimeError there)
+            return None, 0.0
+        d = np.abs(np.diagonal(lu))
+        out = DenseLU(lu, piv, r, c)
+    else:
+        try:
+            inner = spla.splu(sp.csc_matrix(Ah))
+        except RuntimeError:
+            return None, 0.0
+        d = np.abs(inner.U.diagonal())
+        out = inner if r is None and c is None else SparseLU(inner, r, c)
+    rcond = float(d.min() / d.max()) if d.size and d.max() > 0 else 0.0
+    return out, (rcond if rcond == rcond else 0.0)
 
 
 def fill_ratio(lu, A: sp.spmatrix) -> float:

@@ -151,16 +151,25 @@ def _residual_scale(block: Block, k: int, vals: list, memo: dict) -> np.ndarray:
     return np.maximum(np.asarray(out, dtype=np.float64), TINY)
 
 
-def constraint_scale(block: Block, vals: list) -> np.ndarray:
-    """The scale of every entry of ``c_S`` at the current values (block vector layout)."""
-    out = np.empty(block.size)
+def _residual_members(block: Block) -> list:
+    """``(k, start, stop)`` of the block's residual members; cached."""
+    hit = block.cache.get("scale_residual")
+    if hit is None:
+        hit = block.cache["scale_residual"] = [(k, off, off + size) for k, (s, off, size) in
+                                               enumerate(zip(block.steps, block.offsets, block.sizes))
+                                               if s.residual]
+    return hit
+
+
+def constraint_scale(block: Block, vals: list, z: np.ndarray | None = None) -> np.ndarray:
+    """The scale of every entry of ``c_S`` at the current values (block vector layout); ``z``: the
+    members' stacked values when the caller has them (``gather(block, vals)`` otherwise)."""
+    if z is None:
+        z = np.concatenate([np.ravel(vals[n]) for n in block.nodes]) if block.nodes else np.zeros(0)
+    out = np.maximum(1.0, np.abs(z))             # explicit members; residual members overwritten
     memo: dict = {}
-    for k, (n, off, size) in enumerate(zip(block.nodes, block.offsets, block.sizes)):
-        if block.steps[k].residual:
-            m = _residual_scale(block, k, vals, memo)
-        else:
-            m = explicit_scale(vals[n])
-        out[off:off + size] = np.ravel(np.broadcast_to(m, block.shapes[k]))
+    for k, a, b in _residual_members(block):
+        out[a:b] = np.ravel(np.broadcast_to(_residual_scale(block, k, vals, memo), block.shapes[k]))
     return out
 
 
