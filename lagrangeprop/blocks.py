@@ -224,7 +224,11 @@ def _iterative(block, vals, state, b, kind: str, trans: bool) -> np.ndarray:
                            residual=residual, maxiter=cap, x0=x0)
         remember_answer(block, b, x, trans)
         return x
-    if stale is not None:  # the LU of a nearby Newton iterate: a near-exact preconditioner
+    if state.lu is not None and not isinstance(_inner(state.lu), amg.AMGInverse):
+        # the forward's factorization at the solution (linear blocks): an exact preconditioner
+        lu = state.lu
+        M = spla.LinearOperator((n, n), matvec=lambda r: lu.solve(r, trans="T" if trans else "N"), dtype=float)
+    elif stale is not None:  # the LU of a nearby Newton iterate: a near-exact preconditioner
         M = spla.LinearOperator((n, n), matvec=lambda r: stale.solve(r, trans="T" if trans else "N"),
                                 dtype=float)
     elif has_jac(block):     # ILU of A_SS as the preconditioner

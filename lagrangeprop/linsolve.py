@@ -265,12 +265,15 @@ def fill_ratio(lu, A: sp.spmatrix) -> float:
 
 
 def ilu(A: sp.csc_matrix):
-    """An incomplete-LU preconditioner ``M ≈ A⁻¹`` (or ``None`` when spilu fails)."""
+    """An incomplete-LU preconditioner ``M ≈ A⁻¹`` (or ``None`` when spilu fails), of the equilibrated
+    ``R A C`` (:func:`equilibrate`) when ``A`` is badly scaled: spilu's drop tolerance is absolute,
+    so on the raw matrix it would drop every entry of an equation in small units."""
+    r, c = equilibrate(A)
     try:
-        fac = spla.spilu(sp.csc_matrix(A), drop_tol=1e-6, fill_factor=20)
+        fac = spla.spilu(sp.csc_matrix(_scaled(A, r, c)), drop_tol=1e-6, fill_factor=20)
     except RuntimeError:
         return None
-    return fac
+    return fac if r is None and c is None else SparseLU(fac, r, c)
 
 
 def backward_error(A, b: np.ndarray):

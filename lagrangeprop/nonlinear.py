@@ -198,11 +198,11 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     for it in range(maxiter + 1):
         state.iterations = it
         # SPEC §1 "Scale": every constraint on its own scale (lagrangeprop.scale)
-        scale = constraint_scale(block, vals)
+        scale = constraint_scale(block, vals, z)
         cs = c / scale
         cn = residual_norm(cs)                           # NaN or inf anywhere shows in these maxima
         state.history.append(cn)
-        if not (np.isfinite(cn) and np.isfinite(residual_norm(z))):
+        if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
             _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
         done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
@@ -254,7 +254,7 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
     n = block.size
     for it in range(maxiter + 1):
         state.iterations = it
-        scale = constraint_scale(block, vals)      # SPEC §1 "Scale"
+        scale = constraint_scale(block, vals, z)      # SPEC §1 "Scale"
         state.history.append(scaled_max(c, scale))
         _finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
         if state.history[-1] <= opts.tol:

@@ -23,8 +23,9 @@ The scale ``s_d`` (elementwise, the shape of ``c_d``):
   anything else             ``|value|``           (``A @ b``, exp, log, inputs, constants, other blocks)
   ========================  =========================================================
 
-  When the residual's root op is none of the arithmetic ops above (``log(w / x)``, ``sin(w)``,
-  a user op), its value has no terms to compare with: the scale is ``max(1, M(args))``
+  A residual whose root op is ``A @ b`` has the terms ``A_ij b_j``: ``|A| @ M(b)``. When the root
+  op is none of these (``log(w / x)``, ``sin(w)``, a user op), its value has no terms to compare
+  with: the scale is ``max(1, M(args))``
   (elementwise when the arguments broadcast to the residual's shape, else their largest entry).
   A tiny absolute floor (``TINY = 1e-300``) avoids ``0/0`` only.
 
@@ -66,6 +67,7 @@ __all__ = ["TINY", "constraint_scale", "scaled_max", "explicit_scale"]
 
 TINY = 1e-300
 _DEPTH = 64          # the walk through a block's arithmetic members stops here (|value| beyond)
+_UNCOVERED = (ValueError, TypeError, AttributeError, NotImplementedError)   # -> |value| instead
 _ARITH = frozenset({"add", "subtract", "negative", "multiply", "divide", "power", "square"})
 
 
@@ -122,7 +124,7 @@ def _mag(block: Block, u: int, vals: list, memo: dict, depth: int):
         with np.errstate(all="ignore"):
             try:
                 out = _terms(block, k, vals, memo, depth + 1)
-            except (ValueError, TypeError):      # shapes the rules above do not cover
+            except _UNCOVERED:      # shapes the rules above do not cover
                 out = None
         if out is None or np.shape(out) != np.shape(v):
             out = _absval(v)
@@ -137,14 +139,19 @@ def _residual_scale(block: Block, k: int, vals: list, memo: dict) -> np.ndarray:
     with np.errstate(all="ignore"):
         try:
             out = _terms(block, k, vals, memo, 1)
+            if out is None and s.prim.name == "matmul" and not s.prim.user and not s.params:
+                # A @ b at the root: the terms of row i are A_ij b_j, so |A| @ M(b)
+                a, b = (_mag(block, u, vals, memo, 1) for u in s.args)
+                out = np.asarray(a @ b, dtype=np.float64)
             if out is None:     # a non-arithmetic root op: max(1, M(args))
                 ms = [_mag(block, u, vals, memo, 1) for i, u in enumerate(s.args) if i not in s.prim.nondiff]
-                ms = [m.toarray() if sp.issparse(m) else m for m in ms]
+                # a sparse operand (a matrix constant) counts by its largest entry: never densified
+                ms = [np.float64(m.max()) if sp.issparse(m) else m for m in ms]
                 try:
                     out = np.maximum.reduce([np.broadcast_to(m, shape) for m in ms] + [np.ones(shape)])
                 except ValueError:
                     out = np.full(shape, max([1.0] + [float(np.max(m)) for m in ms if np.size(m)]))
-        except (ValueError, TypeError):
+        except _UNCOVERED:
             out = None
     if out is None or np.shape(out) != shape:
         out = np.full(shape, float(np.max(out)) if out is not None and np.size(out) else 1.0)

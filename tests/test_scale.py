@@ -201,3 +201,54 @@ def test_krylov_is_verified_per_equation(rng):
     fake = np.linalg.solve(A, b + np.r_[np.zeros(n - 1), 1e-12])      # the last equation violated by ~10%
     assert np.linalg.norm(A @ fake - b) / np.linalg.norm(b) < 1e-14      # looks converged normwise
     assert backward_error(A, b)(fake) > 1e-3                          # but violates one equation
+
+
+# ------------------------------------------------------- tiny residuals, other root ops
+@pytest.mark.parametrize("method", ["auto", "newton", "newton-krylov"])
+def test_tiny_residual_is_not_accepted_at_the_start(method):
+    """1e-20·w - x with x = 1e-23: |r| = 1e-23 at w = 0 is below any absolute tolerance, but the
+    root is w = 1e-3 (dw/dx = 1e20, closed form)."""
+    prog = lp.Program()
+    x = prog.input("x")
+    w = prog.variable("w")
+    prog.residual(w, 1e-20 * w - x)
+    prog.output(w * 1.0, name="o")
+    sol = prog.solve(x=1e-23, method=method)
+    assert float(sol.values["w"]) == pytest.approx(1e-3, rel=1e-12)
+    assert float(sol.grad["x"]) == pytest.approx(1e20, rel=1e-12)
+    assert sol.kkt()["primal"] <= TOL
+
+
+def test_non_arithmetic_root_op_at_tiny_values():
+    """log(w / x) = 0 at w = x = 2e-20: the root op log has no terms, judged against max(1, |w/x|)."""
+    prog = lp.Program()
+    x = prog.input("x")
+    w = prog.variable("w")
+    prog.residual(w, lp.log(w / x))
+    prog.output(w * 1.0, name="o")
+    sol = prog.solve(x=2e-20, guess={"w": 1e-20})
+    assert float(sol.values["w"]) == pytest.approx(2e-20, rel=1e-12)
+    assert float(sol.grad["x"]) == pytest.approx(1.0, rel=1e-12)        # w = x
+    assert sol.kkt()["primal"] <= TOL and sol.kkt()["adjoint"] <= 1e-12
+
+
+def test_sparse_matmul_residual_is_judged_per_entry():
+    """A (w - x) = 0 with rows of A from 1e-8 to 1e8: w = x exactly, grad of Σw² is 2x."""
+    n = 40
+    rng = np.random.default_rng(4)
+    A = (sp.diags(10.0 ** np.linspace(-8, 8, n)) @ (sp.random(n, n, density=0.1, random_state=3) + 4 * sp.eye(n)))
+    prog = lp.Program()
+    x = prog.input("x", shape=(n,))
+    w = prog.variable("w", shape=(n,))
+    prog.residual(w, lp.matmul(A.tocsr(), w - x))
+    prog.output(lp.sum(w ** 2), name="o")
+    xv = rng.standard_normal(n)
+    absA = abs(A.tocsr())
+    for linear_solver in LINEAR:
+        sol = prog.solve(x=xv, linear_solver=linear_solver)
+        wv = sol.values["w"]
+        # every row on its own terms |A|(|w| + |x|), the row of size 1e-8 as the row of size 1e8
+        assert np.all(np.abs(A @ (wv - xv)) <= TOL * (absA @ (np.abs(wv) + np.abs(xv)))), linear_solver
+        assert np.allclose(wv, xv, rtol=1e-9, atol=0)
+        assert np.allclose(sol.grad["x"], 2 * xv, rtol=1e-8, atol=0), linear_solver
+        assert sol.kkt()["primal"] <= TOL and sol.kkt()["adjoint"] <= 1e-9
