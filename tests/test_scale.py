@@ -252,3 +252,15 @@ def test_sparse_matmul_residual_is_judged_per_entry():
         assert np.allclose(wv, xv, rtol=1e-9, atol=0)
         assert np.allclose(sol.grad["x"], 2 * xv, rtol=1e-8, atol=0), linear_solver
         assert sol.kkt()["primal"] <= TOL and sol.kkt()["adjoint"] <= 1e-9
+
+
+@pytest.mark.parametrize("tol", [1e-6, 1e-12])
+@pytest.mark.parametrize("method", ["newton", "newton-krylov"])
+def test_kkt_primal_is_within_the_requested_tolerance(cases, tol, method):
+    """The certificate uses the forward's own test: primal <= tol after success, at any tol."""
+    for name in ("diode_pair", "robertson", "units"):
+        case = cases[name]
+        sol = case.prog.solve(**case.inputs, guess=case.guess, method=method, tol=tol)
+        assert sol.kkt()["primal"] <= tol, (name, sol.kkt())
+        for k, ref in case.values.items():
+            assert float(sol.values[k]) == pytest.approx(ref, rel=max(1e3 * tol, 1e-9)), (name, k)
