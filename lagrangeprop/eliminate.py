@@ -264,9 +264,11 @@ def reduced_factor(block: Block, A, where: str):
     """An LU-like solver of ``A_SS`` (``solve(b, trans)``), and its fill ratio.
 
     Large sparse blocks with intermediates factor only the Schur complement on the
-    states; small (dense) blocks and blocks without intermediates factor ``A_SS``. A
-    singular Schur complement falls back to factoring ``A_SS``, whose error names the
-    block's variables and equations. When ``block.cache["use_amg"]`` is set (see
+    states; small (dense) blocks and blocks without intermediates factor ``A_SS``. Singularity
+    is judged on the reduced state system (SPEC §1): a small block whose equilibrated ``A_SS``
+    looks singular is solved through its Schur complement when that is regular; a singular
+    Schur complement raises, its diagnosis naming the states (a large block tries ``A_SS``
+    itself first). When ``block.cache["use_amg"]`` is set (see
     :func:`lagrangeprop.blocks.solve_forward`), sparse blocks get an
     :class:`~lagrangeprop.amg.AMGInverse` of the Schur complement instead of an LU
     (solves with it "at Newton iteration ..." are loose: the next step corrects them).
@@ -280,18 +282,40 @@ def reduced_factor(block: Block, A, where: str):
             return AMGInverse(A, block.cache, names=block.names, loose=loose), 1.0
         part = Partition(block, A)
         return ReducedLU(part, AMGInverse(part.schur(), block.cache, names=block.names, loose=loose), 1.0), 1.0
-    if isinstance(A, np.ndarray) or i.size == 0 or A.shape[0] == 0:
+    if i.size == 0 or A.shape[0] == 0:
         lu = factor(block, A, where)
         return lu, (fill_ratio(lu, A) if lu is not None else 1.0)
+    if isinstance(A, np.ndarray):
+        try:
+            lu = factor(block, A, where)
+            return lu, fill_ratio(lu, A)
+        except SingularSystemError:
+            pass
+        # SPEC §1: singularity is judged on the reduced state system. A chain of intermediates with
+        # large gains (exp(v/Vt) ~ 1e11 feeding Is·(...), 1e-12·a next to 1e12·a) leaves the full A_SS
+        # ill-conditioned even after equilibration while the Schur complement is well conditioned:
+        # solve through it then; when it is singular too, its diagnosis names the states
+        part = Partition(block, sp.csr_matrix(A))
+        return ReducedLU(part, _schur_factor(block, part, part.schur(), where), 1.0), 1.0
     part = Partition(block, A)
     S = part.schur()
     try:
-        lu = factor(block, S, where)
-    except SingularSystemError:
-        lu = factor(block, sp.csc_matrix(A), where)    # raises with the full diagnosis, or succeeds
+        lu = _schur_factor(block, part, S, where)
+    except SingularSystemError as reduced:
+        try:
+            lu = factor(block, sp.csc_matrix(A), where)
+        except SingularSystemError:
+            raise reduced from None
         return lu, fill_ratio(lu, A)
     fill = (lu.L.nnz + lu.U.nnz) / max(S.nnz, 1) if hasattr(lu, "L") else 1.0
     return ReducedLU(part, lu, fill), fill
+
+
+def _schur_factor(block: Block, part: Partition, S, where: str):
+    """The LU of the Schur complement ``S``; singular -> SingularSystemError naming the states' entries."""
+    from .linsolve import labels_of
+    labels = labels_of(block)
+    return factor(block, S, where, labels=[labels[j] for j in part.t])
 
 
 def reduced_krylov(block: Block, part: Partition, b: np.ndarray, trans: bool, kind: str, pre: ReducedLU, *,

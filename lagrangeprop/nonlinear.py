@@ -7,8 +7,12 @@
 - :func:`fixed_point`: Gauss–Seidel sweeps ``z_d ← f_d(z)`` in block order (explicit blocks).
 - :func:`anderson`: Anderson acceleration (type II, memory 6) of the same sweep.
 
-All start from the caller's guess, else 0, stop when ``max|c| <= tol·max(1, max|z|)`` (checked
-on the true residual), and raise :class:`ConvergenceError` with the residual history otherwise.
+All start from the caller's guess, else 0, and stop when every constraint holds on its own scale,
+``max_d |c_d| / s_d <= tol`` (:mod:`lagrangeprop.scale`: ``s_d = max(1, |z_d|)`` for an explicit
+constraint, the magnitude of the residual expression's terms for a residual one; checked on the
+true residual). The line searches use the same scaled residual ``||c / s||₂`` (``s`` at the current
+iterate), so an equation in large units cannot drown one in small units. Otherwise they raise
+:class:`ConvergenceError` with the history of the scaled residual.
 
 Examples
 --------
@@ -27,12 +31,13 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from .blockops import (_F64, BlockState, Linearization, _evaluators, assemble, block_jacobian, block_residual,
-                       converged, dense_jacobian, describe, evaluate, gather, has_jac, linearize, matvec, remember,
+                       dense_jacobian, describe, evaluate, gather, has_jac, linearize, matvec, remember,
                        residual_norm, scatter, sweep)
 from .eliminate import reduced_factor, split_members
 from .errors import ConvergenceError
 from .linsolve import DENSE_MAX, ilu
 from .options import SolveOptions
+from .scale import constraint_scale, explicit_scale, scaled_max
 from .schedule import Block
 
 __all__ = ["initial", "newton", "newton_krylov", "fixed_point", "anderson", "MAXITER"]
@@ -69,7 +74,7 @@ def _fail(block: Block, method: str, state: BlockState, tol: float, maxiter: int
     return ConvergenceError(
         f"block [{describe(block)}] did not converge with {method}"
         + (f" ({why})" if why else f" in {maxiter} iterations")
-        + f": last residual {last:.3e}, tol {tol:g}; raise maxiter=, or try {hint}",
+        + f": last scaled residual max|c_d|/s_d {last:.3e}, tol {tol:g}; raise maxiter=, or try {hint}",
         nodes=block.names, iterations=state.iterations, history=state.history)
 
 
@@ -127,12 +132,13 @@ def _move(block, vals, z, elim: bool):
     return z, c, ans
 
 
-def _line_search(block, vals, z, delta, cnorm2, elim: bool = False):
-    """Backtracking on ``||c||₂`` (Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
+def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False):
+    """Backtracking on the scaled ``||c / s||₂`` (``s``: the scale at ``z``, fixed during the search;
+    Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
     alpha = 1.0
     while True:
         z_new, c_new, ans_new = _move(block, vals, z + alpha * delta, elim)
-        new = float(np.linalg.norm(c_new))
+        new = float(np.linalg.norm(c_new / scale))
         if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
             return z_new, c_new, ans_new
         alpha *= 0.5
@@ -191,15 +197,17 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     rate, polished = 1.0, False
     for it in range(maxiter + 1):
         state.iterations = it
-        cn, zn = residual_norm(c), residual_norm(z)     # NaN or inf anywhere shows in these maxima
+        # SPEC §1 "Scale": every constraint on its own scale (lagrangeprop.scale)
+        scale = constraint_scale(block, vals, z)
+        cs = c / scale
+        cn = residual_norm(cs)                           # NaN or inf anywhere shows in these maxima
         state.history.append(cn)
-        if not (np.isfinite(cn) and np.isfinite(zn)):
+        if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
             _finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
-        done = cn <= opts.tol * max(1.0, zn)             # converged(c, z, tol)
+        done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance
-        if done and not polished and block.size <= CHORD_MIN and it < maxiter \
-                and cn > 1e-14 * max(1.0, zn):
+        if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
             polished = True
         elif done:
             state.cache["lin"], A = _jacobian(block, vals, ans, memo)
@@ -211,12 +219,12 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
             return state
         if it == maxiter:
             break
-        norm2 = float(np.linalg.norm(c))
+        norm2 = float(np.linalg.norm(cs))
         # chord step with the old LU: large blocks while it contracts fast, and the polishing step
         # of small ones (already within tol, so the old Jacobian is accurate enough)
         if lu is not None and (rate <= 0.25 and block.size > CHORD_MIN or polished and done):
             z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
-            new = float(np.linalg.norm(c_try))
+            new = float(np.linalg.norm(c_try / scale))
             if np.isfinite(new) and new <= 0.25 * norm2:
                 rate, z, c, ans = new / norm2, z_try, c_try, ans_try
                 continue
@@ -225,8 +233,8 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         _, lu_A = _jacobian(block, vals, ans, memo)
         lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
         block.cache["fill"] = max(fill, block.cache.get("fill", 0.0))
-        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, elim=True)
-        rate = float(np.linalg.norm(c)) / max(norm2, 1e-300)
+        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, scale, elim=True)
+        rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
     raise _fail(block, "newton", state, opts.tol, maxiter)
 
 
@@ -246,26 +254,38 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
     n = block.size
     for it in range(maxiter + 1):
         state.iterations = it
-        state.history.append(residual_norm(c))
+        scale = constraint_scale(block, vals, z)      # SPEC §1 "Scale"
+        state.history.append(scaled_max(c, scale))
         _finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
-        if converged(c, z, opts.tol):
+        if state.history[-1] <= opts.tol:
             state.ans = ans
             return state
         if it == maxiter:
             break
         lin = linearize(block, vals, ans)    # noqa: F841  (kept alive for this step's products)
-        A = spla.LinearOperator((n, n), matvec=lambda v, a=ans: matvec(block, vals, a, v), dtype=float)
+        # gmres on the row-scaled system (A/s) δ = -c/s: its stopping test weighs every equation
+        # on its own scale; the preconditioner M ≈ A⁻¹ becomes M·diag(s)
+        A = spla.LinearOperator((n, n), matvec=lambda v, a=ans, s=scale: matvec(block, vals, a, v) / s,
+                                dtype=float)
         M = None
         if block.explicit:
-            M = spla.LinearOperator((n, n), matvec=lambda r, a=ans: sweep(block, vals, a, r), dtype=float)
+            M = spla.LinearOperator((n, n), matvec=lambda r, a=ans, s=scale: sweep(block, vals, a, r * s),
+                                    dtype=float)
+        elif has_jac(block) and n <= DENSE_MAX:
+            # small blocks: the factorization of A_SS (through the Schur complement on the states) as
+            # the preconditioner; an ILU of a chain of intermediates with large gains (Robertson's 3e7,
+            # a diode's exp) leaves gmres with an operator it cannot resolve
+            fac = reduced_factor(block, block_jacobian(block, vals, ans), f"at Newton-Krylov iteration {it}")[0]
+            M = spla.LinearOperator((n, n), matvec=lambda r, s=scale, f=fac: f.solve(r * s), dtype=float)
         elif has_jac(block):
             fac = ilu(block_jacobian(block, vals, ans))
-            M = None if fac is None else spla.LinearOperator((n, n), matvec=fac.solve, dtype=float)
+            M = None if fac is None else spla.LinearOperator((n, n), matvec=lambda r, s=scale, f=fac: f.solve(r * s),
+                                                             dtype=float)
         eta = min(0.1, max(1e-3 * opts.tol, state.history[-1]))   # forcing term
-        delta, _ = spla.gmres(A, -c, rtol=eta, atol=0.0, restart=min(n, 60), maxiter=20, M=M)
+        delta, _ = spla.gmres(A, -c / scale, rtol=eta, atol=0.0, restart=min(n, 60), maxiter=20, M=M)
         if not np.all(np.isfinite(delta)):
             raise _fail(block, "newton-krylov", state, opts.tol, maxiter, "gmres broke down")
-        z, c, ans = _line_search(block, vals, z, delta, float(np.linalg.norm(c)))
+        z, c, ans = _line_search(block, vals, z, delta, float(np.linalg.norm(c / scale)), scale)
     raise _fail(block, "newton-krylov", state, opts.tol, maxiter)
 
 
@@ -300,16 +320,18 @@ def _finish(block, vals, opts, state) -> bool:
     """Verify the true residual at the current values; on success fill ``state.ans``."""
     with np.errstate(all="ignore"):
         c, ans = block_residual(block, vals)
-    if converged(c, gather(block, vals), opts.tol):
+    r = scaled_max(c, constraint_scale(block, vals))
+    if r <= opts.tol:                          # NaN fails
         state.ans = ans
-        state.history.append(residual_norm(c))
+        state.history.append(r)
         return True
     return False
 
 
-def _finish_swept(block, vals, opts, state, zmax: float) -> bool:
-    """:func:`_finish` right after a sweep (``zmax = max|z_S|``): only the members that read a value
-    of the previous sweep can violate their constraint, so only their ops are evaluated."""
+def _finish_swept(block, vals, opts, state) -> bool:
+    """:func:`_finish` right after a sweep: only the members that read a value of the previous
+    sweep can violate their constraint, so only their ops are evaluated (explicit blocks: each
+    constraint on the scale ``max(1, |z_d|)``)."""
     fns, steps = _evaluators(block), block.steps
     ans = {n: vals[n] for n in block.nodes}    # op output = value for the members swept last
     cmax = 0.0
@@ -317,17 +339,13 @@ def _finish_swept(block, vals, opts, state, zmax: float) -> bool:
         for k in _feedback(block)[1]:
             n = steps[k].node
             a = ans[n] = evaluate(block, k, vals, fns[k])
-            d = np.abs(vals[n] - a)
+            d = np.abs(vals[n] - a) / explicit_scale(vals[n])
             cmax = max(cmax, float(d.max()) if d.size else 0.0)
-    if cmax <= opts.tol * max(1.0, zmax):      # NaN fails
+    if cmax <= opts.tol:      # NaN fails
         state.ans = ans
         state.history.append(cmax)
         return True
     return False
-
-
-def _maxabs(vals: list, nodes) -> float:
-    return max(float(np.abs(vals[n]).max()) if np.size(vals[n]) else 0.0 for n in nodes)
 
 
 def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
@@ -341,22 +359,21 @@ def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> Bl
     maxiter = opts.maxiter or MAXITER["fixed-point"]
     state = BlockState(method="fixed-point")
     watch = [block.nodes[k] for k in _feedback(block)[1]]
-    zmax = _maxabs(vals, block.nodes)      # max|z| plus the steps since (exact when it matters)
     with np.errstate(all="ignore"):
         for it in range(1, maxiter + 1):
             state.iterations = it
             old = [vals[n] for n in watch]   # a sweep replaces the arrays, never writes into them
             _sweep_values(block, vals)
-            step = max(float(np.abs(vals[n] - o).max()) if o.size else 0.0 for n, o in zip(watch, old))
+            # the history keeps max|step|; the test takes each entry on its own scale max(1, |z_d|)
+            steps = [np.abs(vals[n] - o) for n, o in zip(watch, old)]
+            step = max(float(d.max()) if d.size else 0.0 for d in steps)
             state.history.append(step)
             if not np.isfinite(step):      # the start is finite, so this sweep is not
                 z = gather(block, vals)
                 _finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z, z)
-            zmax += step
-            if step <= opts.tol * max(1.0, zmax):
-                zmax = _maxabs(vals, block.nodes)
-                if step <= opts.tol * max(1.0, zmax) and _finish_swept(block, vals, opts, state, zmax):
-                    return state
+            rel = max(float((d / explicit_scale(vals[n])).max()) if d.size else 0.0 for n, d in zip(watch, steps))
+            if rel <= opts.tol and _finish_swept(block, vals, opts, state):   # SPEC §1 "Scale"
+                return state
     raise _fail(block, "fixed-point", state, opts.tol, maxiter)
 
 
@@ -376,10 +393,10 @@ def anderson(block: Block, vals: list, opts: SolveOptions, guess: dict, memory: 
             _sweep_values(block, vals)
             g = gather(block, vals)
             f = g - z
-            step = residual_norm(f)
+            step = scaled_max(f, explicit_scale(g))     # each entry on its own scale max(1, |z_d|)
             state.history.append(step)
             _finite_or_fail(block, "anderson", state, opts.tol, maxiter, f, g)
-            if step <= opts.tol * max(1.0, residual_norm(g)) and _finish(block, vals, opts, state):
+            if step <= opts.tol and _finish(block, vals, opts, state):
                 return state
             if step > 1e4 * best:          # the mixing went astray: restart the memory
                 Gs.clear(); Fs.clear()

@@ -70,13 +70,12 @@ def choice_option(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class SolveOptions:
-    """``tol``: relative residual tolerance of block solves (0 < tol < 1; SPEC §1 "Scale":
-    per constraint, on that constraint's own scale); ``maxiter``: iteration limit per
-    block (Newton steps or fixed-point sweeps, a positive int; None = the method's
-    default); ``method``: forward block solver; ``linear_solver``: block adjoint/tangent
-    solver (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by
-    conjugate gradients or gmres with an algebraic-multigrid preconditioner; needs the
-    optional pyamg)."""
+    """``tol``: relative residual tolerance of block solves (0 < tol < 1), per constraint on
+    that constraint's own scale (SPEC §1 "Scale", :mod:`lagrangeprop.scale`); ``maxiter``:
+    iteration limit per block (Newton steps or fixed-point sweeps, a positive int; None = the
+    method's default); ``method``: forward block solver; ``linear_solver``: block adjoint/tangent
+    solver (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by conjugate
+    gradients or gmres with an algebraic-multigrid preconditioner; needs the optional pyamg)."""
 
     tol: float = 1e-10
     maxiter: int | None = None

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .scale import constraint_scale, scaled_max
 from .schedule import Block, Schedule, Step
 
 __all__ = ["TapeResult", "NoTapeEquivalent", "tape_gradients", "missing_ops", "BACKENDS"]
@@ -334,8 +335,24 @@ def _start(block: Block, be: _Backend, vals: list, eps: dict, guess: dict) -> An
     return be.concat([be.ravel(vals[n]) for n in block.nodes])
 
 
+class _Numbers:
+    """The numbers behind a tape's value slots (read lazily), for :func:`constraint_scale`."""
+
+    def __init__(self, vals: list, be: _Backend):
+        self.vals, self.be, self.own = vals, be, {}
+
+    def __getitem__(self, u: int):
+        if u in self.own:
+            return self.own[u]
+        v = self.vals[u]
+        return v if v is None or sp.issparse(v) or isinstance(v, np.ndarray) else self.be.numeric(v)
+
+    def __setitem__(self, u: int, v) -> None:
+        self.own[u] = v
+
+
 # Newton unrolled on the tape: z_{k+1} = z_k - α_k J(z_k)⁻¹ c_S(z_k). The step length α_k
-# (backtracking on max|c|) is a constant on the tape; at convergence α = 1 and the
+# (backtracking on the scaled max_d |c_d|/s_d) is a constant on the tape; at convergence α = 1 and the
 # derivative of z_k tends to the implicit-function derivative -A_SS⁻¹ ∂c_S/∂x.
 def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
             iterations: int | None) -> int:
@@ -347,16 +364,23 @@ def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
     c = c_of(z)
     it = 0
     limit = MAX_UNROLL if iterations is None else iterations
+
+    def scaled(zz, cc) -> float:
+        """``max_d |c_d| / s_d``, each constraint on its own scale as the block solvers judge it (SPEC §1
+        "Scale", lagrangeprop.scale): a 1e15 intermediate must not stop the replay at the guess."""
+        num = _Numbers(vals, be)
+        for n, off, size, shape in zip(block.nodes, block.offsets, block.sizes, block.shapes):
+            num[n] = be.numeric(zz[off:off + size]).reshape(shape)
+        return scaled_max(be.numeric(cc), constraint_scale(block, num)) if block.size else 0.0
     extra = 2          # auto mode: steps taken after the residual reached round-off
     prev = np.inf
     while it < limit:
-        norm = float(np.max(np.abs(be.numeric(c)))) if block.size else 0.0
-        scale = max(1.0, float(np.max(np.abs(be.numeric(z)))))
+        norm = scaled(z, c)
         if not np.isfinite(norm):
             raise FloatingPointError(f"block [{', '.join(block.names)}]: the unrolled Newton "
                                      f"iteration on the {be.name} tape diverged at step {it}")
         # round-off reached: tiny, or small and no longer shrinking
-        if iterations is None and (norm <= 1e-15 * scale or (norm <= 1e-11 * scale and norm > 0.25 * prev)):
+        if iterations is None and (norm <= 1e-15 or (norm <= 1e-11 and norm > 0.25 * prev)):
             if extra == 0:
                 break
             extra -= 1
@@ -366,7 +390,7 @@ def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
         while True:
             z_new = z - alpha * delta if alpha != 1.0 else z - delta
             c_new = c_of(z_new)
-            new = float(np.max(np.abs(be.numeric(c_new))))
+            new = scaled(z_new, c_new)
             if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * norm) or alpha < 1e-3 or norm == 0:
                 break
             alpha *= 0.5
