@@ -326,18 +326,19 @@ def _unpack(prog, inputs, values, multipliers):
         if values is not None or multipliers is not None:
             raise InputError("pass either a Solution or inputs, values and multipliers, not both: "
                              "the Solution's own values and multipliers would be used")
+        # the Solution's own schedule: after an edit of prog.graph it still describes the
+        # program that was solved, not the edited one
         return ({k: sol.values[k] for k in sol.schedule.input_names}, sol.values,
-                sol.multipliers, sol.seed)
+                sol.multipliers, sol.seed, sol.schedule)
     if values is None:
         raise InputError("pass a Solution, or inputs, values and multipliers (dicts keyed by "
                          "node name, as sol.inputs, sol.values and sol.multipliers)")
-    return inputs, values, multipliers, None
+    return inputs, values, multipliers, None, prog.compile()
 
 
 def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> float:
     """``L(x, z, λ) = <seed, z_o> - Σ_d <λ_d, c_d(z, x)>`` at any point."""
-    inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
-    sched = prog.compile()
+    inputs, values, multipliers, sol_seed, sched = _unpack(prog, inputs, values, multipliers)
     seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)   # a given seed wins
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers)
@@ -352,8 +353,7 @@ def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> 
 
 def lagrangian_gradient(prog, inputs, values, multipliers, seed=None):
     """``(∂L/∂x, ∂L/∂z, ∂L/∂λ)`` as dicts keyed by node name (∂L/∂λ_d = -c_d)."""
-    inputs, values, multipliers, sol_seed = _unpack(prog, inputs, values, multipliers)
-    sched = prog.compile()
+    inputs, values, multipliers, sol_seed, sched = _unpack(prog, inputs, values, multipliers)
     seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)   # a given seed wins
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers)
@@ -438,7 +438,8 @@ def _adjoint_scales(sched: Schedule, vals: list, lam: list, ans: dict, seed) -> 
     return mag
 
 
-def kkt_residuals(prog, inputs: dict, values: dict, multipliers: dict, seed=None) -> dict[str, float]:
+def kkt_residuals(prog, inputs, values: dict | None = None, multipliers: dict | None = None,
+                  seed=None) -> dict[str, float]:
     """The KKT certificate at any point: ``{"primal": max_d |c_d| / s_d, "adjoint": max_u |∂L/∂z_u| / t_u}``.
 
     Both are per constraint and per multiplier equation, never against a maximum over the program
@@ -447,9 +448,9 @@ def kkt_residuals(prog, inputs: dict, values: dict, multipliers: dict, seed=None
     ``∂L/∂z_u = 0`` (:func:`_adjoint_scales`), so a multiplier that satisfies the equations of large
     terms but not those of small ones is not certified. A ``1e-300`` floor avoids ``0/0`` only.
     """
-    sched = prog.compile()
-    seed = _seed(sched, seed)
     _, gz, _ = lagrangian_gradient(prog, inputs, values, multipliers, seed)
+    inputs, values, multipliers, sol_seed, sched = _unpack(prog, inputs, values, multipliers)
+    seed = sol_seed if seed is None and sol_seed is not None else _seed(sched, seed)
     vals = _point(sched, inputs, values)
     lam = _multipliers(sched, multipliers)
     blk = _all_defined(sched)
@@ -526,7 +527,7 @@ class Solution:
         """Stationarity residuals, each constraint and each multiplier equation on its own scale
         (SPEC §1 "Scale"; :func:`kkt_residuals`): ``primal = max_d |c_d| / s_d`` and
         ``adjoint = max_u |∂L/∂z_u| / t_u``."""
-        return kkt_residuals(self.program, self.inputs, self.values, self.multipliers, self.seed)
+        return kkt_residuals(self.program, self)
 
     def jacobian_z(self) -> dict:
         """``dz/dx = -A⁻¹ ∂c/∂x`` for every node (the implicit-function view):

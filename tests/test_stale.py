@@ -468,6 +468,23 @@ def test_editing_an_op_attribute_recompiles():
     assert float(prog.evaluate(x=x)) == pytest.approx(4 * np.exp(2 * x), rel=1e-14)
 
 
+def test_a_solution_keeps_certifying_the_program_it_solved_after_an_edit():
+    prog, x = _small(), 0.5
+    sol = prog.solve(x=x)
+    before = sol.kkt()
+    sin = next(n for n, d in prog.graph.nodes(data=True) if d.get("op") == "sin")
+    prog.graph.nodes[sin]["op"] = "cos"               # the edited program is another program
+    after = sol.kkt()
+    assert after["primal"] <= 1e-14 and after["adjoint"] <= 1e-14
+    assert after == before
+    # the Lagrangian of the old solution is still its output (its constraints hold)
+    assert prog.lagrangian(sol) == pytest.approx(float(sol.output), rel=1e-15)
+    assert float(sol.grad["x"]) == pytest.approx(8 * np.sin(x) * np.cos(x), rel=1e-14)
+    new = prog.solve(x=x)                             # and the edit is solved when asked
+    assert float(new.output) == pytest.approx(4 * np.cos(x) ** 2, rel=1e-14)
+    assert new.kkt()["primal"] <= 1e-14
+
+
 def test_editing_a_constants_value_recompiles():
     prog, x = _small(), 0.5
     prog.solve(x=x)
