@@ -121,10 +121,16 @@ def _magnitudes(sched, values: dict, lam: dict, seed: np.ndarray,
         for pos, u in step.diff:
             if u in skip:
                 continue
-            cm = size(step, pos, m, ans, args)
-            if cm is None:
-                continue
-            cn = size(step, pos, n, ans, args) if n is not m else cm
+            if m.size == 1:       # VJPs are linear in g: one call with g = 1 serves μ and ν
+                unit = size(step, pos, np.ones(m.shape), ans, args)
+                if unit is None:
+                    continue
+                cm, cn = unit * m.reshape(()), unit * n.reshape(())
+            else:
+                cm = size(step, pos, m, ans, args)
+                if cm is None:
+                    continue
+                cn = size(step, pos, n, ans, args) if n is not m else cm
             inject = m * terms(ans) if terms is not None and np.shape(args[pos]) == np.shape(ans) else cm
             add(mu, u, cm)
             add(nu, u, cn + inject)
