@@ -207,6 +207,8 @@ class _Backend:
             import torch  # optional dependency: imported only here
             self.torch = torch
             self.ops = _torch_ops(torch)
+            self.marks: dict[int, Any] = {}          # node -> the tensor z_d (see perturb)
+            self.seen: set[int] = set()
         else:
             raise ValueError(f"unknown tape backend {name!r}; choose one of {BACKENDS}")
 
@@ -265,6 +267,12 @@ class _Backend:
         """``z_d = f_d + ε_d`` for an explicit node outside the blocks."""
         if self.name == "autograd" and self.taps.isbox(out):
             return self.taps.tap(out, node)          # the value unchanged; ∂/∂z_d recorded
+        if self.name == "torch" and getattr(out, "requires_grad", False):
+            if id(out) in self.seen:                 # an identity op: its own tensor node
+                out = out.view_as(out)
+            self.seen.add(id(out))
+            self.marks[node] = out                   # ∂/∂z_d: torch differentiates w.r.t. it
+            return out
         return out + self.eps(eps, node)
 
     def eps(self, eps: dict, node: int) -> Any:
@@ -342,6 +350,21 @@ def _known_names(backend: str) -> set[str]:
         return set(_autograd_ops()[0])
     import torch
     return set(_torch_ops(torch))
+
+
+class _LazyLeaves:
+    """node -> its ε_d leaf, made on first use (torch: most nodes need none, see perturb)."""
+
+    def __init__(self, nodes: list[int], make: Callable[[int], Any]):
+        self.nodes, self.make, self.made = set(nodes), make, {}
+
+    def __contains__(self, n: int) -> bool:
+        return n in self.nodes
+
+    def __getitem__(self, n: int) -> Any:
+        if n not in self.made:
+            self.made[n] = self.make(n)
+        return self.made[n]
 
 
 # ------------------------------------------------------------------ interpreter
@@ -490,17 +513,22 @@ def tape_gradients(sched: Schedule, backend: str, inputs: dict[str, Any], seed: 
         gx = [taps.cotangent(("x", i), sched.shapes[i]) for i in sched.inputs]
         ge = [taps.cotangent(n, sched.shapes[n]) for n in nodes]
     else:
+        # ∂s/∂z_d w.r.t. the node's own tensor where it has one on the graph (torch.autograd.grad
+        # takes intermediate tensors), else through an ε_d leaf: one backward pass either way
         torch = be.torch
         xs = [be.leaf(inputs[sched.names[i]]) for i in sched.inputs]
-        es = [be.leaf(np.zeros(sched.shapes[n])) for n in nodes]
-        out, used[0] = _run(sched, be, dict(zip(sched.inputs, xs)), dict(zip(nodes, es)),
-                            guess_ids, iterations)
+        be.seen.update(id(x) for x in xs)
+        leaf_of = _LazyLeaves(nodes, lambda n: be.leaf(np.zeros(sched.shapes[n])))
+        out, used[0] = _run(sched, be, dict(zip(sched.inputs, xs)), leaf_of, guess_ids, iterations)
         s = be.inner(seed, out)
-        leaves = [*xs, *es]
-        grads = torch.autograd.grad(s, leaves, allow_unused=True) if leaves and s.requires_grad else \
-            [None] * len(leaves)
-        grads = [np.zeros(tuple(t.shape)) if g is None else g.detach().numpy() for g, t in zip(grads, leaves)]
-        value, gx, ge = float(s.detach()), grads[:len(xs)], grads[len(xs):]
+        wrt = [*xs, *[be.marks.get(n, leaf_of.made.get(n)) for n in nodes]]
+        live = [k for k, t in enumerate(wrt) if t is not None]
+        grads = torch.autograd.grad(s, [wrt[k] for k in live], allow_unused=True) \
+            if live and s.requires_grad else [None] * len(live)
+        got = dict(zip(live, grads))
+        shapes = [sched.shapes[i] for i in sched.inputs] + [sched.shapes[n] for n in nodes]
+        flat = [np.zeros(shape) if got.get(k) is None else got[k].detach().numpy() for k, shape in enumerate(shapes)]
+        value, gx, ge = float(s.detach()), flat[:len(xs)], flat[len(xs):]
     grad = {sched.names[i]: np.asarray(g, dtype=np.float64).reshape(sched.shapes[i])
             for i, g in zip(sched.inputs, gx)}
     mult = {sched.names[n]: np.asarray(g, dtype=np.float64).reshape(sched.shapes[n])
