@@ -151,9 +151,12 @@ def _magnitudes(sched, values: dict, lam: dict, seed: np.ndarray,
                 push(st, members)
 
     def named(acc: list) -> dict:
-        return {sched.names[i]: np.zeros(sched.shapes[i]) if acc[i] is None else
-                np.array(np.broadcast_to(acc[i], sched.shapes[i]), dtype=np.float64)
-                for i in [*sched.inputs, *sched.defined]}
+        out = {}
+        for i in [*sched.inputs, *sched.defined]:
+            a, shape = acc[i], sched.shapes[i]
+            out[sched.names[i]] = (np.zeros(shape) if a is None else np.asarray(a, dtype=np.float64)
+                                   if np.shape(a) == shape else np.broadcast_to(a, shape).astype(np.float64))
+        return out
     return named(mu), named(nu)
 
 
