@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConvergenceError, LagrangePropError
-from .tape import NoTapeEquivalent, tape_gradients
+from .tape import NoTapeEquivalent, gc_paused, tape_gradients
 
 __all__ = ["check", "CheckReport", "main_check"]
 
@@ -83,6 +83,7 @@ _TERMS = {"tanh": lambda ans: 1.0 + np.square(ans), "sigmoid": lambda ans: np.ab
 # T_du = the rounding a product with the partial injects (|.| of the same VJP of μ_d, or
 # _TERMS). For a chain μ_u = |λ_u| and ν_u ≈ depth·|λ_u|; a cancelling λ_u (sum(softmax)) keeps
 # the size of its terms. Node d passes the tape comparison within FLOOR·ν_d of its own scale.
+@gc_paused
 def _magnitudes(sched, values: dict, lam: dict, seed: np.ndarray,
                 rng: np.random.Generator) -> tuple[dict, dict]:
     """``(μ, ν)`` for every input and defined node (name -> array of its shape), one pass.

@@ -28,6 +28,8 @@ Examples
 
 from __future__ import annotations
 
+import functools
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,22 @@ BACKENDS = ("autograd", "torch")
 # larger ones use a sparse product with the transpose as its VJP.
 DENSE_SPARSE_LIMIT = 1_000_000
 MAX_UNROLL = 50
+
+
+def gc_paused(fn: Callable) -> Callable:
+    """Run ``fn`` with the cyclic garbage collector paused (restored after). A tape of n nodes
+    holds O(n) live objects and allocates O(n) more; each full collection walks all of them,
+    which made a linear pass superlinear (chain-16000 check: 1.9 s with, 1.2 s without)."""
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was:
+                gc.enable()
+    return paused
 
 
 class NoTapeEquivalent(Exception):
@@ -465,6 +483,7 @@ def _differentiable_nodes(sched: Schedule) -> list[int]:
 
 # Gradients of <seed, z_o> with respect to the inputs x (λ_x) and the constraint
 # perturbations ε_d at 0 (λ_d, SPEC §1: the sensitivity of z_o to relaxing c_d = ε_d).
+@gc_paused
 def tape_gradients(sched: Schedule, backend: str, inputs: dict[str, Any], seed: Any,
                    guess: dict[str, Any] | None = None, iterations: int | None = None) -> TapeResult:
     """Run the program on the ``backend`` tape and differentiate ``<seed, z_o>``.
