@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConvergenceError, LagrangePropError
-from .tape import NoTapeEquivalent, tape_gradients
+from .tape import NoTapeEquivalent, gc_paused, tape_gradients
 
 __all__ = ["check", "CheckReport"]
 
@@ -37,6 +37,8 @@ TAPE_NAMES = {"autograd": "autograd (tape)", "torch": "torch (tape)"}
 FD_NAME = "finite differences"
 EPS = np.finfo(np.float64).eps
 H_REL = float(np.cbrt(EPS))        # central-difference step relative to max(1, |x|)
+FLOOR = 64 * EPS                   # rounding floor of a multiplier: FLOOR · ν_d (see _magnitudes)
+FD_DIFFERENCES = 24                # central differences (2 forward passes each) per check, at most
 
 
 # ------------------------------------------------------------------ comparisons
@@ -60,6 +62,98 @@ def _fmt(v: Any, width: int = 10) -> str:
     if v.size <= 3:
         return "[" + ", ".join(f"{float(t):.6g}" for t in v.ravel()) + "]"
     return f"|{v.shape}|={float(np.linalg.norm(v)):.6g}"
+
+
+# ------------------------------------------------------------ the rounding scale
+# The partial of tanh is 1 - t² here and 1/cosh²x on autograd's tape: 0 against 1e-20 where
+# t rounds to 1, both right to round-off of terms of size 1 + t². Such a partial injects the
+# error eps·(its formula's terms)·μ_d, not eps·|partial|·μ_d.
+_TERMS = {"tanh": lambda ans: 1.0 + np.square(ans), "sigmoid": lambda ans: np.abs(ans) * (1.0 + np.abs(ans))}
+
+
+# Two back-substitutions with every term taken positive (w_d = 1 and N(0, 1) weights, so
+# that a sum of terms that cancels for w = 1, like the rows of softmax's VJP, shows):
+#   μ_u = [u = o]·|seed| + Σ_d |(∂f_d/∂z_u)ᵀ (w_d ⊙ μ_d)|           the size of λ_u's terms
+#   ν_u = [u = o]·|seed| + Σ_d |(∂f_d/∂z_u)ᵀ (w_d ⊙ ν_d)| + T_du(μ_d)  their round-off / eps
+# T_du = the rounding a product with the partial injects (|.| of the same VJP of μ_d, or
+# _TERMS). For a chain μ_u = |λ_u| and ν_u ≈ depth·|λ_u|; a cancelling λ_u (sum(softmax)) keeps
+# the size of its terms. Node d passes the tape comparison within FLOOR·ν_d of its own scale.
+@gc_paused
+def _magnitudes(sched, values: dict, lam: dict, seed: np.ndarray,
+                rng: np.random.Generator) -> tuple[dict, dict]:
+    """``(μ, ν)`` for every input and defined node (name -> array of its shape), one pass.
+
+    A cyclic block is solved as one linear system, so its members get the block's own scale
+    ``max_S |λ|`` on top of what reaches them from outside."""
+    from .schedule import Step
+
+    vals: list = [None] * len(sched.names)
+    for i, v in sched.constants:
+        vals[i] = v
+    for i, name in enumerate(sched.names):
+        if vals[i] is None and name in values:
+            vals[i] = np.asarray(values[name], dtype=np.float64)
+    mu: list = [None] * len(sched.names)
+    nu: list = [None] * len(sched.names)
+    mu[sched.output] = np.broadcast_to(np.abs(seed), sched.shapes[sched.output]).astype(np.float64)
+    nu[sched.output] = mu[sched.output]
+
+    def add(acc: list, u: int, ct) -> None:
+        acc[u] = ct if acc[u] is None else acc[u] + ct
+
+    def size(step, pos, g, ans, args):
+        """max(|VJP(g)|, |VJP(w ⊙ g)|), or None for a zero partial."""
+        ct = step.prim.vjp(pos, g, ans, args, step.params)
+        if ct is None or g.size <= 1:
+            return None if ct is None else np.abs(ct)
+        return np.maximum(np.abs(ct), np.abs(step.prim.vjp(pos, g * rng.standard_normal(g.shape), ans, args,
+                                                             step.params)))
+
+    def push(step, skip=()) -> None:
+        m, n = mu[step.node], nu[step.node]
+        args = [vals[a] for a in step.args]
+        ans = step.prim.value(args, step.params) if step.residual else vals[step.node]
+        terms = _TERMS.get(step.prim.name)
+        for pos, u in step.diff:
+            if u in skip:
+                continue
+            if m.size == 1:       # VJPs are linear in g: one call with g = 1 serves μ and ν
+                unit = size(step, pos, np.ones(m.shape), ans, args)
+                if unit is None:
+                    continue
+                cm, cn = unit * m.reshape(()), unit * n.reshape(())
+            else:
+                cm = size(step, pos, m, ans, args)
+                if cm is None:
+                    continue
+                cn = size(step, pos, n, ans, args) if n is not m else cm
+            inject = m * terms(ans) if terms is not None and np.shape(args[pos]) == np.shape(ans) else cm
+            add(mu, u, cm)
+            add(nu, u, cn + inject)
+
+    for item in reversed(sched.steps):
+        if type(item) is Step:
+            if mu[item.node] is not None and item.prim.differentiable:
+                push(item)
+            continue
+        scale = max(float(np.max(np.abs(lam[sched.names[n]]), initial=0.0)) for n in item.nodes)
+        for st in item.steps:
+            k = st.node
+            mu[k] = scale + (0.0 if mu[k] is None else mu[k]) + np.zeros(sched.shapes[k])
+            nu[k] = mu[k] + (0.0 if nu[k] is None else nu[k])
+        members = set(item.nodes)
+        for st in item.steps:
+            if st.prim.differentiable:
+                push(st, members)
+
+    def named(acc: list) -> dict:
+        out = {}
+        for i in [*sched.inputs, *sched.defined]:
+            a, shape = acc[i], sched.shapes[i]
+            out[sched.names[i]] = (np.zeros(shape) if a is None else np.asarray(a, dtype=np.float64)
+                                   if np.shape(a) == shape else np.broadcast_to(a, shape).astype(np.float64))
+        return out
+    return named(mu), named(nu)
 
 
 # ---------------------------------------------------------------- finite differences
@@ -247,9 +341,10 @@ def _format(r: CheckReport) -> str:
         lines.append("")
     for ref, m in r.multiplier_summary.items():
         status = "ok" if not m["failed"] else f"FAIL at {m['failed'][:6]}"
-        worst = f" (worst: node {m['worst']!r})" if m["worst"] is not None else ""
-        lines.append(f"multipliers of {m['nodes']} defined nodes vs {ref}: max rel error "
-                     f"{m['max_rel']:.1e}{worst}  {status}")
+        worst = (f" (closest to its tolerance: node {m['worst']!r}, rel error {m['worst_rel']:.1e})"
+                 if m["worst"] is not None else "")
+        lines.append(f"multipliers of {m['nodes']} defined nodes vs {ref}, each on its own scale: "
+                     f"max rel error {m['max_rel']:.1e}{worst}  {status}")
     if r.value:
         lines.append(f"output <seed, z_o>: lagrangian {r.value['lagrangian']:.12g}, {r.value['reference']} "
                      f"{r.value['tape']:.12g}  {'ok' if r.value['ok'] else 'FAIL'}")
@@ -273,7 +368,7 @@ def _format(r: CheckReport) -> str:
 def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd"), rtol: float = 1e-8,
           fd_rtol: float = 1e-5, atol: float | None = None, seed=None, guess=None, tol=None,
           maxiter=None, method=None, linear_solver=None, rng=0, fd_max_elements: int = 12,
-          **kw_inputs) -> CheckReport:
+          fd_budget: int = FD_DIFFERENCES, **kw_inputs) -> CheckReport:
     """Check the multipliers of ``prog`` against tape autodiff and finite differences.
 
     Parameters
@@ -286,11 +381,14 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     against : sequence of {"autograd", "torch", "fd"}
         References to use. A missing PyTorch is reported as "not installed" and skipped.
     rtol : float
-        Relative tolerance against the tapes (max-norm per input and per node).
+        Relative tolerance against the tapes (max-norm per input and per node, relative to
+        that input's or node's own values, never to the program's largest).
     fd_rtol : float
         Relative tolerance against central differences (their rounding noise is added).
     atol : float, optional
-        Absolute tolerance; default ``1e-12 ×`` the largest multiplier.
+        Absolute tolerance added to every comparison. By default there is none beyond each
+        node's own rounding floor ``64·eps·ν_d``, ``ν_d·eps`` a bound on the round-off of
+        ``λ_d`` from the magnitude of the terms whose sum it is (:func:`_magnitudes`).
     seed : array_like, optional
         Output cotangent; a non-scalar output without one gets a random N(0, 1) seed.
     guess, tol, maxiter, method, linear_solver
@@ -299,6 +397,12 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
         Randomness of the seed and of the finite-difference directions (default 0).
     fd_max_elements : int
         Inputs with at most this many entries get per-element central differences.
+    fd_budget : int
+        At most this many central differences (two forward passes each), whatever the
+        number of inputs and nodes: one along a random direction over all inputs, then one
+        per input (a random direction, or per element for small inputs while the budget
+        lasts); inputs beyond it are checked by finite differences jointly only, and the
+        report says so.
 
     Returns
     -------
@@ -344,8 +448,14 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     seed_arr = np.asarray(sol.seed, dtype=np.float64)
     xin = {k: np.asarray(sol.values[k], dtype=np.float64) for k in sched.input_names}
     lam = {k: np.asarray(v, dtype=np.float64) for k, v in sol.multipliers.items()}
-    big = max([float(np.max(np.abs(v), initial=0.0)) for v in lam.values()] + [0.0])
-    atol_eff = 1e-12 * big if atol is None else float(atol)
+    # per node: its own rounding floor (and the caller's atol), never the program's largest λ
+    mu, nu = _magnitudes(sched, sol.values, lam, seed_arr, np.random.default_rng(0))
+    extra = 0.0 if atol is None else float(atol)
+    floor = {k: FLOOR * float(np.max(m, initial=0.0)) + extra for k, m in nu.items()}
+    # rounding of <seed, z_o> itself: δz_d ≈ eps·|z_d| reaches it as λ_d·δz_d, |.| ≤ μ_d·δz_d
+    roundoff = EPS * sum(float(np.sum(mu[sched.names[n]] * np.abs(np.asarray(sol.values[sched.names[n]],
+                                                                              dtype=np.float64))))
+                         for n in sched.defined if sched.names[n] in mu)
     value = float(np.sum(seed_arr * np.asarray(sol.output)))
 
     references: dict[str, str] = {}
@@ -378,12 +488,16 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
 
     F = _Objective(prog, sched, seed_arr, {n: sol.values[n] for b in sched.blocks
                                             for n in b.names}, opts) if "fd" in against else None
+    plan = _fd_plan(xin, fd_max_elements, fd_budget)
     if F is not None:
-        values = sol.values
-        F.roundoff = EPS * sum(float(np.sum(np.abs(v) * np.abs(np.asarray(values[k], dtype=np.float64))))
-                               for k, v in lam.items() if k in values and k not in xin)
+        F.roundoff = roundoff
         references[FD_NAME] = (f"central, h = {H_REL:.1e}·max(1, |x|); per element for inputs of "
                                f"<= {fd_max_elements} entries, else along a random direction")
+        joint = [k for k, m in plan.items() if m is None]
+        if joint:
+            notes.append(f"finite differences: at most {fd_budget} central differences; input(s) "
+                         f"{joint[:8]}{' ...' if len(joint) > 8 else ''} ({len(joint)} of {len(xin)}) are "
+                         "differenced jointly only, along the random direction over all inputs")
 
     rows = []
     for k in sched.input_names:
@@ -391,22 +505,28 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
                "torch": None, "fd": None, "fd_mode": None, "compare": {}}
         for backend, res in tapes.items():
             row[backend] = res.grad[k]
-            row["compare"][TAPE_NAMES[backend]] = _compare(lam[k], res.grad[k], rtol, atol_eff)
-        if F is not None:
-            row.update(_fd_row(F, xin, k, lam[k], rng, fd_rtol, atol_eff, fd_max_elements))
+            row["compare"][TAPE_NAMES[backend]] = _compare(lam[k], res.grad[k], rtol, floor[k])
+        if F is not None and plan[k] is not None:
+            row.update(_fd_row(F, xin, k, lam[k], rng, fd_rtol, floor[k], plan[k]))
             row["compare"][FD_NAME] = row.pop("_cmp")
+        elif F is not None:
+            row["fd_mode"] = "joint"
         row["abs_error"] = {r: c["abs"] for r, c in row["compare"].items()}
         row["rel_error"] = {r: c["rel"] for r, c in row["compare"].items()}
         row["ok"] = all(c["ok"] for c in row["compare"].values())
         rows.append(row)
 
-    direction = _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, atol_eff) if (F or tapes) else None
-    multipliers, summary = _node_multipliers(sched, lam, tapes, rtol, atol_eff)
+    dir_floor = extra + FLOOR * float(np.sqrt(sum(float(np.sum(nu[k] ** 2)) for k in xin)))
+    direction = _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, dir_floor) if (F or tapes) else None
+    multipliers, summary = _node_multipliers(sched, lam, tapes, rtol, floor)
     value_cmp = None
     if tapes:
+        # the output is judged on the scale of the terms that produced it (16·eps·Σ μ_d|z_d|,
+        # the FD noise bound), not on its own size: a - a is 1e-16 on one side, -4e-16 on the other
         res = next(iter(tapes.values()))
-        value_cmp = _compare(value, res.value, max(rtol, 1e-8), 1e-300)
-        value_cmp.update(lagrangian=value, tape=res.value, reference=TAPE_NAMES[res.backend])
+        value_cmp = _compare(value, res.value, max(rtol, 1e-8), 16 * roundoff + extra)
+        value_cmp.update(lagrangian=value, tape=res.value, reference=TAPE_NAMES[res.backend],
+                         floor=16 * roundoff + extra)
     convergence = _convergence(sched, tapes, xin, seed_arr, guess, lam) if sched.blocks else []
     if F is not None and not tapes:
         user = [s.prim.name for s in sched.step_of.values() if s.prim.user]
@@ -415,7 +535,7 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
                          "differences alone check this program")
 
     report = CheckReport(program=prog.name, output=out_name, output_shape=out_shape, seed_note=seed_note,
-                         inputs=xin, references=references, rtol=rtol, fd_rtol=fd_rtol, atol=atol_eff,
+                         inputs=xin, references=references, rtol=rtol, fd_rtol=fd_rtol, atol=atol,
                          rows=rows, direction=direction, multipliers=multipliers,
                          multiplier_summary=summary, convergence=convergence, value=value_cmp,
                          notes=notes, evaluations=0 if F is None else F.evaluations, ok=False)
@@ -435,9 +555,24 @@ def _version(backend: str) -> str:
         return label
 
 
-def _fd_row(F, xin, k, lam_k, rng, fd_rtol, atol, max_elements) -> dict:
+def _fd_plan(xin: dict, max_elements: int, budget: int) -> dict:
+    """Input -> "elementwise" | "direction" | None (joint only): at most ``budget`` central
+    differences in all, one of them the random direction over all inputs (:func:`_direction`)."""
+    left = max(0, int(budget) - 1)
+    plan: dict = {}
+    for k in xin:                       # a direction for each input while the budget lasts ...
+        plan[k] = "direction" if left > 0 else None
+        left -= plan[k] is not None
+    for k, x in xin.items():            # ... per element for the small ones it still covers
+        if plan[k] is not None and x.size <= max_elements and x.size - 1 <= left:
+            plan[k] = "elementwise"
+            left -= max(0, x.size - 1)
+    return plan
+
+
+def _fd_row(F, xin, k, lam_k, rng, fd_rtol, atol, mode) -> dict:
     try:
-        if xin[k].size <= max_elements:
+        if mode == "elementwise":
             fd, noise = _fd_elements(F, xin, k)
             mode, ref = "elementwise", lam_k
         else:
@@ -469,23 +604,54 @@ def _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, atol) -> dict:
     return out
 
 
-def _node_multipliers(sched, lam, tapes, rtol, atol) -> tuple[dict, dict]:
-    """Every defined node's λ_d against the tapes' ∂<seed, z_o>/∂ε_d."""
+def _segment_max(v: np.ndarray, starts: np.ndarray, nonempty: np.ndarray) -> np.ndarray:
+    """Max of each segment ``v[starts[k]:starts[k + 1]]`` (0 for an empty one)."""
+    out = np.zeros(len(starts))
+    if v.size:
+        out[nonempty] = np.maximum.reduceat(v, starts[nonempty])
+    return out
+
+
+def _node_multipliers(sched, lam, tapes, rtol, floor: dict) -> tuple[dict, dict]:
+    """Every defined node's λ_d against the tapes' ∂<seed, z_o>/∂ε_d, each on its own scale.
+
+    Node ``d`` passes iff ``max|λ_d - t_d| <= rtol·max(max|λ_d|, max|t_d|) + floor[d]``
+    (:func:`_compare` per node, batched: one pass of array operations over all nodes)."""
     rows: dict = {}
     summary: dict = {}
     for backend, res in tapes.items():
         ref = TAPE_NAMES[backend]
-        worst, failed = (None, 0.0), []
-        for node, t in res.multipliers.items():
-            c = _compare(lam[node], t, rtol, atol)
-            rows.setdefault(node, {"lagrangian": lam[node]})[backend] = t
-            rows[node][ref] = c
-            if not c["ok"]:
-                failed.append(node)
-            if c["rel"] >= worst[1] and (worst[0] is None or c["rel"] > worst[1]):
-                worst = (node, c["rel"])
-        summary[ref] = {"nodes": len(res.multipliers), "worst": worst[0], "max_rel": worst[1],
-                        "failed": failed}
+        names = list(res.multipliers)
+        if not names:
+            summary[ref] = {"nodes": 0, "worst": None, "max_rel": 0.0, "failed": []}
+            continue
+        a = [np.ravel(lam[n]) for n in names]
+        b = [np.ravel(np.asarray(res.multipliers[n], dtype=np.float64)) for n in names]
+        sizes = np.array([len(t) for t in a])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        A, B = np.concatenate(a), np.concatenate(b)
+        nz = sizes > 0
+
+        def seg_max(v: np.ndarray, starts=starts, nz=nz) -> np.ndarray:
+            return _segment_max(v, starts, nz)
+        with np.errstate(invalid="ignore"):
+            err = seg_max(np.abs(A - B))
+        err[~np.isfinite(err)] = np.inf          # nan or inf on either side fails
+        scale = np.maximum(seg_max(np.abs(A)), seg_max(np.abs(B)))
+        fl = np.array([floor.get(n, 0.0) for n in names])
+        ok = err <= fl + rtol * scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), np.where(err == 0, 0.0, np.inf))
+            ratio = err / (fl + rtol * scale)     # > 1: failed; the worst node is the largest ratio
+        ratio[err == 0] = 0.0
+        ratio[~np.isfinite(ratio)] = np.inf
+        for k, n in enumerate(names):
+            row = rows.setdefault(n, {"lagrangian": lam[n]})
+            row[backend] = res.multipliers[n]
+            row[ref] = {"abs": float(err[k]), "rel": float(rel[k]), "ok": bool(ok[k]), "floor": float(fl[k])}
+        w = int(np.argmax(ratio))
+        summary[ref] = {"nodes": len(names), "worst": names[w], "max_rel": float(np.max(rel)),
+                        "worst_rel": float(rel[w]), "failed": [names[k] for k in np.flatnonzero(~ok)]}
     return rows, summary
 
 

@@ -1,0 +1,263 @@
+"""lp.check scales: linear in the program, every multiplier on its own scale (issue 11, class 7).
+
+The references are independent of the code under test: HIPS autograd's own rules on the
+tape, autograd differentiating the plain numpy function, and central differences.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+import warnings
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import lagrangeprop as lp
+from lagrangeprop import primitives, tape
+from lagrangeprop.primitives import Primitive
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+check_module = importlib.import_module("lagrangeprop.check")
+
+
+def _rk4():
+    sys.path.insert(0, BENCH)
+    try:
+        import run
+    finally:
+        sys.path.remove(BENCH)
+    return run.rk4_f, {"y0": run.RK4_Y0, "theta": run.RK4_THETA}
+
+
+def chain(m, n: int, wrong_at: int | None = None):
+    """n scalar ops cycling sin, ·1.01, +0.1, tanh (the benchmarks' chain-N); op ``wrong_at``
+    is ``0.5·exp(v)`` instead. The chain contracts: λ falls ~0.8× per cycle of 4 ops."""
+    def f(x):
+        v = x
+        for k in range(n):
+            if k == wrong_at:
+                v = m.exp(v) * 0.5
+                continue
+            r = k % 4
+            v = m.sin(v) if r == 0 else v * 1.01 if r == 1 else v + 0.1 if r == 2 else m.tanh(v)
+        return v
+    return f
+
+
+@pytest.fixture
+def wrong_exp():
+    """The registry's exp with derivative rules ×1.001 (as tests/test_check.py); restored after."""
+    original = primitives.REGISTRY["exp"]
+
+    def scaled(rule):
+        def wrong(*args):
+            out = rule(*args)
+            return None if out is None else out * 1.001
+        return wrong
+
+    primitives.REGISTRY["exp"] = Primitive("exp", original.fn, nargs=1, vjp=scaled(original.vjp_rule),
+                                           jvp=scaled(original.jvp_rule), jac=scaled(original.jac_rule))
+    yield
+    primitives.REGISTRY["exp"] = original
+
+
+# ------------------------------------------------------------------ linear cost
+def test_rk4_200_check_costs_at_most_20_autograd_gradients():
+    """The issue's acceptance: the RK4-200 check (13 210 nodes, every reference, every
+    multiplier) within 20× autograd's gradient of the plain numpy RK4 (it was ~15 000×)."""
+    rk4_f, inputs = _rk4()
+    prog = lp.trace(rk4_f(lp), **inputs)
+    assert prog.graph.number_of_nodes() > 12_000
+    lp.check(lp.trace(lambda x: lp.sin(x), x=0.1), x=0.1)       # one-off imports (torch, autograd.scipy)
+    g = autograd.grad(rk4_f(anp), (0, 1))
+    ref = g(inputs["y0"], inputs["theta"])
+    t_grad = []
+    for _ in range(3):
+        t = time.process_time()
+        g(inputs["y0"], inputs["theta"])
+        t_grad.append(time.process_time() - t)
+    t = time.process_time()
+    report = lp.check(prog, inputs)
+    t_check = time.process_time() - t
+    assert report.ok, str(report)
+    summary = report.multiplier_summary["autograd (tape)"]
+    assert summary["nodes"] == len(prog.compile().defined)        # every node, none sampled
+    np.testing.assert_allclose(report.rows[0]["lagrangian"], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(report.rows[1]["lagrangian"], ref[1], rtol=1e-12)
+    assert t_check <= 20 * min(t_grad), (t_check, min(t_grad))
+
+
+def test_check_cost_grows_linearly_with_the_chain():
+    """2 000 -> 8 000 ops: linear is 4×, the old quadratic check was 12×-30× (3.4 s -> 40+ s)."""
+    lp.check(lp.trace(lambda x: lp.sin(x), x=0.1), x=0.1)
+    times = {}
+    for n in (2000, 8000):
+        prog = lp.trace(chain(lp, n), x=0.3)
+        prog.solve(x=0.3)
+        best = np.inf
+        for _ in range(2):
+            t = time.process_time()
+            assert lp.check(prog, x=0.3, against=("autograd", "fd")).ok
+            best = min(best, time.process_time() - t)
+        times[n] = best
+    assert times[8000] <= 8 * times[2000], times
+
+
+def test_one_tape_run_per_backend_gives_every_multiplier(monkeypatch):
+    calls = []
+    run = tape._run
+    monkeypatch.setattr(tape, "_run", lambda *a, **k: calls.append(1) or run(*a, **k))
+    prog = lp.trace(chain(lp, 3000), x=0.3)
+    report = lp.check(prog, x=0.3, against=("autograd",))
+    assert report.ok and len(calls) == 1
+    assert report.multiplier_summary["autograd (tape)"]["nodes"] == 3000
+
+
+def test_finite_differences_cost_is_independent_of_inputs_and_nodes(monkeypatch):
+    """At most fd_budget central differences (2 forward passes each), however many inputs;
+    the inputs past the budget are differenced jointly, and the report says so."""
+    names = [f"x{k}" for k in range(60)]
+    prog = lp.Program(name="many_inputs")
+    xs = [prog.input(n) for n in names]
+    total = xs[0] * 0.0
+    for k, x in enumerate(xs):
+        total = total + lp.sin(x) * (1.0 + 0.01 * k)
+    prog.output(total, name="o")
+    inputs = {n: 0.1 * k for k, n in enumerate(names)}
+    report = lp.check(prog, inputs)
+    assert report.ok, str(report)
+    assert report.evaluations <= 2 * check_module.FD_DIFFERENCES
+    joint = [r["input"] for r in report.rows if r["fd_mode"] == "joint"]
+    assert len(joint) == 60 - (check_module.FD_DIFFERENCES - 1)
+    assert "differenced jointly only" in str(report)
+    # closed form: d/dx_k of Σ (1 + 0.01 k) sin x_k
+    for k, r in enumerate(report.rows):
+        assert abs(float(r["lagrangian"]) - (1.0 + 0.01 * k) * np.cos(0.1 * k)) <= 1e-14
+
+
+def test_a_wrong_user_rule_past_the_fd_budget_is_still_caught():
+    """No tape for a user op: the random direction over all inputs still sees one input's wrong rule."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bad = lp.primitive("scale_check_bad_sin", np.sin, vjp=lambda g, ans, x: (1.001 * np.cos(x) * g,))
+    try:
+        names = [f"x{k}" for k in range(40)]
+        prog = lp.Program(name="many_inputs_one_wrong")
+        xs = [prog.input(n) for n in names]
+        total = lp.sin(xs[0])
+        for x in xs[1:-1]:
+            total = total + lp.sin(x)
+        prog.output(total + bad(xs[-1]), name="o")
+        inputs = {n: 0.5 for n in names}
+        report = lp.check(prog, inputs)
+        assert not report.ok
+        assert any("random direction over all inputs: finite differences" in f for f in report.failures)
+    finally:
+        primitives.REGISTRY.pop("scale_check_bad_sin", None)
+
+
+# --------------------------------------------------- every multiplier, its own scale
+@pytest.mark.parametrize("at", [5000, 9000])
+def test_a_wrong_rule_on_one_node_among_ten_thousand_fails(wrong_exp, at):
+    """One exp in a 10⁴-op contracting chain with its rule ×1.001. Its multipliers are ~1e-26
+    (at 9000) or ~1e-130 (at 5000) of the output's: a tolerance relative to the program's
+    largest multiplier passes them all, a per-node one fails exactly the nodes upstream of it."""
+    prog = lp.trace(chain(lp, 10_000, wrong_at=at), x=0.3)
+    report = lp.check(prog, x=0.3, against=("autograd",))
+    assert not report.ok
+    sched = prog.compile()
+    names = [sched.names[n] for n in sched.defined]
+    exp_node = next(n for n in names if n.startswith("exp"))
+    k = names.index(exp_node)
+    failed = set(report.multiplier_summary["autograd (tape)"]["failed"])
+    assert names[k - 1] in failed                     # the argument of the wrong rule ...
+    assert not failed & set(names[k:])                # ... and nothing downstream of it
+    lam = report.multipliers[names[k - 1]]
+    assert 0 < abs(float(lam["lagrangian"])) < 1e-20   # a tiny multiplier, still checked
+    rel = report.multipliers[names[k - 1]]["autograd (tape)"]["rel"]
+    assert abs(rel - 1e-3) < 1e-4                      # the rule's error, measured on its own scale
+    assert any(f"multiplier of node {names[k - 1]!r}" in f for f in report.failures)
+    # the old floor, 1e-12 × the program's largest multiplier, is above every error here
+    worst = max(m["autograd (tape)"]["abs"] for m in report.multipliers.values())
+    largest = max(float(np.max(np.abs(m["lagrangian"]))) for m in report.multipliers.values())
+    assert worst < 1e-12 * largest
+
+
+def test_the_same_chain_with_right_rules_passes():
+    prog = lp.trace(chain(lp, 10_000, wrong_at=9000), x=0.3)
+    report = lp.check(prog, x=0.3, against=("autograd", "fd"))
+    assert report.ok, "\n".join(report.failures[:5])
+    # λ_x from autograd differentiating the plain numpy function (not the tape)
+    ref = autograd.grad(chain(anp, 10_000, wrong_at=9000))(0.3)
+    assert abs(float(report.rows[0]["lagrangian"]) - ref) <= 1e-9 * abs(ref) + 1e-300
+
+
+def test_saturated_tanh_and_sigmoid_partials_are_round_off_not_failures():
+    """1 - tanh² is 0 here and 1/cosh² is 1e-27 on autograd's tape: both right to the
+    round-off of terms of size 1 (the floor is the terms', not the multiplier's)."""
+    for f, x in [(lambda x: lp.tanh(lp.exp(x)), 3.5),
+                 (lambda x: lp.sum(lp.sigmoid(x * 40.0)), np.array([1.0, 2.0, -1.0])),
+                 (lambda x: lp.sum(lp.tanh(x) * 2.0), np.array([20.0, 30.0, 0.3]))]:
+        report = lp.check(f, x=x)
+        assert report.ok, str(report)
+
+
+def test_cancelling_multipliers_keep_the_scale_of_their_terms():
+    """∇ sum(softmax(x)) = 0 from O(1) terms: ±1e-16 on the tapes, 0 here — agreement;
+    a wrong softmax rule of 1e-6 relative (10¹⁰ × the round-off) still fails."""
+    x = np.array([[1.0, 1.0, 0.5]])
+    report = lp.check(lambda x: lp.sum(lp.softmax(x, axis=-1)) - 1.0, x=x)
+    assert report.ok, str(report)
+    original = primitives.REGISTRY["softmax"]
+
+    def wrong(*args):
+        out = original.vjp_rule(*args)
+        return None if out is None else out * (1 + 1e-6) + 1e-6 * args[1]
+    primitives.REGISTRY["softmax"] = Primitive("softmax", original.fn, nargs=1, vjp=wrong,
+                                               jvp=original.jvp_rule, jac=original.jac_rule)
+    try:
+        bad = lp.check(lambda x: lp.sum(lp.softmax(x, axis=-1)) - 1.0, x=x, against=("autograd",))
+    finally:
+        primitives.REGISTRY["softmax"] = original
+    assert not bad.ok and any("input 'x'" in f for f in bad.failures)
+
+
+# --------------------------------------------------------------- the output value
+FLAKE = {"x0": np.array([1.0, 1.0, 1.0]), "x1": np.ones((2, 3)), "x2": np.array([[1.0, 1.0, 0.5]])}
+
+
+@pytest.mark.parametrize("f", [
+    lambda x0, x1, x2: lp.sum(lp.softmax(x1 + x2, axis=0)) - 3.0,
+    lambda x0, x1, x2: lp.sum(lp.softmax(lp.exp(x1 * x2), axis=-1)) - 2.0,
+    lambda x0, x1, x2: lp.sum(lp.softmax(lp.transpose(x1 * x2), axis=0)) - 2.0 + 0.5 * lp.sum(x0) * 0.0,
+], ids=["softmax_axis0", "softmax_exp", "softmax_transpose"])
+def test_an_output_that_is_round_off_agrees_on_the_scale_of_its_terms(f):
+    """The property test's falsifying inputs: the output is 0 here and -4.4e-16 on the tape
+    (lp's softmax and exp(x - logsumexp) round differently); it was "output value differs
+    (rel error 1.0)". The floor is 16·eps·Σ μ_d|z_d| (~1e-14), not a loosened rtol."""
+    prog = lp.trace(f, **FLAKE)
+    report = lp.check(prog, FLAKE)
+    assert report.ok, str(report)
+    v = report.value
+    assert v["ok"] and v["floor"] < 1e-12
+    assert abs(v["lagrangian"] - v["tape"]) <= v["floor"]
+
+
+def test_a_wrong_output_value_above_its_rounding_floor_fails():
+    """The same output computed 1e-12 off (a forward rule adding 1e-12, 100× its floor)."""
+    original = primitives.REGISTRY["softmax"]
+    primitives.REGISTRY["softmax"] = Primitive("softmax", lambda x, axis=-1: original.fn(x, axis=axis) + 1e-12,
+                                               nargs=1, vjp=original.vjp_rule, jvp=original.jvp_rule,
+                                               jac=original.jac_rule)
+    try:
+        prog = lp.trace(lambda x1, x2: lp.sum(lp.softmax(x1 + x2, axis=0)) - 3.0, x1=FLAKE["x1"], x2=FLAKE["x2"])
+        report = lp.check(prog, {"x1": FLAKE["x1"], "x2": FLAKE["x2"]}, against=("autograd",))
+    finally:
+        primitives.REGISTRY["softmax"] = original
+    assert not report.ok
+    assert any("output value differs" in f for f in report.failures), report.failures
