@@ -36,6 +36,7 @@ __all__ = ["check", "CheckReport"]
 TAPE_NAMES = {"autograd": "autograd (tape)", "torch": "torch (tape)"}
 FD_NAME = "finite differences"
 EPS = np.finfo(np.float64).eps
+SMALL_ENTRY = 0.01                 # entries this small are also differenced on their own scale
 H_REL = float(np.cbrt(EPS))        # central-difference step relative to max(1, |x|)
 FLOOR = 64 * EPS                   # rounding floor of a multiplier: FLOOR · ν_d (see _magnitudes)
 FD_DIFFERENCES = 24                # central differences (2 forward passes each) per check, at most
@@ -196,10 +197,8 @@ class _Objective:
         return floor / h
 
 
-def _central(F: _Objective, inputs: dict, direction: dict) -> tuple[float, float]:
-    """``(F(x + h v) - F(x - h v)) / 2h`` and its noise estimate, ``h = cbrt(eps)·max(1, |x|)``."""
-    scale = max([1.0] + [float(np.max(np.abs(inputs[k]), initial=0.0)) for k in direction])
-    h = H_REL * scale
+def _difference(F: _Objective, inputs: dict, direction: dict, h: float) -> tuple[float, float]:
+    """``(F(x + h v) - F(x - h v)) / 2h`` and its noise estimate."""
     vals = []
     for sgn in (1.0, -1.0):
         moved = dict(inputs)
@@ -209,6 +208,42 @@ def _central(F: _Objective, inputs: dict, direction: dict) -> tuple[float, float
     return (vals[0] - vals[1]) / (2 * h), F.noise(vals, h)
 
 
+def _central(F: _Objective, inputs: dict, direction: dict) -> tuple[float, float, dict]:
+    """A central difference of ``F`` along ``direction``: ``(value, noise estimate, direction used)``.
+
+    The step is ``h = cbrt(eps)·max(1, |x|)``. An input with entries of magnitude below ``SMALL_ENTRY`` = 0.01 (a
+    saturation current ``Is = 1e-15``, a rate ``1e-6``) is also differenced on its own scale: along
+    ``u = |x| ∘ v`` with ``h = cbrt(eps)`` (each entry moved relative to itself; an absolute step
+    of 6e-6 would leave the domain of ``log(Is)``). When both candidates exist, each is taken at
+    ``h`` and ``h/2`` and the one whose two values agree best (Richardson's error estimate ``|D_h -
+    D_h/2|`` plus the rounding noise) is returned, extrapolated ``(4 D_h/2 - D_h)/3``; the caller
+    compares it with the Lagrangian along the direction used.
+    """
+    scale = max([1.0] + [float(np.max(np.abs(inputs[k]), initial=0.0)) for k in direction])
+    cands = [(direction, H_REL * scale)]
+    small = any(np.any((np.abs(inputs[k]) < SMALL_ENTRY) & (np.abs(inputs[k]) > 0) & (np.asarray(v) != 0))
+                for k, v in direction.items())
+    if not small:
+        d, noise = _difference(F, inputs, direction, H_REL * scale)
+        return d, noise, direction
+    rel = {k: v * np.where(np.asarray(inputs[k]) != 0, np.abs(inputs[k]), 1.0) for k, v in direction.items()}
+    cands.append((rel, H_REL))
+    best, error = None, None
+    for u, h in cands:
+        try:
+            d1, _ = _difference(F, inputs, u, h)
+            d2, n2 = _difference(F, inputs, u, h / 2)
+        except LagrangePropError as exc:
+            error = exc
+            continue
+        est = abs(d1 - d2) + n2
+        if np.isfinite(est) and (best is None or est < best[0]):
+            best = (est, (4 * d2 - d1) / 3, 5 * n2 / 3, u)
+    if best is None:
+        raise error if error is not None else FloatingPointError("no finite central difference")
+    return best[1], best[2], best[3]
+
+
 def _fd_elements(F: _Objective, inputs: dict, name: str) -> tuple[np.ndarray, float]:
     """Per-element central differences of one input."""
     x = np.asarray(inputs[name], dtype=np.float64)
@@ -216,8 +251,8 @@ def _fd_elements(F: _Objective, inputs: dict, name: str) -> tuple[np.ndarray, fl
     for k in np.ndindex(x.shape):
         e = np.zeros(x.shape)
         e[k] = 1.0
-        d, n = _central(F, {**inputs, name: x}, {name: e})
-        out[k], noise = d, max(noise, n)
+        d, n, u = _central(F, {**inputs, name: x}, {name: e})
+        out[k], noise = d / float(u[name][k]), max(noise, n / abs(float(u[name][k])))
     return out, noise
 
 
@@ -491,7 +526,8 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     plan = _fd_plan(xin, fd_max_elements, fd_budget)
     if F is not None:
         F.roundoff = roundoff
-        references[FD_NAME] = (f"central, h = {H_REL:.1e}·max(1, |x|); per element for inputs of "
+        references[FD_NAME] = (f"central, h = {H_REL:.1e}·max(1, |x|) (entries of magnitude below {SMALL_ENTRY:g} also "
+                               f"h = {H_REL:.1e}·|x|, the better by Richardson's estimate); per element for inputs of "
                                f"<= {fd_max_elements} entries, else along a random direction")
         joint = [k for k, m in plan.items() if m is None]
         if joint:
@@ -576,8 +612,7 @@ def _fd_row(F, xin, k, lam_k, rng, fd_rtol, atol, mode) -> dict:
             fd, noise = _fd_elements(F, xin, k)
             mode, ref = "elementwise", lam_k
         else:
-            v = _unit(rng, {k: xin[k].shape})
-            fd, noise = _central(F, xin, v)
+            fd, noise, v = _central(F, xin, _unit(rng, {k: xin[k].shape}))
             mode, ref = "direction", _dot({k: lam_k}, v)
     except LagrangePropError as exc:
         return {"fd": None, "fd_mode": f"failed: {exc}",
@@ -590,15 +625,17 @@ def _fd_row(F, xin, k, lam_k, rng, fd_rtol, atol, mode) -> dict:
 def _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, atol) -> dict:
     """autograd's check_grads view: <∇, v> from each source along one random v."""
     v = _unit(rng, {k: x.shape for k, x in xin.items()})
+    fd = None
+    if F is not None:
+        try:
+            fd, noise, v = _central(F, xin, v)    # v may come back scaled entrywise by |x|
+        except LagrangePropError:
+            fd, noise = np.nan, 0.0
     out = {"lagrangian": _dot(lam, v), "compare": {}}
     for backend, res in tapes.items():
         out[backend] = _dot(res.grad, v)
         out["compare"][TAPE_NAMES[backend]] = _compare(out["lagrangian"], out[backend], rtol, atol)
     if F is not None:
-        try:
-            fd, noise = _central(F, xin, v)
-        except LagrangePropError:
-            fd, noise = np.nan, 0.0
         out["fd"] = fd
         out["compare"][FD_NAME] = _compare(out["lagrangian"], fd, fd_rtol, atol + noise)
     return out

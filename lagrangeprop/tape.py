@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .eliminate import split_members
 from .scale import constraint_scale, scaled_max
 from .schedule import Block, Schedule, Step
 
@@ -440,6 +441,29 @@ def _start(block: Block, be: _Backend, vals: list, eps: dict, guess: dict) -> An
     return be.concat([be.ravel(vals[n]) for n in block.nodes])
 
 
+def _substitute(block: Block, be: _Backend, vals: list, eps: dict, z: Any) -> Any:
+    """``z`` with the block's explicit intermediates re-evaluated from its states
+    (:func:`~lagrangeprop.eliminate.split_members`; ``z_d = f_d + ε_d`` in evaluation order).
+
+    A full-space Newton step linearizes ``z_e = exp(z_d)`` too, so after one step the
+    intermediates of a diode ``Is·exp(w/Vt) - x`` are off by orders of magnitude and every
+    step is cut back to nothing; from consistent intermediates the state part of the
+    full-space step is the reduced (Schur-complement) Newton step, and substituting makes
+    the replay Newton on the states, as the block solver iterates."""
+    _, inter = split_members(block)
+    if not inter:
+        return z
+    local = list(vals)
+    for n, off, size, shape in zip(block.nodes, block.offsets, block.sizes, block.shapes):
+        local[n] = be.reshape(z[off:off + size], shape)
+    with np.errstate(all="ignore"):
+        for k in inter:
+            s = block.steps[k]
+            v = be.apply(s, [local[u] for u in s.args])
+            local[s.node] = v + be.eps(eps, s.node) if s.node in eps else v
+    return be.concat([be.ravel(local[n]) for n in block.nodes])
+
+
 class _Numbers:
     """The numbers behind a tape's value slots (read lazily), for :func:`constraint_scale`."""
 
@@ -493,7 +517,7 @@ def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
         delta = be.solve(be.jacobian(c_of, z), c)
         alpha = 1.0
         while True:
-            z_new = z - alpha * delta if alpha != 1.0 else z - delta
+            z_new = _substitute(block, be, vals, eps, z - alpha * delta if alpha != 1.0 else z - delta)
             c_new = c_of(z_new)
             new = scaled(z_new, c_new)
             if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * norm) or alpha < 1e-3 or norm == 0:

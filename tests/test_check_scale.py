@@ -264,3 +264,24 @@ def test_a_wrong_output_value_above_its_rounding_floor_fails():
         primitives.REGISTRY["softmax"] = original
     assert not report.ok
     assert any("output value differs" in f for f in report.failures), report.failures
+
+
+def test_small_inputs_are_differenced_on_their_own_scale():
+    """An input of 1e-12 (a saturation current) next to one of 1: an absolute step of 6e-6 would
+    leave log's domain; the entrywise-relative step gives the closed form, and a user rule that is
+    wrong by 1e-3 at that scale still fails the finite-difference reference."""
+    f = lambda a, b: lp.log(a) * b + b ** 2                 # ∂/∂a = b/a, ∂/∂b = log a + 2b
+    prog = lp.trace(f, a=1e-12, b=1.5)
+    report = lp.check(prog, a=1e-12, b=1.5, against=("fd",))
+    assert report.ok, str(report)
+    fd = {row["input"]: float(row["fd"]) for row in report.rows}
+    assert fd["a"] == pytest.approx(1.5 / 1e-12, rel=1e-8)
+    assert fd["b"] == pytest.approx(np.log(1e-12) + 3.0, rel=1e-8)
+
+    wrong = lp.primitive("log_wrong_small", np.log, vjp=lambda g, ans, x: (g / x * 1.001,))
+    try:
+        report = lp.check(lambda a, b: wrong(a) * b + b ** 2, a=1e-12, b=1.5)
+        assert not report.ok
+        assert "finite differences" in str(report) and "FAIL" in str(report)
+    finally:
+        primitives.REGISTRY.pop("log_wrong_small", None)

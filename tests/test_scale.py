@@ -52,6 +52,20 @@ def test_one_iteration_is_not_certified(cases, name, method):
         case.prog.solve(**case.inputs, guess=case.guess, method=method, maxiter=1)
 
 
+@pytest.mark.parametrize("name", list(SCALED_CASES))
+def test_check_agrees_on_badly_scaled_blocks(cases, name):
+    """lp.check's references on the same blocks: the tapes unroll Newton from the guess (on the
+    states, intermediates substituted: a full-space step of a diode is cut back to nothing), and
+    the gradient they give is the implicit-function-theorem gradient of scipy's root."""
+    case = cases[name]
+    report = lp.check(case.prog, **case.inputs, guess=case.guess, against=("autograd", "fd"))
+    assert report.ok, str(report)
+    for row in report.rows:
+        if row["input"] in case.grad:
+            assert float(np.asarray(row["autograd"]).ravel()[0]) == pytest.approx(
+                case.grad[row["input"]], rel=1e-7, abs=0)
+
+
 # ------------------------------------------------------------------ the diode
 def _diode():
     prog = lp.Program(name="diode")
