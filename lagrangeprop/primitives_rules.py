@@ -145,9 +145,11 @@ def _power_dbase(ans: np.ndarray, x: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def _power_dexp(ans: np.ndarray, x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    # ans * log(x) where x > 0, else 0 (real powers of x <= 0 have no exponent derivative)
+    # ans * log(x) where x > 0; 0 at x == 0 (0**p = 0 for every p > 0); NaN where x < 0: a real
+    # power of a negative base has no derivative in its exponent (x**p leaves the reals as p
+    # moves), so the adjoint raises NonFiniteError naming the node rather than return a number
     positive = x > 0
-    return np.where(positive, ans * np.log(np.where(positive, x, 1.0)), 0.0)
+    return np.where(positive, ans * np.log(np.where(positive, x, 1.0)), np.where(x < 0, np.nan, 0.0))
 
 
 _elementwise("power", np.power, _power_dbase, _power_dexp)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import lagrangeprop as lp
 import lagrangeprop.primitives as P
 from lagrangeprop.errors import GraphError, LagrangePropError
 
@@ -143,10 +144,24 @@ def test_power_edge_cases():
         gx = power.vjp(0, np.ones(4), ans, [x, p], {})
         gp = power.vjp(1, np.ones(4), ans, [x, p], {})
     np.testing.assert_array_equal(gx, [0.0, 0.0, -3.0, 0.0])  # p == 0: no nan at x == 0
-    np.testing.assert_array_equal(gp, [0.0, np.log(2.0), 0.0, 0.0])  # x <= 0: zero, not nan
+    # x == 0: zero (0**p = 0 for p > 0); x < 0: no real derivative in p, NaN (as autograd), which
+    # the adjoint turns into NonFiniteError (test_negative_base_with_a_traced_exponent_raises)
+    np.testing.assert_array_equal(gp, [0.0, np.log(2.0), np.nan, 0.0])
     ref = autograd.grad(lambda b: anp.sum(anp.power(b, p)))(x)
     np.testing.assert_allclose(gx, ref)
-    assert np.all(np.isfinite(power.jac(1, ans, [x, p], {}).toarray()))
+    jp = np.diag(power.jac(1, ans, [x, p], {}).toarray())
+    np.testing.assert_array_equal(jp, gp)             # the sparse rule says the same, NaN included
+
+
+def test_negative_base_with_a_traced_exponent_raises():
+    """d/dp x**p at x < 0 does not exist in the reals: NonFiniteError naming the power node,
+    never a 0 that looks like an answer; a constant exponent (x**2 at x < 0) is differentiable."""
+    with pytest.raises(lp.NonFiniteError, match="power"):
+        lp.grad(lambda x, p: x ** p, argnum=(0, 1))(-1.5, 2.0)
+    assert float(lp.grad(lambda x: x ** 2)(-1.5)) == -3.0
+    assert float(lp.grad(lambda x: x ** 3.0)(-2.0)) == 12.0
+    gx, gp = lp.grad(lambda x, p: x ** p, argnum=(0, 1))(2.0, 3.0)
+    assert float(gx) == pytest.approx(12.0, rel=1e-15) and float(gp) == pytest.approx(8 * np.log(2.0), rel=1e-15)
 
 
 def test_abs_at_zero_and_sigmoid_is_stable():
