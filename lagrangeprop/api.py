@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .coerce import real_array
 from .errors import InputError, ShapeError
 from .guards import Guard, RetraceWarning
 from .trace import trace
@@ -95,7 +96,12 @@ def _shape(a) -> tuple:
     cls = a.__class__
     if cls is float:
         return ()
-    return a.shape if cls is np.ndarray else np.shape(a)
+    if cls is np.ndarray:
+        return a.shape
+    try:
+        return np.shape(a)
+    except ValueError:      # ragged: the conversion rule names the problem (InputError)
+        return real_array(a, "an argument").shape
 
 
 def _user_stacklevel() -> int:

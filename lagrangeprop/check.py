@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .coerce import merge_inputs
 from .errors import ConvergenceError, LagrangePropError
 from .tape import NoTapeEquivalent, gc_paused, tape_gradients
 
@@ -458,7 +459,7 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
 
     check_options(inputs=inputs, against=against, rtol=rtol, fd_rtol=fd_rtol, atol=atol, rng=rng,
                   fd_max_elements=fd_max_elements)
-    inputs = {**(inputs or {}), **kw_inputs}
+    inputs = merge_inputs(inputs, kw_inputs)
     if not isinstance(prog, Program):
         if not callable(prog):
             raise LagrangePropError(f"check() needs a Program or a function, got {type(prog).__name__}")

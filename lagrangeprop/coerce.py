@@ -147,3 +147,22 @@ def constant_array(value: Any, what: str) -> np.ndarray:
     if kind not in "fiu":
         raise bad(f"of dtype {arr.dtype}")
     return np.asarray(arr, dtype=np.float64)
+
+
+def merge_inputs(inputs: Any, kw_inputs: dict) -> dict:
+    """One dict of inputs from a positional dict and keywords (``solve``, ``evaluate``, ``check``).
+
+    Examples
+    --------
+    >>> merge_inputs({"x": 1.0}, {"y": 2.0})
+    {'x': 1.0, 'y': 2.0}
+    """
+    if inputs is None:
+        return kw_inputs
+    if not isinstance(inputs, dict):
+        raise InputError(f"inputs are passed by name: a dict or keywords (prog.solve(x=...)), not a "
+                         f"positional {type(inputs).__name__}")
+    both = sorted(set(inputs) & set(kw_inputs), key=str)
+    if both:
+        raise InputError(f"input(s) {both} given both in the dict and as keywords; give each once")
+    return {**inputs, **kw_inputs}

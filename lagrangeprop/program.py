@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import primitives
-from .coerce import constant_array
+from .coerce import constant_array, merge_inputs
 from .errors import GraphError, ShapeError
 from .shapes import placeholder, rule_shape
 from .trace import Var, _Node
@@ -327,7 +327,15 @@ class Program:
                              "each variable has exactly one constraint")
 
     def output(self, e: Any, name: str | None = None) -> Var:
-        """Declare the output ``z_o``; an unnamed root expression is renamed ``name``."""
+        """Declare the output ``z_o``; an unnamed root expression is renamed ``name``.
+
+        A program has one output (SPEC §1): declaring a second one raises :class:`GraphError`
+        (to move it, set ``prog.graph.graph["output"]`` to another defined node)."""
+        current = self.graph.graph.get("output")
+        if current is not None and current in self.graph:
+            raise GraphError(f"program {self.name!r} already has the output {current!r}; a program has "
+                             f"one output: return a sum or a stack of the values, or set "
+                             f"prog.graph.graph['output'] to move it")
         self._schedule = None
         if not isinstance(e, Var):
             e = self.constant(e)
@@ -406,16 +414,23 @@ class Program:
         """The cyclic blocks (strongly connected components solved together)."""
         return [set(b.names) for b in self.compile().blocks]
 
-    def solve(self, /, *, guess=None, seed=None, tol=None, maxiter=None, method=None,
-              linear_solver=None, **inputs):
-        """Forward pass and multipliers at ``inputs`` -> :class:`~lagrangeprop.lagrangian.Solution`."""
+    def solve(self, inputs: dict | None = None, /, *, guess=None, seed=None, tol=None, maxiter=None,
+              method=None, linear_solver=None, **kw_inputs):
+        """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.lagrangian.Solution`.
+
+        Inputs are keywords (``prog.solve(x=0.5)``) or one dict (``prog.solve({"x": 0.5})``, for
+        inputs named like an option); a name given both ways raises :class:`InputError`."""
         from .lagrangian import solve_program
+        inputs = merge_inputs(inputs, kw_inputs)
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
 
-    def evaluate(self, /, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None, **inputs):
-        """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps')."""
+    def evaluate(self, inputs: dict | None = None, /, *, guess=None, tol=None, maxiter=None, method=None,
+                 linear_solver=None, **kw_inputs):
+        """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps').
+        Inputs as in :meth:`solve`."""
         from .lagrangian import evaluate_program
+        inputs = merge_inputs(inputs, kw_inputs)
         return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
                                 method=method, linear_solver=linear_solver)
 

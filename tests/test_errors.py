@@ -609,3 +609,30 @@ def test_lagrangian_of_a_solution_with_other_arguments(sellar_solution):
         prog.lagrangian(sol, sol.values)
     with pytest.raises(lp.InputError, match="either a Solution or"):
         prog.lagrangian(sol, None, sol.multipliers)
+
+
+# ------------------------------------------------ inputs given twice, a second output, ragged args
+def test_inputs_as_one_dict_or_keywords_and_never_both():
+    prog = lp.trace(lambda x: x * x * 3.0, x=1.0)
+    assert float(prog.solve({"x": 2.0}).grad["x"]) == 12.0           # d(3x²)/dx = 6x
+    assert float(prog.evaluate({"x": 2.0})) == 12.0
+    for call in (lambda: prog.solve({"x": 1.0}, x=2.0), lambda: prog.evaluate({"x": 1.0}, x=2.0),
+                 lambda: lp.check(prog, {"x": 1.0}, x=2.0)):
+        with pytest.raises(lp.InputError, match="both in the dict and as keywords"):
+            call()
+    with pytest.raises(lp.InputError, match="passed by name"):
+        prog.solve([2.0])
+
+
+def test_a_second_output_raises_instead_of_replacing_the_first():
+    prog = lp.Program()
+    x = prog.input("x")
+    prog.output(x * 2.0, name="a")
+    with pytest.raises(lp.GraphError, match="already has the output 'a'"):
+        prog.output(x * 3.0, name="b")
+    assert float(prog.evaluate(x=1.0)) == 2.0
+
+
+def test_a_ragged_argument_of_grad_is_an_input_error():
+    with pytest.raises(lp.InputError, match="rectangular"):
+        lp.grad(lambda x: lp.sum(x))([[1.0, 2.0], [3.0]])
