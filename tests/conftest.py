@@ -29,3 +29,23 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A seeded numpy Generator, fresh for every test."""
     return np.random.default_rng(20261123)
+
+
+@pytest.fixture
+def wrong_exp():
+    """The registry's exp with derivative rules ×1.001 (a deliberately wrong rule that every check
+    must catch, as autograd's test_tests.py); restored after the test."""
+    from lagrangeprop import primitives
+    from lagrangeprop.primitives import Primitive
+    original = primitives.REGISTRY["exp"]
+
+    def scaled(rule):
+        def wrong(*args):
+            out = rule(*args)
+            return None if out is None else out * 1.001
+        return wrong
+
+    primitives.REGISTRY["exp"] = Primitive("exp", original.fn, nargs=1, vjp=scaled(original.vjp_rule),
+                                           jvp=scaled(original.jvp_rule), jac=scaled(original.jac_rule))
+    yield
+    primitives.REGISTRY["exp"] = original

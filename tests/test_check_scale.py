@@ -48,23 +48,6 @@ def chain(m, n: int, wrong_at: int | None = None):
     return f
 
 
-@pytest.fixture
-def wrong_exp():
-    """The registry's exp with derivative rules ×1.001 (as tests/test_check.py); restored after."""
-    original = primitives.REGISTRY["exp"]
-
-    def scaled(rule):
-        def wrong(*args):
-            out = rule(*args)
-            return None if out is None else out * 1.001
-        return wrong
-
-    primitives.REGISTRY["exp"] = Primitive("exp", original.fn, nargs=1, vjp=scaled(original.vjp_rule),
-                                           jvp=scaled(original.jvp_rule), jac=scaled(original.jac_rule))
-    yield
-    primitives.REGISTRY["exp"] = original
-
-
 # ------------------------------------------------------------------ linear cost
 def test_rk4_200_check_passes_on_every_multiplier():
     """The issue's program: the RK4-200 check (13 210 nodes, every reference, every multiplier)
