@@ -396,7 +396,8 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
                          "role='constant' or remove the value")
     s = d.get("shape")
     if s is not None:
-        t = check_shape(s, _where(n, "shape"))
+        # a sparse constant's memory is its nonzeros: only each dimension is bounded
+        t = check_shape(s, _where(n, "shape"), sparse=role == "constant" and sp.issparse(d.get("value")))
         if t is not s:
             d["shape"] = s = t
     if role == "defined":
