@@ -240,9 +240,16 @@ class Primitive:
 
 
 def _as_csr(J: Any, n_out: int, n_arg: int, name: str, i: int) -> sp.csr_matrix:
-    J = sp.csr_matrix(J) if sp.issparse(J) else sp.csr_matrix(np.asarray(J, dtype=np.float64).reshape(n_out, n_arg))
+    if not sp.issparse(J):
+        J = np.asarray(J, dtype=np.float64)
+        if J.size != n_out * n_arg:
+            raise ShapeError(f"op {name!r}: the Jacobian for argument {i} has shape {J.shape} "
+                             f"({J.size} entries); expected ({n_out}, {n_arg}): d(output entries)/"
+                             "d(argument entries), as jac(ans, *args) must return")
+        J = J.reshape(n_out, n_arg)
+    J = sp.csr_matrix(J)
     if J.shape != (n_out, n_arg):
-        raise GraphError(
+        raise ShapeError(
             f"op {name!r}: Jacobian for argument {i} has shape {J.shape}, expected {(n_out, n_arg)}"
         )
     return J.astype(np.float64)
@@ -285,7 +292,9 @@ def get(name: str) -> Primitive:
 
 
 # ---------------------------------------------------------------- user ops
-# A user op's rules see no params; fn gets them as keyword arguments.
+# A user op's rules get its params as keyword arguments, as fn does (fn(x, k=3.0) has the
+# vjp vjp(g, ans, x, k=3.0)): a rule that does not take them raises GraphError, never a
+# derivative computed at the rule's default.
 # Missing rules are derived from the given ones through the dense local Jacobian
 # (column by column from jvp, row by row from vjp), or central differences.
 
@@ -347,12 +356,13 @@ def primitive(
     Parameters
     ----------
     vjp : callable, optional
-        ``vjp(g, ans, *args) -> tuple`` of cotangents, one per argument (``None`` = zero).
+        ``vjp(g, ans, *args, **params) -> tuple`` of cotangents, one per argument (``None`` = zero);
+        ``params`` are the keyword arguments the op was called with (as ``fn`` gets them).
     jvp : callable, optional
-        ``jvp(tangents, ans, *args) -> output tangent``; ``tangents`` has one entry per
+        ``jvp(tangents, ans, *args, **params) -> output tangent``; ``tangents`` has one entry per
         argument, ``None`` for arguments without a tangent.
     jac : callable, optional
-        ``jac(ans, *args) -> tuple`` of local Jacobians (scipy.sparse or ndarray).
+        ``jac(ans, *args, **params) -> tuple`` of local Jacobians (scipy.sparse or ndarray).
 
     With only one of ``vjp``/``jvp``/``jac`` the others are derived from it through the
     dense local Jacobian; with none, all derivatives use central differences and a
@@ -383,20 +393,35 @@ def primitive(
             stacklevel=2,
         )
 
+    def _call_rule(rule, what: str, first, ans, args, params):
+        lead = (ans,) if first is None and what == "jac" else (first, ans)
+        if not params:
+            return rule(*lead, *args)
+        try:
+            inspect.signature(rule).bind(*lead, *args, **params)
+        except TypeError:
+            raise GraphError(
+                f"user primitive {name!r} was called with the keyword arguments {sorted(params)}, "
+                f"which its {what} rule does not take: write it as {what}(..., *args, "
+                f"{', '.join(f'{k}=...' for k in params)}) so the derivative uses them") from None
+        except ValueError:    # no signature (a builtin): try the call
+            pass
+        return rule(*lead, *args, **params)
+
     def n_of(args: Sequence[Any]) -> int:
         return len(args) if nargs is None else nargs
 
     def user_vjp(i: int, g: np.ndarray, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
-        out = _entry(vjp(g, ans, *args), i, n_of(args))
+        out = _entry(_call_rule(vjp, "vjp", g, ans, args, params), i, n_of(args))
         what = f"the vjp of user primitive {name!r} for argument {i}"
         return None if out is None else unbroadcast(out, np.shape(args[i]), what)
 
     def user_jvp(i: int, t: np.ndarray, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
         tangents = tuple(t if k == i else None for k in range(len(args)))
-        return jvp(tangents, ans, *args)
+        return _call_rule(jvp, "jvp", tangents, ans, args, params)
 
     def user_jac(i: int, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
-        out = _entry(jac(ans, *args), i, n_of(args))
+        out = _entry(_call_rule(jac, "jac", None, ans, args, params), i, n_of(args))
         return None if out is None else _as_csr(out, _size(ans), _size(args[i]), name, i)
 
     def dense_jac(i: int, ans: Any, args: Sequence[Any], params: dict[str, Any]) -> np.ndarray:

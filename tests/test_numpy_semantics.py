@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lagrangeprop as lp
+from lagrangeprop import primitives
 from lagrangeprop.primitives import REGISTRY, unbroadcast
 
 SETTINGS = settings(max_examples=20, deadline=None,
@@ -659,3 +660,40 @@ def test_check_replays_equality_and_logical_ops_on_both_tapes():
     report = lp.check(lp.trace(f, x=x), x=x)
     assert report.ok, str(report)
     assert "autograd (tape)" in str(report)
+
+
+# ------------------------------------------- user primitives: keyword arguments reach every rule
+def test_user_primitive_keywords_reach_its_rules():
+    """fn(x, k=3.0) is differentiated with k = 3 by each rule (vjp, jvp, jac), never at the rule's
+    default; a rule that does not take the keyword raises GraphError instead of a wrong number."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = lp.primitive("kw_scale_vjp", lambda x, k=1.0: x * k, vjp=lambda g, ans, x, k=1.0: (g * k,))
+        j = lp.primitive("kw_scale_jvp", lambda x, k=1.0: x * k, jvp=lambda t, ans, x, k=1.0: t[0] * k)
+        J = lp.primitive("kw_scale_jac", lambda x, k=1.0: x * k, jac=lambda ans, x, k=1.0: (k * np.eye(np.size(x)),))
+        bad = lp.primitive("kw_scale_bad", lambda x, k=1.0: x * k, vjp=lambda g, ans, x: (g,))
+    try:
+        x = np.array([1.0, 2.0])
+        for op in (v, j, J):
+            assert float(lp.trace(lambda x, op=op: lp.sum(op(x, k=3.0)), x=x).evaluate(x=x)) == 9.0
+            np.testing.assert_array_equal(lp.grad(lambda x, op=op: lp.sum(op(x, k=3.0)))(x), [3.0, 3.0])
+            np.testing.assert_array_equal(lp.jacobian(lambda x, op=op: op(x, k=3.0))(x), 3.0 * np.eye(2))
+            assert lp.check(lambda x, op=op: lp.sum(op(x, k=3.0) ** 2), x=x).ok
+        with pytest.raises(lp.GraphError, match="keyword arguments \\['k'\\]"):
+            lp.grad(lambda x: lp.sum(bad(x, k=3.0)))(x)
+    finally:
+        for n in ("kw_scale_vjp", "kw_scale_jvp", "kw_scale_jac", "kw_scale_bad"):
+            primitives.REGISTRY.pop(n, None)
+
+
+def test_user_jac_of_the_wrong_shape_is_a_shape_error():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        op = lp.primitive("jac_wrong_shape", lambda x: x * 2.0, jac=lambda ans, x: (np.ones((5, 5)),))
+    try:
+        with pytest.raises(lp.ShapeError, match="jac_wrong_shape"):
+            lp.grad(lambda x: op(x))(1.0)
+    finally:
+        primitives.REGISTRY.pop("jac_wrong_shape", None)

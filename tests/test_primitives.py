@@ -526,11 +526,19 @@ def test_user_primitive_finite_difference_fallback_warns_and_is_accurate():
         np.testing.assert_allclose(prim.jac(i, ans, args, {}).toarray(), Jref, rtol=1e-6, atol=1e-8)
 
 
-def test_user_primitive_params_reach_fn_only():
-    prim = P.primitive("user_scaled", lambda x, scale=1.0: scale * x, vjp=lambda g, ans, x: (2.0 * g,))
+def test_user_primitive_params_reach_fn_and_its_rules():
+    """The op's keyword arguments reach fn and every rule (a vjp left at its default would give a
+    wrong derivative silently); a rule that does not take them raises GraphError."""
+    prim = P.primitive("user_scaled", lambda x, scale=1.0: scale * x,
+                       vjp=lambda g, ans, x, scale=1.0: (scale * g,))
     assert prim.nargs == 1
     np.testing.assert_allclose(prim.value([np.ones(2)], {"scale": 2.0}), [2.0, 2.0])
     np.testing.assert_allclose(prim.vjp(0, np.ones(2), np.full(2, 2.0), [np.ones(2)], {"scale": 2.0}), [2.0, 2.0])
+    with pytest.warns(UserWarning, match="replacing"):
+        blind = P.primitive("user_scaled", lambda x, scale=1.0: scale * x, vjp=lambda g, ans, x: (2.0 * g,))
+    with pytest.raises(lp.GraphError, match="does not take"):
+        blind.vjp(0, np.ones(2), np.full(2, 2.0), [np.ones(2)], {"scale": 2.0})
+    np.testing.assert_allclose(blind.vjp(0, np.ones(2), np.full(2, 2.0), [np.ones(2)], {}), [2.0, 2.0])
 
 
 def test_reregistration_replaces_with_warning():
