@@ -20,6 +20,10 @@ The scale ``s_d`` (elementwise, the shape of ``c_d``):
   ``a * b``                 ``M(a) · M(b)``       (so ``Is·exp(w/Vt)`` has its own size)
   ``a / b``                 ``M(a) / |b|``
   ``a ** p`` (``p > 0``)    ``M(a) ** p``;  ``square(a)``: ``M(a)²``
+  ``sum(a)``, ``mean(a)``    ``max M(a)`` over the summed axes (``/n`` for a mean)
+  reshape, transpose,       the same op on ``M`` of the arguments (stacked equations keep
+  getitem, concatenate,     each equation's own scale)
+  stack, identity
   anything else             ``|value|``           (``A @ b``, exp, log, inputs, constants, other blocks)
   ========================  =========================================================
 
@@ -69,6 +73,7 @@ TINY = 1e-300
 _DEPTH = 64          # the walk through a block's arithmetic members stops here (|value| beyond)
 _UNCOVERED = (ValueError, TypeError, AttributeError, NotImplementedError)   # -> |value| instead
 _ARITH = frozenset({"add", "subtract", "negative", "multiply", "divide", "power", "square"})
+_STRUCTURE = frozenset({"identity", "copy", "reshape", "transpose", "getitem", "concatenate", "stack"})
 
 
 def _absval(v) -> np.ndarray:
@@ -87,9 +92,21 @@ def _terms(block: Block, k: int, vals: list, memo: dict, depth: int):
     when its op is not arithmetic."""
     s = block.steps[k]
     name = s.prim.name
-    if s.prim.user or s.params or name not in _ARITH:
+    if s.prim.user:
         return None
     args = s.args
+    if name in _STRUCTURE:
+        # moving or stacking entries moves their terms: the same op on the magnitudes
+        return np.asarray(s.prim.value([_mag(block, u, vals, memo, depth) for u in args], s.params),
+                          dtype=np.float64)
+    if name in ("sum", "mean"):
+        # the terms of a sum are its entries: their largest magnitude (over the same axes), /n for a mean
+        m = np.broadcast_to(_mag(block, args[0], vals, memo, depth), np.shape(vals[args[0]]))
+        axis = s.params.get("axis")
+        out = np.max(m, axis=axis, keepdims=bool(s.params.get("keepdims", False)), initial=0.0)
+        return out / max(1, m.size // max(1, np.size(out))) if name == "mean" else out
+    if s.params or name not in _ARITH:
+        return None
     if name in ("add", "subtract"):
         return np.maximum(_mag(block, args[0], vals, memo, depth), _mag(block, args[1], vals, memo, depth))
     if name == "negative":
