@@ -119,7 +119,7 @@ def _plain(fn: Callable):
 
 
 # check kinds: each check is (kind, container, key, expected, description)
-GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM = range(9)
+GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM, ALWAYS = range(10)
 
 
 class _Walk:
@@ -140,7 +140,12 @@ class _Walk:
     def value(self, v: Any, what: str, depth: int = 0) -> None:
         """Checks for the contents of ``v`` (its identity is checked by the caller)."""
         cls = v.__class__
-        if cls in _SCALARS or isinstance(v, np.generic) or depth > _MAX_DEPTH:
+        if cls in _SCALARS or isinstance(v, np.generic):
+            return
+        if depth > _MAX_DEPTH:
+            # not followed any deeper: never reuse the program on trust (re-trace every call)
+            self.add(ALWAYS, None, None, None, f"{what} (nested more than {_MAX_DEPTH} levels deep, "
+                     "so its contents are not watched)")
             return
         if isinstance(v, np.ndarray):   # subclasses too (np.matrix, np.memmap)
             layout = (v.shape, v.dtype, v.strides)
@@ -207,6 +212,11 @@ class _Walk:
             self.add(RANDOM, v, None, _random_state(v), what)
         elif not _is_library(cls):
             # an object of the user's: the attributes the code reads, from it or its class
+            # a callable object (a layer called as layer(x)) runs its class's __call__: follow it,
+            # so the attributes it reads (self.W) are watched like those the code names
+            call = next((k.__dict__["__call__"] for k in cls.__mro__ if "__call__" in k.__dict__), None)
+            if isinstance(call, types.FunctionType) and not _is_library(call):
+                self.value(call, f"{what}.__call__", depth + 1)
             own = getattr(v, "__dict__", None)
             if own is not None:
                 self.members(own, cls, what, depth)
@@ -334,6 +344,8 @@ class Guard:
             if kind is ARRAY:
                 if not _same(container, key, expected):
                     return f"the contents of array {what}"
+            elif kind is ALWAYS:
+                return what
             elif kind is GET:
                 if container.get(key, _MISSING) is not expected:
                     return what

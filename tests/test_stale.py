@@ -650,3 +650,37 @@ def test_dict_and_tuple_subclasses_are_looked_into():
     np.testing.assert_array_equal(df(x), [7.0, 8.0])
     nt.W[1] = 0.0
     np.testing.assert_array_equal(df(x), [7.0, 6.0])
+
+
+# ------------------------------------------------ callable objects and deep nesting (audit)
+class _Scale:
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, x):
+        return self.k * x
+
+
+def test_a_captured_callable_object_is_watched_through_its_call():
+    """``s(x)`` names no attribute, but runs ``_Scale.__call__``, which reads ``self.k``."""
+    s = _Scale(2.0)
+    layers = [_Scale(3.0)]
+    g = lp.grad(lambda x: s(x) + layers[0](x))
+    assert float(g(1.0)) == 5.0
+    s.k = 4.0
+    assert float(g(1.0)) == 7.0
+    layers[0].k = 10.0
+    assert float(g(1.0)) == 14.0
+
+
+def test_values_nested_deeper_than_the_guard_walks_are_never_trusted():
+    W = [[[[[[[[[[[[np.array(2.0)]]]]]]]]]]]]
+
+    def f(x):
+        return x * W[0][0][0][0][0][0][0][0][0][0][0][0]
+    g = lp.grad(f)
+    assert float(g(1.0)) == 2.0
+    W[0][0][0][0][0][0][0][0][0][0][0][0][...] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert float(g(1.0)) == 5.0
