@@ -59,6 +59,7 @@ _SCALARS = (int, float, complex, bool, str, bytes, type(None), type(Ellipsis), s
 _LIBRARIES = ("lagrangeprop", "numpy", "scipy", "networkx", "autograd", "torch", "builtins",
               "math", "functools", "itertools", "operator", "collections", "typing")
 _MAX_DEPTH = 8
+_OBJECT_ITEMS = 100_000   # object-array elements watched one by one
 _SMALL = 1 << 16   # arrays up to this many bytes are snapshotted as bytes
 
 
@@ -119,7 +120,7 @@ def _plain(fn: Callable):
 
 
 # check kinds: each check is (kind, container, key, expected, description)
-GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM, ALWAYS = range(10)
+GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM, ALWAYS, ITEMS = range(11)
 
 
 class _Walk:
@@ -146,6 +147,18 @@ class _Walk:
             # not followed any deeper: never reuse the program on trust (re-trace every call)
             self.add(ALWAYS, None, None, None, f"{what} (nested more than {_MAX_DEPTH} levels deep, "
                      "so its contents are not watched)")
+            return
+        if isinstance(v, np.ndarray) and v.dtype == object:
+            # an object array (a lil matrix's rows): its bytes are pointers, so watch each element
+            if v.size > _OBJECT_ITEMS:
+                self.add(ALWAYS, None, None, None, f"{what} (an object array of {v.size} elements, "
+                         "too many to watch)")
+                return
+            self.add(ATTR, v, "shape", v.shape, f"{what}.shape")
+            flat = v.reshape(-1) if v.flags.c_contiguous else v.ravel()
+            self.add(ITEMS, v, None, tuple(map(id, flat)), f"{what} (its elements)")
+            for i, e in enumerate(flat):
+                self.value(e, f"{what}[{i}]", depth + 1)
             return
         if isinstance(v, np.ndarray):   # subclasses too (np.matrix, np.memmap)
             layout = (v.shape, v.dtype, v.strides)
@@ -205,7 +218,9 @@ class _Walk:
         elif sp.issparse(v):
             self.add(ATTR, v, "shape", v.shape, f"{what}.shape")
             for a, arr in sorted(vars(v).items()):
-                if isinstance(arr, np.ndarray):
+                # index and data arrays (coo's coords is a tuple of them; lil's are object arrays)
+                if isinstance(arr, np.ndarray) or (isinstance(arr, tuple) and arr
+                                                    and all(isinstance(e, np.ndarray) for e in arr)):
                     self.add(GET, vars(v), a, arr, f"{what}.{a}")
                     self.value(arr, f"{what}.{a}", depth + 1)
         elif isinstance(v, (np.random.Generator, np.random.RandomState)):
@@ -346,6 +361,9 @@ class Guard:
                     return f"the contents of array {what}"
             elif kind is ALWAYS:
                 return what
+            elif kind is ITEMS:
+                if tuple(map(id, container.ravel())) != expected:
+                    return what
             elif kind is GET:
                 if container.get(key, _MISSING) is not expected:
                     return what

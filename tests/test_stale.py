@@ -12,6 +12,7 @@ import autograd
 import networkx as nx
 import autograd.numpy as anp
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
 import lagrangeprop as lp
@@ -684,3 +685,32 @@ def test_values_nested_deeper_than_the_guard_walks_are_never_trusted():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert float(g(1.0)) == 5.0
+
+
+@pytest.mark.parametrize("fmt", ["coo", "lil", "csr", "csc"])
+def test_captured_sparse_matrices_edited_in_place_re_trace(fmt):
+    """Every format's index and data arrays are watched: coo's coords (a tuple of arrays), lil's
+    rows and data (object arrays of lists), csr/csc's indices and data."""
+    M = sp.csr_matrix(np.diag([1.0, 2.0])).asformat(fmt)
+    g = lp.grad(lambda x: lp.sum(M @ x))
+    np.testing.assert_array_equal(g(np.ones(2)), [1.0, 2.0])
+    if fmt == "coo":
+        M.col[1] = 0                                   # the 2 moves to column 0
+        expect = [3.0, 0.0]
+    elif fmt == "lil":
+        M.data[1][0] = 9.0
+        expect = [1.0, 9.0]
+    else:
+        M.data[1] = 9.0
+        expect = [1.0, 9.0]
+    np.testing.assert_array_equal(g(np.ones(2)), expect)
+    np.testing.assert_array_equal(g(np.ones(2)), (M.toarray().T @ np.ones(2)))
+
+
+def test_a_captured_object_array_of_arrays_is_watched_element_by_element():
+    held = np.empty(1, dtype=object)
+    held[0] = np.array(2.0)
+    g = lp.grad(lambda x: x * held[0])
+    assert float(g(1.0)) == 2.0
+    held[0][...] = 5.0
+    assert float(g(1.0)) == 5.0
