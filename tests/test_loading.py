@@ -24,6 +24,7 @@ import pytest
 import scipy.sparse as sp
 
 import lagrangeprop as lp
+from programs import sellar_program
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,17 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def dag_program() -> lp.Program:
     return lp.trace(lambda x: lp.sum(lp.exp(x[:2]) * lp.sin(x[1:])) / lp.sqrt(lp.sum(x**2) + 1.0),
                     x=np.ones(3))
-
-
-def sellar_program() -> lp.Program:
-    p = lp.Program(name="sellar")
-    x = p.input("x")
-    z = p.input("z", shape=(2,))
-    y1, y2 = p.variable("y1"), p.variable("y2")
-    p.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    p.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    p.output(x**2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return p
 
 
 def residual_program() -> lp.Program:
