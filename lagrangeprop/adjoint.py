@@ -25,6 +25,7 @@ import math
 
 from . import blocks
 from .errors import NonFiniteError, ShapeError
+from .forward import _finite
 from .options import SolveOptions
 from .primitives import unbroadcast
 from .schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take
@@ -243,10 +244,10 @@ def all_finite(seq: list) -> bool:
     """Whether every entry of ``seq`` (None = zero, scalars, arrays) is finite.
 
     One ``math.isfinite`` per scalar, one ``np.isfinite`` over the concatenation of all
-    small arrays (one copy beats a call per array), and per large float64 array one BLAS
-    ``r·r`` (finite iff every entry is, unless the square sum of huge finite entries
-    overflows: only then the exact entry-wise test runs), inside one ``np.errstate``."""
-    isfinite, dot = math.isfinite, np.dot
+    small arrays (one copy beats a call per array), and per large array the forward pass's
+    test (:func:`~lagrangeprop.forward.finite_array`: one BLAS ``r·r``), inside one
+    ``np.errstate``."""
+    isfinite = math.isfinite
     small: dict = {}   # by id: a ±1 partial passes the same multiplier array on unchanged
     with np.errstate(all="ignore"):
         for v in seq:
@@ -258,9 +259,8 @@ def all_finite(seq: list) -> bool:
                     return False
             elif cls is _ND and v.size <= SMALL:
                 small[id(v)] = v
-            elif cls is _ND and v.dtype is _F64DT and v.flags.c_contiguous:
-                r = v.reshape(-1)
-                if not isfinite(dot(r, r)) and not np.isfinite(r).all():
+            elif cls is _ND:
+                if not _finite(v):
                     return False
             elif not np.all(np.isfinite(v)):
                 return False
