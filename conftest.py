@@ -4,4 +4,4 @@ import importlib.util
 
 collect_ignore = []
 if importlib.util.find_spec("matplotlib") is None:
-    collect_ignore.append("lagrangeprop/viz.py")
+    collect_ignore.append("lagrangeprop/viz/draw.py")

@@ -11,21 +11,21 @@ Examples
 5.436564
 """
 
-from .api import grad, value_and_grad
+from .transforms import grad, value_and_grad
 from .errors import (ConvergenceError, GraphError, InputError, LagrangePropError,
                      NonFiniteError, ShapeError, SingularSystemError)
-from .lagrangian import Solution
-from .ops import (abs, add, concatenate, cos, divide, dot, equal, exp, greater, greater_equal,
+from .solve.lagrangian import Solution
+from .graph.ops import (abs, add, concatenate, cos, divide, dot, equal, exp, greater, greater_equal,
                   identity, less, less_equal, log, log1p, logaddexp, logical_and, logical_not,
                   logical_or, logical_xor, logsumexp, matmul, not_equal,
                   maximum, mean, minimum, multiply, negative, power, reshape, sigmoid, sin,
                   softmax, sqrt, square, stack, subtract, sum, tan, tanh, transpose, where)
-from .primitives import primitive
-from .program import Program
-from .trace import Var, trace
-from .check import CheckReport, check
-from .tangent import hessian, hvp, jacobian, jvp, vjp
-from .viz import draw
+from .rules.registry import primitive
+from .graph.program import Program
+from .graph.trace import Var, trace
+from .crosscheck.check import CheckReport, check
+from .solve.tangent import hessian, hvp, jacobian, jvp, vjp
+from .viz.drawing import draw
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
-    if name in ("optimize", "tape"):
+    if name == "optimize":
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lagrangeprop' has no attribute {name!r}")
 

@@ -177,7 +177,7 @@ def parse_value(text: str) -> Any:
 
     Numbers come back as ``float`` (ints included), sequences as float64 arrays; anything
     else raises ``InputError`` (read with :func:`ast.literal_eval`, never ``eval``)."""
-    from .coerce import real_array
+    from .graph.coerce import real_array
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -315,9 +315,9 @@ def _check_arguments(args: argparse.Namespace, pairs: list[tuple[str, str]]):
 
 def run_check(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
     """The ``check`` command: 0 the check agrees, 1 it disagrees or fails; UsageError on bad usage."""
-    from .check import check
-    from .lagrangian import _parse_guess, _parse_seed
-    from .trace import trace
+    from .crosscheck.check import check
+    from .solve.lagrangian import _parse_guess, _parse_seed
+    from .graph.trace import trace
 
     inputs, options = _check_arguments(args, pairs)
     f = load_function(args.target)

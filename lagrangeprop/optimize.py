@@ -4,7 +4,7 @@ Two views of ``min_x z_o(x)`` subject to the program's constraints ``c(z, x) = 0
 
 * **nested** (:func:`minimize`): every evaluation solves the constraints (the forward
   pass), and the multipliers give the gradient ``λ_x = ∇_x z_o``; Newton methods also get
-  exact Hessian-vector products (forward-over-reverse, :mod:`lagrangeprop.tangent`).
+  exact Hessian-vector products (forward-over-reverse, :mod:`lagrangeprop.solve.tangent`).
 * **full space** (:func:`minimize_full_space`, "all at once"): optimize over the inputs
   *and* the defined variables together, ``min <seed, z_o>`` s.t. ``c(z, x) = 0``, with
   scipy's ``trust-constr``, the sparse constraint Jacobian ``[∂c/∂x, ∂c/∂z]`` and the
@@ -34,11 +34,11 @@ import scipy.optimize as so
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from .coerce import real_array
+from .graph.coerce import real_array
 from .errors import InputError, LagrangePropError, ShapeError
 from .options import SolveOptions, real_option
-from .second_order import curvature
-from .tangent import input_jacobian, solution_hvp
+from .rules.curvature import curvature
+from .solve.tangent import input_jacobian, solution_hvp
 
 __all__ = ["minimize", "minimize_full_space"]
 
@@ -83,7 +83,7 @@ class _Layout:
     """Flattening of the optimized inputs (dict, in ``x0`` order) into one vector."""
 
     def __init__(self, prog, x0: dict, fixed: dict | None):
-        from .program import Program
+        from .graph.program import Program
         if not isinstance(prog, Program):
             raise InputError(f"minimize takes an lp.Program (got {type(prog).__name__}); build one "
                              "with lp.trace(f, **inputs)")

@@ -71,7 +71,7 @@ def choice_option(name: str, value: Any, choices: tuple[str, ...]) -> str:
 @dataclass(frozen=True)
 class SolveOptions:
     """``tol``: relative residual tolerance of block solves (0 < tol < 1), per constraint on
-    that constraint's own scale (SPEC §1 "Scale", :mod:`lagrangeprop.scale`); ``maxiter``:
+    that constraint's own scale (SPEC §1 "Scale", :mod:`lagrangeprop.blocks.scale`); ``maxiter``:
     iteration limit per block (Newton steps or fixed-point sweeps, a positive int; None = the
     method's default); ``method``: forward block solver; ``linear_solver``: block adjoint/tangent
     solver (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by conjugate
@@ -93,7 +93,7 @@ class SolveOptions:
         linear_solver = "auto" if linear_solver is None else choice_option(
             "linear_solver", linear_solver, LINEAR_SOLVERS)
         if linear_solver == "amg":
-            from .amg import require
+            from .linalg.amg import require
             require()
         return cls(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
 

@@ -35,8 +35,8 @@ def rng():
 def wrong_exp():
     """The registry's exp with derivative rules ×1.001 (a deliberately wrong rule that every check
     must catch, as autograd's test_tests.py); restored after the test."""
-    from lagrangeprop import primitives
-    from lagrangeprop.primitives import Primitive
+    from lagrangeprop.rules import registry as primitives
+    from lagrangeprop.rules.registry import Primitive
     original = primitives.REGISTRY["exp"]
 
     def scaled(rule):

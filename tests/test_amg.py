@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import lagrangeprop as lp
-from lagrangeprop import amg
+from lagrangeprop.linalg import amg
 
 pyamg = pytest.importorskip("pyamg")
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop import primitives
-from lagrangeprop.shapes import ELEMENTWISE, rule_shape
+from lagrangeprop.rules import registry as primitives
+from lagrangeprop.rules.shapes import ELEMENTWISE, rule_shape
 
 
 def _numpy_shape(prim, shapes, params):

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 
 import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
-from lagrangeprop import primitives, tape
+from lagrangeprop.rules import registry as primitives
+from lagrangeprop.crosscheck import tape
 from lagrangeprop.__main__ import blog, blog_derivative
 from lagrangeprop.cli import main_check
 

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop import primitives, tape
-from lagrangeprop.primitives import Primitive
+from lagrangeprop.rules import registry as primitives
+from lagrangeprop.crosscheck import tape
+from lagrangeprop.rules.registry import Primitive
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-check_module = importlib.import_module("lagrangeprop.check")
+check_module = importlib.import_module("lagrangeprop.crosscheck.check")
 
 
 def _rk4():

@@ -13,9 +13,10 @@ from autograd import grad as ag_grad
 
 import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program
-from lagrangeprop import amg, blocks
-from lagrangeprop.blockops import block_jacobian, matvec, rmatvec, rsweep, stack, sweep
-from lagrangeprop.linsolve import krylov
+from lagrangeprop.linalg import amg
+from lagrangeprop.blocks import policy as blocks
+from lagrangeprop.blocks.blockops import block_jacobian, matvec, rmatvec, rsweep, stack, sweep
+from lagrangeprop.linalg.linsolve import krylov
 from lagrangeprop.options import SolveOptions
 
 METHODS = ["auto", "newton", "newton-krylov", "fixed-point", "anderson"]
@@ -353,7 +354,7 @@ def test_non_finite_residual_in_a_block():
 def test_dense_and_sparse_assembly_agree_and_match_products(programs, case, rng):
     """The cached-pattern assembly (dense and CSC) equals A_SS from the matrix-free products
     applied to unit vectors, and stays right when the block is solved again elsewhere."""
-    from lagrangeprop.blockops import assemble, linearize
+    from lagrangeprop.blocks.blockops import assemble, linearize
     prog, inputs, guess, _ = programs[case]
     for shift in (0.0, 0.1):          # the second solve reuses the block's cached pattern
         point = {k: np.asarray(v) + shift for k, v in inputs.items()}
@@ -367,7 +368,7 @@ def test_dense_and_sparse_assembly_agree_and_match_products(programs, case, rng)
 
 
 def test_dense_lu_matches_splu_and_flags_near_singular(rng):
-    from lagrangeprop.linsolve import DenseLU, factor
+    from lagrangeprop.linalg.linsolve import DenseLU, factor
     blk = sellar_program().compile().blocks[0]
     n = blk.size
     A = rng.standard_normal((n, n)) + n * np.eye(n)
@@ -405,7 +406,7 @@ def test_constant_sparse_jacobian_is_reused_but_values_are_not(rng):
 @pytest.mark.parametrize("n,m", [(1, 0), (1, 3), (5, 40), (60, 500), (2000, 3000)])
 def test_csc_slots_equal_a_global_sort(n, m, rng):
     """The assembly's CSC structure and entry slots equal those of np.unique on col·n + row keys."""
-    from lagrangeprop.blockops import csc_slots
+    from lagrangeprop.blocks.blockops import csc_slots
     rows, cols = rng.integers(0, n, m), rng.integers(0, n, m)
     indptr, indices, slot = csc_slots(rows, cols, n)
     uniq, ref = np.unique(cols * n + rows, return_inverse=True)

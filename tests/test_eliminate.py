@@ -7,8 +7,8 @@ import scipy.sparse as sp
 
 import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program
-from lagrangeprop.blockops import block_jacobian
-from lagrangeprop.eliminate import ReducedLU, reduced_factor, split_members
+from lagrangeprop.blocks.blockops import block_jacobian
+from lagrangeprop.blocks.eliminate import ReducedLU, reduced_factor, split_members
 
 
 def _coupled(n, rng):
@@ -72,8 +72,8 @@ def test_large_singular_block_still_names_the_variables():
 
 def test_partition_index_maps_equal_slicing(rng):
     """The cached index maps give exactly the sub-blocks that slicing A gives, at any values."""
-    from lagrangeprop.blockops import assemble, linearize
-    from lagrangeprop.eliminate import Partition
+    from lagrangeprop.blocks.blockops import assemble, linearize
+    from lagrangeprop.blocks.eliminate import Partition
     prog, inputs = _coupled(60, rng)
     sol = prog.solve(**inputs, method="newton", linear_solver="direct")
     blk = sol.schedule.blocks[0]

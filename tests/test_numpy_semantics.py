@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lagrangeprop as lp
-from lagrangeprop import primitives
-from lagrangeprop.primitives import REGISTRY, unbroadcast
+from lagrangeprop.rules import registry as primitives
+from lagrangeprop.rules.registry import REGISTRY, unbroadcast
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

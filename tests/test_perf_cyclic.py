@@ -13,11 +13,11 @@ from scipy.linalg import solve_triangular
 from scipy.sparse.linalg import splu
 
 import lagrangeprop as lp
-from lagrangeprop import linsolve
-from lagrangeprop.blockops import (_spmatmul, block_jacobian, linearize, rsweep_affine, stack, sweep_affine,
+from lagrangeprop.linalg import linsolve
+from lagrangeprop.blocks.blockops import (_spmatmul, block_jacobian, linearize, rsweep_affine, stack, sweep_affine,
                                    sweep_solve)
-from lagrangeprop.linsolve import stationary
-from lagrangeprop.nonlinear import _feedback
+from lagrangeprop.linalg.linsolve import stationary
+from lagrangeprop.blocks.nonlinear import _feedback
 
 
 def deq(n=300, seed=0, scale=0.5):
@@ -141,7 +141,7 @@ def test_tangents_through_the_sweep_path_match_the_direct_path():
     blk = sol.schedule.blocks[0]
     st = sol._states[id(blk)]
     ref = splu(block_jacobian(blk, sol._vals, st.ans).tocsc())
-    from lagrangeprop import blocks
+    from lagrangeprop.blocks import policy as blocks
     from lagrangeprop.options import SolveOptions
     r = np.random.default_rng(6)
     for _ in range(3):      # repeated tangent solves (warm starts from the previous tangent when close)
@@ -242,7 +242,7 @@ def test_stationary_errors_name_the_block(rng):
 
 # ------------------------------------------------------------ CSR kernel
 def test_sparse_product_kernel_matches_scipy(rng):
-    from lagrangeprop.primitives import get
+    from lagrangeprop.rules.registry import get
     mm = get("matmul")
     W = sp.random(50, 40, density=0.2, random_state=1, format="csr")
     z = rng.standard_normal(40)
@@ -278,7 +278,7 @@ def _ew_block():
 
 
 def test_dense_jacobian_matches_the_assembled_one(rng):
-    from lagrangeprop.blockops import assemble, dense_jacobian
+    from lagrangeprop.blocks.blockops import assemble, dense_jacobian
     from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
     cases = [(sellar_program(), dict(SELLAR_INPUTS), dict(SELLAR_GUESS)),
              (_ew_block(), {"x": rng.standard_normal(3)}, {})]

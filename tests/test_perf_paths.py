@@ -15,8 +15,8 @@ import pytest
 import scipy.special
 
 import lagrangeprop as lp
-from lagrangeprop.forward import finite_array
-from lagrangeprop.lagrangian import _parse_inputs, parse_inputs
+from lagrangeprop.solve.forward import finite_array
+from lagrangeprop.solve.lagrangian import _parse_inputs, parse_inputs
 
 autograd = pytest.importorskip("autograd")
 anp = pytest.importorskip("autograd.numpy")
@@ -219,7 +219,7 @@ def _same(sol, copy):
 
 def test_pooled_paths_match_autograd_and_a_fresh_program(rng):
     prog, f_ag, p = _mlp_prog(rng)
-    from lagrangeprop.schedule import plan_of
+    from lagrangeprop.compile.schedule import plan_of
     assert plan_of(prog.compile()).nbufs >= 6      # values and matmul cotangents are pooled
     first = prog.solve(**p)
     ref = _copy(first)
@@ -238,7 +238,7 @@ def test_pooled_paths_match_autograd_and_a_fresh_program(rng):
 
 def test_buffers_are_reused_only_when_nothing_else_refers_to_them(rng):
     prog, _, p = _mlp_prog(rng)
-    from lagrangeprop import schedule
+    from lagrangeprop.compile import schedule
     plan = schedule.plan_of(prog.compile())
     kept = prog.solve(**p)                        # a Solution the user keeps
     kept_copy = _copy(kept)
@@ -268,7 +268,7 @@ def test_buffers_are_reused_only_when_nothing_else_refers_to_them(rng):
 
 
 def test_matmul_fast_path_is_the_rule(rng):
-    from lagrangeprop.primitives import get
+    from lagrangeprop.rules.registry import get
     a, b = rng.standard_normal((130, 140)), rng.standard_normal((140, 150))
     prog = lp.trace(lambda a, b: lp.sum(lp.sin(a @ b)), a=a, b=b)
     sol = prog.solve(a=a, b=b)

@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 import lagrangeprop as lp
-import lagrangeprop.primitives as P
+import lagrangeprop.rules.registry as P
 from lagrangeprop.errors import GraphError, LagrangePropError
 
 RTOL = 1e-10

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import lagrangeprop as lp
-from lagrangeprop.tape import tape_gradients
+from lagrangeprop.crosscheck.tape import tape_gradients
 
 N = settings.default.max_examples       # 100 in CI ("ci" profile), 1000 with --slow
 SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]

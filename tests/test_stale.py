@@ -279,7 +279,7 @@ def test_guard_reports_what_changed():
 
 # ---------------------------------------------------------------- cache bound
 def test_trace_cache_is_bounded():
-    from lagrangeprop.api import CACHE_SIZE, traced
+    from lagrangeprop.transforms import CACHE_SIZE, traced
     program_for = traced(lambda x: lp.sum(x ** 2))
     for n in range(1, CACHE_SIZE + 10):
         program_for(np.ones(n))
@@ -597,7 +597,7 @@ def test_an_ndarray_subclass_edited_in_place():
 
 
 def test_re_registering_an_op_recompiles_programs_that_use_it():
-    from lagrangeprop.trace import apply
+    from lagrangeprop.graph.trace import apply
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lp.primitive("stale_scale", lambda x: 2.0 * x, vjp=lambda g, ans, x: (2.0 * g,))

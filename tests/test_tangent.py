@@ -1,4 +1,4 @@
-"""Forward mode, Jacobians and exact second order (lagrangeprop.tangent, second_order).
+"""Forward mode, Jacobians and exact second order (lagrangeprop.solve.tangent, second_order).
 
 References: HIPS autograd (make_jvp, make_vjp, jacobian, hessian, hessian_vector_product
 with its own rules), central differences, and closed forms for the implicit cubic.
@@ -16,9 +16,9 @@ from autograd.scipy.special import logsumexp as ag_logsumexp
 
 import lagrangeprop as lp
 from programs import sellar_program
-from lagrangeprop.primitives import REGISTRY, get
-from lagrangeprop.second_order import RULES, curvature, has_rule
-from lagrangeprop.tangent import solution_hvp, solution_jvp
+from lagrangeprop.rules.registry import REGISTRY, get
+from lagrangeprop.rules.curvature import RULES, curvature, has_rule
+from lagrangeprop.solve.tangent import solution_hvp, solution_jvp
 
 # ------------------------------------------------------------- test programs
 # One body, two namespaces: lagrangeprop ops and autograd.numpy ops.

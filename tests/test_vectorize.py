@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop import schedule
+from lagrangeprop.compile import schedule
 
 UNARY = ("sin", "cos", "tanh", "sigmoid", "negative")
 BINARY = ("add", "subtract", "multiply", "maximum", "logaddexp")
@@ -154,8 +154,8 @@ def test_non_finite_in_a_group_names_the_node():
 
 def test_adjoint_rebuilds_registers_from_a_plain_value_list():
     """run_adjoint works on values that did not come from run_forward's Values list."""
-    from lagrangeprop.adjoint import run_adjoint
-    from lagrangeprop.forward import initial_values, run_forward
+    from lagrangeprop.solve.adjoint import run_adjoint
+    from lagrangeprop.solve.forward import initial_values, run_forward
     from lagrangeprop.options import SolveOptions
     prog = lp.trace(lambda x: sum(lp.sin(x * k) for k in range(1, 12)), x=0.3)
     sched = prog.compile()

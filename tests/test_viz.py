@@ -7,7 +7,7 @@ import pytest
 
 import lagrangeprop as lp
 from programs import sellar_program
-from lagrangeprop import viz
+from lagrangeprop.viz import drawing as viz
 
 
 def blog(x):

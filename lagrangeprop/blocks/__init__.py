@@ -1,0 +1,1 @@
+"""A cyclic block: residual, linearization, assembly, elimination, Newton, the method policy."""

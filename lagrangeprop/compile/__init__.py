@@ -1,0 +1,1 @@
+"""From a graph to an execution plan: validation, SCC condensation, topological order."""

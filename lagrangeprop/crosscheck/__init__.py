@@ -1,0 +1,1 @@
+"""Cross-checks: tape replays (autograd, torch), finite differences, the report."""

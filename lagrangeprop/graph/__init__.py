@@ -1,0 +1,1 @@
+"""Building programs: traced values, the Program builder, JSON."""

@@ -1,0 +1,520 @@
+"""Schema validation of a program graph before it is compiled (SPEC §2, graph schema).
+
+One job: decide whether a ``networkx.DiGraph`` (built by hand, loaded from JSON, or
+edited after building) is a well-formed program, *before* any numeric kernel sees its
+data, and raise :class:`~lagrangeprop.errors.GraphError` naming the node, the field and
+the fix when it is not. Nothing here executes code from the graph or allocates more
+than the graph's own data: ops are names looked up in the registry at compile time,
+dtypes are limited to bool and real numbers, declared shapes are checked, never
+materialized, and sparse matrices are checked index by index (index pointers monotone,
+``indptr[0] = 0``, ``indptr[-1] = nnz``, indices in range) before scipy builds on them.
+
+Examples
+--------
+>>> import networkx as nx
+>>> G = nx.DiGraph(output="f")
+>>> G.add_node("x", role="input", shape=[3])
+>>> G.add_node("f", role="defined", op="sum", params={"axis": None})
+>>> G.add_edge("x", "f", arg=0)
+>>> validate_graph(G).nodes["x"]["shape"]          # a validated, normalized copy
+(3,)
+>>> G.add_edge("x", "f", arg="first")
+>>> validate_graph(G)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+lagrangeprop.errors.GraphError: edge 'x' -> 'f': 'arg' must be a non-negative int ... got 'first'
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import GraphError
+
+__all__ = [
+    "ROLES", "CONSTRAINTS", "DTYPES", "MAX_NDIM", "MAX_ELEMENTS", "MAX_DEPTH",
+    "validate_graph", "check_shape", "check_dtype", "check_compressed", "check_sparse",
+    "check_dense", "check_static", "check_arg", "check_params",
+]
+
+ROLES = ("input", "constant", "defined")
+CONSTRAINTS = ("explicit", "residual")
+# bool and real numbers only: no strings (an "S60000000" dtype is 60 MB per element),
+# no objects (code), no structured/void, no complex (the ops would drop the imaginary part)
+DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                    "uint64", "float16", "float32", "float64"})
+MAX_NDIM = 32                  # numpy's own limit is 64
+MAX_ELEMENTS = 2**31 - 1       # entries of any declared shape (and each sparse dimension)
+MAX_DEPTH = 16                 # nesting of a parameter value (an index tuple of slices is 3)
+_F64 = np.dtype(np.float64)
+MAX_STR = 1024                 # a string parameter (einsum subscripts, a mode name)
+# the parameters a built-in op cannot run without (its rules read them by name)
+REQUIRED = {"getitem": ("index",), "reshape": ("shape",)}
+
+
+def _where(node: Any, field: str) -> str:
+    return f"node {node!r}: {field!r}"
+
+
+# ---------------------------------------------------------------- shapes and dtypes
+
+
+def _is_int(x: Any) -> bool:
+    return (type(x) is int or isinstance(x, (int, np.integer))) and not isinstance(x, (bool, np.bool_))
+
+
+def check_shape(shape: Any, where: str, sparse: bool = False) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints of at most :data:`MAX_NDIM` axes and
+    :data:`MAX_ELEMENTS` entries (a declared shape is never allocated, but every later
+    value of that node is); ``sparse``: only each dimension is bounded."""
+    if type(shape) is tuple and all(type(n) is int and n >= 0 for n in shape):
+        out = shape
+    elif isinstance(shape, (tuple, list)) and all(_is_int(n) and n >= 0 for n in shape):
+        out = tuple(int(n) for n in shape)
+    else:
+        raise GraphError(f"{where} must be a tuple of non-negative ints (the array shape), "
+                         f"got {_short(shape)}")
+    if len(out) > MAX_NDIM or any(n > MAX_ELEMENTS for n in out) or (
+            not sparse and math.prod(out) > MAX_ELEMENTS):
+        raise GraphError(f"{where} {out} is larger than lagrangeprop supports (at most "
+                         f"{MAX_NDIM} axes and {MAX_ELEMENTS} entries); check the shape")
+    return out
+
+
+def check_dtype(name: Any, where: str) -> np.dtype:
+    """The numpy dtype called ``name``, which must be bool or a real number type."""
+    if not isinstance(name, str) or name not in DTYPES:
+        raise GraphError(f"{where} has dtype {_short(name)}; only {', '.join(sorted(DTYPES))} "
+                         "are allowed (no strings, objects, structured or complex data)")
+    return np.dtype(name)
+
+
+def _short(x: Any, limit: int = 60) -> str:
+    text = repr(x) if not isinstance(x, (list, dict)) or len(x) < 8 else f"a {type(x).__name__} of {len(x)} items"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------- sparse matrices
+
+
+def _index_array(a: Any, where: str, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+        raise GraphError(f"{where}: sparse {what} must be a flat list of integers")
+    return a.astype(np.int64, copy=False)
+
+
+def check_compressed(data: Any, indices: Any, indptr: Any, n_major: int, n_minor: int,
+                     where: str, fmt: str = "csr") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the arrays of a compressed sparse matrix (CSR: major = rows) and return them
+    as ``(data, indices, indptr)`` numpy arrays; any inconsistency is a GraphError, raised
+    before a scipy kernel could read or write out of bounds."""
+    indices = _index_array(indices, where, "indices")
+    indptr = _index_array(indptr, where, "indptr")
+    data = np.asarray(data)
+    if data.ndim != 1 or (data.size and data.dtype.kind not in "biuf"):
+        raise GraphError(f"{where}: sparse data must be a flat list of real numbers")
+    major = "rows" if fmt == "csr" else "columns"
+    if indptr.size != n_major + 1:
+        raise GraphError(f"{where}: sparse indptr has {indptr.size} entries; a {fmt} matrix with "
+                         f"{n_major} {major} needs {n_major + 1}")
+    nnz = indices.size
+    if data.size != nnz:
+        raise GraphError(f"{where}: sparse data has {data.size} entries but indices has {nnz}")
+    if indptr[0] != 0 or indptr[-1] != nnz:
+        raise GraphError(f"{where}: sparse indptr must start at 0 and end at nnz = {nnz}, "
+                         f"got {int(indptr[0])} ... {int(indptr[-1])}")
+    if np.any(indptr[1:] < indptr[:-1]):
+        raise GraphError(f"{where}: sparse indptr must be non-decreasing (it is the start of "
+                         f"each of the {major} in indices)")
+    if nnz and (indices.min() < 0 or indices.max() >= n_minor):
+        bad = indices[(indices < 0) | (indices >= n_minor)][0]
+        raise GraphError(f"{where}: sparse index {int(bad)} is out of range for a dimension of "
+                         f"size {n_minor}; indices must be in 0..{n_minor - 1}")
+    return data, indices, indptr
+
+
+def _sparse_shape(m: Any, where: str) -> tuple[int, int]:
+    shape = check_shape(getattr(m, "shape", None), f"{where} (sparse shape)", sparse=True)
+    if len(shape) != 2:
+        raise GraphError(f"{where}: a sparse constant must be a 2-D matrix")
+    return shape
+
+
+def check_sparse(m: Any, where: str, canonical: bool = True) -> sp.csr_matrix:
+    """The scipy sparse matrix ``m`` as a validated float64 CSR matrix, canonical (sorted,
+    no duplicates) unless ``canonical=False``; its index arrays are checked before any
+    conversion runs. A float64 CSR matrix that passes comes back as itself."""
+    shape = _sparse_shape(m, where)
+    if m.dtype.kind not in "biuf":
+        raise GraphError(f"{where}: sparse data of dtype {m.dtype} is not allowed; "
+                         "use real numbers (float64)")
+    fmt = m.format
+    if fmt in ("csr", "csc"):
+        major, minor = shape if fmt == "csr" else shape[::-1]
+        data, indices, indptr = check_compressed(m.data, m.indices, m.indptr, major, minor, where, fmt)
+        if fmt == "csr" and m.dtype == np.float64 and isinstance(m, sp.csr_matrix) and (
+                not canonical or m.has_canonical_format):
+            return m
+        cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
+        out = cls((data.astype(np.float64, copy=False), indices, indptr), shape=shape)
+    else:
+        if fmt == "coo":
+            coo = m
+        elif fmt in ("dia", "lil", "dok"):   # pure-Python/numpy conversions: no index is trusted
+            try:
+                coo = m.tocoo()
+            except Exception as exc:
+                raise GraphError(f"{where}: malformed {fmt} sparse matrix ({exc})") from None
+        else:
+            raise GraphError(f"{where}: sparse format {fmt!r} is not supported; "
+                             "use csr, csc, coo, dia, lil or dok")
+        row, col = _index_array(coo.row, where, "row"), _index_array(coo.col, where, "col")
+        data = np.asarray(coo.data)
+        if not (row.size == col.size == data.size) or data.ndim != 1:
+            raise GraphError(f"{where}: coo row, col and data must have the same length")
+        for idx, n, what in ((row, shape[0], "row"), (col, shape[1], "column")):
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise GraphError(f"{where}: sparse {what} index out of range for size {n}")
+        out = sp.coo_matrix((data.astype(np.float64), (row, col)), shape=shape)
+    out = sp.csr_matrix(out)
+    if canonical and not out.has_canonical_format:
+        out.sum_duplicates()   # sorts the indices too
+    return out
+
+
+# ---------------------------------------------------------------- dense constants
+
+
+def _numeric_leaves(x: Any, where: str, depth: int = 0) -> None:
+    """A nested list/tuple holds only bools and real numbers (no object's code runs)."""
+    if depth > MAX_NDIM:
+        raise GraphError(f"{where} is nested deeper than {MAX_NDIM} levels")
+    for v in x:
+        if isinstance(v, (list, tuple)):
+            _numeric_leaves(v, where, depth + 1)
+        elif not isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)):
+            raise GraphError(f"{where} contains {_short(v)}; a constant holds real numbers")
+
+
+def check_dense(value: Any, where: str) -> np.ndarray:
+    """A constant's dense value as an ndarray: float64 for numbers, bool kept as bool."""
+    if type(value) is np.ndarray and value.dtype == np.float64:
+        return value                                     # the traced case
+    if isinstance(value, np.ma.MaskedArray):
+        raise GraphError(f"{where} is a masked array; fill it (np.ma.filled) first")
+    if isinstance(value, (list, tuple)):
+        _numeric_leaves(value, where)
+    elif not isinstance(value, (np.ndarray, np.generic, bool, int, float)):
+        raise GraphError(f"{where} is a {type(value).__name__}; a constant must be a number, "
+                         "an ndarray of bool or real numbers, or a scipy.sparse matrix")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise GraphError(f"{where} is not a rectangular array of numbers ({exc})") from None
+    if arr.dtype.kind not in "biuf" or str(arr.dtype.newbyteorder("=")) not in DTYPES:
+        raise GraphError(f"{where} has dtype {arr.dtype}; a constant holds bool or real numbers "
+                         "(no strings, objects, structured or complex data)")
+    check_shape(arr.shape, f"{where} (shape)")
+    return arr if arr.dtype.kind == "b" else arr.astype(np.float64, copy=False)
+
+
+# ---------------------------------------------------------------- params and edges
+
+
+def check_static(value: Any, where: str, depth: int = 0) -> None:
+    """A parameter value is static data: None, bool, int, float, a short str, Ellipsis,
+    a slice of ints/None, an ndarray of bool or real numbers (integer indexing, a user op's
+    weights), or a tuple, list or str-keyed dict of these. Built-in ops check their own
+    parameters further (:func:`check_params`: ``index`` arrays hold integers or bools)."""
+    if value is None or value is Ellipsis or isinstance(value, (bool, int, float, np.bool_, np.integer,
+                                                                np.floating)):
+        return
+    if depth >= MAX_DEPTH:
+        raise GraphError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if len(value) > MAX_STR:
+            raise GraphError(f"{where} is a string of {len(value)} characters (at most {MAX_STR})")
+        return
+    if isinstance(value, slice):
+        for part in (value.start, value.stop, value.step):
+            if part is not None and not _is_int(part):
+                raise GraphError(f"{where}: slice fields must be ints or None, got {_short(value)}")
+        return
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            check_static(v, where, depth + 1)
+        return
+    if isinstance(value, dict):   # a user op's keyword of keywords
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise GraphError(f"{where}: keys of a dict parameter must be strings, got {_short(k)}")
+            check_static(v, where, depth + 1)
+        return
+    if type(value) is np.ndarray:
+        if value.dtype.kind not in "biuf" or str(value.dtype.newbyteorder("=")) not in DTYPES:
+            raise GraphError(f"{where}: an array parameter must hold integers, bools or real "
+                             f"numbers, got dtype {value.dtype}")
+        return
+    raise GraphError(f"{where} is a {type(value).__name__}; op parameters are static data "
+                     "(ints, bools, floats, str, tuples, slices, None, Ellipsis, arrays of numbers)")
+
+
+def check_arg(arg: Any, where: str) -> int | list[int]:
+    """An edge's ``arg``: one argument position, or a sorted list of distinct ones."""
+    if type(arg) is int and arg >= 0:
+        return arg
+    if _is_int(arg) and arg >= 0:
+        return int(arg)
+    if isinstance(arg, (list, tuple)) and arg and all(_is_int(p) and p >= 0 for p in arg):
+        pos = [int(p) for p in arg]
+        if pos == sorted(set(pos)):
+            return pos[0] if len(pos) == 1 else pos
+    raise GraphError(f"{where}: 'arg' must be a non-negative int or a sorted list of distinct "
+                     f"non-negative ints (the argument positions), got {_short(arg)}")
+
+
+def _axis_ok(v: Any, allow_none: bool = True) -> bool:
+    if v is None:
+        return allow_none
+    if isinstance(v, (tuple, list)):
+        return all(_is_int(a) for a in v)
+    return _is_int(v)
+
+
+def _index_ok(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    for k in parts:
+        if k is None or k is Ellipsis or isinstance(k, (int, np.integer, np.bool_, slice)):
+            continue
+        if type(k) is np.ndarray and k.dtype.kind in "biu":
+            continue
+        if isinstance(k, list) and all(isinstance(i, (int, np.integer, np.bool_)) for i in k):
+            continue   # a hand-written integer index, as numpy reads it
+        return False
+    return True
+
+
+# typed parameters by name (the op's signature decides which names it takes)
+_TYPED = {
+    "axis": (_axis_ok, "None, an int or a tuple of ints"),
+    "axes": (_axis_ok, "None or a tuple of ints (a permutation)"),
+    "keepdims": (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
+    "shape": (lambda v: _axis_ok(v, allow_none=False) and all(int(n) >= -1 for n in np.atleast_1d(v)),
+              "a tuple of ints (-1 at most once)"),
+    "index": (_index_ok, "an int, slice, None, Ellipsis, an integer/bool array, or a tuple of these"),
+}
+_KEYWORDS: dict[int, tuple[frozenset[str] | None, Any]] = {}
+
+
+def _keywords(prim: Any) -> frozenset[str] | None:
+    """The parameter names ``prim.fn`` accepts by keyword (``None``: any, or unknown)."""
+    hit = _KEYWORDS.get(id(prim))
+    if hit is not None and hit[1] is prim:
+        return hit[0]
+    try:
+        sig = inspect.signature(prim.fn)
+    except (TypeError, ValueError):
+        names = None
+    else:
+        kinds = {p.kind for p in sig.parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD in kinds:
+            names = None
+        else:
+            names = frozenset(p.name for p in sig.parameters.values()
+                              if p.kind == inspect.Parameter.KEYWORD_ONLY
+                              or (p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
+                                  and p.default is not inspect.Parameter.empty))
+    _KEYWORDS[id(prim)] = (names, prim)
+    return names
+
+
+def check_params(node: str, prim: Any, params: dict) -> None:
+    """``params`` fit op ``prim``: names it takes, the ones it needs, typed values.
+
+    Examples
+    --------
+    >>> from lagrangeprop.rules import registry as primitives
+    >>> check_params("t", primitives.get("getitem"), {})
+    Traceback (most recent call last):
+    ...
+    lagrangeprop.errors.GraphError: node 't': op 'getitem' needs the parameter 'index' (params={'index': ...})
+    """
+    if not prim.user:
+        for name in REQUIRED.get(prim.name, ()):
+            if name not in params:
+                raise GraphError(f"node {node!r}: op {prim.name!r} needs the parameter {name!r} "
+                                 f"(params={{{name!r}: ...}})")
+    if not params:
+        return
+    names = _keywords(prim)
+    if names is not None:
+        extra = sorted(set(params) - names)
+        if extra:
+            raise GraphError(f"node {node!r}: op {prim.name!r} takes no parameter {extra[0]!r}; "
+                             f"it takes {sorted(names) or 'none'}")
+    if prim.user:
+        return
+    for name, value in params.items():
+        rule = _TYPED.get(name)
+        if rule is not None and not rule[0](value):
+            raise GraphError(f"node {node!r}: parameter {name!r} of op {prim.name!r} must be "
+                             f"{rule[1]}, got {_short(value)}")
+
+
+# ---------------------------------------------------------------- the graph
+
+
+def _check_params_dict(node: str, params: Any) -> dict:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise GraphError(f"{_where(node, 'params')} must be a dict of op parameters, got {_short(params)}")
+    for k, v in params.items():
+        if not isinstance(k, str):
+            raise GraphError(f"{_where(node, 'params')}: parameter names must be strings, got {k!r}")
+        check_static(v, f"node {node!r}: parameter {k!r}")
+    return params
+
+
+def _check_node(n: Any, d: dict, canonical: bool) -> None:
+    """Validate (and normalize in place) one node's attribute dict."""
+    if type(n) is not str or not n:
+        raise GraphError(f"node keys must be non-empty strings (variable names), got {_short(n)}")
+    role = d.get("role")
+    if role.__class__ is not str or role not in ROLES:
+        raise GraphError(f"node {n!r} has role {_short(role)}; expected one of {ROLES}")
+    if role != "constant" and "value" in d:
+        raise GraphError(f"node {n!r} is {'an' if role == 'input' else 'a'} {role} but has a 'value'; "
+                         "only constants hold one (inputs are given to solve()): give it "
+                         "role='constant' or remove the value")
+    s = d.get("shape")
+    if s is not None:
+        # a sparse constant's memory is its nonzeros: only each dimension is bounded
+        t = check_shape(s, _where(n, "shape"), sparse=role == "constant" and sp.issparse(d.get("value")))
+        if t is not s:
+            d["shape"] = s = t
+    if role == "defined":
+        op = d.get("op")
+        if op is not None and (type(op) is not str or len(op) > MAX_STR):
+            raise GraphError(f"{_where(n, 'op')} must be the name of a registered op (a str), "
+                             f"got {_short(op)}")
+        c = d.get("constraint")
+        if c is None:
+            d["constraint"] = "explicit"
+        elif c.__class__ is not str or c not in CONSTRAINTS:
+            raise GraphError(f"node {n!r} has constraint {_short(c)}; expected 'explicit' or 'residual'")
+        p = d.get("params")
+        if p is None or p.__class__ is not dict:
+            d["params"] = _check_params_dict(n, p)
+        elif p:
+            _check_params_dict(n, p)
+        return
+    if d.get("op") is not None:
+        raise GraphError(f"node {n!r} is {'an' if role == 'input' else 'a'} {role} but has op "
+                         f"{_short(d['op'])}; give it role='defined' or remove the op")
+    if role == "constant":
+        if "value" not in d:
+            raise GraphError(f"constant node {n!r} has no 'value' attribute")
+        v = d["value"]
+        if v.__class__ is not np.ndarray or v.dtype != np.float64:
+            where = _where(n, "value")
+            w = check_sparse(v, where, canonical=canonical) if sp.issparse(v) else check_dense(v, where)
+            if w is not v:
+                d["value"] = v = w
+        if s is not None and tuple(v.shape) != s:
+            raise GraphError(f"constant node {n!r} declares shape {s} but its value has shape "
+                             f"{tuple(v.shape)}; make them agree (or drop 'shape')")
+        d["shape"] = tuple(v.shape)
+
+
+def _check_edges(nodes: dict, v: str, into: dict) -> None:
+    """The in-edges of ``v``: a defined node's arguments, positions 0..k-1 filled once."""
+    role = nodes[v]["role"]
+    if role != "defined":
+        raise GraphError(f"{role} {v!r} has incoming edges {sorted(into)[:5]}; only defined "
+                         "variables take arguments")
+    filled: dict[int, str] = {}
+    for u, e in into.items():
+        a = e.get("arg")
+        if a.__class__ is not int or a < 0:
+            if a is None:
+                raise GraphError(f"edge {u!r} -> {v!r} has no 'arg' attribute (argument position)")
+            checked = check_arg(a, f"edge {u!r} -> {v!r}")
+            if checked != a or type(checked) is not type(a):
+                e["arg"] = checked
+            a = checked
+        for p in (a,) if a.__class__ is int else a:
+            if p in filled:
+                raise GraphError(f"node {v!r}: argument position {p} is filled by both "
+                                 f"{filled[p]!r} and {u!r}")
+            filled[p] = u
+    if max(filled) != len(filled) - 1:
+        raise GraphError(f"node {v!r}: argument positions {sorted(filled)} have gaps; each "
+                         "edge's 'arg' must give the argument's position 0..k-1")
+
+
+def validate_graph(G: Any, *, copy: bool = True) -> nx.DiGraph:
+    """Check ``G`` against the program schema (SPEC §2) and return it normalized.
+
+    ``copy=True`` (loading: :meth:`Program.from_graph`) works on a copy of ``G`` whose
+    shapes become tuples, constants float64 ndarrays (bool kept) or canonical float64
+    CSR matrices, and missing ``constraint``/``params`` get their defaults; ``copy=False``
+    (compiling) does the same in place.
+
+    Raises
+    ------
+    GraphError
+        Naming the node or edge, the field, and what it should be.
+    """
+    if not isinstance(G, nx.DiGraph) or G.is_multigraph():
+        raise GraphError(f"a program graph is a networkx.DiGraph, got {type(G).__name__}")
+    if copy:
+        H = nx.DiGraph()
+        H.graph.update(G.graph)
+        H.add_nodes_from((n, dict(d)) for n, d in G.nodes(data=True))
+        H.add_edges_from((u, v, dict(d)) for u, v, d in G.edges(data=True))
+        G = H
+    name = G.graph.get("name")
+    if name is not None and not isinstance(name, str):
+        raise GraphError(f"the graph's 'name' must be a str, got {_short(name)}")
+    nodes = G._node
+    for n, d in nodes.items():
+        if n.__class__ is str and n:   # the traced cases, checked inline
+            role = d.get("role")
+            if role.__class__ is not str:
+                pass
+            elif role == "defined":
+                p, s, c = d.get("params"), d.get("shape"), d.get("constraint")
+                if (p.__class__ is dict and not p and (s is None or (s.__class__ is tuple and not s))
+                        and d.get("op").__class__ is str and c.__class__ is str and c in CONSTRAINTS
+                        and "value" not in d):
+                    continue
+            elif role == "constant":
+                v, s = d.get("value"), d.get("shape")
+                if v.__class__ is np.ndarray and v.dtype is _F64 and s.__class__ is tuple and s == v.shape \
+                        and "op" not in d:
+                    continue
+        _check_node(n, d, copy)
+    for v, into in G._pred.items():
+        if not into:
+            continue
+        for e in into.values():
+            a = e.get("arg")
+            if a.__class__ is not int or a < 0:
+                break
+        else:
+            if not copy:   # compiling: schedule's _arguments checks the positions themselves
+                continue
+        _check_edges(nodes, v, into)
+    out = G.graph.get("output")
+    if out is not None and (type(out) is not str or out not in nodes):
+        raise GraphError(f"the graph's 'output' must name a node of the program (a str), got "
+                         f"{_short(out)}; set G.graph['output'] to the output variable's name")
+    return G

@@ -1,0 +1,1 @@
+"""Linear solvers: dense and sparse direct, Krylov, AMG, singularity diagnosis."""

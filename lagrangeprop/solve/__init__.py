@@ -1,0 +1,1 @@
+"""The interpreters over the schedule: forward, adjoint, tangent, second order; Solution."""
