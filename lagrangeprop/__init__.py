@@ -20,7 +20,7 @@ from .graph.ops import (abs, add, concatenate, cos, divide, dot, equal, exp, gre
                   logical_or, logical_xor, logsumexp, matmul, not_equal,
                   maximum, mean, minimum, multiply, negative, power, reshape, sigmoid, sin,
                   softmax, sqrt, square, stack, subtract, sum, tan, tanh, transpose, where)
-from .rules.registry import primitive
+from .rules.user import primitive
 from .graph.program import Program
 from .graph.trace import Var, trace
 from .crosscheck.check import CheckReport, check

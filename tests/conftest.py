@@ -46,6 +46,8 @@ def wrong_exp():
         return wrong
 
     primitives.REGISTRY["exp"] = Primitive("exp", original.fn, nargs=1, vjp=scaled(original.vjp_rule),
-                                           jvp=scaled(original.jvp_rule), jac=scaled(original.jac_rule))
+                                           jvp=scaled(original.jvp_rule), jac=scaled(original.jac_rule),
+                                           curvature=original.curvature, shape_rule=original.shape_rule,
+                                           tape=original.tape)
     yield
     primitives.REGISTRY["exp"] = original

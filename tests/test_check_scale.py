@@ -206,7 +206,9 @@ def test_cancelling_multipliers_keep_the_scale_of_their_terms():
         out = original.vjp_rule(*args)
         return None if out is None else out * (1 + 1e-6) + 1e-6 * args[1]
     primitives.REGISTRY["softmax"] = Primitive("softmax", original.fn, nargs=1, vjp=wrong,
-                                               jvp=original.jvp_rule, jac=original.jac_rule)
+                                               jvp=original.jvp_rule, jac=original.jac_rule,
+                                               curvature=original.curvature, shape_rule=original.shape_rule,
+                                               tape=original.tape)
     try:
         bad = lp.check(lambda x: lp.sum(lp.softmax(x, axis=-1)) - 1.0, x=x, against=("autograd",))
     finally:
@@ -240,7 +242,9 @@ def test_a_wrong_output_value_above_its_rounding_floor_fails():
     original = primitives.REGISTRY["softmax"]
     primitives.REGISTRY["softmax"] = Primitive("softmax", lambda x, axis=-1: original.fn(x, axis=axis) + 1e-12,
                                                nargs=1, vjp=original.vjp_rule, jvp=original.jvp_rule,
-                                               jac=original.jac_rule)
+                                               jac=original.jac_rule,
+                                               curvature=original.curvature, shape_rule=original.shape_rule,
+                                               tape=original.tape)
     try:
         prog = lp.trace(lambda x1, x2: lp.sum(lp.softmax(x1 + x2, axis=0)) - 3.0, x1=FLAKE["x1"], x2=FLAKE["x2"])
         report = lp.check(prog, {"x1": FLAKE["x1"], "x2": FLAKE["x2"]}, against=("autograd",))

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 import lagrangeprop as lp
 from lagrangeprop.rules import registry as primitives
-from lagrangeprop.rules.registry import REGISTRY, unbroadcast
+from lagrangeprop.rules.arrays import unbroadcast
+from lagrangeprop.rules.registry import REGISTRY
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

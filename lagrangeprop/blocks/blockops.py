@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..rules.registry import unbroadcast
+from ..rules.arrays import unbroadcast
 from ..compile.schedule import Block
 
 try:     # scipy's CSR product kernel (y += A x); the public ``@`` is the fallback
@@ -348,7 +348,9 @@ class Linearization:
         memo = self.memo
         for k, row in enumerate(self.edges):
             s = self.block.steps[k]
-            const = memo is not None and s.prim.name in _LINEAR and not s.prim.user and \
+            # an op linear in each argument (prim.linear): its Jacobian w.r.t. its only member
+            # argument depends on operands outside the block alone, which a forward solve never changes
+            const = memo is not None and s.prim.linear and not s.prim.user and \
                 sum(1 for _, u in s.diff if u in self.block.position) == 1
             for e in row:
                 if e.p is None:
@@ -382,12 +384,6 @@ def _static_edges(block: Block) -> list:
             out.append(row)
         block.cache["edges"] = out
     return block.cache["edges"]
-
-
-# ops linear in each argument: their Jacobian w.r.t. the only member argument depends on
-# operands outside the block alone, which a forward block solve never changes
-_LINEAR = frozenset({"matmul", "dot", "getitem", "reshape", "transpose", "sum", "mean",
-                     "concatenate", "stack", "tensordot"})
 
 
 def linearize(block: Block, vals: list, ans: dict) -> Linearization:

@@ -1,8 +1,8 @@
 """Re-evaluate a program's graph on a tape (HIPS autograd or PyTorch) with *their* rules.
 
-The tape is the independent reference of :func:`lagrangeprop.check`: each registry op
-name maps to an autograd.numpy (or torch) expression, so the derivatives come from the
-tape library's own rules, never from :mod:`lagrangeprop.rules.registry`. Cyclic blocks are
+The tape is the independent reference of :func:`lagrangeprop.check`: each op's registry
+entry names its autograd.numpy (or torch) expression (``prim.tape``), so the derivatives
+come from the tape library's own rules, never from our VJP/JVP rules. Cyclic blocks are
 unrolled: a fixed number of Newton iterations ``z ← z - J⁻¹ c_S(z)`` written in the tape
 library, with ``J`` a dense Jacobian from the tape itself; differentiating through the
 iteration converges to the implicit-function derivative as the iterations grow.
@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from ..blocks.eliminate import split_members
 from ..blocks.scale import constraint_scale, scaled_max
 from ..compile.schedule import Block, Schedule, Step
+from ..rules.registry import Primitive
 
 __all__ = ["TapeResult", "NoTapeEquivalent", "tape_gradients", "missing_ops", "BACKENDS"]
 
@@ -82,10 +83,11 @@ class TapeResult:
     notes: list[str] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------- autograd ops
-def _autograd_ops() -> tuple[dict[str, Callable], Any]:
-    import autograd.numpy as anp
-    import autograd.scipy.special as asp
+# ------------------------------------------------------------- the op table
+# Each op's tape equivalent lives in its registry entry (``prim.tape``, a function of the
+# backend module); only constant scipy.sparse operands are handled here, as a sparse product
+# whose size decides dense copy or sparse kernel (DENSE_SPARSE_LIMIT, read at call time).
+def _autograd_sparse_product(anp: Any) -> Callable[[Any, Any], Any]:
     from autograd.extend import defvjp, primitive
 
     @primitive
@@ -95,71 +97,14 @@ def _autograd_ops() -> tuple[dict[str, Callable], Any]:
     # a linear map's VJP is its transpose (itself a primitive, so nested tapes work)
     defvjp(sparse_matmul, lambda ans, b, W: lambda g: sparse_matmul(g, W.T.tocsr()))
 
-    def matmul(a, b):
-        if sp.issparse(a):
-            if np.prod(a.shape) <= DENSE_SPARSE_LIMIT:
-                return anp.matmul(a.toarray(), b)
-            return sparse_matmul(b, a)
-        return anp.matmul(a, b)
-
-    def dot(a, b):
-        return matmul(a, b) if sp.issparse(a) else anp.dot(a, b)
-
-    def logsumexp(x, axis=None, keepdims=False):
-        return asp.logsumexp(x, axis=_ax(axis), keepdims=keepdims)
-
-    def softmax(x, axis=-1):
-        return anp.exp(x - asp.logsumexp(x, axis=_ax(axis), keepdims=True))
-
-    def where(c, x, y):
-        # autograd's where VJP does not sum over broadcast axes: broadcast first (by an add,
-        # whose VJP does)
-        zeros = np.zeros(np.broadcast_shapes(np.shape(c), anp.shape(x), anp.shape(y)))
-        return anp.where(c, x + zeros, y + zeros)
-
-    ops = {name: getattr(anp, name) for name in (
-        "add", "subtract", "multiply", "divide", "power", "negative", "square", "exp", "log",
-        "log1p", "sqrt", "sin", "cos", "tan", "tanh", "abs", "maximum", "minimum", "logaddexp",
-        "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-        "logical_and", "logical_or", "logical_xor", "logical_not")}
-    ops.update(
-        identity=lambda x: x,
-        # 1/(1+exp(-x)) written as tanh so that it does not overflow for large |x|
-        sigmoid=lambda x: 0.5 * (anp.tanh(0.5 * x) + 1.0),
-        where=where,
-        sum=lambda x, axis=None, keepdims=False: anp.sum(x, axis=_ax(axis), keepdims=keepdims),
-        mean=lambda x, axis=None, keepdims=False: anp.mean(x, axis=_ax(axis), keepdims=keepdims),
-        logsumexp=logsumexp, softmax=softmax, matmul=matmul, dot=dot,
-        reshape=lambda x, shape=None: anp.reshape(x, shape),
-        # normalized axes: autograd's transpose VJP inverts them with argsort, which is wrong
-        # for negative axes (argsort((-1, 0)) = (0, 1))
-        transpose=lambda x, axes=None: anp.transpose(
-            x, None if axes is None else tuple(int(a) % anp.ndim(x) for a in axes)),
-        getitem=lambda x, index=(): x[index],
-        concatenate=lambda *xs, axis=0: anp.concatenate(list(xs), axis=axis),
-        stack=lambda *xs, axis=0: anp.stack(list(xs), axis=axis),
-    )
-    return ops, anp
+    def product(a, b):
+        if np.prod(a.shape) <= DENSE_SPARSE_LIMIT:
+            return anp.matmul(a.toarray(), b)
+        return sparse_matmul(b, a)
+    return product
 
 
-def _ax(axis: Any) -> Any:
-    return tuple(axis) if isinstance(axis, list) else axis
-
-
-# -------------------------------------------------------------------- torch ops
-def _torch_ops(torch) -> dict[str, Callable]:
-    def dims(x, axis):
-        if axis is None:
-            return tuple(range(x.dim()))
-        return tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
-
-    def reduce(fn):
-        def op(x, axis=None, keepdims=False):
-            if x.dim() == 0:
-                return fn(x.reshape(1), (0,), False).reshape(())
-            return fn(x, dims(x, axis), keepdims)
-        return op
-
+def _torch_sparse_product(torch: Any) -> Callable[[Any, Any], Any]:
     def sparse(a):
         if np.prod(a.shape) <= DENSE_SPARSE_LIMIT:
             return torch.as_tensor(a.toarray(), dtype=torch.float64)
@@ -168,56 +113,27 @@ def _torch_ops(torch) -> dict[str, Callable]:
         return torch.sparse_coo_tensor(index, torch.as_tensor(coo.data), coo.shape, dtype=torch.float64,
                                        check_invariants=True)
 
-    def matmul(a, b):
-        if sp.issparse(a):
-            A = sparse(a)
-            return torch.sparse.mm(A, b.reshape(b.shape[0], -1)).reshape((a.shape[0],) + tuple(b.shape[1:])) \
-                if A.is_sparse else torch.matmul(A, b)
-        return torch.matmul(a, b)
+    def product(a, b):
+        A = sparse(a)
+        return torch.sparse.mm(A, b.reshape(b.shape[0], -1)).reshape((a.shape[0],) + tuple(b.shape[1:])) \
+            if A.is_sparse else torch.matmul(A, b)
+    return product
 
-    def dot(a, b):  # numpy.dot semantics
-        if sp.issparse(a):
-            return matmul(a, b)
-        if a.dim() == 0 or b.dim() == 0:
-            return a * b
-        return torch.tensordot(a, b, dims=([a.dim() - 1], [max(b.dim() - 2, 0)]))
 
-    def getitem(x, index=()):
-        def conv(i):
-            return torch.as_tensor(i) if isinstance(i, np.ndarray) else i
-        index = tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)
-        return x[index]
+def _tape_op(prim: Primitive, backend: str, module: Any, product: Callable[[Any, Any], Any]) -> Callable:
+    """``prim``'s function on the ``backend`` tape: its entry's equivalent, with a constant
+    scipy.sparse first argument (``prim.sparse_lhs``) applied as the sparse ``product``."""
+    op = getattr(prim.tape, backend)(module)
+    if not prim.sparse_lhs:
+        return op
 
-    def transpose(x, axes=None):
-        return x.permute(*(reversed(range(x.dim())) if axes is None else axes))
+    def sparse_aware(a, b, **params):
+        return product(a, b) if sp.issparse(a) else op(a, b, **params)
+    return sparse_aware
 
-    def lse(x, d, keepdims):
-        return torch.logsumexp(x, dim=d, keepdim=keepdims)
 
-    def softmax(x, axis=-1):
-        d = dims(x, axis)
-        return torch.exp(x - torch.logsumexp(x, dim=d, keepdim=True))
-
-    ops = {
-        "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div,
-        "power": torch.pow, "negative": torch.neg, "square": torch.square, "exp": torch.exp,
-        "log": torch.log, "log1p": torch.log1p, "sqrt": torch.sqrt, "sin": torch.sin,
-        "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh, "abs": torch.abs,
-        "sigmoid": torch.sigmoid, "maximum": torch.maximum, "minimum": torch.minimum,
-        "logaddexp": torch.logaddexp, "greater": torch.gt, "greater_equal": torch.ge,
-        "less": torch.lt, "less_equal": torch.le, "equal": torch.eq, "not_equal": torch.ne,
-        "logical_and": torch.logical_and, "logical_or": torch.logical_or,
-        "logical_xor": torch.logical_xor, "logical_not": torch.logical_not,
-        "identity": lambda x: x, "where": lambda c, x, y: torch.where(c, x, y),
-        "sum": reduce(lambda x, d, k: torch.sum(x, dim=d, keepdim=k)),
-        "mean": reduce(lambda x, d, k: torch.mean(x, dim=d, keepdim=k)),
-        "logsumexp": reduce(lse), "softmax": softmax, "matmul": matmul, "dot": dot,
-        "reshape": lambda x, shape=None: torch.reshape(x, tuple(shape)),
-        "transpose": transpose, "getitem": getitem,
-        "concatenate": lambda *xs, axis=0: torch.cat(list(xs), dim=axis),
-        "stack": lambda *xs, axis=0: torch.stack(list(xs), dim=axis),
-    }
-    return ops
+def _has_equivalent(prim: Primitive, backend: str) -> bool:
+    return not prim.user and prim.tape is not None and getattr(prim.tape, backend) is not None
 
 
 # --------------------------------------------------------------------- backends
@@ -226,13 +142,16 @@ class _Backend:
 
     def __init__(self, name: str):
         self.name = name
+        self.ops: dict[Primitive, Callable] = {}    # op -> its function on this tape, made on first use
         if name == "autograd":
-            self.ops, self.np = _autograd_ops()
+            import autograd.numpy as anp  # optional dependency: imported only here
+            self.np = self.module = anp
+            self.product = _autograd_sparse_product(anp)
             self.taps = _Taps()
         elif name == "torch":
             import torch  # optional dependency: imported only here
-            self.torch = torch
-            self.ops = _torch_ops(torch)
+            self.torch = self.module = torch
+            self.product = _torch_sparse_product(torch)
             self.marks: dict[int, Any] = {}          # node -> the tensor z_d (see perturb)
             self.seen: set[int] = set()
         else:
@@ -286,7 +205,10 @@ class _Backend:
         return self.torch.sum(self.torch.as_tensor(seed) * out)
 
     def apply(self, step: Step, args: list) -> Any:
-        return self.ops[step.prim.name](*args, **step.params)
+        op = self.ops.get(step.prim)
+        if op is None:
+            op = self.ops[step.prim] = _tape_op(step.prim, self.name, self.module, self.product)
+        return op(*args, **step.params)
 
     # perturbations ε_d and where their cotangents are read (see the module docstring)
     def perturb(self, out: Any, node: int, eps: dict) -> Any:
@@ -362,20 +284,12 @@ def missing_ops(sched: Schedule, backend: str = "autograd") -> list[str]:
     >>> missing_ops(lp.trace(lambda x: lp.sin(x), x=0.0).compile())
     []
     """
-    known = _known_names(backend)
     out = []
     for step in sched.step_of.values():
         p = step.prim
-        if (p.user or p.name not in known) and p.name not in out:
+        if not _has_equivalent(p, backend) and p.name not in out:
             out.append(p.name)
     return out
-
-
-def _known_names(backend: str) -> set[str]:
-    if backend == "autograd":
-        return set(_autograd_ops()[0])
-    import torch
-    return set(_torch_ops(torch))
 
 
 class _LazyLeaves:

@@ -27,7 +27,7 @@ from ..blocks import policy as blocks
 from ..errors import NonFiniteError, ShapeError
 from .forward import _finite
 from ..options import SolveOptions
-from ..rules.registry import unbroadcast
+from ..rules.arrays import unbroadcast
 from ..compile.schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take
 
 __all__ = ["run_adjoint", "accumulate", "check_finite_pass"]
