@@ -77,7 +77,7 @@ def _torch():
 
 def _lp_impl(build: Callable[[], Any], inputs: dict, **solve_kw) -> Impl:
     """Compile once (``build`` returns a Program), then time solve / evaluate."""
-    from lagrangeprop.compile.schedule import plan_of
+    from lagrangeprop.compile.plan import plan_of
     t0 = time.perf_counter()
     prog = build()
     plan_of(prog.compile())          # the execution plan too: built on the first solve otherwise
@@ -476,7 +476,7 @@ def rk4_check(system: str):
     inputs = {"y0": RK4_Y0, "theta": RK4_THETA}
     if system == "lagrangeprop":
         import lagrangeprop as lp
-        from lagrangeprop.compile.schedule import plan_of
+        from lagrangeprop.compile.plan import plan_of
         t0 = time.perf_counter()
         prog = lp.trace(rk4_f(lp), **inputs)
         plan_of(prog.compile())

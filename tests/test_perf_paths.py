@@ -15,7 +15,7 @@ import pytest
 import scipy.special
 
 import lagrangeprop as lp
-from lagrangeprop.solve.forward import finite_array
+from lagrangeprop.solve.finite import finite_array
 from lagrangeprop.solve.lagrangian import _parse_inputs, parse_inputs
 
 autograd = pytest.importorskip("autograd")
@@ -219,7 +219,7 @@ def _same(sol, copy):
 
 def test_pooled_paths_match_autograd_and_a_fresh_program(rng):
     prog, f_ag, p = _mlp_prog(rng)
-    from lagrangeprop.compile.schedule import plan_of
+    from lagrangeprop.compile.plan import plan_of
     assert plan_of(prog.compile()).nbufs >= 6      # values and matmul cotangents are pooled
     first = prog.solve(**p)
     ref = _copy(first)
@@ -238,8 +238,9 @@ def test_pooled_paths_match_autograd_and_a_fresh_program(rng):
 
 def test_buffers_are_reused_only_when_nothing_else_refers_to_them(rng):
     prog, _, p = _mlp_prog(rng)
-    from lagrangeprop.compile import schedule
-    plan = schedule.plan_of(prog.compile())
+    from lagrangeprop.compile import buffers
+    from lagrangeprop.compile.plan import plan_of
+    plan = plan_of(prog.compile())
     kept = prog.solve(**p)                        # a Solution the user keeps
     kept_copy = _copy(kept)
     grads = prog.solve(**p).grad                  # only the grad dict kept (views of multipliers)
@@ -259,7 +260,7 @@ def test_buffers_are_reused_only_when_nothing_else_refers_to_them(rng):
         g = prog2.solve(h=h, W2=p["W2"]).grad
     assert np.array_equal(h, kept_copy[0]["h"])
     assert np.allclose(g["W2"], h.T @ (1.0 - np.tanh(h @ p["W2"]) ** 2))
-    if schedule._REUSE:                           # and reuse does happen once nothing refers to them
+    if buffers.REUSE:                             # and reuse does happen once nothing refers to them
         del kept, grads
         pooled = {id(b) for b in plan.bufs if b is not None}
         sol = prog.solve(**p)

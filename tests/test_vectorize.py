@@ -1,4 +1,4 @@
-"""Vectorized scalar groups (schedule.plan_of) agree with the per-step path and with autograd."""
+"""Vectorized scalar groups (compile.plan.plan_of) agree with the per-step path and with autograd."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop.compile import schedule
+from lagrangeprop.compile.plan import MIN_GROUP, plan_of
 
 UNARY = ("sin", "cos", "tanh", "sigmoid", "negative")
 BINARY = ("add", "subtract", "multiply", "maximum", "logaddexp")
@@ -59,12 +59,12 @@ def random_wide(rng, width: int, depth: int):
 def use_plan(prog, min_group: int):
     """Run ``prog`` grouping buckets of at least ``min_group`` scalars (10**9: the per-step path)."""
     sched = prog.compile()
-    saved = sched.__dict__.get("_plan")
-    sched.__dict__["_plan"] = schedule.plan_of(sched, min_group=min_group)
+    saved = sched.plan
+    sched.plan = plan_of(sched, min_group=min_group)
     try:
-        yield sched.__dict__["_plan"]
+        yield sched.plan
     finally:
-        sched.__dict__["_plan"] = saved if saved is not None else schedule.plan_of(sched, schedule.MIN_GROUP)
+        sched.plan = saved if saved is not None else plan_of(sched, MIN_GROUP)
 
 
 def per_step(prog):
@@ -117,7 +117,7 @@ def test_groups_around_a_cyclic_block():
     for t in b[1:]:
         out = out + t * t
     prog.output(out, name="o")
-    assert schedule.plan_of(prog.compile()).grouped >= 24
+    assert plan_of(prog.compile()).grouped >= 24
     sol = prog.solve(x=0.4)
     with per_step(prog):
         ref = prog.solve(x=0.4)
@@ -145,7 +145,7 @@ def test_non_finite_in_a_group_names_the_node():
         ys = [lp.log(x - k) for k in range(10)]   # log of a negative number from k = 1 on
         return sum(ys)
     prog = lp.trace(f, x=0.5)
-    assert schedule.plan_of(prog.compile()).grouped >= 10
+    assert plan_of(prog.compile()).grouped >= 10
     with pytest.raises(lp.NonFiniteError, match=r"op 'log'"):
         prog.solve(x=0.5)
     with pytest.raises(lp.NonFiniteError, match="non-finite"):

@@ -1,8 +1,10 @@
-"""Compile a Program once: validation, SCC condensation, topological order, index maps.
+"""The compiler: a Program's graph -> its :class:`Schedule` (SPEC §1, cyclic programs).
 
-The result is plain Python data (lists of :class:`Step` and :class:`Block`, integer
-node ids) that the forward, adjoint and tangent interpreters walk with no networkx
-calls per solve. Data flows one way: build -> **compile** -> solve -> Solution.
+Validation (the graph's schema, roles, argument positions, op arity and parameters), the
+condensation into strongly connected components (networkx), their topological order, and the
+shapes (:mod:`~lagrangeprop.compile.infer`). The result is plain Python data (lists of
+:class:`Step` and :class:`Block`, integer node ids) that the interpreters walk with no
+networkx calls per solve. Data flows one way: build -> **compile** -> solve -> Solution.
 
 Examples
 --------
@@ -15,21 +17,18 @@ Examples
 
 from __future__ import annotations
 
-import math
-import sys
-import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
-import scipy.sparse as sp
 
 from ..rules import registry as primitives
-from ..errors import GraphError, ShapeError
-from ..rules.shapes import placeholder, rule_shape
-from ..graph.validate import MAX_ELEMENTS, REQUIRED, check_params, validate_graph
+from ..errors import GraphError
+from ..graph.validate import REQUIRED, check_params, validate_graph
+from .infer import infer_shapes
 
-__all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of", "take", "keep"]
+__all__ = ["Step", "Block", "Schedule", "compile_program"]
 
 
 @dataclass(eq=False)
@@ -64,7 +63,13 @@ class Block:
 
 @dataclass(eq=False)
 class Schedule:
-    """The compiled program."""
+    """The compiled program.
+
+    The last two fields are caches filled on first use by the interpreters, never by hand:
+    ``plan`` is the execution plan (a :class:`~lagrangeprop.compile.plan.Plan`, from
+    :func:`~lagrangeprop.compile.plan.plan_of`) and ``base_values`` the value slots with the
+    constants filled in (:func:`~lagrangeprop.solve.forward.initial_values` copies it).
+    """
 
     names: list[str]
     index: dict[str, int]
@@ -78,6 +83,8 @@ class Schedule:
     residual: set[int]               # ids of residual-constraint nodes
     blocks: list[Block]
     step_of: dict[int, Step]         # defined node id -> its constraint
+    plan: Any = field(default=None, repr=False)              # compile.plan.Plan | None
+    base_values: list | None = field(default=None, repr=False)
 
     @property
     def input_names(self) -> list[str]:
@@ -161,110 +168,6 @@ def _prim(G, n):
     except GraphError as exc:
         raise GraphError(f"node {n!r}: {exc}") from None
 
-
-def _plain(value) -> bool:
-    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes)."""
-    return type(value) is np.ndarray and value.dtype.kind in "biuf"
-
-
-def _sparse_product(n, prim, args, shapes, odd) -> tuple | None:
-    """Shape of built-in ``matmul``/``dot`` of a constant scipy.sparse ``A`` (m, k) with
-    ``b`` (k,) or (k, j): (m,) or (m, j), without evaluating ``A @ b`` (scipy would make
-    ``b`` dense and contiguous); ``None`` when the op is not such a product."""
-    if prim.user or prim.name not in ("matmul", "dot") or len(args) != 2 or args[1] in odd:
-        return None
-    (m, k), b = shapes[args[0]], shapes[args[1]]
-    if len(b) not in (1, 2) or b[0] != k:
-        raise ShapeError(f"node {n!r}: op {prim.name!r} of the sparse ({m}, {k}) matrix "
-                         f"{args[0]!r} needs a vector ({k},) or matrix ({k}, j) operand, got "
-                         f"{args[1]!r} of shape {b}")
-    return (m,) + b[1:]
-
-
-def _eval_shape(G, n, prim, args, shapes, odd=()):
-    """Shape of node ``n``'s op on its arguments: a shape rule for built-in ops
-    (:func:`~lagrangeprop.rules.shapes.rule_shape`), else abstract evaluation on dummies that
-    cost O(1) memory (:func:`~lagrangeprop.rules.shapes.placeholder`: a declared (2000, 2000)
-    input is never materialized). ``odd``: constants the rules must not see (sparse)."""
-    nodes = G._node
-    params = nodes[n].get("params") or {}
-    if not odd or not any(a in odd for a in args):
-        got = rule_shape(prim, [shapes[a] for a in args], params)
-        if got is not None:
-            return _bounded(n, prim, got) if got else got
-    elif args and args[0] in odd and sp.issparse(nodes[args[0]]["value"]):
-        got = _sparse_product(n, prim, args, shapes, odd)
-        if got is not None:
-            return _bounded(n, prim, got)
-    dummies = []
-    for a in args:
-        d = nodes[a]
-        dummies.append(d["value"] if d["role"] == "constant" else placeholder(shapes[a]))
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = prim.value(dummies, params)
-    except Exception as exc:
-        raise ShapeError(f"node {n!r}: op {prim.name!r} cannot combine its arguments "
-                         f"{args} of shapes {[shapes[a] for a in args]}: {exc}") from None
-    return _bounded(n, prim, tuple(np.shape(out)))
-
-
-def _bounded(n, prim, shape: tuple) -> tuple:
-    """``shape`` when it has at most :data:`~lagrangeprop.graph.validate.MAX_ELEMENTS` entries
-    (what a declared shape may have); an op's result may not be larger either."""
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise ShapeError(f"node {n!r}: op {prim.name!r} would make an array of shape {shape} "
-                         f"({math.prod(shape)} entries; at most {MAX_ELEMENTS}); check its "
-                         "arguments' shapes and parameters")
-    return shape
-
-
-def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
-    """Shapes of all defined nodes; declared variables of unknown shape are inferred
-    from their definitions (scalar when nothing determines them). Every definition
-    is checked against its variable's shape."""
-    nodes = G._node
-    shapes = {}
-    odd = set()
-    for n, d in nodes.items():
-        role = d["role"]
-        if role == "constant":
-            v = d["value"]
-            shapes[n] = v.shape if type(v) is np.ndarray else tuple(np.shape(v))
-            if not _plain(v):
-                odd.add(n)
-        else:
-            s = d.get("shape")
-            shapes[n] = () if s is None and role == "input" else s
-    pending = [n for n in order if shapes[n] is None]
-    checked = set()
-    while pending:
-        progress = True
-        while progress:
-            progress = False
-            for n in pending:
-                if all(shapes[a] is not None for a in args_of[n]):
-                    shapes[n] = _eval_shape(G, n, prims[n], args_of[n], shapes, odd)
-                    checked.add(n)
-                    progress = True
-            pending = [n for n in pending if shapes[n] is None]
-        if pending:
-            # nothing determines it (w in w**3 + w - x = 0): scalar, like an input
-            shapes[pending[0]] = ()
-    for n in order:
-        if n in checked:   # computed by _eval_shape from its final argument shapes above
-            continue
-        if shapes[n] is None:
-            raise ShapeError(f"cannot infer the shape of {n!r}; pass shape= to prog.variable")
-        got = _eval_shape(G, n, prims[n], args_of[n], shapes, odd)
-        if got != shapes[n]:
-            kind = "residual" if nodes[n].get("constraint") == "residual" else "definition"
-            raise ShapeError(f"variable {n!r} has shape {shapes[n]} but its {kind} "
-                             f"(op {prims[n].name!r}) has shape {got}; make them agree")
-    return shapes
-
-
 def compile_program(prog) -> Schedule:
     """Validate ``prog`` and build its :class:`Schedule` (SCCs in topological order).
 
@@ -320,7 +223,7 @@ def compile_program(prog) -> Schedule:
             if len(comp) > 1:
                 components[k] = sorted(comp, key=index.__getitem__)
         order = [n for comp in components for n in comp if nodes[n]["role"] == "defined"]
-    shapes = _infer_shapes(G, order, args_of, prims)
+    shapes = infer_shapes(G, order, args_of, prims)
 
     roles = [d["role"] for d in nodes.values()]
     const_ids = {i for i, r in enumerate(roles) if r == "constant"}
@@ -384,302 +287,3 @@ def compile_program(prog) -> Schedule:
                                                      if step_of[index[n]].residual},
         blocks=blocks, step_of=step_of)
 
-
-# ------------------------------------------------------------------ the execution plan
-# Scalar graphs vectorize: the constraints of one elementwise op whose arguments and
-# output are all scalars, at the same topological level, are independent of each other,
-# so one numpy call evaluates them all (forward value, local partials, and the adjoint's
-# λ_u += (∂f_d/∂z_u) λ_d as a scatter-add). Their scalars live in a flat register array
-# indexed by "slot"; everything else keeps the per-step path over the ``vals`` list.
-
-STEP, GROUP, BLOCK = 0, 1, 2
-MIN_GROUP = 8  # below this a batched call costs more than the per-step calls it replaces
-SMALL = 1 << 12  # outputs up to this size are checked for finiteness together (one copy, one test)
-POOL_MIN = 1 << 14  # arrays of at least this many entries may reuse an earlier solve's buffer
-
-# ------------------------------------------------------------------ buffer reuse
-# Large arrays cost most in fresh memory pages (the allocator returns freed memory to the OS
-# between solves, and every page is faulted in again). A plan keeps the buffers of its large
-# per-step results (values and matmul cotangents), two per entry, and a later solve writes
-# into one (``out=``, the same numpy call, so the same numbers) only when nothing outside the
-# pool refers to it: CPython's reference count proves that no Solution, view, grad dict or
-# user variable can see the buffer change. Elsewhere (other interpreters, free threading,
-# Python >= 3.14 with borrowed stack references) buffers are never reused.
-_REUSE = (sys.implementation.name == "cpython" and sys.version_info < (3, 14)
-          and getattr(sys, "_is_gil_enabled", lambda: True)())
-_refs = sys.getrefcount
-
-
-def take(bufs: list, k: int):
-    """A buffer of pool entry ``k`` that only the pool refers to, or ``None``."""
-    b = bufs[2 * k]
-    if b is not None and _refs(b) == 3:   # the pool's list, the local ``b``, the argument
-        return b
-    b = bufs[2 * k + 1]
-    if b is not None and _refs(b) == 3:
-        return b
-    return None
-
-
-def keep(bufs: list, k: int, out) -> None:
-    """Remember a freshly allocated result as entry ``k``'s newest buffer (the older goes)."""
-    if _REUSE and out.__class__ is np.ndarray:
-        bufs[2 * k + 1] = bufs[2 * k]
-        bufs[2 * k] = out
-
-
-@dataclass(eq=False)
-class Group:
-    """Same-op scalar constraints at one level, evaluated as one vector op."""
-
-    prim: primitives.Primitive
-    nodes: list[int]                 # member node ids
-    out: np.ndarray                  # their slots
-    args: list[np.ndarray]           # slots of argument ``pos`` for every member
-    # (pos, members with a differentiable argument there or None = all, their slots, unique?)
-    diff: list[tuple[int, np.ndarray | None, np.ndarray, bool]]
-    mixed: list[tuple[int, int]]     # (k, node): members whose λ also collects per-step terms
-
-
-@dataclass(eq=False)
-class Plan:
-    """Plan items ``(STEP, step, slot, fast)``, ``(GROUP, group, None, None)``, ``(BLOCK,
-    block, [(slot, id)], None)`` in a topological order; ``slot`` (-1 = none) mirrors a
-    per-step scalar that groups read; ``fast`` (or ``None``): an elementwise op whose
-    arguments are all float64, evaluated with its bare numpy function and partials
-    (``prim.raw_fn``), precomputed as ``(fn, args, adjoint)`` with ``adjoint`` a tuple of
-    ``(u, partial, constant, reduce, a)`` per differentiable argument ``u``: ``constant`` is
-    the partial's value when it is a constant ±1 (cotangent ``±g``, no multiply), else
-    ``None``; ``reduce`` is ``(leading axes, kept axes)`` to sum the cotangent over when
-    broadcasting made the output larger than the argument, else ``None``; ``a`` is the node
-    whose value the partial is (``partial.arg``, e.g. ``y`` for ``x`` in ``x * y``), else -1.
-    Three more entries: the buffer pool entry of the value (-1: none; a ufunc with a large
-    output); for a dense 2-D ``matmul`` (then ``adjoint`` is ``None`` and ``fn`` is
-    ``np.matmul``) ``((pos, u, pool entry or -1), ...)`` for its cotangents, else ``None``;
-    and the adjoint's inline form of a scalar step (:func:`_scalar_form`) or ``None``."""
-
-    items: list
-    nbufs: int = 0                                           # buffer pool entries (take/keep)
-    bufs: list = field(default_factory=list)                 # 2 per entry, None = empty
-    nslots: int = 0
-    slot_ids: list[int] = field(default_factory=list)      # node id of every slot
-    init: list[tuple[int, int]] = field(default_factory=list)    # (slot, id) inputs, constants
-    finals: list[tuple[int, int]] = field(default_factory=list)  # (slot, id) inputs: λ at the end
-    scalar_ids: list[int] = field(default_factory=list)    # per-step scalar outputs (finite check)
-    array_ids: list[int] = field(default_factory=list)     # per-step large array outputs
-    small_ids: list[int] = field(default_factory=list)     # per-step arrays of <= SMALL entries
-    grouped: int = 0                                         # nodes evaluated in groups
-
-
-def plan_of(sched: Schedule, min_group: int | None = None) -> Plan:
-    """The (cached) execution plan of ``sched`` for the forward and adjoint interpreters.
-
-    Examples
-    --------
-    >>> import lagrangeprop as lp
-    >>> prog = lp.trace(lambda x: sum(lp.sin(x * k) for k in range(1, 11)), x=0.1)
-    >>> plan_of(prog.compile()).grouped     # 10 multiplies, then 10 sines, in two calls
-    20
-    """
-    key = "_plan" if min_group is None else f"_plan{min_group}"
-    plan = sched.__dict__.get(key)
-    if plan is None:
-        from ..graph.trace import paused_gc     # building allocates ~10 tuples per step: no gen-2 sweeps of the graph
-        with paused_gc():
-            plan = sched.__dict__[key] = _build_plan(sched, MIN_GROUP if min_group is None else min_group)
-    return plan
-
-
-def _groupable(sched: Schedule, s: Step) -> bool:
-    prim = s.prim
-    return (getattr(prim, "elementwise", False) and not prim.user and not s.residual
-            and not s.params and not prim.nondiff and prim.differentiable
-            and sched.shapes[s.node] == () and all(sched.shapes[a] == () for a in s.args))
-
-
-def _float_nodes(sched: Schedule) -> set[int]:
-    """Nodes whose value is always float64: inputs, float constants, outputs of built-in ops."""
-    ok = set(sched.inputs)
-    for i, v in sched.constants:
-        if (isinstance(v, np.ndarray) and v.dtype == np.float64) or (
-                isinstance(v, (float, int)) and not isinstance(v, bool)):
-            ok.add(i)
-    ok.update(n for n, s in sched.step_of.items() if s.prim.differentiable and not s.prim.user)
-    return ok
-
-
-def _dense(sched: Schedule, i: int, floats: set[int]) -> bool:
-    return i in floats and len(sched.shapes[i]) == 2
-
-
-def _fast(sched: Schedule, s: Step, floats: set[int]) -> tuple | None:
-    prim = s.prim
-    if (prim.name == "matmul" and not prim.user and prim is primitives.REGISTRY.get("matmul")
-            and not s.params and len(s.args) == 2 and all(_dense(sched, a, floats) for a in s.args)
-            and len(sched.shapes[s.node]) == 2):
-        # both operands float64 matrices (no scipy.sparse constant): np.matmul itself, as the rule
-        return np.matmul, tuple(s.args), None, -1, tuple((pos, u, -1) for pos, u in s.diff)
-    if not (getattr(prim, "raw_fn", None) is not None and not prim.user and not prim.nondiff
-            and not s.params and floats.issuperset(s.args)):
-        return None
-    shape = sched.shapes[s.node]
-    adjoint = []
-    for pos, u in s.diff:
-        d = prim.raw_partials[pos]
-        if d is not None:
-            c, k = getattr(d, "constant", None), getattr(d, "arg", None)
-            adjoint.append((u, d, c if c in (1.0, -1.0) else None, _reduction(shape, sched.shapes[u]),
-                            -1 if k is None else s.args[k]))
-    return prim.raw_fn, tuple(s.args), tuple(adjoint), -1, None
-
-
-def _scalar_form(sched: Schedule, fast: tuple) -> tuple | None:
-    """The adjoint's inline form of a scalar step with one differentiable argument ``u``:
-    ``(u, partial, x, -1)`` (cotangent ``g * partial(ans, z_x)``, a unary op), ``(u, None, a, -1)``
-    (``g * z_a``) or ``(u, None, -1, ±1)`` (``±g``); ``None`` for everything else."""
-    adj = fast[2]
-    if adj is None or len(adj) != 1:
-        return None
-    u, d, c, red, a = adj[0]
-    shapes = sched.shapes
-    if red is not None or shapes[u] != ():
-        return None
-    for k in fast[1]:
-        if shapes[k] != ():
-            return None
-    if c is not None:
-        return u, None, -1, c
-    if a >= 0:
-        return u, None, a, 0.0
-    if len(fast[1]) == 1:
-        return u, d, fast[1][0], 0.0
-    return None
-
-
-def _size_of(shape: tuple) -> int:
-    return math.prod(shape)      # plain ints: np.prod costs microseconds per call (10⁵ steps)
-
-
-def _pool(sched: Schedule, plan: Plan) -> Plan:
-    """Give large per-step results of ufunc and matmul steps a buffer pool entry."""
-    n = 0
-    for k, (kind, st, extra, fast) in enumerate(plan.items):
-        if kind is not STEP or fast is None:
-            continue
-        slot = -1
-        if isinstance(fast[0], np.ufunc) and fast[0].nout == 1:   # np.matmul is a ufunc too
-            if _size_of(sched.shapes[st.node]) >= POOL_MIN:
-                slot, n = n, n + 1
-        adj = fast[4]
-        if adj is not None:
-            new = []
-            for pos, u, _ in adj:
-                if _size_of(sched.shapes[u]) >= POOL_MIN:
-                    new.append((pos, u, n))
-                    n += 1
-                else:
-                    new.append((pos, u, -1))
-            adj = tuple(new)
-        plan.items[k] = (kind, st, extra, (fast[0], fast[1], fast[2], slot, adj, _scalar_form(sched, fast)))
-    plan.nbufs, plan.bufs = n, [None] * (2 * n)
-    return plan
-
-
-def _reduction(out: tuple, arg: tuple) -> tuple | None:
-    """``(leading axes, kept axes)`` that :func:`~lagrangeprop.rules.registry.unbroadcast` sums
-    to bring a cotangent of shape ``out`` back to ``arg`` (``None``: the shapes agree)."""
-    if out == arg:
-        return None
-    extra = len(out) - len(arg)
-    rest = out[extra:]
-    return tuple(range(extra)), tuple(k for k, n in enumerate(arg) if n == 1 and rest[k] != 1)
-
-
-def _build_plan(sched: Schedule, min_group: int) -> Plan:
-    shapes = sched.shapes
-    floats = _float_nodes(sched)
-    level: dict[int, int] = {}
-    ranked = []
-    for seq, st in enumerate(sched.steps):
-        if type(st) is Step:
-            lv = 0
-            for a in st.args:
-                la = level.get(a, 0)
-                if la > lv:
-                    lv = la
-            lv += 1
-            level[st.node] = lv
-        else:
-            inside = set(st.nodes)
-            lv = 1 + max((level.get(a, 0) for s in st.steps for a in s.args if a not in inside), default=0)
-            for n in st.nodes:
-                level[n] = lv
-        ranked.append((lv, seq, st))
-
-    buckets: dict[tuple, list[Step]] = {}
-    for lv, _, st in ranked:
-        if type(st) is Step and _groupable(sched, st):
-            buckets.setdefault((lv, st.prim.name, len(st.args)), []).append(st)
-    grouped = {s.node for members in buckets.values() if len(members) >= min_group for s in members}
-
-    def finite_ids(steps):
-        size = {s.node: math.prod(shapes[s.node]) for s in steps if shapes[s.node] != ()}
-        return dict(scalar_ids=[s.node for s in steps if shapes[s.node] == ()],
-                    array_ids=[i for i, n in size.items() if n > SMALL],
-                    small_ids=[i for i, n in size.items() if n <= SMALL])
-
-    if not grouped:
-        steps = [s for s in sched.steps if type(s) is Step]
-        return _pool(sched, Plan([(STEP, s, -1, _fast(sched, s, floats)) if type(s) is Step
-                                  else (BLOCK, s, [], None) for s in sched.steps], **finite_ids(steps)))
-
-    # slots: every scalar a group reads or writes
-    slot: dict[int, int] = {}
-    for members in buckets.values():
-        if len(members) >= min_group:
-            for s in members:
-                for u in (s.node, *s.args):
-                    slot.setdefault(u, len(slot))
-    # members whose λ also collects terms outside the groups (per-step or block consumers, seed)
-    outside = {sched.output}
-    for s in sched.step_of.values():
-        if s.node not in grouped:
-            outside.update(s.args)
-    const = {i for i, _ in sched.constants}
-
-    items, done = [], set()
-    for lv, _seq, st in sorted(ranked, key=lambda r: (r[0], r[1])):
-        if type(st) is not Step:
-            items.append((BLOCK, st, [(slot[n], n) for n in st.nodes if n in slot], None))
-        elif st.node not in grouped:
-            items.append((STEP, st, slot.get(st.node, -1), _fast(sched, st, floats)))
-        else:
-            k = (lv, st.prim.name, len(st.args))
-            if k in done:
-                continue
-            done.add(k)
-            members = buckets[k]
-            nodes = [s.node for s in members]
-            diff = []
-            for pos in range(len(st.args)):
-                ids = [s.args[pos] for s in members]
-                sel = [m for m, u in enumerate(ids) if u not in const]
-                if not sel:
-                    continue
-                slots = np.array([slot[ids[m]] for m in sel], dtype=np.intp)
-                diff.append((pos, None if len(sel) == len(ids) else np.array(sel, dtype=np.intp),
-                             slots, len(np.unique(slots)) == len(slots)))
-            items.append((GROUP, Group(
-                prim=st.prim, nodes=nodes, out=np.array([slot[n] for n in nodes], dtype=np.intp),
-                args=[np.array([slot[s.args[p]] for s in members], dtype=np.intp) for p in range(len(st.args))],
-                diff=diff, mixed=[(m, n) for m, n in enumerate(nodes) if n in outside]), None, None))
-
-    slot_ids = [0] * len(slot)
-    for n, k in slot.items():
-        slot_ids[k] = n
-    is_input = set(sched.inputs)
-    produced = set(sched.step_of)
-    return _pool(sched, Plan(items, nslots=len(slot), slot_ids=slot_ids,
-                             init=[(k, n) for n, k in slot.items() if n not in produced],
-                             finals=[(k, n) for n, k in slot.items() if n in is_input],
-                             grouped=len(grouped), **finite_ids([it[1] for it in items if it[0] == STEP])))

@@ -28,7 +28,8 @@ from .adjoint import accumulate, run_adjoint
 from ..blocks.policy import block_jacobian, block_residual
 from ..graph.coerce import real_array
 from ..errors import InputError, ShapeError
-from .forward import finite_array, initial_values, run_forward
+from .finite import finite_array
+from .forward import initial_values, run_forward
 from ..options import SolveOptions
 from ..blocks.scale import TINY, constraint_scale, explicit_scale, scaled_max
 from ..compile.schedule import Block, Schedule
