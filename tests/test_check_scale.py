@@ -22,7 +22,7 @@ from lagrangeprop.crosscheck import tape
 from lagrangeprop.rules.registry import Primitive
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-check_module = importlib.import_module("lagrangeprop.crosscheck.check")
+check_module = importlib.import_module("lagrangeprop.crosscheck.finite_differences")
 
 
 def _rk4():
