@@ -28,7 +28,7 @@ check_module = importlib.import_module("lagrangeprop.crosscheck.finite_differenc
 def _rk4():
     sys.path.insert(0, BENCH)
     try:
-        import run
+        from cases import rk4 as run
     finally:
         sys.path.remove(BENCH)
     return run.rk4_f, {"y0": run.RK4_Y0, "theta": run.RK4_THETA}

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["check", "CheckReport"]
 
 
+# SPEC §1: λ_x = ∂L/∂x = ∇_x <seed, z_o>, and λ_d = ∂<seed, z_o>/∂ε_d for c_d = ε_d; each is
+# recomputed by the tapes (their own rules) and λ_x by central differences of the forward pass.
 def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd"), rtol: float = 1e-8,
           fd_rtol: float = 1e-5, atol: float | None = None, seed=None, guess=None, tol=None,
           maxiter=None, method=None, linear_solver=None, rng=0, fd_max_elements: int = 12,
