@@ -21,13 +21,13 @@ from autograd.extend import defvjp, primitive
 from autograd.misc.fixed_points import fixed_point
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import run  # noqa: E402  (the benchmark's data and tolerance)
+from cases import fixed_point as fp_case  # noqa: E402  (the benchmark's data and tolerance)
 
 import lagrangeprop as lp  # noqa: E402
 
 
 def main(n: int, samples: int = 400) -> dict[str, float]:
-    W, U, x0 = run._fp_data(n)
+    W, U, x0 = fp_case.fp_data(n)
     WT = W.T.tocsr()
     prog = lp.Program(name=f"fixed_point_{n}")
     x = prog.input("x", shape=x0.shape)
@@ -43,7 +43,7 @@ def main(n: int, samples: int = 400) -> dict[str, float]:
 
     def loss(xx):
         step = lambda xv: lambda zz: anp.tanh(spmv(zz) + anp.dot(U, xv))
-        zz = fixed_point(step, xx, np.zeros(n), lambda a, b: anp.max(anp.abs(a - b)), run.FP_TOL)
+        zz = fixed_point(step, xx, np.zeros(n), lambda a, b: anp.max(anp.abs(a - b)), fp_case.FP_TOL)
         return 0.5 * anp.sum(zz * zz)
     ag = autograd.grad(loss)
 
@@ -54,7 +54,7 @@ def main(n: int, samples: int = 400) -> dict[str, float]:
         return out
 
     def solve(xx):
-        return prog.solve(x=xx, tol=run.FP_TOL).grad["x"]
+        return prog.solve(x=xx, tol=fp_case.FP_TOL).grad["x"]
 
     rng = np.random.default_rng(0)
     res: dict[str, list] = {"lp solve, new x (cold)": [], "lp solve, same x (warm)": [],
@@ -64,7 +64,7 @@ def main(n: int, samples: int = 400) -> dict[str, float]:
         for _ in range(samples):
             xx = x0 + 0.3 * rng.standard_normal(x0.shape)
             g1 = timed("lp solve, new x (cold)", solve, xx)
-            timed("lp evaluate (forward)", lambda v: prog.evaluate(x=v, tol=run.FP_TOL), xx)
+            timed("lp evaluate (forward)", lambda v: prog.evaluate(x=v, tol=fp_case.FP_TOL), xx)
             g2 = timed("autograd fixed_point grad", ag, xx)
             timed("lp solve, same x (warm)", solve, xx)
             assert np.allclose(g1, g2, rtol=1e-7, atol=1e-10)

@@ -1,7 +1,7 @@
 """What "never stale" costs: the per-call guard check of ``lp.grad`` on the benchmark programs.
 
 ``lp.grad(f)`` reuses its traced program only while everything ``f`` reads from outside its
-arguments is unchanged (SPEC §2 "Never stale"; ``lagrangeprop/guards.py``). This script times,
+arguments is unchanged (SPEC §2 "Never stale"; ``lagrangeprop/guards/``). This script times,
 in one process, a warm ``lp.grad(f)(x)`` call and the guard's own check (``Guard.changed()``)
 on the programs of ``run.py``, and prints the check as a share of the call:
 
@@ -26,12 +26,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lagrangeprop as lp  # noqa: E402
 from lagrangeprop.guards import Guard  # noqa: E402
-from run import _blog_f, _fmt_t, _mlp_data, _mlp_f, measure  # noqa: E402
+from cases.blog import blog_f  # noqa: E402
+from cases.mlp import mlp_data, mlp_f  # noqa: E402
+from harness import fmt_t, measure  # noqa: E402
 
 
 def programs() -> dict:
     """name -> (f, positional args, argnum): the run.py programs, their data captured by closure."""
-    out = {"blog": (_blog_f(lp), (0.5,), 0)}
+    out = {"blog": (blog_f(lp), (0.5,), 0)}
     t = np.linspace(-1.0, 1.0, 200)
     y = np.sin(2.0 * t)
 
@@ -44,8 +46,8 @@ def programs() -> dict:
         r = p - y
         return lp.mean(r * r)
     out["taylor"] = (taylor, (np.random.default_rng(2).standard_normal(9), 0.1), (0, 1))
-    X, Y, params = _mlp_data()
-    mlp = _mlp_f(lp, X, Y, lambda z: lp.logsumexp(z, axis=1, keepdims=True))
+    X, Y, params = mlp_data()
+    mlp = mlp_f(lp, X, Y, lambda z: lp.logsumexp(z, axis=1, keepdims=True))
     out["mlp"] = (mlp, tuple(params[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3")), (0, 1, 2, 3, 4, 5))
     rng = np.random.default_rng(1)
     Xl = rng.standard_normal((10_000, 100))
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     print(f"{'program':<10} {'captured':>10} {'lp.grad call':>13} {'guard check':>12} {'share':>7}")
     for name, (call, check) in samples.items():
         c, k = statistics.median(call), statistics.median(check)
-        print(f"{name:<10} {captured[name] / 1e6:>8.2f} MB {_fmt_t(c):>13} {_fmt_t(k):>12} {k / c:>7.1%}")
+        print(f"{name:<10} {captured[name] / 1e6:>8.2f} MB {fmt_t(c):>13} {fmt_t(k):>12} {k / c:>7.1%}")
     return 0
 
 

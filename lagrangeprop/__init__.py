@@ -25,7 +25,7 @@ from .graph.program import Program
 from .graph.trace import Var, trace
 from .crosscheck.check import CheckReport, check
 from .solve.tangent import hessian, hvp, jacobian, jvp, vjp
-from .viz.drawing import draw
+from .viz import draw
 
 __version__ = "0.1.0"
 

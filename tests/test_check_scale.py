@@ -22,13 +22,13 @@ from lagrangeprop.crosscheck import tape
 from lagrangeprop.rules.registry import Primitive
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-check_module = importlib.import_module("lagrangeprop.crosscheck.check")
+check_module = importlib.import_module("lagrangeprop.crosscheck.finite_differences")
 
 
 def _rk4():
     sys.path.insert(0, BENCH)
     try:
-        import run
+        from cases import rk4 as run
     finally:
         sys.path.remove(BENCH)
     return run.rk4_f, {"y0": run.RK4_Y0, "theta": run.RK4_THETA}

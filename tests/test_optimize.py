@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop.optimize import _FullSpace, _Layout
+from lagrangeprop.optimize.full_space import FullSpace as _FullSpace
+from lagrangeprop.optimize.layout import Layout as _Layout
 
 # ------------------------------------------------------------- a smooth DAG objective
 A = np.array([[1.0, 0.3, -0.2], [0.3, 2.0, 0.4], [-0.2, 0.4, 1.5]])

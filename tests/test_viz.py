@@ -7,7 +7,7 @@ import pytest
 
 import lagrangeprop as lp
 from programs import sellar_program
-from lagrangeprop.viz import drawing as viz
+from lagrangeprop import viz
 
 
 def blog(x):

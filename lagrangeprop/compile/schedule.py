@@ -28,7 +28,7 @@ from ..errors import GraphError
 from ..graph.validate import REQUIRED, check_params, validate_graph
 from .infer import infer_shapes
 
-__all__ = ["Step", "Block", "Schedule", "compile_program"]
+__all__ = ["Step", "Block", "Schedule", "compile_program", "is_block", "cyclic_blocks"]
 
 
 @dataclass(eq=False)
@@ -162,6 +162,26 @@ def _components(G: nx.DiGraph, index: dict[str, int]) -> list[list[str]]:
     return [comps[c] for c in nx.lexicographical_topological_sort(C, key=first.__getitem__)]
 
 
+# SPEC §1: a strongly connected component S is a block (solved together) when it has more
+# than one node, a self-loop, or a residual constraint; the rule the drawings use too.
+def is_block(G: nx.DiGraph, comp: list[str]) -> bool:
+    """Whether the strongly connected component ``comp`` of ``G`` is a cyclic block."""
+    n = comp[0]
+    return len(comp) > 1 or G.has_edge(n, n) or G.nodes[n].get("constraint") == "residual"
+
+
+def cyclic_blocks(G: nx.DiGraph) -> list[list[str]]:
+    """The cyclic blocks of ``G`` in schedule order, members in graph order (no validation).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> cyclic_blocks(nx.DiGraph([("x", "a"), ("a", "b"), ("b", "a"), ("b", "o")]))
+    [['a', 'b']]
+    """
+    return [c for c in _components(G, {n: i for i, n in enumerate(G)}) if is_block(G, c)]
+
+
 def _prim(G, n):
     try:
         return primitives.get(G._node[n]["op"])
@@ -273,7 +293,7 @@ def compile_program(prog) -> Schedule:
             members = [make_step(n) for n in comp]
             for s in members:
                 step_of[s.node] = s
-            if len(comp) == 1 and not (members[0].residual or comp[0] in pred[comp[0]]):
+            if not is_block(G, comp):
                 steps.append(members[0])
             else:
                 add_block(comp, members)

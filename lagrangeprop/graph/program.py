@@ -451,7 +451,7 @@ class Program:
 
     def to_dot(self, sol=None) -> str:
         """Graphviz DOT text of the constraint graph (no graphviz needed)."""
-        from ..viz.drawing import to_dot
+        from ..viz import to_dot
         return to_dot(self, sol)
 
     # ---------------------------------------------------------- serialisation

@@ -1,0 +1,10 @@
+"""The benchmark programs, one module per program with every system's implementation.
+
+Importing this package registers them in :data:`CASES` in table order. Adding a program:
+a module here with a ``@case(...)`` function, imported below.
+"""
+
+from . import blog, chain, wide, mlp, logistic, taylor, rk4, fixed_point, sellar, bratu  # noqa: F401 - registers
+from .common import CASES, SINGLE, Impl
+
+__all__ = ["CASES", "SINGLE", "Impl"]
