@@ -34,6 +34,7 @@ import scipy.optimize as so
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from .graph.builder import ProgramBuilder
 from .graph.coerce import real_array
 from .errors import InputError, LagrangePropError, ShapeError
 from .options import SolveOptions, real_option
@@ -83,8 +84,7 @@ class _Layout:
     """Flattening of the optimized inputs (dict, in ``x0`` order) into one vector."""
 
     def __init__(self, prog, x0: dict, fixed: dict | None):
-        from .graph.program import Program
-        if not isinstance(prog, Program):
+        if not isinstance(prog, ProgramBuilder):
             raise InputError(f"minimize takes an lp.Program (got {type(prog).__name__}); build one "
                              "with lp.trace(f, **inputs)")
         sched = prog.compile()

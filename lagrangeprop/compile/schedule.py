@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from ..rules import registry as primitives
 from ..errors import GraphError, ShapeError
 from ..rules.shapes import placeholder, rule_shape
+from ..graph.coerce import plain_constant
 from ..graph.validate import MAX_ELEMENTS, REQUIRED, check_params, validate_graph
 
 __all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of", "take", "keep"]
@@ -162,11 +163,6 @@ def _prim(G, n):
         raise GraphError(f"node {n!r}: {exc}") from None
 
 
-def _plain(value) -> bool:
-    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes)."""
-    return type(value) is np.ndarray and value.dtype.kind in "biuf"
-
-
 def _sparse_product(n, prim, args, shapes, odd) -> tuple | None:
     """Shape of built-in ``matmul``/``dot`` of a constant scipy.sparse ``A`` (m, k) with
     ``b`` (k,) or (k, j): (m,) or (m, j), without evaluating ``A @ b`` (scipy would make
@@ -232,7 +228,7 @@ def _infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
         if role == "constant":
             v = d["value"]
             shapes[n] = v.shape if type(v) is np.ndarray else tuple(np.shape(v))
-            if not _plain(v):
+            if not plain_constant(v):
                 odd.add(n)
         else:
             s = d.get("shape")

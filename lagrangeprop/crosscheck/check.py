@@ -28,7 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from ..compile.cache import compiled
+from ..graph.builder import ProgramBuilder
 from ..graph.coerce import merge_inputs
+from ..graph.trace import record
+from ..solve.lagrangian import evaluate_program, solve_program
 from ..errors import ConvergenceError, LagrangePropError
 from .tape import NoTapeEquivalent, gc_paused, tape_gradients
 
@@ -176,12 +180,12 @@ class _Objective:
         self.evaluations += 1
         opts = {k: v for k, v in self.options.items() if v is not None and k != "tol"}
         try:
-            out = self.prog.evaluate(guess=self.guess or None, tol=self.tol or self.options.get("tol"),
-                                     **opts, **inputs)
+            out = evaluate_program(self.prog, inputs, guess=self.guess or None,
+                                   tol=self.tol or self.options.get("tol"), **opts)
         except ConvergenceError:
             if self.tol is None:
                 raise
-            out = self.prog.evaluate(guess=self.guess or None, tol=self.options.get("tol"), **opts, **inputs)
+            out = evaluate_program(self.prog, inputs, guess=self.guess or None, tol=self.options.get("tol"), **opts)
         return float(np.sum(self.seed * np.asarray(out, dtype=np.float64)))
 
     def noise(self, values: list[float], h: float) -> float:
@@ -454,22 +458,20 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     (True, 'x')
     """
     from ..options import check_options
-    from ..graph.program import Program
-    from ..graph.trace import trace
 
     check_options(inputs=inputs, against=against, rtol=rtol, fd_rtol=fd_rtol, atol=atol, rng=rng,
                   fd_max_elements=fd_max_elements)
     inputs = merge_inputs(inputs, kw_inputs)
-    if not isinstance(prog, Program):
+    if not isinstance(prog, ProgramBuilder):
         if not callable(prog):
             raise LagrangePropError(f"check() needs a Program or a function, got {type(prog).__name__}")
-        prog = trace(prog, **inputs)
+        prog = record(prog, (), inputs)
     against = (against,) if isinstance(against, str) else tuple(against)
     unknown = [a for a in against if a not in ("autograd", "torch", "fd")]
     if unknown:
         raise LagrangePropError(f"against={unknown} is not a reference; choose from 'autograd', 'torch', 'fd'")
     rng = np.random.default_rng(rng)
-    sched = prog.compile()
+    sched = compiled(prog)
     out_name = sched.names[sched.output]
     out_shape = sched.shapes[sched.output]
     seed_note = None
@@ -480,7 +482,7 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     elif seed is not None and out_shape != ():
         seed_note = f"output {out_name!r} has shape {out_shape}: checking <seed, {out_name}> with the given seed"
     opts = dict(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
-    sol = prog.solve(guess=guess, seed=seed, **opts, **inputs)
+    sol = solve_program(prog, inputs, guess=guess, seed=seed, **opts)
     seed_arr = np.asarray(sol.seed, dtype=np.float64)
     xin = {k: np.asarray(sol.values[k], dtype=np.float64) for k in sched.input_names}
     lam = {k: np.asarray(v, dtype=np.float64) for k, v in sol.multipliers.items()}
