@@ -28,7 +28,8 @@ from ..rules import registry as primitives
 from ..errors import GraphError, ShapeError
 from ..rules.shapes import placeholder, rule_shape
 from ..graph.coerce import plain_constant
-from ..graph.validate import MAX_ELEMENTS, REQUIRED, check_params, validate_graph
+from ..graph.arrays import MAX_ELEMENTS
+from ..graph.validate import REQUIRED, check_params, validate_graph
 
 __all__ = ["Step", "Block", "Schedule", "compile_program", "Group", "Plan", "plan_of", "take", "keep"]
 
@@ -207,7 +208,7 @@ def _eval_shape(G, n, prim, args, shapes, odd=()):
 
 
 def _bounded(n, prim, shape: tuple) -> tuple:
-    """``shape`` when it has at most :data:`~lagrangeprop.graph.validate.MAX_ELEMENTS` entries
+    """``shape`` when it has at most :data:`~lagrangeprop.graph.arrays.MAX_ELEMENTS` entries
     (what a declared shape may have); an op's result may not be larger either."""
     if math.prod(shape) > MAX_ELEMENTS:
         raise ShapeError(f"node {n!r}: op {prim.name!r} would make an array of shape {shape} "
