@@ -36,7 +36,9 @@ from ..errors import GraphError, ShapeError
 from ..rules import registry as primitives
 from ..rules.shapes import placeholder, rule_shape
 from .coerce import constant_array, plain_constant, shape_tuple
+from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
+from .validate import validate_graph
 from .var import Var, _Node
 
 __all__ = ["ProgramBuilder", "RESERVED"]
@@ -172,7 +174,8 @@ class ProgramBuilder:
         return self._add(name, "v", role="defined",
                          shape=None if shape is None else shape_tuple(shape, name))
 
-    def _apply(self, prim: primitives.Primitive, args, params: dict) -> Var:
+    # z_d = f_d(z_pa(d)) with edges u -> d, arg = position of u among f_d's arguments
+    def _apply(self, prim: primitives.Primitive, args: Any, params: dict) -> Var:
         """Record ``prim(*args, **params)`` as a new auto-named defined node."""
         if self._probe is not None:
             self._probe()
@@ -281,6 +284,8 @@ class ProgramBuilder:
         return (isinstance(e, Var) and e.program is self and e.name in self._auto
                 and e.name != target.name and self.graph.nodes[e.name].get("op") is not None)
 
+    # explicit constraint (SPEC §1): c_d = z_d - f_d(z_pa(d)); the root op of e becomes f_d
+    # (an unnamed root is renamed d), else d = identity(e)
     def define(self, v: Var, e: Any) -> Var:
         """Give ``v`` the explicit constraint ``v = e`` (``c_v = z_v - f_v``)."""
         self._own(v, "define()'s first argument")
@@ -298,6 +303,8 @@ class ProgramBuilder:
             self._connect(v.name, [arg.name])
         return v
 
+    # implicit constraint (SPEC §1): c_d = r_d(z_pa(d), z_d); z_d enters r directly or through
+    # intermediates, so d is always in a cyclic block
     def residual(self, v: Var, r: Any) -> Var:
         """Give ``v`` the implicit constraint ``r(..., v) = 0`` (``c_v = r_v``)."""
         self._own(v, "residual()'s first argument")
@@ -363,7 +370,6 @@ class ProgramBuilder:
     def from_graph(cls, G: nx.DiGraph, name: str | None = None) -> ProgramBuilder:
         """Wrap a graph built directly with networkx: a validated, normalized copy of it
         (:func:`~lagrangeprop.graph.validate.validate_graph`); ops resolve when compiled."""
-        from .validate import validate_graph
         G = validate_graph(G)
         prog = cls(name=name or G.graph.get("name") or "program")
         prog.graph = tracked_copy(G)
@@ -374,13 +380,11 @@ class ProgramBuilder:
 
     def to_json(self) -> str:
         """Lossless JSON (networkx node-link data with tagged arrays)."""
-        from .serialize import program_to_json
         return program_to_json(self)
 
     @classmethod
     def from_json(cls, s: str) -> ProgramBuilder:
         """Inverse of :meth:`to_json`; ops resolve through the registry only."""
-        from .serialize import program_from_json
         return program_from_json(cls, s)
 
     def __repr__(self) -> str:

@@ -7,7 +7,9 @@ above 2**53 loses digits, as in numpy). Everything else raises ``InputError`` na
 value and the fix, rather than being cast: complex values (numpy would drop the
 imaginary part), booleans, strings (numpy would parse ``"1.5"``), ``None`` (numpy would
 make it NaN), object arrays, ragged nested lists, masked arrays with masked entries
-(numpy would use the hidden data) and sparse matrices.
+(numpy would use the hidden data) and sparse matrices. The builder's declared shapes
+(:func:`shape_tuple`) and constants (:func:`constant_array`, :func:`plain_constant`)
+follow the same rule.
 
 Examples
 --------
