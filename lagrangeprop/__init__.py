@@ -21,8 +21,8 @@ from .graph.ops import (abs, add, concatenate, cos, divide, dot, equal, exp, gre
                   maximum, mean, minimum, multiply, negative, power, reshape, sigmoid, sin,
                   softmax, sqrt, square, stack, subtract, sum, tan, tanh, transpose, where)
 from .rules.user import primitive
-from .graph.program import Program
-from .graph.trace import Var, trace
+from .program import Program, trace
+from .graph.var import Var
 from .crosscheck.check import CheckReport, check
 from .solve.tangent import hessian, hvp, jacobian, jvp, vjp
 from .viz import draw

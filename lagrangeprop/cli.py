@@ -317,7 +317,7 @@ def run_check(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
     """The ``check`` command: 0 the check agrees, 1 it disagrees or fails; UsageError on bad usage."""
     from .crosscheck.check import check
     from .solve.lagrangian import _parse_guess, _parse_seed
-    from .graph.trace import trace
+    from .program import trace
 
     inputs, options = _check_arguments(args, pairs)
     f = load_function(args.target)

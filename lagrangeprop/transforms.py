@@ -25,7 +25,10 @@ import numpy as np
 from .graph.coerce import real_array
 from .errors import InputError, ShapeError
 from .guards import Guard, RetraceWarning
-from .graph.trace import trace
+from .compile.cache import compiled
+from .graph.builder import ProgramBuilder
+from .graph.trace import record
+from .solve.lagrangian import solve_program
 
 __all__ = ["grad", "value_and_grad", "traced", "argnum_names", "CACHE_SIZE"]
 
@@ -67,7 +70,7 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
                     "of the function instead of reading them from outside it", RetraceWarning,
                     stacklevel=_user_stacklevel())
         before = Guard(f, snapshot=False)
-        prog = trace(f, *args, **kwargs)
+        prog = record(f, args, kwargs)
         drew = before.random_draws()
         if drew:
             # the program holds one draw: every call must trace (and draw) again
@@ -79,11 +82,11 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
                     "traces again; pass the random values as an argument of the function to "
                     "reuse the trace", RetraceWarning, stacklevel=_user_stacklevel())
             cache.pop(key, None)
-            return prog, prog.compile().input_names
+            return prog, compiled(prog).input_names
         # after the trace: f's own side effects while tracing (appending to a log list,
         # filling a memo dict) are part of the state the program was traced in
         guard = Guard(f, prog._sources)
-        cache[key] = (prog, prog.compile().input_names, guard)
+        cache[key] = (prog, compiled(prog).input_names, guard)
         cache.move_to_end(key)
         while len(cache) > cache_size:
             cache.popitem(last=False)
@@ -154,8 +157,7 @@ def argnum_names(f: Callable, argnum, what: str = "grad") -> Callable:
         invalid.check = invalid
         return invalid
     single = not isinstance(argnum, (tuple, list))
-    from .graph.program import Program
-    sig = None if isinstance(f, Program) else _positional(f)
+    sig = None if isinstance(f, ProgramBuilder) else _positional(f)
 
     def bad(i: int, n: int, names: list[str] | None) -> InputError:
         params = f"({', '.join(names)})" if names is not None else f"{n} positional argument(s)"
@@ -226,7 +228,7 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
             raise ShapeError(
                 f"grad only applies to real scalar-output functions; {prog.name} returns shape "
                 f"{out}: try lp.jacobian, or lp.vjp with a cotangent")
-        sol = prog.solve(**_inputs(names, args, kwargs))
+        sol = solve_program(prog, _inputs(names, args, kwargs))
         g = tuple(sol.grad[n] for n in sel) if isinstance(sel, list) else sol.grad[sel]
         return sol.output, g
     return wrapped

@@ -597,7 +597,7 @@ def test_an_ndarray_subclass_edited_in_place():
 
 
 def test_re_registering_an_op_recompiles_programs_that_use_it():
-    from lagrangeprop.graph.trace import apply
+    from lagrangeprop.graph.var import apply
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lp.primitive("stale_scale", lambda x: 2.0 * x, vjp=lambda g, ans, x: (2.0 * g,))

@@ -24,15 +24,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ShapeError
-from ..graph.validate import MAX_ELEMENTS
+from ..graph.arrays import MAX_ELEMENTS
+from ..graph.coerce import plain_constant
 from ..rules.shapes import placeholder, rule_shape
 
 __all__ = ["infer_shapes"]
-
-
-def _plain(value) -> bool:
-    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes)."""
-    return type(value) is np.ndarray and value.dtype.kind in "biuf"
 
 
 def _sparse_product(n, prim, args, shapes, odd) -> tuple | None:
@@ -79,7 +75,7 @@ def _eval_shape(G, n, prim, args, shapes, odd=()):
 
 
 def _bounded(n, prim, shape: tuple) -> tuple:
-    """``shape`` when it has at most :data:`~lagrangeprop.graph.validate.MAX_ELEMENTS` entries
+    """``shape`` when it has at most :data:`~lagrangeprop.graph.arrays.MAX_ELEMENTS` entries
     (what a declared shape may have); an op's result may not be larger either."""
     if math.prod(shape) > MAX_ELEMENTS:
         raise ShapeError(f"node {n!r}: op {prim.name!r} would make an array of shape {shape} "
@@ -100,7 +96,7 @@ def infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
         if role == "constant":
             v = d["value"]
             shapes[n] = v.shape if type(v) is np.ndarray else tuple(np.shape(v))
-            if not _plain(v):
+            if not plain_constant(v):
                 odd.add(n)
         else:
             s = d.get("shape")

@@ -31,9 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..compile.cache import compiled
 from ..errors import LagrangePropError
+from ..graph.builder import ProgramBuilder
 from ..graph.coerce import merge_inputs
+from ..graph.trace import record
 from ..options import check_options
+from ..solve.lagrangian import solve_program
 from .compare import compare, node_multipliers
 from .finite_differences import (FD_DIFFERENCES, H_REL, SMALL_ENTRY, Objective, central, dot,
                                  fd_plan, fd_row, unit)
@@ -106,10 +110,10 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     inputs = merge_inputs(inputs, kw_inputs)
     prog = _program(prog, inputs)
     rng = np.random.default_rng(rng)
-    sched = prog.compile()
+    sched = compiled(prog)
     seed, seed_note = _seed(sched, seed, rng)
     opts = dict(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
-    sol = prog.solve(guess=guess, seed=seed, **opts, **inputs)
+    sol = solve_program(prog, inputs, guess=guess, seed=seed, **opts)
     seed = np.asarray(sol.seed, dtype=np.float64)
     xin = {k: np.asarray(sol.values[k], dtype=np.float64) for k in sched.input_names}
     lam = {k: np.asarray(v, dtype=np.float64) for k, v in sol.multipliers.items()}
@@ -154,14 +158,11 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
 # ------------------------------------------------------------------ the steps of check
 def _program(prog: Any, inputs: dict) -> Any:
     """``prog`` itself, or the program traced from a function at ``inputs``."""
-    from ..graph.program import Program
-    from ..graph.trace import trace
-
-    if isinstance(prog, Program):
+    if isinstance(prog, ProgramBuilder):
         return prog
     if not callable(prog):
         raise LagrangePropError(f"check() needs a Program or a function, got {type(prog).__name__}")
-    return trace(prog, **inputs)
+    return record(prog, (), inputs)
 
 
 def _seed(sched: Schedule, seed: Any, rng: np.random.Generator) -> tuple[Any, str | None]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConvergenceError, LagrangePropError
+from ..solve.lagrangian import evaluate_program
 from .compare import compare
 from .rounding import EPS
 
@@ -56,12 +57,12 @@ class Objective:
         self.evaluations += 1
         opts = {k: v for k, v in self.options.items() if v is not None and k != "tol"}
         try:
-            out = self.prog.evaluate(guess=self.guess or None, tol=self.tol or self.options.get("tol"),
-                                     **opts, **inputs)
+            out = evaluate_program(self.prog, inputs, guess=self.guess or None,
+                                   tol=self.tol or self.options.get("tol"), **opts)
         except ConvergenceError:
             if self.tol is None:
                 raise
-            out = self.prog.evaluate(guess=self.guess or None, tol=self.options.get("tol"), **opts, **inputs)
+            out = evaluate_program(self.prog, inputs, guess=self.guess or None, tol=self.options.get("tol"), **opts)
         return float(np.sum(self.seed * np.asarray(out, dtype=np.float64)))
 
     def noise(self, values: list[float], h: float) -> float:

@@ -7,7 +7,9 @@ above 2**53 loses digits, as in numpy). Everything else raises ``InputError`` na
 value and the fix, rather than being cast: complex values (numpy would drop the
 imaginary part), booleans, strings (numpy would parse ``"1.5"``), ``None`` (numpy would
 make it NaN), object arrays, ragged nested lists, masked arrays with masked entries
-(numpy would use the hidden data) and sparse matrices.
+(numpy would use the hidden data) and sparse matrices. The builder's declared shapes
+(:func:`shape_tuple`) and constants (:func:`constant_array`, :func:`plain_constant`)
+follow the same rule.
 
 Examples
 --------
@@ -22,13 +24,14 @@ lagrangeprop.errors.InputError: input 'x' must be a real number ..., got a compl
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, InputError
+from ..errors import GraphError, InputError, ShapeError
 
-__all__ = ["real_array", "constant_array"]
+__all__ = ["real_array", "constant_array", "merge_inputs", "shape_tuple", "plain_constant"]
 
 _F64 = np.dtype(np.float64)
 
@@ -166,3 +169,46 @@ def merge_inputs(inputs: Any, kw_inputs: dict) -> dict:
     if both:
         raise InputError(f"input(s) {both} given both in the dict and as keywords; give each once")
     return {**inputs, **kw_inputs}
+
+
+def shape_tuple(shape: Any, name: str) -> tuple[int, ...]:
+    """A declared shape as numpy takes it: an int or a sequence of ints (not bools, floats
+    or text), as a tuple; ``name`` is the variable's, for the :class:`ShapeError`.
+
+    Examples
+    --------
+    >>> shape_tuple(3, "x"), shape_tuple([2, 3], "x")
+    ((3,), (2, 3))
+    """
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    if isinstance(shape, (str, bytes, dict, set, frozenset)) or not hasattr(shape, "__iter__"):
+        raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
+                         f"got {shape!r}")
+    dims = []
+    for s in shape:
+        if isinstance(s, (bool, np.bool_)):
+            s = "bool"   # falls through to the error: True is not a length
+        try:
+            dims.append(operator.index(s))
+        except TypeError:
+            raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
+                             f"got {shape!r} (dimension {s!r} is not an int)") from None
+    shape = tuple(dims)
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
+    if any(s > np.iinfo(np.intp).max for s in shape):
+        raise ShapeError(f"shape of {name!r} has a dimension too large for numpy: {shape}")
+    return shape
+
+
+def plain_constant(value: Any) -> bool:
+    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plain_constant(np.ones(2)), plain_constant(np.array(["a"]))
+    (True, False)
+    """
+    return type(value) is np.ndarray and value.dtype.kind in "biuf"

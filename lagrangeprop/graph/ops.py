@@ -1,7 +1,7 @@
 """numpy-style functions over traced values (``lp.exp``, ``lp.sum``, ...).
 
 Each function records one primitive (registry name = numpy's name) when given a
-traced :class:`~lagrangeprop.graph.trace.Var`, and evaluates numerically otherwise. The
+traced :class:`~lagrangeprop.graph.var.Var`, and evaluates numerically otherwise. The
 signatures are numpy's: ``np.sum(v, axis, dtype, out, keepdims, initial, where)`` on a
 traced ``v`` dispatches here (``__array_function__``) with the caller's arguments as
 given. Every argument is either implemented exactly (negative axes are normalized
@@ -18,14 +18,15 @@ Examples
 
 from __future__ import annotations
 
-import builtins
 import operator
 from typing import Any
 
 import numpy as np
 
 from ..errors import GraphError, ShapeError
-from .trace import Var, _axis, apply
+from .arguments import (NO_VALUE, check_dtype, check_out, check_where, normalize_axis, traced_name,
+                        unsupported)
+from .var import HANDLED_FUNCTIONS, Var, apply
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "power", "negative", "square",
@@ -38,60 +39,10 @@ __all__ = [
     "shape", "ndim", "size", "zeros_like", "ones_like",
 ]
 
-_NoValue = np._NoValue  # numpy's "argument not given" sentinel (what np.sum passes on)
+_NoValue = NO_VALUE  # numpy's "argument not given" sentinel (what np.sum passes on)
 
 
 # ---------------------------------------------------------------- argument checks
-
-
-def _name_of(x: Any) -> str:
-    return f" on traced variable {x.name!r}" if isinstance(x, Var) else ""
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, Var):
-        return f"<traced {value.name!r}>"
-    if isinstance(value, np.ndarray) and value.size > 4:
-        return f"<array of shape {value.shape}>"
-    return repr(value)
-
-
-def unsupported(func: str, arg: str, value: Any, x: Any = None, hint: str = "") -> GraphError:
-    """The :class:`GraphError` for a numpy argument a traced op does not implement."""
-    return GraphError(
-        f"{func}(..., {arg}={_show(value)}){_name_of(x)}: the argument {arg!r} is not supported "
-        f"while tracing (it would be silently dropped). {hint or 'Leave it at its default.'}")
-
-
-def check_out(func: str, out: Any, x: Any = None) -> None:
-    """``out=`` must be absent (None, or a tuple of Nones as ufuncs pass it)."""
-    if out is None or (isinstance(out, tuple) and builtins.all(o is None for o in out)):
-        return
-    raise unsupported(func, "out", out, x, "Traced ops return new values: write `y = f(x)` "
-                      "instead of writing into an existing array.")
-
-
-def check_dtype(func: str, dtype: Any, x: Any = None, allowed: tuple = (np.float64,)) -> None:
-    """``dtype=`` may only name the dtype the op computes in anyway (float64)."""
-    if dtype is None:
-        return
-    try:
-        ok = np.dtype(dtype) in [np.dtype(a) for a in allowed]
-    except TypeError:
-        ok = False
-    if not ok:
-        raise unsupported(func, "dtype", dtype, x, "Traced values are float64; "
-                          "leave dtype unset (or float64).")
-
-
-def check_where(func: str, where: Any, x: Any = None) -> None:
-    """``where=`` (a mask) is only accepted as its default ``True``."""
-    if where is _NoValue or where is True or (
-            not isinstance(where, Var) and np.ndim(where) == 0 and np.asarray(where).dtype == bool
-            and bool(where)):
-        return
-    raise unsupported(func, "where", where, x,
-                      "Use lp.where(mask, f(x), fallback) to select values.")
 
 
 def _ndim(x: Any) -> int | None:
@@ -99,35 +50,6 @@ def _ndim(x: Any) -> int | None:
     if isinstance(x, Var):
         return None if x.shape is None else len(x.shape)
     return np.ndim(x)
-
-
-def normalize_axis(axis: Any, ndim: int | None, func: str, x: Any = None,
-                   scalar_int_ok: bool = False) -> Any:
-    """``axis`` (None, int or sequence) with negative entries made non-negative.
-
-    ``scalar_int_ok``: as numpy's ufunc reductions (``np.sum``) and scipy's ``logsumexp``/
-    ``softmax``, a 0-d array accepts the int axis 0 or -1 (meaning all of its no axes).
-
-    Raises
-    ------
-    ShapeError
-        For an axis out of range or a repeated axis.
-    """
-    axis = _axis(axis)
-    if axis is None or ndim is None:
-        return axis
-    if scalar_int_ok and ndim == 0 and axis in (0, -1) and not isinstance(axis, tuple):
-        return None
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    out = []
-    for a in axes:
-        if not -ndim <= a < ndim:
-            raise ShapeError(f"{func}{_name_of(x)}: axis {a} is out of range for an array "
-                             f"with {ndim} dimension(s)")
-        out.append(a % ndim)
-    if len(set(out)) != len(out):
-        raise ShapeError(f"{func}{_name_of(x)}: repeated axis in {axis}")
-    return tuple(out) if isinstance(axis, tuple) else out[0]
 
 
 def _keepdims(keepdims: Any) -> bool:
@@ -212,7 +134,7 @@ def where(condition, x=_NoValue, y=_NoValue):
     if x is _NoValue or y is _NoValue:
         if x is _NoValue and y is _NoValue:
             raise GraphError(
-                f"where(condition){_name_of(condition)}: the one-argument form returns indices "
+                f"where(condition){traced_name(condition)}: the one-argument form returns indices "
                 "that depend on the values, which are not known while tracing; "
                 "use lp.where(condition, x, y)")
         raise GraphError("where: either both or neither of x and y must be given")
@@ -313,7 +235,7 @@ def transpose(a, axes=None):
         axes = tuple(operator.index(k) for k in axes)
         n = _ndim(a)
         if n is not None and len(axes) != n:
-            raise ShapeError(f"transpose{_name_of(a)}: axes {axes} do not match an array "
+            raise ShapeError(f"transpose{traced_name(a)}: axes {axes} do not match an array "
                              f"with {n} dimension(s)")
         axes = normalize_axis(axes, n, "transpose", a)
     return apply("transpose", (a,), {"axes": axes})
@@ -389,3 +311,7 @@ def zeros_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None)
 def ones_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
     """``numpy.ones_like``: a constant array of ones of ``a``'s shape."""
     return _like("ones_like", 1.0, a, dtype, order, subok, shape)
+
+
+# numpy's dispatch (``__array_function__``, ndarray-style methods) on traced values lands here
+HANDLED_FUNCTIONS.update((name, globals()[name]) for name in __all__)

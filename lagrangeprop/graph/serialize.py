@@ -24,7 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import GraphError
-from .validate import DTYPES, MAX_DEPTH, check_compressed, check_dtype, check_shape, check_sparse
+from .arrays import DTYPES, check_compressed, check_dtype, check_shape, check_sparse
+from .validate import MAX_DEPTH
 
 __all__ = ["program_to_json", "program_from_json", "encode", "decode"]
 

@@ -33,7 +33,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-__all__ = ["Attrs", "TrackedDiGraph", "tracked_copy", "fingerprint", "STAMP"]
+__all__ = ["Attrs", "TrackedDiGraph", "tracked_copy", "fingerprint", "clear_nx_cache", "STAMP"]
 
 STAMP = "lagrangeprop.compiled"   # key of the compile stamp in G.__networkx_cache__
 
@@ -165,3 +165,10 @@ def fingerprint(G: nx.DiGraph) -> tuple:
                   for n, d in G._node.items())
     edges = tuple((u, v, _fp_value(d.get("arg"))) for u, nb in G._succ.items() for v, d in nb.items())
     return nodes, edges, tuple((k, _fp_value(v)) for k, v in G.graph.items())
+
+
+def clear_nx_cache(G: nx.DiGraph) -> None:
+    """What networkx does after every change: drop its cached conversions of ``G``."""
+    cache = G.__dict__.get("__networkx_cache__")
+    if cache:
+        cache.clear()

@@ -3,11 +3,10 @@
 One job: decide whether a ``networkx.DiGraph`` (built by hand, loaded from JSON, or
 edited after building) is a well-formed program, *before* any numeric kernel sees its
 data, and raise :class:`~lagrangeprop.errors.GraphError` naming the node, the field and
-the fix when it is not. Nothing here executes code from the graph or allocates more
-than the graph's own data: ops are names looked up in the registry at compile time,
-dtypes are limited to bool and real numbers, declared shapes are checked, never
-materialized, and sparse matrices are checked index by index (index pointers monotone,
-``indptr[0] = 0``, ``indptr[-1] = nnz``, indices in range) before scipy builds on them.
+the fix when it is not: roles, ops, constraints, static op parameters, edges and the
+output. Nothing here executes code from the graph: ops are names looked up in the
+registry at compile time. Array data (declared shapes, dtypes, dense and sparse
+constants) is checked by :mod:`lagrangeprop.graph.arrays`, never materialized.
 
 Examples
 --------
@@ -28,7 +27,6 @@ lagrangeprop.errors.GraphError: edge 'x' -> 'f': 'arg' must be a non-negative in
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import networkx as nx
@@ -36,21 +34,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import GraphError
+from .arrays import DTYPES, check_dense, check_shape, check_sparse, is_int, short
 
-__all__ = [
-    "ROLES", "CONSTRAINTS", "DTYPES", "MAX_NDIM", "MAX_ELEMENTS", "MAX_DEPTH",
-    "validate_graph", "check_shape", "check_dtype", "check_compressed", "check_sparse",
-    "check_dense", "check_static", "check_arg", "check_params",
-]
+__all__ = ["ROLES", "CONSTRAINTS", "MAX_DEPTH", "REQUIRED", "validate_graph", "check_static",
+           "check_arg", "check_params"]
 
 ROLES = ("input", "constant", "defined")
 CONSTRAINTS = ("explicit", "residual")
-# bool and real numbers only: no strings (an "S60000000" dtype is 60 MB per element),
-# no objects (code), no structured/void, no complex (the ops would drop the imaginary part)
-DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                    "uint64", "float16", "float32", "float64"})
-MAX_NDIM = 32                  # numpy's own limit is 64
-MAX_ELEMENTS = 2**31 - 1       # entries of any declared shape (and each sparse dimension)
 MAX_DEPTH = 16                 # nesting of a parameter value (an index tuple of slices is 3)
 _F64 = np.dtype(np.float64)
 MAX_STR = 1024                 # a string parameter (einsum subscripts, a mode name)
@@ -60,169 +50,6 @@ REQUIRED = {"getitem": ("index",), "reshape": ("shape",)}
 
 def _where(node: Any, field: str) -> str:
     return f"node {node!r}: {field!r}"
-
-
-# ---------------------------------------------------------------- shapes and dtypes
-
-
-def _is_int(x: Any) -> bool:
-    return (type(x) is int or isinstance(x, (int, np.integer))) and not isinstance(x, (bool, np.bool_))
-
-
-def check_shape(shape: Any, where: str, sparse: bool = False) -> tuple[int, ...]:
-    """``shape`` as a tuple of non-negative ints of at most :data:`MAX_NDIM` axes and
-    :data:`MAX_ELEMENTS` entries (a declared shape is never allocated, but every later
-    value of that node is); ``sparse``: only each dimension is bounded."""
-    if type(shape) is tuple and all(type(n) is int and n >= 0 for n in shape):
-        out = shape
-    elif isinstance(shape, (tuple, list)) and all(_is_int(n) and n >= 0 for n in shape):
-        out = tuple(int(n) for n in shape)
-    else:
-        raise GraphError(f"{where} must be a tuple of non-negative ints (the array shape), "
-                         f"got {_short(shape)}")
-    if len(out) > MAX_NDIM or any(n > MAX_ELEMENTS for n in out) or (
-            not sparse and math.prod(out) > MAX_ELEMENTS):
-        raise GraphError(f"{where} {out} is larger than lagrangeprop supports (at most "
-                         f"{MAX_NDIM} axes and {MAX_ELEMENTS} entries); check the shape")
-    return out
-
-
-def check_dtype(name: Any, where: str) -> np.dtype:
-    """The numpy dtype called ``name``, which must be bool or a real number type."""
-    if not isinstance(name, str) or name not in DTYPES:
-        raise GraphError(f"{where} has dtype {_short(name)}; only {', '.join(sorted(DTYPES))} "
-                         "are allowed (no strings, objects, structured or complex data)")
-    return np.dtype(name)
-
-
-def _short(x: Any, limit: int = 60) -> str:
-    text = repr(x) if not isinstance(x, (list, dict)) or len(x) < 8 else f"a {type(x).__name__} of {len(x)} items"
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ---------------------------------------------------------------- sparse matrices
-
-
-def _index_array(a: Any, where: str, what: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-        raise GraphError(f"{where}: sparse {what} must be a flat list of integers")
-    return a.astype(np.int64, copy=False)
-
-
-def check_compressed(data: Any, indices: Any, indptr: Any, n_major: int, n_minor: int,
-                     where: str, fmt: str = "csr") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Check the arrays of a compressed sparse matrix (CSR: major = rows) and return them
-    as ``(data, indices, indptr)`` numpy arrays; any inconsistency is a GraphError, raised
-    before a scipy kernel could read or write out of bounds."""
-    indices = _index_array(indices, where, "indices")
-    indptr = _index_array(indptr, where, "indptr")
-    data = np.asarray(data)
-    if data.ndim != 1 or (data.size and data.dtype.kind not in "biuf"):
-        raise GraphError(f"{where}: sparse data must be a flat list of real numbers")
-    major = "rows" if fmt == "csr" else "columns"
-    if indptr.size != n_major + 1:
-        raise GraphError(f"{where}: sparse indptr has {indptr.size} entries; a {fmt} matrix with "
-                         f"{n_major} {major} needs {n_major + 1}")
-    nnz = indices.size
-    if data.size != nnz:
-        raise GraphError(f"{where}: sparse data has {data.size} entries but indices has {nnz}")
-    if indptr[0] != 0 or indptr[-1] != nnz:
-        raise GraphError(f"{where}: sparse indptr must start at 0 and end at nnz = {nnz}, "
-                         f"got {int(indptr[0])} ... {int(indptr[-1])}")
-    if np.any(indptr[1:] < indptr[:-1]):
-        raise GraphError(f"{where}: sparse indptr must be non-decreasing (it is the start of "
-                         f"each of the {major} in indices)")
-    if nnz and (indices.min() < 0 or indices.max() >= n_minor):
-        bad = indices[(indices < 0) | (indices >= n_minor)][0]
-        raise GraphError(f"{where}: sparse index {int(bad)} is out of range for a dimension of "
-                         f"size {n_minor}; indices must be in 0..{n_minor - 1}")
-    return data, indices, indptr
-
-
-def _sparse_shape(m: Any, where: str) -> tuple[int, int]:
-    shape = check_shape(getattr(m, "shape", None), f"{where} (sparse shape)", sparse=True)
-    if len(shape) != 2:
-        raise GraphError(f"{where}: a sparse constant must be a 2-D matrix")
-    return shape
-
-
-def check_sparse(m: Any, where: str, canonical: bool = True) -> sp.csr_matrix:
-    """The scipy sparse matrix ``m`` as a validated float64 CSR matrix, canonical (sorted,
-    no duplicates) unless ``canonical=False``; its index arrays are checked before any
-    conversion runs. A float64 CSR matrix that passes comes back as itself."""
-    shape = _sparse_shape(m, where)
-    if m.dtype.kind not in "biuf":
-        raise GraphError(f"{where}: sparse data of dtype {m.dtype} is not allowed; "
-                         "use real numbers (float64)")
-    fmt = m.format
-    if fmt in ("csr", "csc"):
-        major, minor = shape if fmt == "csr" else shape[::-1]
-        data, indices, indptr = check_compressed(m.data, m.indices, m.indptr, major, minor, where, fmt)
-        if fmt == "csr" and m.dtype == np.float64 and isinstance(m, sp.csr_matrix) and (
-                not canonical or m.has_canonical_format):
-            return m
-        cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
-        out = cls((data.astype(np.float64, copy=False), indices, indptr), shape=shape)
-    else:
-        if fmt == "coo":
-            coo = m
-        elif fmt in ("dia", "lil", "dok"):   # pure-Python/numpy conversions: no index is trusted
-            try:
-                coo = m.tocoo()
-            except Exception as exc:
-                raise GraphError(f"{where}: malformed {fmt} sparse matrix ({exc})") from None
-        else:
-            raise GraphError(f"{where}: sparse format {fmt!r} is not supported; "
-                             "use csr, csc, coo, dia, lil or dok")
-        row, col = _index_array(coo.row, where, "row"), _index_array(coo.col, where, "col")
-        data = np.asarray(coo.data)
-        if not (row.size == col.size == data.size) or data.ndim != 1:
-            raise GraphError(f"{where}: coo row, col and data must have the same length")
-        for idx, n, what in ((row, shape[0], "row"), (col, shape[1], "column")):
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise GraphError(f"{where}: sparse {what} index out of range for size {n}")
-        out = sp.coo_matrix((data.astype(np.float64), (row, col)), shape=shape)
-    out = sp.csr_matrix(out)
-    if canonical and not out.has_canonical_format:
-        out.sum_duplicates()   # sorts the indices too
-    return out
-
-
-# ---------------------------------------------------------------- dense constants
-
-
-def _numeric_leaves(x: Any, where: str, depth: int = 0) -> None:
-    """A nested list/tuple holds only bools and real numbers (no object's code runs)."""
-    if depth > MAX_NDIM:
-        raise GraphError(f"{where} is nested deeper than {MAX_NDIM} levels")
-    for v in x:
-        if isinstance(v, (list, tuple)):
-            _numeric_leaves(v, where, depth + 1)
-        elif not isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)):
-            raise GraphError(f"{where} contains {_short(v)}; a constant holds real numbers")
-
-
-def check_dense(value: Any, where: str) -> np.ndarray:
-    """A constant's dense value as an ndarray: float64 for numbers, bool kept as bool."""
-    if type(value) is np.ndarray and value.dtype == np.float64:
-        return value                                     # the traced case
-    if isinstance(value, np.ma.MaskedArray):
-        raise GraphError(f"{where} is a masked array; fill it (np.ma.filled) first")
-    if isinstance(value, (list, tuple)):
-        _numeric_leaves(value, where)
-    elif not isinstance(value, (np.ndarray, np.generic, bool, int, float)):
-        raise GraphError(f"{where} is a {type(value).__name__}; a constant must be a number, "
-                         "an ndarray of bool or real numbers, or a scipy.sparse matrix")
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise GraphError(f"{where} is not a rectangular array of numbers ({exc})") from None
-    if arr.dtype.kind not in "biuf" or str(arr.dtype.newbyteorder("=")) not in DTYPES:
-        raise GraphError(f"{where} has dtype {arr.dtype}; a constant holds bool or real numbers "
-                         "(no strings, objects, structured or complex data)")
-    check_shape(arr.shape, f"{where} (shape)")
-    return arr if arr.dtype.kind == "b" else arr.astype(np.float64, copy=False)
 
 
 # ---------------------------------------------------------------- params and edges
@@ -244,8 +71,8 @@ def check_static(value: Any, where: str, depth: int = 0) -> None:
         return
     if isinstance(value, slice):
         for part in (value.start, value.stop, value.step):
-            if part is not None and not _is_int(part):
-                raise GraphError(f"{where}: slice fields must be ints or None, got {_short(value)}")
+            if part is not None and not is_int(part):
+                raise GraphError(f"{where}: slice fields must be ints or None, got {short(value)}")
         return
     if isinstance(value, (tuple, list)):
         for v in value:
@@ -254,7 +81,7 @@ def check_static(value: Any, where: str, depth: int = 0) -> None:
     if isinstance(value, dict):   # a user op's keyword of keywords
         for k, v in value.items():
             if not isinstance(k, str):
-                raise GraphError(f"{where}: keys of a dict parameter must be strings, got {_short(k)}")
+                raise GraphError(f"{where}: keys of a dict parameter must be strings, got {short(k)}")
             check_static(v, where, depth + 1)
         return
     if type(value) is np.ndarray:
@@ -270,22 +97,22 @@ def check_arg(arg: Any, where: str) -> int | list[int]:
     """An edge's ``arg``: one argument position, or a sorted list of distinct ones."""
     if type(arg) is int and arg >= 0:
         return arg
-    if _is_int(arg) and arg >= 0:
+    if is_int(arg) and arg >= 0:
         return int(arg)
-    if isinstance(arg, (list, tuple)) and arg and all(_is_int(p) and p >= 0 for p in arg):
+    if isinstance(arg, (list, tuple)) and arg and all(is_int(p) and p >= 0 for p in arg):
         pos = [int(p) for p in arg]
         if pos == sorted(set(pos)):
             return pos[0] if len(pos) == 1 else pos
     raise GraphError(f"{where}: 'arg' must be a non-negative int or a sorted list of distinct "
-                     f"non-negative ints (the argument positions), got {_short(arg)}")
+                     f"non-negative ints (the argument positions), got {short(arg)}")
 
 
 def _axis_ok(v: Any, allow_none: bool = True) -> bool:
     if v is None:
         return allow_none
     if isinstance(v, (tuple, list)):
-        return all(_is_int(a) for a in v)
-    return _is_int(v)
+        return all(is_int(a) for a in v)
+    return is_int(v)
 
 
 def _index_ok(index: Any) -> bool:
@@ -365,7 +192,7 @@ def check_params(node: str, prim: Any, params: dict) -> None:
         rule = _TYPED.get(name)
         if rule is not None and not rule[0](value):
             raise GraphError(f"node {node!r}: parameter {name!r} of op {prim.name!r} must be "
-                             f"{rule[1]}, got {_short(value)}")
+                             f"{rule[1]}, got {short(value)}")
 
 
 # ---------------------------------------------------------------- the graph
@@ -375,7 +202,7 @@ def _check_params_dict(node: str, params: Any) -> dict:
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise GraphError(f"{_where(node, 'params')} must be a dict of op parameters, got {_short(params)}")
+        raise GraphError(f"{_where(node, 'params')} must be a dict of op parameters, got {short(params)}")
     for k, v in params.items():
         if not isinstance(k, str):
             raise GraphError(f"{_where(node, 'params')}: parameter names must be strings, got {k!r}")
@@ -386,10 +213,10 @@ def _check_params_dict(node: str, params: Any) -> dict:
 def _check_node(n: Any, d: dict, canonical: bool) -> None:
     """Validate (and normalize in place) one node's attribute dict."""
     if type(n) is not str or not n:
-        raise GraphError(f"node keys must be non-empty strings (variable names), got {_short(n)}")
+        raise GraphError(f"node keys must be non-empty strings (variable names), got {short(n)}")
     role = d.get("role")
     if role.__class__ is not str or role not in ROLES:
-        raise GraphError(f"node {n!r} has role {_short(role)}; expected one of {ROLES}")
+        raise GraphError(f"node {n!r} has role {short(role)}; expected one of {ROLES}")
     if role != "constant" and "value" in d:
         raise GraphError(f"node {n!r} is {'an' if role == 'input' else 'a'} {role} but has a 'value'; "
                          "only constants hold one (inputs are given to solve()): give it "
@@ -404,12 +231,12 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
         op = d.get("op")
         if op is not None and (type(op) is not str or len(op) > MAX_STR):
             raise GraphError(f"{_where(n, 'op')} must be the name of a registered op (a str), "
-                             f"got {_short(op)}")
+                             f"got {short(op)}")
         c = d.get("constraint")
         if c is None:
             d["constraint"] = "explicit"
         elif c.__class__ is not str or c not in CONSTRAINTS:
-            raise GraphError(f"node {n!r} has constraint {_short(c)}; expected 'explicit' or 'residual'")
+            raise GraphError(f"node {n!r} has constraint {short(c)}; expected 'explicit' or 'residual'")
         p = d.get("params")
         if p is None or p.__class__ is not dict:
             d["params"] = _check_params_dict(n, p)
@@ -418,7 +245,7 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
         return
     if d.get("op") is not None:
         raise GraphError(f"node {n!r} is {'an' if role == 'input' else 'a'} {role} but has op "
-                         f"{_short(d['op'])}; give it role='defined' or remove the op")
+                         f"{short(d['op'])}; give it role='defined' or remove the op")
     if role == "constant":
         if "value" not in d:
             raise GraphError(f"constant node {n!r} has no 'value' attribute")
@@ -483,7 +310,7 @@ def validate_graph(G: Any, *, copy: bool = True) -> nx.DiGraph:
         G = H
     name = G.graph.get("name")
     if name is not None and not isinstance(name, str):
-        raise GraphError(f"the graph's 'name' must be a str, got {_short(name)}")
+        raise GraphError(f"the graph's 'name' must be a str, got {short(name)}")
     nodes = G._node
     for n, d in nodes.items():
         if n.__class__ is str and n:   # the traced cases, checked inline
@@ -516,5 +343,5 @@ def validate_graph(G: Any, *, copy: bool = True) -> nx.DiGraph:
     out = G.graph.get("output")
     if out is not None and (type(out) is not str or out not in nodes):
         raise GraphError(f"the graph's 'output' must name a node of the program (a str), got "
-                         f"{_short(out)}; set G.graph['output'] to the output variable's name")
+                         f"{short(out)}; set G.graph['output'] to the output variable's name")
     return G

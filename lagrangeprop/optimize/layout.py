@@ -23,6 +23,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ..errors import InputError, ShapeError
+from ..graph.builder import ProgramBuilder
 from ..graph.coerce import real_array
 from ..options import SolveOptions, real_option
 
@@ -63,8 +64,7 @@ class Layout:
     """Flattening of the optimized inputs (dict, in ``x0`` order) into one vector."""
 
     def __init__(self, prog: Any, x0: dict, fixed: dict | None):
-        from ..graph.program import Program
-        if not isinstance(prog, Program):
+        if not isinstance(prog, ProgramBuilder):
             raise InputError(f"minimize takes an lp.Program (got {type(prog).__name__}); build one "
                              "with lp.trace(f, **inputs)")
         sched = prog.compile()

@@ -187,10 +187,18 @@ class Primitive:
         return self.jac_rule is not None or not self.differentiable
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        """Apply the op (traced or plain numeric arguments)."""
-        from ..graph.trace import apply
+        """Apply the op: recorded when an argument is traced, else evaluated.
 
-        return apply(self, args, params)
+        The first argument whose type has ``__lagrangeprop_apply__(prim, args, params)``
+        (the graph layer's traced value) records the op; with plain numbers the op is
+        evaluated, a 0-d result as a numpy scalar.
+        """
+        for a in args:
+            record = getattr(type(a), "__lagrangeprop_apply__", None)
+            if record is not None:
+                return record(self, args, params)
+        out = self.value(args, params)
+        return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
 
     def _is_zero(self, i: int, args: Sequence[Any]) -> bool:
         # constant sparse matrices are never differentiated

@@ -32,6 +32,7 @@ from .finite import finite_array
 from .forward import initial_values, run_forward
 from ..options import SolveOptions
 from ..blocks.scale import TINY, constraint_scale, explicit_scale, scaled_max
+from ..compile.cache import compiled
 from ..compile.schedule import Block, Schedule
 
 __all__ = ["Solution", "solve_program", "evaluate_program", "lagrangian_value",
@@ -211,7 +212,7 @@ def _options(tol, maxiter, method, linear_solver) -> SolveOptions:
 
 def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxiter=None,
                   method=None, linear_solver=None) -> Solution:
-    sched = prog.compile()
+    sched = compiled(prog)
     opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     _own_inputs(sched, vals)
@@ -234,7 +235,7 @@ def _own_inputs(sched: Schedule, vals: list) -> None:
 
 
 def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None, linear_solver=None):
-    sched = prog.compile()
+    sched = compiled(prog)
     opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     run_forward(sched, vals, opts, _parse_guess(sched, guess))
@@ -334,7 +335,7 @@ def _unpack(prog, inputs, values, multipliers):
     if values is None:
         raise InputError("pass a Solution, or inputs, values and multipliers (dicts keyed by "
                          "node name, as sol.inputs, sol.values and sol.multipliers)")
-    return inputs, values, multipliers, None, prog.compile()
+    return inputs, values, multipliers, None, compiled(prog)
 
 
 def lagrangian_value(prog, inputs, values=None, multipliers=None, seed=None) -> float:
@@ -384,7 +385,7 @@ def lagrangian_gradient(prog, inputs, values, multipliers, seed=None):
 
 def constraint_jacobian(prog, values: dict, inputs: dict):
     """``A = ∂c/∂z`` (scipy.sparse CSR) over the defined variables, and node -> slice."""
-    sched = prog.compile()
+    sched = compiled(prog)
     vals = _point(sched, inputs, values)
     blk = _all_defined(sched)
     _, ans = block_residual(blk, vals)

@@ -28,10 +28,13 @@ import scipy.sparse as sp
 from ..blocks import policy as blocks
 from .adjoint import check_finite_pass, run_adjoint
 from ..transforms import argnum_names, traced
+from ..compile.cache import compiled
+from ..graph.builder import ProgramBuilder
 from ..graph.coerce import real_array
+from ..graph.trace import record
 from ..errors import InputError, ShapeError
 from .forward import initial_values, run_forward
-from .lagrangian import parse_inputs
+from .lagrangian import parse_inputs, solve_program
 from ..options import SolveOptions
 from ..compile.schedule import Schedule, Step
 from ..rules.curvature import curvature
@@ -261,22 +264,19 @@ def input_jacobian(sched: Schedule, vals: list, inputs: list[int]) -> sp.csr_mat
 def _program_for(f, cached: bool = True):
     """``program_for(*args, **kw) -> (Program, input names)``: a Program as it is, else
     traced, through a guarded cache (:func:`~lagrangeprop.transforms.traced`) when ``cached``."""
-    from ..graph.program import Program
-    if isinstance(f, Program):
-        return lambda *args, **kw: (f, f.compile().input_names)
+    if isinstance(f, ProgramBuilder):
+        return lambda *args, **kw: (f, compiled(f).input_names)
     if not cached:   # one call (jvp, vjp, hvp): trace afresh, nothing to guard
-        from ..graph.trace import trace
-
         def once(*args, **kw):
-            prog = trace(f, *args, **kw)
-            return prog, prog.compile().input_names
+            prog = record(f, args, kw)
+            return prog, compiled(prog).input_names
         return once
     return traced(f)
 
 
 def _solve_forward(prog, inputs: dict, guess=None):
     from .lagrangian import _parse_guess
-    sched = prog.compile()
+    sched = compiled(prog)
     opts = SolveOptions.make()
     vals = initial_values(sched, parse_inputs(sched, inputs))
     states = run_forward(sched, vals, opts, _parse_guess(sched, guess))
@@ -445,11 +445,12 @@ def _solve_scalar(program_for, args, guess, kwargs=None):
     kwargs = kwargs or {}
     prog, names = program_for(*args, **kwargs)
     _check_count("hessian", names, len(args) + len(kwargs))
-    out = prog.compile().shapes[prog.compile().output]
+    sched = compiled(prog)
+    out = sched.shapes[sched.output]
     if out != ():
         raise ShapeError(f"hvp/hessian apply to scalar-output functions; {prog.name} returns "
                          f"shape {out}: try lp.jacobian of lp.grad")
-    return prog.solve(guess=guess, **{**dict(zip(names, args)), **kwargs}), names
+    return solve_program(prog, {**dict(zip(names, args)), **kwargs}, guess=guess), names
 
 
 def hvp(f: Callable, x, v, *, guess: dict | None = None):

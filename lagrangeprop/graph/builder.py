@@ -1,28 +1,30 @@
-"""Program: a set of equality constraints held as a ``networkx.DiGraph``.
+"""The program graph builder: a set of equality constraints held as a ``networkx.DiGraph``.
 
-Node key = variable name. Node attributes (SPEC §2): ``role`` ∈ {input, constant,
-defined}, ``shape``, ``op``, ``constraint`` ∈ {explicit, residual}, ``params``,
-``value`` (constants). Edge ``u -> d`` has ``arg`` = position(s) of ``u`` among the
-arguments of ``d``'s op. Graph attribute ``output`` names the output node.
+:class:`ProgramBuilder` records inputs, constants, declared and defined variables,
+residual constraints and the output into its graph; it knows nothing of compiling or
+solving (the public :class:`lagrangeprop.Program` adds those on top of it). Node key =
+variable name. Node attributes (SPEC §2): ``role`` ∈ {input, constant, defined},
+``shape``, ``op``, ``constraint`` ∈ {explicit, residual}, ``params``, ``value``
+(constants). Edge ``u -> d`` has ``arg`` = position(s) of ``u`` among the arguments of
+``d``'s op. Graph attribute ``output`` names the output node.
 
 Examples
 --------
->>> import numpy as np
->>> import lagrangeprop as lp
->>> prog = lp.Program(name="demo")
+>>> from lagrangeprop.graph.builder import ProgramBuilder
+>>> prog = ProgramBuilder(name="demo")
 >>> x = prog.input("x")
 >>> y = prog.variable("y")
 >>> _ = prog.define(y, 0.5 * y + x)      # a cycle: y = 0.5 y + x
 >>> out = prog.output(y ** 2, name="obj")
->>> sol = prog.solve(x=1.0)
->>> round(float(sol.output), 8), round(float(sol.grad["x"]), 8)
-(4.0, 8.0)
+>>> prog.graph.nodes["y"]["op"], sorted(prog.graph.predecessors("y"))
+('add', ['multiply_1', 'x'])
+>>> prog.graph.graph["output"]
+'obj'
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import warnings
 from typing import Any
 
@@ -30,14 +32,16 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from ..rules import registry as primitives
-from .coerce import constant_array, merge_inputs
 from ..errors import GraphError, ShapeError
+from ..rules import registry as primitives
 from ..rules.shapes import placeholder, rule_shape
-from .trace import Var, _Node
-from .tracked import STAMP, Attrs, TrackedDiGraph, attrs as _attrs, fingerprint, own_params, tracked_copy
+from .coerce import constant_array, plain_constant, shape_tuple
+from .serialize import program_from_json, program_to_json
+from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
+from .validate import validate_graph
+from .var import Var, _Node
 
-__all__ = ["Program", "RESERVED"]
+__all__ = ["ProgramBuilder", "RESERVED"]
 
 # solve() option names; they cannot name inputs.
 RESERVED = frozenset({"guess", "seed", "tol", "maxiter", "method", "linear_solver", "options"})
@@ -48,12 +52,12 @@ def _is_constant_like(x: Any) -> bool:
     return not isinstance(x, Var)
 
 
-class Program:
-    """A program as equality constraints over named variables (cycles allowed).
+class ProgramBuilder:
+    """A program as equality constraints over named variables (cycles allowed), being built.
 
-    Build it with :meth:`input`, :meth:`variable`, :meth:`define`,
-    :meth:`residual` and :meth:`output` (or with :func:`lagrangeprop.trace`), then
-    call :meth:`solve` for the forward pass and the multipliers.
+    Build it with :meth:`input`, :meth:`variable`, :meth:`define`, :meth:`residual` and
+    :meth:`output` (or record a function with :func:`lagrangeprop.graph.trace.record`).
+    :class:`lagrangeprop.Program` adds ``solve``, ``evaluate``, ``compile`` and the rest.
     """
 
     def __init__(self, name: str = "program"):
@@ -129,7 +133,7 @@ class Program:
             G._pred[name] = {}
             d = G._node[name] = Attrs(attrs)
             d._edits = G._edits
-            _clear_nx_cache(G)
+            clear_nx_cache(G)
         else:
             G.add_node(name, **attrs)
 
@@ -139,7 +143,7 @@ class Program:
         if name in RESERVED:
             raise GraphError(f"input name {name!r} is reserved for a solve() option; "
                              f"rename the input (reserved: {sorted(RESERVED)})")
-        return self._add(name, "x", role="input", shape=_shape(shape, name))
+        return self._add(name, "x", role="input", shape=shape_tuple(shape, name))
 
     def constant(self, value: Any, name: str | None = None) -> Var:
         """Add a constant node (never differentiated)."""
@@ -168,9 +172,10 @@ class Program:
         """Declare a defined variable, to be given a constraint later with
         :meth:`define` or :meth:`residual`. ``shape=None`` infers it."""
         return self._add(name, "v", role="defined",
-                         shape=None if shape is None else _shape(shape, name))
+                         shape=None if shape is None else shape_tuple(shape, name))
 
-    def _apply(self, prim: primitives.Primitive, args, params: dict) -> Var:
+    # z_d = f_d(z_pa(d)) with edges u -> d, arg = position of u among f_d's arguments
+    def _apply(self, prim: primitives.Primitive, args: Any, params: dict) -> Var:
         """Record ``prim(*args, **params)`` as a new auto-named defined node."""
         if self._probe is not None:
             self._probe()
@@ -191,7 +196,7 @@ class Program:
             G._succ[name] = {}
             into = G._pred[name] = {}
             G._node[name] = d
-            _clear_nx_cache(G)
+            clear_nx_cache(G)
             succ = G._succ
             for i, a in enumerate(names):
                 e = succ[a][name] = into[a] = Attrs(arg=i)
@@ -230,7 +235,7 @@ class Program:
             if s is None:
                 return None
             if plain and d["role"] == "constant":
-                plain = _plain(d["value"])
+                plain = plain_constant(d["value"])
             shapes.append(s)
         if plain:
             out = rule_shape(prim, shapes, params)
@@ -279,6 +284,8 @@ class Program:
         return (isinstance(e, Var) and e.program is self and e.name in self._auto
                 and e.name != target.name and self.graph.nodes[e.name].get("op") is not None)
 
+    # explicit constraint (SPEC §1): c_d = z_d - f_d(z_pa(d)); the root op of e becomes f_d
+    # (an unnamed root is renamed d), else d = identity(e)
     def define(self, v: Var, e: Any) -> Var:
         """Give ``v`` the explicit constraint ``v = e`` (``c_v = z_v - f_v``)."""
         self._own(v, "define()'s first argument")
@@ -296,6 +303,8 @@ class Program:
             self._connect(v.name, [arg.name])
         return v
 
+    # implicit constraint (SPEC §1): c_d = r_d(z_pa(d), z_d); z_d enters r directly or through
+    # intermediates, so d is always in a cyclic block
     def residual(self, v: Var, r: Any) -> Var:
         """Give ``v`` the implicit constraint ``r(..., v) = 0`` (``c_v = r_v``)."""
         self._own(v, "residual()'s first argument")
@@ -356,110 +365,11 @@ class Program:
         self.graph.graph["output"] = out.name
         return out
 
-    # ---------------------------------------------------------------- compiled
-    def compile(self):
-        """Validate and schedule the program (cached until the program changes).
-
-        The cached schedule is reused only while ``self.graph`` is the graph it was
-        compiled from, unedited (SPEC §2): networkx mutators clear the stamp left in
-        ``G.__networkx_cache__``, and attribute edits count in the graph's
-        :class:`~lagrangeprop.graph.tracked.Attrs` dicts (both O(1)). A plain
-        ``nx.DiGraph`` assigned to ``prog.graph`` is fingerprinted instead (O(nodes)).
-        """
-        s = self._schedule
-        if s is not None and not self._unedited():
-            s = self._schedule = None
-        if s is None:
-            from ..compile.schedule import compile_program
-            from .trace import paused_gc
-            G = self.graph
-            with paused_gc():
-                if type(G) is TrackedDiGraph:
-                    own_params(G)
-                s = self._schedule = compile_program(self)
-                token = object()
-                cache = G.__dict__.get("__networkx_cache__")
-                if cache is None:
-                    cache = G.__networkx_cache__ = {}
-                cache[STAMP] = token
-                self._stamp = (G, token, G._edits[0] if type(G) is TrackedDiGraph
-                               else fingerprint(G))
-                self._ops_version = primitives.VERSION[0]
-        return s
-
-    def _unedited(self) -> bool:
-        """``self.graph`` is the compiled graph, with no edit since (see :meth:`compile`)."""
-        G = self.graph
-        stamp = self._stamp
-        if stamp is None or stamp[0] is not G:
-            return False
-        cache = G.__dict__.get("__networkx_cache__")
-        if not cache or cache.get(STAMP) is not stamp[1]:
-            return False
-        if type(G) is TrackedDiGraph:
-            if G._edits[0] != stamp[2]:
-                return False
-        elif fingerprint(G) != stamp[2]:
-            return False
-        if self._ops_version != primitives.VERSION[0]:
-            # an op was registered since: the schedule's ops must still be the registry's
-            if any(primitives.REGISTRY.get(st.prim.name) is not st.prim
-                   for st in self._schedule.step_of.values()):
-                return False
-            self._ops_version = primitives.VERSION[0]
-        return True
-
-    @property
-    def blocks(self) -> list[set[str]]:
-        """The cyclic blocks (strongly connected components solved together)."""
-        return [set(b.names) for b in self.compile().blocks]
-
-    def solve(self, inputs: dict | None = None, /, *, guess=None, seed=None, tol=None, maxiter=None,
-              method=None, linear_solver=None, **kw_inputs):
-        """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.lagrangian.Solution`.
-
-        Inputs are keywords (``prog.solve(x=0.5)``) or one dict (``prog.solve({"x": 0.5})``, for
-        inputs named like an option); a name given both ways raises :class:`InputError`."""
-        from ..solve.lagrangian import solve_program
-        inputs = merge_inputs(inputs, kw_inputs)
-        return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
-                             method=method, linear_solver=linear_solver)
-
-    def evaluate(self, inputs: dict | None = None, /, *, guess=None, tol=None, maxiter=None, method=None,
-                 linear_solver=None, **kw_inputs):
-        """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps').
-        Inputs as in :meth:`solve`."""
-        from ..solve.lagrangian import evaluate_program
-        inputs = merge_inputs(inputs, kw_inputs)
-        return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
-                                method=method, linear_solver=linear_solver)
-
-    def lagrangian(self, /, inputs, values=None, multipliers=None, seed=None) -> float:
-        """``L = <seed, z_o> - Σ_d <λ_d, c_d>`` at a Solution or at any point."""
-        from ..solve.lagrangian import lagrangian_value
-        return lagrangian_value(self, inputs, values, multipliers, seed)
-
-    def lagrangian_grad(self, /, inputs, values, multipliers, seed=None):
-        """``(∂L/∂x, ∂L/∂z, ∂L/∂λ = -c)`` as dicts keyed by node name."""
-        from ..solve.lagrangian import lagrangian_gradient
-        return lagrangian_gradient(self, inputs, values, multipliers, seed)
-
-    def constraint_jacobian(self, /, values, inputs):
-        """``A = ∂c/∂z`` as a scipy.sparse matrix and ``index``: node -> slice."""
-        from ..solve.lagrangian import constraint_jacobian
-        return constraint_jacobian(self, values, inputs)
-
-    def to_dot(self, sol=None) -> str:
-        """Graphviz DOT text of the constraint graph (no graphviz needed)."""
-        from ..viz import to_dot
-        return to_dot(self, sol)
-
     # ---------------------------------------------------------- serialisation
     @classmethod
-    def from_graph(cls, G: nx.DiGraph, name: str | None = None) -> Program:
+    def from_graph(cls, G: nx.DiGraph, name: str | None = None) -> ProgramBuilder:
         """Wrap a graph built directly with networkx: a validated, normalized copy of it
         (:func:`~lagrangeprop.graph.validate.validate_graph`); ops resolve when compiled."""
-        from .validate import validate_graph
         G = validate_graph(G)
         prog = cls(name=name or G.graph.get("name") or "program")
         prog.graph = tracked_copy(G)
@@ -470,55 +380,17 @@ class Program:
 
     def to_json(self) -> str:
         """Lossless JSON (networkx node-link data with tagged arrays)."""
-        from .serialize import program_to_json
         return program_to_json(self)
 
     @classmethod
-    def from_json(cls, s: str) -> Program:
+    def from_json(cls, s: str) -> ProgramBuilder:
         """Inverse of :meth:`to_json`; ops resolve through the registry only."""
-        from .serialize import program_from_json
         return program_from_json(cls, s)
 
     def __repr__(self) -> str:
         G = self.graph
         return (f"Program({self.name!r}: {G.number_of_nodes()} nodes, "
                 f"{G.number_of_edges()} edges, output={G.graph.get('output')!r})")
-
-
-def _shape(shape, name) -> tuple:
-    """A shape as numpy takes it: an int or a sequence of ints (not bools, floats or text)."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
-        shape = (shape,)
-    if isinstance(shape, (str, bytes, dict, set, frozenset)) or not hasattr(shape, "__iter__"):
-        raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
-                         f"got {shape!r}")
-    dims = []
-    for s in shape:
-        if isinstance(s, (bool, np.bool_)):
-            s = "bool"   # falls through to the error: True is not a length
-        try:
-            dims.append(operator.index(s))
-        except TypeError:
-            raise ShapeError(f"shape of {name!r} must be a tuple of ints such as (3,) or (2, 3), "
-                             f"got {shape!r} (dimension {s!r} is not an int)") from None
-    shape = tuple(dims)
-    if any(s < 0 for s in shape):
-        raise ShapeError(f"shape of {name!r} has a negative dimension: {shape}")
-    if any(s > np.iinfo(np.intp).max for s in shape):
-        raise ShapeError(f"shape of {name!r} has a dimension too large for numpy: {shape}")
-    return shape
-
-
-def _clear_nx_cache(G: nx.DiGraph) -> None:
-    """What networkx does after every change: drop its cached conversions of ``G``."""
-    cache = G.__dict__.get("__networkx_cache__")
-    if cache:
-        cache.clear()
-
-
-def _plain(value: Any) -> bool:
-    """A constant whose shape alone decides an op's output shape (no sparse, no odd dtypes)."""
-    return type(value) is np.ndarray and value.dtype.kind in "biuf"
 
 
 def _merge_edge(G: nx.DiGraph, u: str, d: str, arg) -> None:
