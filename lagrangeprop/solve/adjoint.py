@@ -23,7 +23,7 @@ import numpy as np
 
 import math
 
-from ..blocks import policy as blocks
+from .. import blocks
 from ..errors import NonFiniteError, ShapeError
 from .forward import _finite
 from ..options import SolveOptions

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..blocks import policy as blocks
+from .. import blocks
 from ..errors import NonFiniteError
 from ..options import SolveOptions
 from ..compile.schedule import GROUP, SMALL, STEP, Schedule, Step, keep, plan_of, take

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from .adjoint import accumulate, run_adjoint
-from ..blocks.policy import block_jacobian, block_residual
+from ..blocks import block_jacobian, block_residual
 from ..graph.coerce import real_array
 from ..errors import InputError, ShapeError
 from .forward import finite_array, initial_values, run_forward
 from ..options import SolveOptions
-from ..blocks.scale import TINY, constraint_scale, explicit_scale, scaled_max
+from ..blocks import TINY, constraint_scale, explicit_scale, scaled_max
 from ..compile.schedule import Block, Schedule
 
 __all__ = ["Solution", "solve_program", "evaluate_program", "lagrangian_value",
@@ -549,7 +549,7 @@ class Solution:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         if sched.blocks:
-            from ..blocks.policy import summary
+            from ..blocks import summary
             lines.append("cyclic blocks (solved together; SPEC §1):")
             lines.extend(f"  {summary(b, self._states[id(b)])}" for b in sched.blocks if id(b) in self._states)
         return "\n".join(lines)
