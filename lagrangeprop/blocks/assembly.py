@@ -150,6 +150,7 @@ def _pattern(block: Block, lin: Linearization) -> _Pattern:
     return pat
 
 
+# A_SS = ∂c_S/∂z_S: I - J_d for an explicit row d, ∂r_d/∂z for a residual row (SPEC §1).
 def assemble(block: Block, lin: Linearization, dense: bool = False):
     """``A_SS`` at the linearization's point: a CSC matrix (explicit zeros kept, the pattern
     is fixed per block) or, with ``dense=True``, an ndarray."""

@@ -91,6 +91,7 @@ def _finish_swept(block, vals, opts, state) -> bool:
     return False
 
 
+# z_d ← f_d(z) for d in block order (Gauss–Seidel); converges when ρ(M⁻¹N) < 1, M = I - J_L.
 def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Gauss–Seidel fixed-point sweeps for an explicit block; fills ``vals``.
 

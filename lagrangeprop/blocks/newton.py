@@ -127,6 +127,8 @@ def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
     return lin, A
 
 
+# A_SS δ = -c_S(z) on the states (the intermediates by forward substitution), z ← z + α δ with α
+# halved until ||c/s||₂ decreases (Armijo); stop when max_d |c_d| / s_d <= tol (SPEC §1 "Scale").
 def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals`` (:func:`_newton`)."""
     with np.errstate(all="ignore"):
@@ -198,6 +200,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     raise fail(block, "newton", state, opts.tol, maxiter)
 
 
+# (A_SS / s) δ = -c_S / s by gmres on JVP products, to the forcing tolerance η = min(0.1, max|c/s|).
 def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
     """Inexact Newton: ``A_SS δ = -c`` by gmres on JVP products; fills ``vals``."""
     with np.errstate(all="ignore"):

@@ -71,6 +71,7 @@ def evaluate_step(args: tuple, fn, s: Step, vals: list) -> np.ndarray:
     return np.asarray(s.prim.value([vals[u] for u in args], s.params), dtype=np.float64)
 
 
+# c_d = z_d - f_d(z_pa(d)) (explicit) or c_d = r_d(z_pa(d), z_d) (residual), stacked in block order.
 def block_residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
     """``c_S`` at the current member values, and each member's op output."""
     ans, parts = {}, []
