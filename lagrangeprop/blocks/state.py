@@ -7,7 +7,7 @@
 - :class:`BlockState` is what one forward solve leaves for the adjoint and tangent solves at
   that solution.
 
-Every field is written by one module (named in its comment) and read through attribute access.
+Each field's documentation names the module that writes it; everyone reads it as an attribute.
 
 Examples
 --------
@@ -81,7 +81,8 @@ class BlockCache:
     ``rate``
         The estimated Gauss–Seidel contraction rate ρ(M⁻¹N).
     ``fill``
-        The largest ``nnz(L+U)/nnz(A)`` seen (newton.py, linear.py write it).
+        The largest ``nnz(L+U)/nnz(A)`` of the block's factorizations (written where they are made:
+        newton.py, linear.py).
     ``use_amg``, ``amg_failed``
         Whether this solve's linear systems go to AMG; whether AMG already failed on the block.
 
@@ -91,7 +92,7 @@ class BlockCache:
         The pyamg hierarchy (:func:`lagrangeprop.linalg.amg.hierarchy_for`).
     ``warm_adjoint``, ``warm_tangent``
         ``(b, x)`` of the last iterative ``A_SSᵀ x = b`` / ``A_SS x = b``: the next solve's warm
-        start when its right-hand side is close (sweeps.py, linear.py).
+        start when its right-hand side is close (sweeps.py: ``remember_answer``, ``warm_start``).
     """
 
     evaluators: list | None = None
