@@ -55,7 +55,7 @@ err_s = float(np.max(np.abs(sol.grad["s"] - lam)) / np.max(np.abs(lam)))
 err_mu = abs(float(sol.grad["mu"]) - dmu) / abs(dmu)
 err_fd = abs(float(sol.grad["mu"]) - fd) / abs(fd)
 print(f"Bratu on a {N}×{N} grid ({N * N} unknowns, block of {sol.schedule.blocks[0].size}): "
-      f"{st.method} + {'AMG-preconditioned cg' if sol.schedule.blocks[0].cache.get('use_amg') else 'sparse LU'}, "
+      f"{st.method} + {'AMG-preconditioned cg' if sol.schedule.blocks[0].cache.use_amg else 'sparse LU'}, "
       f"{st.iterations} iterations, residual history {np.array2string(np.array(st.history), precision=1)}")
 print(f"J = {float(sol.output):.10f}, max u = {float(np.max(sol.values['u'])):.6f}")
 print(f"dJ/dmu = {float(sol.grad['mu']):.10f} (scipy {dmu:.10f}, central difference {fd:.8f})")

@@ -65,7 +65,7 @@ steps = 60                                        # contraction ~0.6: 60 steps r
 g_ag, t_ag, mem_ag = measure(lambda: grad(unrolled)(xv, steps))
 rel = float(np.max(np.abs(sol.grad["x"] - g_ag)) / np.max(np.abs(g_ag)))
 print(f"DEQ n = {n}, nnz(W) = {W.nnz}: forward {st.method} in {st.iterations} sweeps, "
-      f"adjoint linear solver {st.cache.get('linear')}")
+      f"adjoint linear solver {st.linear}")
 print(f"loss = {float(sol.output):.12f}; |dloss/dx| = {float(np.linalg.norm(sol.grad['x'])):.6e}")
 print(f"lagrangeprop (implicit): {t_lp * 1e3:8.1f} ms, peak memory {mem_lp / 1e6:6.2f} MB")
 print(f"autograd ({steps} unrolled steps): {t_ag * 1e3:8.1f} ms, peak memory {mem_ag / 1e6:6.2f} MB")

@@ -17,6 +17,7 @@ lagrangeprop.errors.InputError: maxiter=2.5 must be a positive integer (an int s
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import numbers
 from collections.abc import Mapping
@@ -27,12 +28,19 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS", "REFERENCES", "real_option", "int_option",
-           "choice_option", "check_options"]
+__all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS", "REFERENCES", "PYAMG_MISSING", "pyamg_installed",
+           "real_option", "int_option", "choice_option", "check_options"]
 
 METHODS = ("auto", "newton", "newton-krylov", "fixed-point", "anderson")
 LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg")
 REFERENCES = ("autograd", "torch", "fd")
+PYAMG_MISSING = ("linear_solver='amg' needs pyamg, an optional dependency: "
+                 "pip install 'lagrangeprop[amg]' (or pip install pyamg)")
+
+
+def pyamg_installed() -> bool:
+    """Whether the optional pyamg is importable (found, not imported: importing it is slow)."""
+    return importlib.util.find_spec("pyamg") is not None
 
 
 def real_option(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
@@ -92,9 +100,8 @@ class SolveOptions:
         method = "auto" if method is None else choice_option("method", method, METHODS)
         linear_solver = "auto" if linear_solver is None else choice_option(
             "linear_solver", linear_solver, LINEAR_SOLVERS)
-        if linear_solver == "amg":
-            from .linalg.amg import require
-            require()
+        if linear_solver == "amg" and not pyamg_installed():
+            raise InputError(PYAMG_MISSING)
         return cls(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
 
 

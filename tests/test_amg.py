@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import lagrangeprop as lp
+from lagrangeprop.blocks.state import cache_of
 from lagrangeprop.linalg import amg
 
 pyamg = pytest.importorskip("pyamg")
@@ -55,7 +56,7 @@ def test_amg_newton_and_adjoint_match_scipy(bratu40):
     prog, f, (u, ref) = bratu40
     sol = prog.solve(lam=1.5, f=f, linear_solver="amg")
     blk = sol.schedule.blocks[0]
-    assert blk.cache["use_amg"]
+    assert blk.cache.use_amg
     assert np.allclose(sol.values["u"], u, rtol=1e-9, atol=1e-12)
     assert np.allclose(sol.grad["f"], ref["f"], rtol=1e-8, atol=1e-14)
     assert float(sol.grad["lam"]) == pytest.approx(ref["lam"], rel=1e-8)
@@ -66,7 +67,7 @@ def test_amg_agrees_with_the_sparse_lu_path_on_every_multiplier(bratu40):
     prog, f, _ = bratu40
     a = prog.solve(lam=1.5, f=f, linear_solver="amg")
     d = prog.solve(lam=1.5, f=f, linear_solver="direct")
-    assert not d.schedule.blocks[0].cache["use_amg"]
+    assert not d.schedule.blocks[0].cache.use_amg
     for name, lam in d.multipliers.items():
         assert np.allclose(a.multipliers[name], lam, rtol=1e-8, atol=1e-12 * np.max(np.abs(lam))), name
 
@@ -76,7 +77,7 @@ def test_amg_tangent_matches_central_differences(bratu40, monkeypatch):
     df = np.random.default_rng(1).standard_normal(f.size)
     monkeypatch.setattr(amg, "AMG_MIN", 1000)       # lp.jvp solves with linear_solver="auto"
     _, jv = lp.jvp(prog, (1.5, f), (0.3, df))
-    assert prog.compile().blocks[0].cache["use_amg"]
+    assert prog.compile().blocks[0].cache.use_amg
     eps = 1e-5
     hi = prog.solve(lam=1.5 + 0.3 * eps, f=f + eps * df, linear_solver="direct").output
     lo = prog.solve(lam=1.5 - 0.3 * eps, f=f - eps * df, linear_solver="direct").output
@@ -88,15 +89,15 @@ def test_auto_uses_amg_above_the_threshold_and_reuses_the_hierarchy(bratu40, mon
     monkeypatch.setattr(amg, "AMG_MIN", 1000)
     sol = prog.solve(lam=1.5, f=f)
     blk = sol.schedule.blocks[0]
-    assert blk.cache["use_amg"] and "amg" in blk.cache
-    h = blk.cache["amg"]
+    assert blk.cache.use_amg and blk.cache.amg is not None
+    h = blk.cache.amg
     assert np.allclose(sol.grad["f"], ref["f"], rtol=1e-8, atol=1e-14)
     sol2 = prog.solve(lam=1.5, f=f * 1.01)        # same pattern: the hierarchy is kept
-    assert blk.cache["amg"] is h
+    assert blk.cache.amg is h
     _, ref2 = bratu_reference(laplacian(40), 1.0 / 41, 1.5, f * 1.01)
     assert np.allclose(sol2.grad["f"], ref2["f"], rtol=1e-8, atol=1e-14)
     monkeypatch.setattr(amg, "AMG_MIN", 10**9)
-    assert not prog.solve(lam=1.5, f=f).schedule.blocks[0].cache["use_amg"]
+    assert not prog.solve(lam=1.5, f=f).schedule.blocks[0].cache.use_amg
 
 
 def convection_diffusion(N: int, wind: float):
@@ -144,7 +145,7 @@ def test_amg_without_pyamg_is_a_clear_error(monkeypatch, bratu40):
         prog.solve(lam=1.5, f=f, linear_solver="amg")
     monkeypatch.setattr(amg, "AMG_MIN", 10)      # auto never needs it: sparse LU
     sol = prog.solve(lam=1.5, f=f)
-    assert not sol.schedule.blocks[0].cache["use_amg"]
+    assert not sol.schedule.blocks[0].cache.use_amg
 
 
 def indefinite(N: int):
@@ -165,12 +166,12 @@ def test_auto_falls_back_to_lu_when_amg_fails(monkeypatch):
     monkeypatch.setattr(amg, "MAXITER", 5)      # make the failure certain and quick
     sol = prog.solve(s=s)
     blk = sol.schedule.blocks[0]
-    assert blk.cache.get("amg_failed") and not blk.cache["use_amg"]
+    assert blk.cache.amg_failed and not blk.cache.use_amg
     uu = spla.spsolve(M, s)
     assert np.allclose(sol.values["u"], uu, rtol=1e-9)
     assert np.allclose(sol.grad["s"], spla.spsolve(M.T.tocsc(), 2 * uu), rtol=1e-8)
     # explicitly requested AMG that cannot converge: an error naming the block, never a wrong gradient
-    blk.cache.pop("amg_failed")
+    blk.cache.amg_failed = False
     with pytest.raises(lp.ConvergenceError, match="u"):
         prog.solve(s=s, linear_solver="amg")
 
@@ -201,7 +202,7 @@ def test_amg_adjoint_warm_starts_and_stays_exact(bratu40, monkeypatch):
             starts.append(x0)
         return real(self, b, trans, x0)
     monkeypatch.setattr(amg.AMGInverse, "solve", spy)
-    prog.compile().blocks[0].cache.pop("warm_T", None)          # earlier tests solved this program
+    cache_of(prog.compile().blocks[0]).warm_adjoint = None          # earlier tests solved this program
     prog.solve(lam=1.5, f=f * 0.8, linear_solver="amg")          # another point first
     sol = prog.solve(lam=1.5, f=f, linear_solver="amg")           # warm: b = 2h²u barely moved
     assert starts[0] is None and starts[-1] is not None
@@ -235,7 +236,7 @@ def test_second_order_and_jacobians_through_an_amg_block(monkeypatch):
     fd = (plus - minus) / (2 * eps)
     monkeypatch.setattr(amg, "AMG_MIN", 100)
     hv = lp.hvp(prog, fv, v)
-    assert prog.compile().blocks[0].cache["use_amg"]
+    assert prog.compile().blocks[0].cache.use_amg
     assert np.allclose(hv, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(fd)))
 
     vec = lp.Program(name="bratu_vec")
@@ -243,9 +244,9 @@ def test_second_order_and_jacobians_through_an_amg_block(monkeypatch):
     vec.residual(u2, L @ u2 - 2.0 * lp.exp(u2) - f2)
     vec.output(u2[:3] * 1.0, name="probe")                   # 3 outputs: reverse mode, 3 adjoint solves
     jac_amg = lp.jacobian(vec)(fv)
-    assert vec.compile().blocks[0].cache["use_amg"]
+    assert vec.compile().blocks[0].cache.use_amg
     monkeypatch.setattr(amg, "AMG_MIN", 10**9)
     jac_lu = lp.jacobian(vec)(fv)
-    assert not vec.compile().blocks[0].cache["use_amg"]
+    assert not vec.compile().blocks[0].cache.use_amg
     assert jac_amg.shape == (3, N * N)
     assert np.allclose(jac_amg, jac_lu, rtol=1e-8, atol=1e-12 * np.max(np.abs(jac_lu)))

@@ -15,8 +15,12 @@ import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, SELLAR_TOTALS, sellar_program
 from lagrangeprop.linalg import amg
 from lagrangeprop.blocks import policy as blocks
-from lagrangeprop.blocks.blockops import block_jacobian, matvec, rmatvec, rsweep, stack, sweep
-from lagrangeprop.linalg.linsolve import krylov
+from lagrangeprop.blocks import linear
+from lagrangeprop.blocks.assembly import block_jacobian
+from lagrangeprop.blocks.layout import stack
+from lagrangeprop.blocks.state import cache_of
+from lagrangeprop.blocks.sweeps import matvec, rmatvec, rsweep, sweep
+from lagrangeprop.linalg.krylov import krylov
 from lagrangeprop.options import SolveOptions
 
 METHODS = ["auto", "newton", "newton-krylov", "fixed-point", "anderson"]
@@ -228,7 +232,7 @@ def test_adjoint_and_tangent_are_transposes(programs, case, method, linear_solve
 def test_auto_chooses_sweeps_for_contractive_sparse_blocks(programs):
     prog, inputs, guess, _ = programs["deq"]
     sol, blk, st = _solved_block(prog, inputs, guess, "auto")
-    assert blk.size > blocks.SMALL
+    assert blk.size > blocks.DIRECT_MAX_UNKNOWNS
     assert st.method in ("fixed-point", "anderson") and st.lu is None   # no factorization at all
     assert blocks.choose_linear_solver(blk, sol._vals, st, SolveOptions()) in ("sweep", "gmres")
 
@@ -354,7 +358,8 @@ def test_non_finite_residual_in_a_block():
 def test_dense_and_sparse_assembly_agree_and_match_products(programs, case, rng):
     """The cached-pattern assembly (dense and CSC) equals A_SS from the matrix-free products
     applied to unit vectors, and stays right when the block is solved again elsewhere."""
-    from lagrangeprop.blocks.blockops import assemble, linearize
+    from lagrangeprop.blocks.assembly import assemble
+    from lagrangeprop.blocks.linearization import linearize
     prog, inputs, guess, _ = programs[case]
     for shift in (0.0, 0.1):          # the second solve reuses the block's cached pattern
         point = {k: np.asarray(v) + shift for k, v in inputs.items()}
@@ -368,7 +373,8 @@ def test_dense_and_sparse_assembly_agree_and_match_products(programs, case, rng)
 
 
 def test_dense_lu_matches_splu_and_flags_near_singular(rng):
-    from lagrangeprop.linalg.linsolve import DenseLU, factor
+    from lagrangeprop.blocks.eliminate import factor
+    from lagrangeprop.linalg.direct import DenseLU
     blk = sellar_program().compile().blocks[0]
     n = blk.size
     A = rng.standard_normal((n, n)) + n * np.eye(n)
@@ -406,7 +412,7 @@ def test_constant_sparse_jacobian_is_reused_but_values_are_not(rng):
 @pytest.mark.parametrize("n,m", [(1, 0), (1, 3), (5, 40), (60, 500), (2000, 3000)])
 def test_csc_slots_equal_a_global_sort(n, m, rng):
     """The assembly's CSC structure and entry slots equal those of np.unique on col·n + row keys."""
-    from lagrangeprop.blocks.blockops import csc_slots
+    from lagrangeprop.blocks.assembly import csc_slots
     rows, cols = rng.integers(0, n, m), rng.integers(0, n, m)
     indptr, indices, slot = csc_slots(rows, cols, n)
     uniq, ref = np.unique(cols * n + rows, return_inverse=True)
@@ -420,13 +426,13 @@ def test_krylov_adjoint_warm_starts_from_the_last_multipliers(linear_solver, mon
     the multipliers still match a dense solve at every point."""
     prog, inputs, guess, ref = residual_chain(n=5)
     starts = []
-    real = blocks.krylov
+    real = linear.krylov
 
     def spy(*args, **kw):
         starts.append(kw.get("x0"))
         return real(*args, **kw)
-    monkeypatch.setattr(blocks, "krylov", spy)
-    prog.compile().blocks[0].cache.pop("warm_T", None)
+    monkeypatch.setattr(linear, "krylov", spy)
+    cache_of(prog.compile().blocks[0]).warm_adjoint = None
     first = prog.solve(**inputs, linear_solver=linear_solver)
     again = prog.solve(**inputs, linear_solver=linear_solver)
     assert starts[0] is None and starts[-1] is not None          # cold, then warm

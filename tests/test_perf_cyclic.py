@@ -13,11 +13,15 @@ from scipy.linalg import solve_triangular
 from scipy.sparse.linalg import splu
 
 import lagrangeprop as lp
-from lagrangeprop.linalg import linsolve
-from lagrangeprop.blocks.blockops import (_spmatmul, block_jacobian, linearize, rsweep_affine, stack, sweep_affine,
-                                   sweep_solve)
-from lagrangeprop.linalg.linsolve import stationary
-from lagrangeprop.blocks.nonlinear import _feedback
+from lagrangeprop.linalg import stationary as linsolve
+from lagrangeprop.blocks.assembly import block_jacobian
+from lagrangeprop.blocks.fixed_point import _feedback
+from lagrangeprop.blocks.kernels import spmatmul as _spmatmul
+from lagrangeprop.blocks.layout import stack
+from lagrangeprop.blocks.linearization import linearize
+from lagrangeprop.blocks.state import cache_of
+from lagrangeprop.blocks.sweeps import rsweep_affine, sweep_affine, sweep_solve
+from lagrangeprop.linalg.stationary import stationary
 
 
 def deq(n=300, seed=0, scale=0.5):
@@ -75,7 +79,7 @@ def test_repeated_solves_warm_start_the_adjoint_sweep(monkeypatch):
     for sol in (first, again):
         assert np.allclose(sol.grad["x"], ref, rtol=1e-9, atol=1e-12)
     assert np.allclose(again.grad["x"], first.grad["x"], rtol=1e-11, atol=1e-14)
-    assert "warm_T" in blk.cache
+    assert blk.cache.warm_adjoint is not None
 
 
 def test_warm_start_from_other_inputs_gives_the_same_multipliers():
@@ -87,7 +91,7 @@ def test_warm_start_from_other_inputs_gives_the_same_multipliers():
         x = r.standard_normal(4)
         warm = prog.solve(x=x)
         cold = fresh.solve(x=x)
-        fresh.compile().blocks[0].cache.pop("warm_T", None)
+        cache_of(fresh.compile().blocks[0]).warm_adjoint = None
         assert np.allclose(warm.grad["x"], deq_grad(W, U, warm.values["z"]), rtol=1e-9, atol=1e-12)
         assert np.allclose(warm.grad["x"], cold.grad["x"], rtol=1e-9, atol=1e-12)
         for name in ("z", "x"):
@@ -112,7 +116,7 @@ def test_warm_start_is_ignored_for_a_different_right_hand_side(monkeypatch):
     zz = b.values["z"]; aa = 1 - zz * zz
     w = splu(sp.csc_matrix((sp.identity(n) - sp.diags(aa) @ W).T)).solve(-seed)
     assert np.allclose(b.grad["x"], U.T @ (aa * w), rtol=1e-9, atol=1e-12)
-    assert blk.cache["warm_T"][0].shape == (blk.size,)
+    assert blk.cache.warm_adjoint[0].shape == (blk.size,)
 
 
 @pytest.mark.parametrize("kind", ["sweep", "gmres", "bicgstab"])
@@ -125,7 +129,7 @@ def test_sweep_solve_warm_and_cold_against_a_dense_solve(kind, trans, rng):
     A = block_jacobian(blk, sol._vals, st.ans)
     ref = splu(sp.csc_matrix(A.T if trans else A))        # a sparse direct solve as the reference
     b = rng.standard_normal(blk.size)
-    blk.cache.pop("warm_T", None); blk.cache.pop("warm_N", None)
+    blk.cache.warm_adjoint = blk.cache.warm_tangent = None
     for b_k in (b, b * (1 + 1e-3), b + 0.1 * rng.standard_normal(blk.size), -b):   # cold, warm, warm, cold
         x = sweep_solve(blk, sol._vals, st.ans, None, b_k, kind, trans, what="test")
         assert np.allclose(x, ref.solve(b_k), rtol=1e-9, atol=1e-11)
@@ -278,7 +282,7 @@ def _ew_block():
 
 
 def test_dense_jacobian_matches_the_assembled_one(rng):
-    from lagrangeprop.blocks.blockops import assemble, dense_jacobian
+    from lagrangeprop.blocks.assembly import assemble, dense_jacobian
     from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
     cases = [(sellar_program(), dict(SELLAR_INPUTS), dict(SELLAR_GUESS)),
              (_ew_block(), {"x": rng.standard_normal(3)}, {})]

@@ -33,14 +33,18 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..linalg.amg import AMGInverse
-from .blockops import _evaluators, evaluate
-from ..errors import SingularSystemError
-from ..linalg.linsolve import factor
 from ..compile.schedule import Block
+from ..errors import SingularSystemError
+from ..linalg import direct
+from ..linalg.amg import AMGInverse
+from ..linalg.direct import fill_ratio
+from ..linalg.krylov import krylov
+from .layout import labels_of
+from .residual import evaluate, evaluators
+from .state import cache_of
 
-__all__ = ["split_members", "state_size", "substitute", "residual", "Partition", "ReducedLU", "reduced_factor",
-           "reduced_krylov"]
+__all__ = ["split_members", "state_size", "substitute", "residual", "Partition", "ReducedLU", "inner_solver",
+           "factor", "reduced_factor", "reduced_krylov"]
 
 
 def split_members(block: Block) -> tuple[list[int], list[int]]:
@@ -49,11 +53,11 @@ def split_members(block: Block) -> tuple[list[int], list[int]]:
     The feedback set is greedy (not minimum): within each cyclic strongly connected
     component of the explicit members' dependency graph, the member with the largest
     ``in-degree × out-degree`` (ties: latest in block order) becomes a state, until no
-    cycle is left. Cached in ``block.cache["elim"]``.
+    cycle is left. Cached (``BlockCache.split``).
     """
-    hit = block.cache.get("elim")
-    if hit is not None:
-        return hit
+    c = cache_of(block)
+    if c.split is not None:
+        return c.split
     pos = block.position
     explicit = [k for k, s in enumerate(block.steps) if not s.residual]
     states = {k for k, s in enumerate(block.steps) if s.residual}
@@ -75,14 +79,13 @@ def split_members(block: Block) -> tuple[list[int], list[int]]:
             states.add(k)
             G.remove_node(k)
     order = list(nx.lexicographical_topological_sort(G))
-    out = (sorted(states), order)
-    block.cache["elim"] = out
-    return out
+    c.split = (sorted(states), order)
+    return c.split
 
 
 def substitute(block: Block, vals: list) -> None:
     """Evaluate the intermediates from the states (forward substitution, in place)."""
-    fns = _evaluators(block)
+    fns = evaluators(block)
     steps = block.steps
     for k in split_members(block)[1]:
         vals[steps[k].node] = evaluate(block, k, vals, fns[k])
@@ -91,7 +94,7 @@ def substitute(block: Block, vals: list) -> None:
 def residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
     """:func:`substitute`, then ``c_S`` and the op outputs like ``block_residual`` (each op
     evaluated once; the intermediates' entries of ``c_S`` are exactly zero)."""
-    fns = _evaluators(block)
+    fns = evaluators(block)
     steps = block.steps
     ans = {}
     T, inter = split_members(block)
@@ -109,14 +112,15 @@ def residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
 
 def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:
     """Scalar indices of the states and (in evaluation order) the intermediates."""
-    if "elim_idx" not in block.cache:
+    c = cache_of(block)
+    if c.indices is None:
         T, inter = split_members(block)
 
         def idx(ks):
             parts = [np.arange(block.offsets[k], block.offsets[k] + block.sizes[k]) for k in ks]
             return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        block.cache["elim_idx"] = (idx(T), idx(inter))
-    return block.cache["elim_idx"]
+        c.indices = (idx(T), idx(inter))
+    return c.indices
 
 
 def state_size(block: Block) -> int:
@@ -184,9 +188,10 @@ class Partition:
     def __init__(self, block: Block, A):
         self.t, self.i = t, i = _indices(block)
         if isinstance(A, sp.csc_matrix) and A.has_canonical_format:
-            maps = block.cache.get("partition_maps")
+            c = cache_of(block)
+            maps = c.partition_maps
             if maps is None or not maps.matches(A):
-                maps = block.cache["partition_maps"] = _Maps(block, A)
+                maps = c.partition_maps = _Maps(block, A)
             data = A.data
             self.A_TT, self.A_TI, self.A_IT = (maps.take(k, data) for k in ("A_TT", "A_TI", "A_IT"))
             self.bounds = maps.subs["bounds"]
@@ -260,6 +265,20 @@ class ReducedLU:
         return self.part.expand(xt, b, tr)
 
 
+def inner_solver(lu):
+    """The solver of the states behind a Schur-complement :class:`ReducedLU`, else ``lu`` itself."""
+    return lu.lu if isinstance(lu, ReducedLU) else lu
+
+
+def factor(block: Block, A, where: str, labels: list[str] | None = None):
+    """:func:`lagrangeprop.linalg.direct.factor` of ``A`` for this block: its singularity report
+    names the block's unknowns, or the entries ``labels`` of the states when ``A`` is the Schur
+    complement on them (the diagnosis then speaks of the reduced system)."""
+    reduced = labels is not None
+    return direct.factor(A, where, names=block.names, labels=labels_of(block) if labels is None else labels,
+                         reduced=reduced)
+
+
 def reduced_factor(block: Block, A, where: str):
     """An LU-like solver of ``A_SS`` (``solve(b, trans)``), and its fill ratio.
 
@@ -268,20 +287,20 @@ def reduced_factor(block: Block, A, where: str):
     is judged on the reduced state system (SPEC §1): a small block whose equilibrated ``A_SS``
     looks singular is solved through its Schur complement when that is regular; a singular
     Schur complement raises, its diagnosis naming the states (a large block tries ``A_SS``
-    itself first). When ``block.cache["use_amg"]`` is set (see
+    itself first). When ``BlockCache.use_amg`` is set (see
     :func:`lagrangeprop.blocks.policy.solve_forward`), sparse blocks get an
     :class:`~lagrangeprop.linalg.amg.AMGInverse` of the Schur complement instead of an LU
     (solves with it "at Newton iteration ..." are loose: the next step corrects them).
     """
-    from ..linalg.linsolve import fill_ratio
     _, i = _indices(block)
-    if block.cache.get("use_amg") and not isinstance(A, np.ndarray) and A.shape[0]:
+    cache = cache_of(block)
+    if cache.use_amg and not isinstance(A, np.ndarray) and A.shape[0]:
         # AMG-preconditioned Krylov instead of an LU (amg.py); Newton steps solve loosely
         loose = where.startswith("at Newton")
         if i.size == 0:
-            return AMGInverse(A, block.cache, names=block.names, loose=loose), 1.0
+            return AMGInverse(A, cache, names=block.names, loose=loose), 1.0
         part = Partition(block, A)
-        return ReducedLU(part, AMGInverse(part.schur(), block.cache, names=block.names, loose=loose), 1.0), 1.0
+        return ReducedLU(part, AMGInverse(part.schur(), cache, names=block.names, loose=loose), 1.0), 1.0
     if i.size == 0 or A.shape[0] == 0:
         lu = factor(block, A, where)
         return lu, (fill_ratio(lu, A) if lu is not None else 1.0)
@@ -313,7 +332,6 @@ def reduced_factor(block: Block, A, where: str):
 
 def _schur_factor(block: Block, part: Partition, S, where: str):
     """The LU of the Schur complement ``S``; singular -> SingularSystemError naming the states' entries."""
-    from ..linalg.linsolve import labels_of
     labels = labels_of(block)
     return factor(block, S, where, labels=[labels[j] for j in part.t])
 
@@ -322,7 +340,6 @@ def reduced_krylov(block: Block, part: Partition, b: np.ndarray, trans: bool, ki
                    what: str, residual, maxiter=None, x0: np.ndarray | None = None) -> np.ndarray:
     """``A_SS x = b`` (or ``A_SSᵀ x = b``) by Krylov on the Schur complement of ``part``,
     preconditioned by the (stale) Schur LU ``pre``; ``residual`` checks the full solution."""
-    from ..linalg.linsolve import krylov
     n = part.t.size
     S = spla.LinearOperator((n, n), matvec=lambda v: part.smatvec(v, trans), dtype=float)
     if isinstance(pre.lu, AMGInverse):    # one V-cycle, not a whole inner solve

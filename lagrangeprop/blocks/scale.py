@@ -66,6 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..compile.schedule import Block
+from .state import cache_of
 
 __all__ = ["TINY", "constraint_scale", "scaled_max", "explicit_scale"]
 
@@ -177,9 +178,10 @@ def _residual_scale(block: Block, k: int, vals: list, memo: dict) -> np.ndarray:
 
 def _residual_members(block: Block) -> list:
     """``(k, start, stop)`` of the block's residual members; cached."""
-    hit = block.cache.get("scale_residual")
+    c = cache_of(block)
+    hit = c.residual_members
     if hit is None:
-        hit = block.cache["scale_residual"] = [(k, off, off + size) for k, (s, off, size) in
+        hit = c.residual_members = [(k, off, off + size) for k, (s, off, size) in
                                                enumerate(zip(block.steps, block.offsets, block.sizes))
                                                if s.residual]
     return hit

@@ -58,7 +58,9 @@ class Block:
     shapes: list[tuple] = field(default_factory=list)  # member shapes
     sizes: list[int] = field(default_factory=list)     # member sizes
     position: dict[int, int] = field(default_factory=dict)  # node id -> index in nodes
-    cache: dict = field(default_factory=dict)  # solver state kept between solves (warm starts)
+    # what the block solvers keep between solves: a lagrangeprop.blocks.state.BlockCache, made on
+    # first use (compile knows nothing of the solvers)
+    cache: Any = None
 
 
 @dataclass(eq=False)

@@ -37,8 +37,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..blocks.eliminate import split_members
-from ..blocks.scale import constraint_scale, scaled_max
+from ..blocks import constraint_scale, scaled_max, split_members
 from ..compile.schedule import Block, Schedule, Step
 from ..rules.registry import Primitive
 

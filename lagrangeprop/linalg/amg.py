@@ -8,7 +8,7 @@ step, the adjoint ``A_SSᵀ λ = b`` and the tangent ``A_SS ż = b`` use it unch
 (with elimination, on the Schur complement of the states, SPEC §1).
 
 The hierarchy (pyamg's classical ``ruge_stuben_solver``) is the expensive part; it is built
-once and kept in ``block.cache`` while the block's sparsity pattern stays the same: a
+once and kept on the block (``BlockCache.amg``) while the block's sparsity pattern stays the same: a
 hierarchy built from a nearby matrix (an earlier Newton iterate, an earlier solve of the
 same program) is still an excellent preconditioner, and it is rebuilt only when the Krylov
 iteration count doubles. Singular systems are not diagnosed here (there is no pivot to
@@ -35,16 +35,15 @@ True
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..errors import ConvergenceError, InputError
-from .linsolve import krylov
+from ..options import PYAMG_MISSING, pyamg_installed
+from .krylov import krylov
 
-__all__ = ["AMG_MIN", "available", "require", "AMGInverse", "hierarchy_for"]
+__all__ = ["AMG_MIN", "available", "require", "HierarchySlot", "AMGInverse", "hierarchy_for"]
 
 AMG_MIN = 40_000      # auto: Schur complements with at least this many unknowns use AMG instead of a sparse LU
 REBUILD = 2.0         # rebuild a reused hierarchy when a solve needs this many times its first count
@@ -54,14 +53,13 @@ MAXITER = 150         # Krylov iterations per solve (a V-cycle each; 8-30 where 
 
 def available() -> bool:
     """Whether pyamg is installed (it is imported only when a solve uses it)."""
-    return importlib.util.find_spec("pyamg") is not None
+    return pyamg_installed()
 
 
 def require() -> None:
     """Raise :class:`InputError` with the install command when pyamg is missing."""
     if not available():
-        raise InputError("linear_solver='amg' needs pyamg, an optional dependency: "
-                         "pip install 'lagrangeprop[amg]' (or pip install pyamg)")
+        raise InputError(PYAMG_MISSING)
 
 
 def _symmetric(A: sp.csr_matrix) -> bool:
@@ -101,13 +99,23 @@ class _Hierarchy:
         return self.ml.aspreconditioner(cycle="V")
 
 
-def hierarchy_for(cache: dict, A: sp.csr_matrix, symmetric: bool) -> tuple[_Hierarchy, bool]:
-    """The cached hierarchy when it was built for a matrix of ``A``'s shape and pattern size, else a
-    new one; and whether it is new."""
-    h = cache.get("amg")
+class HierarchySlot:
+    """Where a hierarchy is kept between solves: ``amg`` (``None`` until one is built). A block's
+    :class:`~lagrangeprop.blocks.state.BlockCache` has the same attribute and serves as one."""
+
+    __slots__ = ("amg",)
+
+    def __init__(self):
+        self.amg: _Hierarchy | None = None
+
+
+def hierarchy_for(cache, A: sp.csr_matrix, symmetric: bool) -> tuple[_Hierarchy, bool]:
+    """The hierarchy in ``cache.amg`` when it was built for a matrix of ``A``'s shape and pattern
+    size, else a new one (kept there); and whether it is new."""
+    h = cache.amg
     if h is not None and h.shape == A.shape and h.nnz == A.nnz and h.symmetric == symmetric:
         return h, False
-    h = cache["amg"] = _Hierarchy(A, symmetric)
+    h = cache.amg = _Hierarchy(A, symmetric)
     return h, True
 
 
@@ -126,18 +134,19 @@ class _Counter:
 class AMGInverse:
     """Solves with a sparse matrix ``A`` (or ``Aᵀ``) by AMG-preconditioned cg/gmres, like an LU's ``solve``.
 
-    ``cache`` (a block's cache) keeps the hierarchy between matrices of the same pattern;
+    ``cache`` (anything with an ``amg`` attribute: a block's ``BlockCache``, default a new
+    :class:`HierarchySlot`) keeps the hierarchy between matrices of the same pattern;
     ``loose=True`` solves to :data:`FORWARD_RTOL` without raising (Newton steps);
     otherwise the relative residual must reach 1e-10 (``krylov``) or :class:`ConvergenceError`.
     """
 
     __slots__ = ("A", "symmetric", "cache", "names", "loose", "iterations")
 
-    def __init__(self, A, cache: dict | None = None, *, names=(), loose: bool = False):
+    def __init__(self, A, cache=None, *, names=(), loose: bool = False):
         require()
         self.A = sp.csr_matrix(A, dtype=np.float64)
         self.symmetric = _symmetric(self.A)
-        self.cache = {} if cache is None else cache
+        self.cache = HierarchySlot() if cache is None else cache
         self.names, self.loose = list(names), loose
         self.iterations: list[int] = []
 
@@ -169,14 +178,14 @@ class AMGInverse:
                 else:
                     first = h.first.get((tr, self.loose), tick.n)
                 if tick.n > REBUILD * first + 2:
-                    self.cache.pop("amg", None)       # the reused hierarchy got worse: a fresh one next time
+                    self.cache.amg = None       # the reused hierarchy got worse: a fresh one next time
                 return x
             if fresh:
                 raise ConvergenceError(
                     f"AMG-preconditioned Krylov did not converge on a system of {self.A.shape[0]} unknowns "
                     f"(block [{', '.join(self.names[:8])}]); use linear_solver='direct'", nodes=self.names,
                     iterations=tick.n)
-            self.cache.pop("amg", None)               # a hierarchy from another matrix failed: build one for this
+            self.cache.amg = None               # a hierarchy from another matrix failed: build one for this
 
     def _krylov(self, b, trans: bool, M, tick, x0=None):
         A = self.A.T if trans else self.A

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks import policy as blocks
+from .. import blocks
 from ..compile.plan import plan_of
 from ..compile.schedule import Schedule, Step
 from ..options import SolveOptions

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks import policy as blocks
+from .. import blocks
 from ..compile.buffers import keep, take
 from ..compile.plan import BlockItem, MatmulKernel, Plan, RawKernel, StepItem
 from ..errors import ShapeError

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from .adjoint import accumulate, run_adjoint
-from ..blocks.policy import block_jacobian, block_residual
+from ..blocks import block_jacobian, block_residual
 from ..graph.coerce import real_array
 from ..errors import InputError, ShapeError
 from .finite import finite_array
 from .forward import initial_values, run_forward
 from ..options import SolveOptions
-from ..blocks.scale import TINY, constraint_scale, explicit_scale, scaled_max
+from ..blocks import TINY, constraint_scale, explicit_scale, scaled_max
 from ..compile.cache import compiled
 from ..compile.schedule import Block, Schedule
 
@@ -551,7 +551,7 @@ class Solution:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         if sched.blocks:
-            from ..blocks.policy import summary
+            from ..blocks import summary
             lines.append("cyclic blocks (solved together; SPEC §1):")
             lines.extend(f"  {summary(b, self._states[id(b)])}" for b in sched.blocks if id(b) in self._states)
         return "\n".join(lines)

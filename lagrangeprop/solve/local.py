@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks import policy as blocks
+from .. import blocks
 from ..compile.schedule import Block, Step
 from ..options import SolveOptions
 from ..rules.arrays import unbroadcast

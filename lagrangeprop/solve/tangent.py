@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..blocks import policy as blocks
+from .. import blocks
 from .adjoint import check_finite_pass, run_adjoint
 from ..transforms import argnum_names, traced
 from ..compile.cache import compiled

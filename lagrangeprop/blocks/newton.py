@@ -1,0 +1,252 @@
+"""Newton's method for a block: ``A_SS δ = -c_S`` on the states, the intermediates eliminated (SPEC §1).
+
+- :func:`newton`: the step with a factorization (through the Schur complement on the states,
+  :mod:`lagrangeprop.blocks.eliminate`), backtracking on the scaled ``||c / s||₂``; large blocks
+  reuse a factorization (chord steps) while it contracts fast, and linear blocks factor once.
+- :func:`newton_krylov`: the same step solved inexactly by ``gmres`` on JVP products
+  (matrix-free), preconditioned by a Gauss–Seidel sweep (explicit blocks), the block's
+  factorization (small blocks) or ILU.
+
+Both stop when every constraint holds on its own scale, ``max_d |c_d| / s_d <= tol``
+(:mod:`lagrangeprop.blocks.scale`), checked on the true residual; otherwise
+:class:`ConvergenceError` with the history of the scaled residual. The linear solver is the one
+``reduced_factor`` gives for the block (the policy set ``BlockCache.use_amg`` beforehand).
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> from lagrangeprop.options import SolveOptions
+>>> prog = lp.Program()
+>>> x = prog.input("x"); w = prog.variable("w")
+>>> _ = prog.residual(w, w**3 + w - x); _ = prog.output(w * 1.0, name="o")
+>>> sol = prog.solve(x=2.0)
+>>> blk = sol.schedule.blocks[0]; vals = list(sol._vals)
+>>> state = newton(blk, vals, SolveOptions(), {})
+>>> state.method, round(float(vals[blk.nodes[0]]), 12)
+('newton', 1.0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from ..compile.schedule import Block
+from ..linalg.direct import DENSE_MAX_UNKNOWNS
+from ..linalg.krylov import ilu
+from ..options import SolveOptions
+from .assembly import assemble, block_jacobian, dense_jacobian
+from .eliminate import reduced_factor, split_members
+from .iteration import MAXITER, fail, finite_or_fail, initial
+from .layout import gather, residual_norm, scatter
+from .linearization import Linearization, linearize, remember
+from .residual import block_residual, evaluate_step, evaluators, has_jac
+from .scale import constraint_scale, scaled_max
+from .state import BlockState, cache_of
+from .sweeps import matvec, sweep
+
+__all__ = ["CHORD_MIN", "newton", "newton_krylov"]
+
+
+CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
+
+
+def _elim_plan(block: Block) -> tuple:
+    """Per state and per intermediate (evaluation order): ``(node, operand ids, evaluator, step, start,
+    stop, shape, flat)``; ``flat``: the value goes into its slice of a block vector as it is. Cached."""
+    c = cache_of(block)
+    if c.elim_plan is None:
+        states, inter = split_members(block)
+        fns = evaluators(block)
+
+        def row(k):
+            s, a, shape = block.steps[k], block.offsets[k], block.shapes[k]
+            b = a + block.sizes[k]
+            return (s.node, tuple(s.args), fns[k], s, a, b, shape, shape in ((), (b - a,)))
+        c.elim_plan = ([row(k) for k in states], [row(k) for k in inter])
+    return c.elim_plan
+
+
+def _move(block, vals, z, elim: bool):
+    """Set the members to ``z`` and evaluate ``c_S``; with ``elim``, only the states are
+    taken from ``z``: the intermediates are evaluated from them (:mod:`lagrangeprop.blocks.eliminate`,
+    whose ``residual`` this inlines). Returns the members' values, ``c_S`` and the op outputs.
+    Callers hold ``np.errstate(all="ignore")``."""
+    if not elim:
+        scatter(block, vals, z)
+        return (z, *block_residual(block, vals))
+    states, inter = _elim_plan(block)
+    for node, _, _, _, a, b, shape, _ in states:   # the intermediates' slots are overwritten before they are read
+        vals[node] = np.array(z[a:b]).reshape(shape)
+    z = np.array(z)
+    ans = {}
+    for node, args, fn, s, a, b, _, flat in inter:
+        v = vals[node] = ans[node] = evaluate_step(args, fn, s, vals)
+        z[a:b] = v if flat else v.ravel()
+    c = np.zeros(block.size)
+    for node, args, fn, s, a, b, _, flat in states:
+        v = ans[node] = evaluate_step(args, fn, s, vals)
+        r = v if s.residual else vals[node] - v
+        c[a:b] = r if flat else r.ravel()
+    return z, c, ans
+
+
+def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False):
+    """Backtracking on the scaled ``||c / s||₂`` (``s``: the scale at ``z``, fixed during the search;
+    Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
+    alpha = 1.0
+    while True:
+        z_new, c_new, ans_new = _move(block, vals, z + alpha * delta, elim)
+        new = float(np.linalg.norm(c_new / scale))
+        if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
+            return z_new, c_new, ans_new
+        alpha *= 0.5
+
+
+# ------------------------------------------------------------------ Newton
+def _same(A, B) -> bool:
+    if B is None:
+        return False
+    if isinstance(A, np.ndarray):
+        return np.array_equal(A, B)
+    return (A.nnz == B.nnz and np.array_equal(A.indptr, B.indptr)
+            and np.array_equal(A.indices, B.indices) and np.array_equal(A.data, B.data))
+
+
+def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
+    """``A_SS`` at the current point (dense for small blocks) and its linearization (``None`` when a
+    small block's dense ``A_SS`` came straight from its elementwise partials); ``memo`` keeps the
+    local Jacobians that stay constant during this solve (``W @ z``)."""
+    if block.size <= DENSE_MAX_UNKNOWNS:
+        A = dense_jacobian(block, vals, ans)
+        if A is not None:
+            return None, A
+    lin = Linearization(block, vals, ans, memo)
+    A = assemble(block, lin, dense=block.size <= DENSE_MAX_UNKNOWNS)
+    remember(block, lin)     # the adjoint's matrix-free products reuse it
+    return lin, A
+
+
+# A_SS δ = -c_S(z) on the states (the intermediates by forward substitution), z ← z + α δ with α
+# halved until ||c/s||₂ decreases (Armijo); stop when max_d |c_d| / s_d <= tol (SPEC §1 "Scale").
+def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals`` (:func:`_newton`)."""
+    with np.errstate(all="ignore"):
+        return _newton(block, vals, opts, guess)
+
+
+def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Newton's method with the sparse ``A_SS`` and backtracking; fills ``vals``.
+
+    On blocks above ``CHORD_MIN`` unknowns a factorization is reused (chord step) while it
+    still reduces ``||c||₂`` at least fourfold; at the solution ``state.lu`` is kept only when
+    ``A_SS`` did not change since (linear blocks), else the stale LU stays in
+    ``state.stale_lu`` (a preconditioner).
+    """
+    initial(block, vals, guess)
+    maxiter = opts.maxiter or MAXITER["newton"]
+    state = BlockState(method="newton")
+    # Newton on the states only: the intermediates follow by forward substitution
+    z = gather(block, vals)
+    z_sub, c, ans = _move(block, vals, z, True)
+    if np.isfinite(z_sub).all():
+        z = z_sub
+    else:            # keep the start's finite intermediates: the failure names the iteration
+        z, c, ans = _move(block, vals, z, False)
+    lu = lu_A = None
+    memo: dict = {}
+    rate, polished = 1.0, False
+    for it in range(maxiter + 1):
+        state.iterations = it
+        # SPEC §1 "Scale": every constraint on its own scale (lagrangeprop.blocks.scale)
+        scale = constraint_scale(block, vals, z)
+        cs = c / scale
+        cn = residual_norm(cs)                           # NaN or inf anywhere shows in these maxima
+        state.history.append(cn)
+        if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
+            finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
+        done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
+        # small blocks take one more (cheap, quadratically convergent) step once within tol:
+        # the multipliers then do not carry the forward tolerance
+        if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
+            polished = True
+        elif done:
+            state.lin, A = _jacobian(block, vals, ans, memo)
+            state.ans, state.A = ans, A
+            if _same(A, lu_A):
+                state.lu = lu
+            elif lu is not None:
+                state.stale_lu = lu
+            return state
+        if it == maxiter:
+            break
+        norm2 = float(np.linalg.norm(cs))
+        # chord step with the old LU: large blocks while it contracts fast, and the polishing step
+        # of small ones (already within tol, so the old Jacobian is accurate enough)
+        if lu is not None and (rate <= 0.25 and block.size > CHORD_MIN or polished and done):
+            z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
+            new = float(np.linalg.norm(c_try / scale))
+            if np.isfinite(new) and new <= 0.25 * norm2:
+                rate, z, c, ans = new / norm2, z_try, c_try, ans_try
+                continue
+            scatter(block, vals, z)
+        lu = None            # free the old factors before making new ones (peak memory)
+        _, lu_A = _jacobian(block, vals, ans, memo)
+        lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
+        cache = cache_of(block)
+        cache.fill = max(fill, cache.fill)
+        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, scale, elim=True)
+        rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
+    raise fail(block, "newton", state, opts.tol, maxiter)
+
+
+# (A_SS / s) δ = -c_S / s by gmres on JVP products, to the forcing tolerance η = min(0.1, max|c/s|).
+def newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    """Inexact Newton: ``A_SS δ = -c`` by gmres on JVP products; fills ``vals``."""
+    with np.errstate(all="ignore"):
+        return _newton_krylov(block, vals, opts, guess)
+
+
+def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
+    initial(block, vals, guess)
+    maxiter = opts.maxiter or MAXITER["newton-krylov"]
+    state = BlockState(method="newton-krylov")
+    z = gather(block, vals)
+    with np.errstate(all="ignore"):
+        c, ans = block_residual(block, vals)
+    n = block.size
+    for it in range(maxiter + 1):
+        state.iterations = it
+        scale = constraint_scale(block, vals, z)      # SPEC §1 "Scale"
+        state.history.append(scaled_max(c, scale))
+        finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
+        if state.history[-1] <= opts.tol:
+            state.ans = ans
+            return state
+        if it == maxiter:
+            break
+        lin = linearize(block, vals, ans)    # noqa: F841  (kept alive for this step's products)
+        # gmres on the row-scaled system (A/s) δ = -c/s: its stopping test weighs every equation
+        # on its own scale; the preconditioner M ≈ A⁻¹ becomes M·diag(s)
+        A = spla.LinearOperator((n, n), matvec=lambda v, a=ans, s=scale: matvec(block, vals, a, v) / s,
+                                dtype=float)
+        M = None
+        if block.explicit:
+            M = spla.LinearOperator((n, n), matvec=lambda r, a=ans, s=scale: sweep(block, vals, a, r * s),
+                                    dtype=float)
+        elif has_jac(block) and n <= DENSE_MAX_UNKNOWNS:
+            # small blocks: the factorization of A_SS (through the Schur complement on the states) as
+            # the preconditioner; an ILU of a chain of intermediates with large gains (Robertson's 3e7,
+            # a diode's exp) leaves gmres with an operator it cannot resolve
+            fac = reduced_factor(block, block_jacobian(block, vals, ans), f"at Newton-Krylov iteration {it}")[0]
+            M = spla.LinearOperator((n, n), matvec=lambda r, s=scale, f=fac: f.solve(r * s), dtype=float)
+        elif has_jac(block):
+            fac = ilu(block_jacobian(block, vals, ans))
+            M = None if fac is None else spla.LinearOperator((n, n), matvec=lambda r, s=scale, f=fac: f.solve(r * s),
+                                                             dtype=float)
+        eta = min(0.1, max(1e-3 * opts.tol, state.history[-1]))   # forcing term
+        delta, _ = spla.gmres(A, -c / scale, rtol=eta, atol=0.0, restart=min(n, 60), maxiter=20, M=M)
+        if not np.all(np.isfinite(delta)):
+            raise fail(block, "newton-krylov", state, opts.tol, maxiter, "gmres broke down")
+        z, c, ans = _line_search(block, vals, z, delta, float(np.linalg.norm(c / scale)), scale)
+    raise fail(block, "newton-krylov", state, opts.tol, maxiter)
