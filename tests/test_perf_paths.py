@@ -15,8 +15,7 @@ import pytest
 import scipy.special
 
 import lagrangeprop as lp
-from lagrangeprop.solve.forward import finite_array
-from lagrangeprop.solve.lagrangian import _parse_inputs, parse_inputs
+from lagrangeprop.solve.inputs import _parse_inputs, finite_array, parse_inputs
 
 autograd = pytest.importorskip("autograd")
 anp = pytest.importorskip("autograd.numpy")

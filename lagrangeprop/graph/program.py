@@ -416,11 +416,11 @@ class Program:
 
     def solve(self, inputs: dict | None = None, /, *, guess=None, seed=None, tol=None, maxiter=None,
               method=None, linear_solver=None, **kw_inputs):
-        """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.lagrangian.Solution`.
+        """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.solution.Solution`.
 
         Inputs are keywords (``prog.solve(x=0.5)``) or one dict (``prog.solve({"x": 0.5})``, for
         inputs named like an option); a name given both ways raises :class:`InputError`."""
-        from ..solve.lagrangian import solve_program
+        from ..solve.program import solve_program
         inputs = merge_inputs(inputs, kw_inputs)
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
@@ -429,24 +429,24 @@ class Program:
                  linear_solver=None, **kw_inputs):
         """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps').
         Inputs as in :meth:`solve`."""
-        from ..solve.lagrangian import evaluate_program
+        from ..solve.program import evaluate_program
         inputs = merge_inputs(inputs, kw_inputs)
         return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
                                 method=method, linear_solver=linear_solver)
 
     def lagrangian(self, /, inputs, values=None, multipliers=None, seed=None) -> float:
         """``L = <seed, z_o> - Σ_d <λ_d, c_d>`` at a Solution or at any point."""
-        from ..solve.lagrangian import lagrangian_value
+        from ..solve.program import lagrangian_value
         return lagrangian_value(self, inputs, values, multipliers, seed)
 
     def lagrangian_grad(self, /, inputs, values, multipliers, seed=None):
         """``(∂L/∂x, ∂L/∂z, ∂L/∂λ = -c)`` as dicts keyed by node name."""
-        from ..solve.lagrangian import lagrangian_gradient
+        from ..solve.program import lagrangian_gradient
         return lagrangian_gradient(self, inputs, values, multipliers, seed)
 
     def constraint_jacobian(self, /, values, inputs):
         """``A = ∂c/∂z`` as a scipy.sparse matrix and ``index``: node -> slice."""
-        from ..solve.lagrangian import constraint_jacobian
+        from ..solve.program import constraint_jacobian
         return constraint_jacobian(self, values, inputs)
 
     def to_dot(self, sol=None) -> str:

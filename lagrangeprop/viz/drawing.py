@@ -1,6 +1,6 @@
 """Pictures of the constraint graph: Graphviz DOT text and matplotlib drawings.
 
-Nodes show ``name`` and ``op``; given a :class:`~lagrangeprop.solve.lagrangian.Solution`
+Nodes show ``name`` and ``op``; given a :class:`~lagrangeprop.solve.solution.Solution`
 they also show the value ``z_v`` and the multiplier ``λ_v`` (= ∂z_o/∂z_v for an explicit
 node, the gradient for an input). Cyclic blocks (SPEC §1: strongly connected
 components solved together) are highlighted: DOT clusters, shaded hulls in matplotlib.
