@@ -49,7 +49,7 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
     cache: OrderedDict = OrderedDict()
     streak = [0, False]   # consecutive invalidated calls, warned yet
 
-    def program_for(*args, **kwargs):
+    def lookup(*args, **kwargs):
         key = (tuple([_shape(a) for a in args]),
                tuple(sorted([(k, _shape(v)) for k, v in kwargs.items()])) if kwargs else ())
         entry = cache.get(key)
@@ -90,8 +90,8 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
         while len(cache) > cache_size:
             cache.popitem(last=False)
         return cache[key][0], cache[key][1]
-    program_for.cache = cache
-    return program_for
+    lookup.cache = cache
+    return lookup
 
 
 def program_for(f, cached: bool = True) -> Callable:
