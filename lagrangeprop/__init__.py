@@ -11,10 +11,10 @@ Examples
 5.436564
 """
 
-from .transforms import grad, value_and_grad
+from .transforms import grad, hessian, hvp, jacobian, jvp, value_and_grad, vjp
 from .errors import (ConvergenceError, GraphError, InputError, LagrangePropError,
                      NonFiniteError, ShapeError, SingularSystemError)
-from .solve.lagrangian import Solution
+from .solve.solution import Solution
 from .graph.ops import (abs, add, concatenate, cos, divide, dot, equal, exp, greater, greater_equal,
                   identity, less, less_equal, log, log1p, logaddexp, logical_and, logical_not,
                   logical_or, logical_xor, logsumexp, matmul, not_equal,
@@ -24,7 +24,6 @@ from .rules.user import primitive
 from .program import Program, trace
 from .graph.var import Var
 from .crosscheck.check import CheckReport, check
-from .solve.tangent import hessian, hvp, jacobian, jvp, vjp
 from .viz import draw
 
 __version__ = "0.1.0"

@@ -316,7 +316,7 @@ def _check_arguments(args: argparse.Namespace, pairs: list[tuple[str, str]]):
 def run_check(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
     """The ``check`` command: 0 the check agrees, 1 it disagrees or fails; UsageError on bad usage."""
     from .crosscheck.check import check
-    from .solve.lagrangian import _parse_guess, _parse_seed
+    from .solve.inputs import parse_guess, parse_seed
     from .program import trace
 
     inputs, options = _check_arguments(args, pairs)
@@ -335,8 +335,8 @@ def run_check(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
         return 1
     try:   # --seed and --guess against the traced program: still usage errors
         if options["seed"] is not None:
-            _parse_seed(sched, options["seed"])
-        _parse_guess(sched, options["guess"])
+            parse_seed(sched, options["seed"])
+        parse_guess(sched, options["guess"])
     except LagrangePropError as exc:
         raise UsageError(_one_line(exc)) from None
     try:

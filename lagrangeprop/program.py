@@ -32,8 +32,9 @@ from .compile.schedule import Schedule
 from .graph.builder import ProgramBuilder
 from .graph.coerce import merge_inputs
 from .graph.trace import record
-from .solve.lagrangian import (Solution, constraint_jacobian, evaluate_program, lagrangian_gradient,
-                               lagrangian_value, solve_program)
+from .solve.program import (constraint_jacobian, evaluate_program, lagrangian_gradient, lagrangian_value,
+                            solve_program)
+from .solve.solution import Solution
 from .viz import to_dot
 
 __all__ = ["Program", "trace"]
@@ -62,7 +63,7 @@ class Program(ProgramBuilder):
 
     def solve(self, inputs: dict | None = None, /, *, guess=None, seed=None, tol=None, maxiter=None,
               method=None, linear_solver=None, **kw_inputs) -> Solution:
-        """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.lagrangian.Solution`.
+        """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.solution.Solution`.
 
         Inputs are keywords (``prog.solve(x=0.5)``) or one dict (``prog.solve({"x": 0.5})``, for
         inputs named like an option); a name given both ways raises :class:`InputError`."""

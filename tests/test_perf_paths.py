@@ -16,7 +16,7 @@ import scipy.special
 
 import lagrangeprop as lp
 from lagrangeprop.solve.finite import finite_array
-from lagrangeprop.solve.lagrangian import _parse_inputs, parse_inputs
+from lagrangeprop.solve.inputs import _parse_inputs, parse_inputs
 
 autograd = pytest.importorskip("autograd")
 anp = pytest.importorskip("autograd.numpy")

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import lagrangeprop as lp
 from programs import SCALED_CASES, VT, diode_case, robertson_case
 from lagrangeprop.linalg import amg
-from lagrangeprop.solve.lagrangian import kkt_residuals
+from lagrangeprop.solve.program import kkt_residuals
 from lagrangeprop.blocks.eliminate import factor
 from lagrangeprop.linalg.krylov import backward_error, krylov
 from lagrangeprop.blocks.scale import constraint_scale, scaled_max

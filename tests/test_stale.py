@@ -279,7 +279,7 @@ def test_guard_reports_what_changed():
 
 # ---------------------------------------------------------------- cache bound
 def test_trace_cache_is_bounded():
-    from lagrangeprop.transforms import CACHE_SIZE, traced
+    from lagrangeprop.transforms.cache import CACHE_SIZE, traced
     program_for = traced(lambda x: lp.sum(x ** 2))
     for n in range(1, CACHE_SIZE + 10):
         program_for(np.ones(n))

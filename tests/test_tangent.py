@@ -18,7 +18,8 @@ import lagrangeprop as lp
 from programs import sellar_program
 from lagrangeprop.rules.registry import REGISTRY, get
 from lagrangeprop.rules.curvature import curvature, has_rule
-from lagrangeprop.solve.tangent import solution_hvp, solution_jvp
+from lagrangeprop.solve.second_order import solution_hvp
+from lagrangeprop.solve.tangent import solution_jvp
 
 # ------------------------------------------------------------- test programs
 # One body, two namespaces: lagrangeprop ops and autograd.numpy ops.

@@ -37,7 +37,7 @@ from ..graph.builder import ProgramBuilder
 from ..graph.coerce import merge_inputs
 from ..graph.trace import record
 from ..options import check_options
-from ..solve.lagrangian import solve_program
+from ..solve.program import solve_program
 from .compare import compare, node_multipliers
 from .finite_differences import (FD_DIFFERENCES, H_REL, SMALL_ENTRY, Objective, central, dot,
                                  fd_plan, fd_row, unit)

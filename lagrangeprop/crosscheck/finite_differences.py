@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConvergenceError, LagrangePropError
-from ..solve.lagrangian import evaluate_program
+from ..solve.program import evaluate_program
 from .compare import compare
 from .rounding import EPS
 

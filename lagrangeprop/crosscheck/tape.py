@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from ..blocks import constraint_scale, scaled_max, split_members
 from ..compile.schedule import Block, Schedule, Step
 from ..rules.registry import Primitive
+from ..solve.walk import walk
 
 __all__ = ["TapeResult", "NoTapeEquivalent", "tape_gradients", "missing_ops", "BACKENDS"]
 
@@ -315,14 +316,29 @@ def _run(sched: Schedule, be: _Backend, xs: dict[int, Any], eps: dict[int, Any],
         vals[i] = be.constant(v)
     for i, v in xs.items():
         vals[i] = v
-    used = 0
-    for step in sched.steps:
-        if type(step) is Step:
-            out = be.apply(step, [vals[a] for a in step.args])
-            vals[step.node] = be.perturb(out, step.node, eps) if step.node in eps else out
-        else:
-            used = max(used, _unroll(step, be, vals, eps, guess, iterations))
-    return vals[sched.output], used
+    replay = _Replay(be, vals, eps, guess, iterations)
+    walk(sched, replay)
+    return vals[sched.output], replay.used
+
+
+class _Replay:
+    """The :func:`~lagrangeprop.solve.walk.walk` pass of the tape: each step in the tape
+    library (perturbed by ``ε_d``), each block unrolled; ``used``: the most Newton iterations."""
+
+    __slots__ = ("be", "vals", "eps", "guess", "iterations", "used")
+
+    def __init__(self, be: _Backend, vals: list, eps: dict, guess: dict, iterations: int | None):
+        self.be, self.vals, self.eps, self.guess, self.iterations = be, vals, eps, guess, iterations
+        self.used = 0
+
+    def step(self, step: Step) -> None:
+        be, vals, eps = self.be, self.vals, self.eps
+        out = be.apply(step, [vals[a] for a in step.args])
+        vals[step.node] = be.perturb(out, step.node, eps) if step.node in eps else out
+
+    def block(self, block: Block) -> None:
+        self.used = max(self.used, _unroll(block, self.be, self.vals, self.eps, self.guess,
+                                           self.iterations))
 
 
 def _block_residual(block: Block, be: _Backend, vals: list, eps: dict, z: Any) -> Any:

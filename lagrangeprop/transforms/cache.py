@@ -1,0 +1,129 @@
+"""Which Program a call of a transformed function runs: the guarded trace cache.
+
+Each wrapper traces ``f`` once per argument-shape signature and keeps the Program in
+an LRU cache; a cached Program is reused only while everything ``f`` read from outside
+its arguments is unchanged (:mod:`lagrangeprop.guards`, SPEC §2 "Never stale"),
+otherwise the call traces again.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> program_for = traced(lambda x: lp.sin(x) * x)
+>>> prog, names = program_for(0.5)
+>>> names, program_for(0.7)[0] is prog     # same shapes: the same Program
+(['x'], True)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from ..compile.cache import compiled
+from ..graph.coerce import real_array
+from ..graph.builder import ProgramBuilder
+from ..graph.trace import record
+from ..guards import Guard, RetraceWarning
+
+__all__ = ["traced", "program_for", "CACHE_SIZE", "RETRACE_WARN"]
+
+#: traced programs kept per wrapped function (least recently used dropped first)
+CACHE_SIZE = 32
+#: consecutive invalidated calls after which a RetraceWarning says what keeps changing
+RETRACE_WARN = 3
+
+
+def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
+    """``program_for(*args, **kwargs) -> (Program, input names)``, cached by shapes.
+
+    The cache is an LRU of at most ``cache_size`` argument-shape signatures. An entry is
+    reused only while its :class:`~lagrangeprop.guards.Guard` finds everything ``f`` read
+    from outside its arguments unchanged; otherwise ``f`` is traced again. After
+    ``RETRACE_WARN`` consecutive invalidated calls a :class:`RetraceWarning` names the
+    value that keeps changing (once per wrapped function).
+    """
+    cache: OrderedDict = OrderedDict()
+    streak = [0, False]   # consecutive invalidated calls, warned yet
+
+    def lookup(*args, **kwargs):
+        key = (tuple([_shape(a) for a in args]),
+               tuple(sorted([(k, _shape(v)) for k, v in kwargs.items()])) if kwargs else ())
+        entry = cache.get(key)
+        if entry is not None:
+            what = entry[2].changed()
+            if what is None:
+                cache.move_to_end(key)
+                streak[0] = 0
+                return entry[0], entry[1]
+            streak[0] += 1
+            if streak[0] >= RETRACE_WARN and not streak[1]:
+                streak[1] = True
+                warnings.warn(
+                    f"{getattr(f, '__qualname__', f)!r} was traced again on each of the last "
+                    f"{streak[0]} calls because {what} changed since the previous trace; pass "
+                    "values that change between calls (a minibatch, a parameter) as arguments "
+                    "of the function instead of reading them from outside it", RetraceWarning,
+                    stacklevel=_user_stacklevel())
+        before = Guard(f, snapshot=False)
+        prog = record(f, args, kwargs)
+        drew = before.random_draws()
+        if drew:
+            # the program holds one draw: every call must trace (and draw) again
+            if not streak[1]:
+                streak[1] = True
+                warnings.warn(
+                    f"{getattr(f, '__qualname__', f)!r} draws random numbers from {drew[0]} "
+                    "while it is traced, so the traced program holds one draw: every call "
+                    "traces again; pass the random values as an argument of the function to "
+                    "reuse the trace", RetraceWarning, stacklevel=_user_stacklevel())
+            cache.pop(key, None)
+            return prog, compiled(prog).input_names
+        # after the trace: f's own side effects while tracing (appending to a log list,
+        # filling a memo dict) are part of the state the program was traced in
+        guard = Guard(f, prog._sources)
+        cache[key] = (prog, compiled(prog).input_names, guard)
+        cache.move_to_end(key)
+        while len(cache) > cache_size:
+            cache.popitem(last=False)
+        return cache[key][0], cache[key][1]
+    lookup.cache = cache
+    return lookup
+
+
+def program_for(f, cached: bool = True) -> Callable:
+    """``program_for(*args, **kw) -> (Program, input names)``: a Program as it is, else
+    traced, through the guarded cache (:func:`traced`) when ``cached``."""
+    if isinstance(f, ProgramBuilder):
+        return lambda *args, **kw: (f, compiled(f).input_names)
+    if not cached:   # one call (jvp, vjp, hvp): trace afresh, nothing to guard
+        def once(*args, **kw):
+            prog = record(f, args, kw)
+            return prog, compiled(prog).input_names
+        return once
+    return traced(f)
+
+
+def _shape(a) -> tuple:
+    cls = a.__class__
+    if cls is float:
+        return ()
+    if cls is np.ndarray:
+        return a.shape
+    try:
+        return np.shape(a)
+    except ValueError:      # ragged: the conversion rule names the problem (InputError)
+        return real_array(a, "an argument").shape
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside lagrangeprop (the user's call)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
