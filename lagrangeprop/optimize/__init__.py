@@ -4,7 +4,7 @@ Two views of ``min_x z_o(x)`` subject to the program's constraints ``c(z, x) = 0
 
 * **nested** (:func:`minimize`): every evaluation solves the constraints (the forward
   pass), and the multipliers give the gradient ``λ_x = ∇_x z_o``; Newton methods also get
-  exact Hessian-vector products (forward-over-reverse, :mod:`lagrangeprop.solve.tangent`).
+  exact Hessian-vector products (forward-over-reverse, :mod:`lagrangeprop.solve.second_order`).
 * **full space** (:func:`minimize_full_space`, "all at once"): optimize over the inputs
   *and* the defined variables together, ``min <seed, z_o>`` s.t. ``c(z, x) = 0``, with
   scipy's ``trust-constr``, the sparse constraint Jacobian ``[∂c/∂x, ∂c/∂z]`` and the

@@ -26,7 +26,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from ..errors import InputError
 from ..rules.curvature import curvature
-from ..solve.tangent import input_jacobian
+from ..solve.matrix import input_jacobian
 from .layout import Layout, check_arguments
 
 __all__ = ["minimize_full_space", "FullSpace"]

@@ -3,7 +3,7 @@
 :func:`minimize` hands ``scipy.optimize.minimize`` the objective ``z_o(x)``, its gradient
 ``λ_x = ∇_x z_o`` (one forward pass + multipliers per distinct point, shared by ``fun`` and
 ``jac``) and, for Newton methods, exact Hessian-vector products (forward-over-reverse,
-:func:`lagrangeprop.solve.tangent.solution_hvp`).
+:func:`lagrangeprop.solve.second_order.solution_hvp`).
 
 Examples
 --------
@@ -24,7 +24,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ..errors import InputError, LagrangePropError
-from ..solve.tangent import solution_hvp
+from ..solve.second_order import solution_hvp
 from .layout import Layout, check_arguments
 
 __all__ = ["minimize", "Evaluator", "METHODS"]
