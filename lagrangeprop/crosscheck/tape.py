@@ -423,13 +423,17 @@ def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
     it = 0
     limit = MAX_UNROLL if iterations is None else iterations
 
-    def scaled(zz, cc) -> float:
-        """``max_d |c_d| / s_d``, each constraint on its own scale as the block solvers judge it (SPEC §1
+    def scale_at(zz) -> np.ndarray:
+        """Each constraint's own scale ``s_d`` at ``zz``, as the block solvers judge it (SPEC §1
         "Scale", lagrangeprop.blocks.scale): a 1e15 intermediate must not stop the replay at the guess."""
         num = _Numbers(vals, be)
         for n, off, size, shape in zip(block.nodes, block.offsets, block.sizes, block.shapes):
             num[n] = be.numeric(zz[off:off + size]).reshape(shape)
-        return scaled_max(be.numeric(cc), constraint_scale(block, num)) if block.size else 0.0
+        return constraint_scale(block, num)
+
+    def scaled(zz, cc) -> float:
+        """``max_d |c_d| / s_d``: the stopping test."""
+        return scaled_max(be.numeric(cc), scale_at(zz)) if block.size else 0.0
     extra = 2          # auto mode: steps taken after the residual reached round-off
     prev = np.inf
     while it < limit:
@@ -444,12 +448,16 @@ def _unroll(block: Block, be: _Backend, vals: list, eps: dict, guess: dict,
             extra -= 1
         prev = norm
         delta = be.solve(be.jacobian(c_of, z), c)
+        # backtracking on the scaled ||c / s||₂ with s fixed at z (Armijo, as the block solver's
+        # Newton): the Newton step descends on it, where a max-norm test can stall short of the root
+        s = scale_at(z) if block.size else 1.0
+        merit = float(np.linalg.norm(be.numeric(c) / s))
         alpha = 1.0
         while True:
             z_new = _substitute(block, be, vals, eps, z - alpha * delta if alpha != 1.0 else z - delta)
             c_new = c_of(z_new)
-            new = scaled(z_new, c_new)
-            if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * norm) or alpha < 1e-3 or norm == 0:
+            new = float(np.linalg.norm(be.numeric(c_new) / s))
+            if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * merit) or alpha < 1e-3 or merit == 0:
                 break
             alpha *= 0.5
         z, c, it = z_new, c_new, it + 1
