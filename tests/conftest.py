@@ -35,9 +35,9 @@ def rng():
 def wrong_exp():
     """The registry's exp with derivative rules ×1.001 (a deliberately wrong rule that every check
     must catch, as autograd's test_tests.py); restored after the test."""
-    from lagrangeprop.rules import registry as primitives
+    from lagrangeprop.rules import registry
     from lagrangeprop.rules.registry import Primitive
-    original = primitives.REGISTRY["exp"]
+    original = registry.REGISTRY["exp"]
 
     def scaled(rule):
         def wrong(*args):
@@ -45,9 +45,9 @@ def wrong_exp():
             return None if out is None else out * 1.001
         return wrong
 
-    primitives.REGISTRY["exp"] = Primitive("exp", original.fn, nargs=1, vjp=scaled(original.vjp_rule),
+    registry.REGISTRY["exp"] = Primitive("exp", original.fn, nargs=1, vjp=scaled(original.vjp_rule),
                                            jvp=scaled(original.jvp_rule), jac=scaled(original.jac_rule),
                                            curvature=original.curvature, shape_rule=original.shape_rule,
                                            tape=original.tape)
     yield
-    primitives.REGISTRY["exp"] = original
+    registry.REGISTRY["exp"] = original

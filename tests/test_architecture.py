@@ -130,3 +130,12 @@ def test_every_module_imports():
         except Exception as exc:   # report every broken module at once
             broken.append(f"{m.name}: {type(exc).__name__}: {exc}")
     assert not broken, "\n".join(broken)
+
+
+MAX_LINES = 420   # "a few hundred lines, one job each" (issue 12): none over ~400
+
+
+def test_modules_stay_small():
+    big = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+           if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines (split them by job): {big}"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop.rules import registry as primitives
+from lagrangeprop.rules import registry
 from lagrangeprop.rules.shapes import rule_shape
 
 
@@ -33,12 +33,12 @@ def _numpy_shape(prim, shapes, params):
 
 
 SHAPES = [(), (1,), (3,), (4,), (3, 1), (1, 4), (3, 4), (4, 3), (2, 3, 4)]
-ELEMENTWISE = [name for name, prim in primitives.REGISTRY.items() if prim.elementwise and not prim.user]
+ELEMENTWISE = [name for name, prim in registry.REGISTRY.items() if prim.elementwise and not prim.user]
 
 
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
 def test_elementwise_rule_matches_numpy(name):
-    prim = primitives.get(name)
+    prim = registry.get(name)
     for shapes in itertools.product(SHAPES, repeat=prim.nargs):
         got = rule_shape(prim, list(shapes), {})
         want = _numpy_shape(prim, shapes, {})
@@ -70,7 +70,7 @@ def _cases():
 @pytest.mark.parametrize("name", ["sum", "mean", "logsumexp", "softmax", "transpose", "reshape",
                                   "getitem", "matmul", "dot"])
 def test_structural_rules_match_numpy(name):
-    prim = primitives.get(name)
+    prim = registry.get(name)
     n = 0
     for op, shapes, params in _cases():
         if op != name:
@@ -83,7 +83,7 @@ def test_structural_rules_match_numpy(name):
 
 
 def test_user_op_under_builtin_name_is_evaluated():
-    add = primitives.get("add")
+    add = registry.get("add")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         op = lp.primitive("add", lambda x, y: np.outer(x, y), vjp=lambda g, ans, x, y: (g @ y, x @ g))
@@ -92,7 +92,7 @@ def test_user_op_under_builtin_name_is_evaluated():
         prog = lp.trace(lambda x, y: op(x, y), x=np.ones(3), y=np.ones(4))
         assert prog.graph.nodes["out"]["shape"] == (3, 4)
     finally:
-        primitives.register(add)
+        registry.register(add)
 
 
 # ------------------------------------------------------------ shapes while tracing / compiling

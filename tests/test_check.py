@@ -17,8 +17,8 @@ import scipy.sparse as sp
 
 import lagrangeprop as lp
 from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
-from lagrangeprop.rules import registry as primitives
-from lagrangeprop.crosscheck import tape
+from lagrangeprop.rules import registry
+from lagrangeprop.crosscheck import backends, tape
 from lagrangeprop.__main__ import blog, blog_derivative
 from lagrangeprop.cli import main_check
 
@@ -113,9 +113,9 @@ def test_large_inputs_use_random_directions():
     assert "<.,v>" in str(report)
 
 
-@pytest.mark.parametrize("limit", [tape.DENSE_SPARSE_LIMIT, 0])
+@pytest.mark.parametrize("limit", [backends.DENSE_SPARSE_LIMIT, 0])
 def test_sparse_constants_dense_copy_or_sparse_primitive(monkeypatch, limit):
-    monkeypatch.setattr(tape, "DENSE_SPARSE_LIMIT", limit)
+    monkeypatch.setattr(backends, "DENSE_SPARSE_LIMIT", limit)
     W = sp.random(6, 4, density=0.5, random_state=1, format="csr")
     report = lp.check(lambda x: lp.sum(lp.sin(lp.matmul(W, x))), x=np.linspace(-1, 1, 4))
     assert report.ok, str(report)
@@ -123,7 +123,7 @@ def test_sparse_constants_dense_copy_or_sparse_primitive(monkeypatch, limit):
 
 
 def test_sparse_constant_inside_a_block_unrolls_with_the_sparse_primitive(monkeypatch):
-    monkeypatch.setattr(tape, "DENSE_SPARSE_LIMIT", 0)
+    monkeypatch.setattr(backends, "DENSE_SPARSE_LIMIT", 0)
     A = sp.csr_matrix(np.array([[0.0, 0.3, 0.0], [0.2, 0.0, 0.1], [0.0, -0.3, 0.2]]))
     prog = lp.Program(name="sparse_fixed_point")
     x = prog.input("x", shape=(3,))
@@ -205,7 +205,7 @@ def user_ops():
         return op
     yield make
     for n in names:
-        primitives.REGISTRY.pop(n, None)
+        registry.REGISTRY.pop(n, None)
 
 
 def test_a_user_primitive_is_checked_by_finite_differences_alone(user_ops):

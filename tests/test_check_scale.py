@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop.rules import registry as primitives
+from lagrangeprop.rules import registry
 from lagrangeprop.crosscheck import tape
 from lagrangeprop.rules.registry import Primitive
 
@@ -145,7 +145,7 @@ def test_a_wrong_user_rule_past_the_fd_budget_is_still_caught():
         assert not report.ok
         assert any("random direction over all inputs: finite differences" in f for f in report.failures)
     finally:
-        primitives.REGISTRY.pop("scale_check_bad_sin", None)
+        registry.REGISTRY.pop("scale_check_bad_sin", None)
 
 
 # --------------------------------------------------- every multiplier, its own scale
@@ -200,19 +200,19 @@ def test_cancelling_multipliers_keep_the_scale_of_their_terms():
     x = np.array([[1.0, 1.0, 0.5]])
     report = lp.check(lambda x: lp.sum(lp.softmax(x, axis=-1)) - 1.0, x=x)
     assert report.ok, str(report)
-    original = primitives.REGISTRY["softmax"]
+    original = registry.REGISTRY["softmax"]
 
     def wrong(*args):
         out = original.vjp_rule(*args)
         return None if out is None else out * (1 + 1e-6) + 1e-6 * args[1]
-    primitives.REGISTRY["softmax"] = Primitive("softmax", original.fn, nargs=1, vjp=wrong,
+    registry.REGISTRY["softmax"] = Primitive("softmax", original.fn, nargs=1, vjp=wrong,
                                                jvp=original.jvp_rule, jac=original.jac_rule,
                                                curvature=original.curvature, shape_rule=original.shape_rule,
                                                tape=original.tape)
     try:
         bad = lp.check(lambda x: lp.sum(lp.softmax(x, axis=-1)) - 1.0, x=x, against=("autograd",))
     finally:
-        primitives.REGISTRY["softmax"] = original
+        registry.REGISTRY["softmax"] = original
     assert not bad.ok and any("input 'x'" in f for f in bad.failures)
 
 
@@ -239,8 +239,8 @@ def test_an_output_that_is_round_off_agrees_on_the_scale_of_its_terms(f):
 
 def test_a_wrong_output_value_above_its_rounding_floor_fails():
     """The same output computed 1e-12 off (a forward rule adding 1e-12, 100× its floor)."""
-    original = primitives.REGISTRY["softmax"]
-    primitives.REGISTRY["softmax"] = Primitive("softmax", lambda x, axis=-1: original.fn(x, axis=axis) + 1e-12,
+    original = registry.REGISTRY["softmax"]
+    registry.REGISTRY["softmax"] = Primitive("softmax", lambda x, axis=-1: original.fn(x, axis=axis) + 1e-12,
                                                nargs=1, vjp=original.vjp_rule, jvp=original.jvp_rule,
                                                jac=original.jac_rule,
                                                curvature=original.curvature, shape_rule=original.shape_rule,
@@ -249,7 +249,7 @@ def test_a_wrong_output_value_above_its_rounding_floor_fails():
         prog = lp.trace(lambda x1, x2: lp.sum(lp.softmax(x1 + x2, axis=0)) - 3.0, x1=FLAKE["x1"], x2=FLAKE["x2"])
         report = lp.check(prog, {"x1": FLAKE["x1"], "x2": FLAKE["x2"]}, against=("autograd",))
     finally:
-        primitives.REGISTRY["softmax"] = original
+        registry.REGISTRY["softmax"] = original
     assert not report.ok
     assert any("output value differs" in f for f in report.failures), report.failures
 
@@ -272,4 +272,4 @@ def test_small_inputs_are_differenced_on_their_own_scale():
         assert not report.ok
         assert "finite differences" in str(report) and "FAIL" in str(report)
     finally:
-        primitives.REGISTRY.pop("log_wrong_small", None)
+        registry.REGISTRY.pop("log_wrong_small", None)

@@ -289,10 +289,10 @@ def test_shape_inference_without_rules_agrees_with_numpy():
     (np.array([1]), Ellipsis, np.array([0, 0])),
 ])
 def test_getitem_shapes_without_data_agree_with_numpy(index):
-    from lagrangeprop.rules import registry as primitives
+    from lagrangeprop.rules import registry
     from lagrangeprop.rules.shapes import rule_shape
     x = np.arange(24.0).reshape(3, 4, 2)
-    assert rule_shape(primitives.get("getitem"), [x.shape], {"index": index}) == x[index].shape
+    assert rule_shape(registry.get("getitem"), [x.shape], {"index": index}) == x[index].shape
 
 
 def test_integer_indexing_of_a_huge_declared_input_allocates_nothing():
@@ -660,9 +660,9 @@ def _paths(x, prefix=()):
 
 def _vocabulary(data):
     """Plausible replacements: the document's own names, the registry's ops, the schema's words."""
-    from lagrangeprop.rules import registry as primitives
+    from lagrangeprop.rules import registry
     names = [n.get("id") for n in data.get("nodes", []) if isinstance(n, dict)]
-    return [x for x in names if isinstance(x, str)] + sorted(primitives.REGISTRY)[:40] + [
+    return [x for x in names if isinstance(x, str)] + sorted(registry.REGISTRY)[:40] + [
         "input", "constant", "defined", "explicit", "residual", "nosuchop"]
 
 

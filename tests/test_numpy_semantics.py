@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lagrangeprop as lp
-from lagrangeprop.rules import registry as primitives
+from lagrangeprop.rules import registry
 from lagrangeprop.rules.arrays import unbroadcast
 from lagrangeprop.rules.registry import REGISTRY
 
@@ -685,7 +685,7 @@ def test_user_primitive_keywords_reach_its_rules():
             lp.grad(lambda x: lp.sum(bad(x, k=3.0)))(x)
     finally:
         for n in ("kw_scale_vjp", "kw_scale_jvp", "kw_scale_jac", "kw_scale_bad"):
-            primitives.REGISTRY.pop(n, None)
+            registry.REGISTRY.pop(n, None)
 
 
 def test_user_jac_of_the_wrong_shape_is_a_shape_error():
@@ -697,4 +697,4 @@ def test_user_jac_of_the_wrong_shape_is_a_shape_error():
         with pytest.raises(lp.ShapeError, match="jac_wrong_shape"):
             lp.grad(lambda x: op(x))(1.0)
     finally:
-        primitives.REGISTRY.pop("jac_wrong_shape", None)
+        registry.REGISTRY.pop("jac_wrong_shape", None)

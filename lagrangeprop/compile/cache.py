@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..graph.builder import ProgramBuilder
 from ..graph.trace import paused_gc
 from ..graph.tracked import STAMP, TrackedDiGraph, fingerprint, own_params
-from ..rules import registry as primitives
+from ..rules import registry
 from .schedule import Schedule, compile_program
 
 __all__ = ["compiled"]
@@ -49,7 +49,7 @@ def compiled(prog: ProgramBuilder) -> Schedule:
                 cache = G.__networkx_cache__ = {}
             cache[STAMP] = token
             prog._stamp = (G, token, G._edits[0] if type(G) is TrackedDiGraph else fingerprint(G))
-            prog._ops_version = primitives.VERSION[0]
+            prog._ops_version = registry.VERSION[0]
     return s
 
 
@@ -67,10 +67,10 @@ def _unedited(prog: ProgramBuilder) -> bool:
             return False
     elif fingerprint(G) != stamp[2]:
         return False
-    if prog._ops_version != primitives.VERSION[0]:
+    if prog._ops_version != registry.VERSION[0]:
         # an op was registered since: the schedule's ops must still be the registry's
-        if any(primitives.REGISTRY.get(st.prim.name) is not st.prim
+        if any(registry.REGISTRY.get(st.prim.name) is not st.prim
                for st in prog._schedule.step_of.values()):
             return False
-        prog._ops_version = primitives.VERSION[0]
+        prog._ops_version = registry.VERSION[0]
     return True

@@ -31,7 +31,7 @@ from typing import NamedTuple, Union
 import numpy as np
 
 from ..graph.trace import paused_gc
-from ..rules import registry as primitives
+from ..rules import registry
 from .buffers import POOL_MIN
 from .schedule import Block, Schedule, Step
 
@@ -113,7 +113,7 @@ class BlockItem(NamedTuple):
 class Group:
     """Same-op scalar constraints at one level, evaluated as one vector op."""
 
-    prim: primitives.Primitive
+    prim: registry.Primitive
     nodes: list[int]                 # member node ids
     out: np.ndarray                  # their slots
     args: list[np.ndarray]           # slots of argument ``pos`` for every member
@@ -179,7 +179,7 @@ def _dense(sched: Schedule, i: int, floats: set[int]) -> bool:
 def _kernel(sched: Schedule, s: Step, floats: set[int]) -> Kernel | None:
     """The step's kernel (no buffers yet), or ``None`` for the op's own rules."""
     prim = s.prim
-    if (prim.name == "matmul" and not prim.user and prim is primitives.REGISTRY.get("matmul")
+    if (prim.name == "matmul" and not prim.user and prim is registry.REGISTRY.get("matmul")
             and not s.params and len(s.args) == 2 and all(_dense(sched, a, floats) for a in s.args)
             and len(sched.shapes[s.node]) == 2):
         # both operands float64 matrices (no scipy.sparse constant): np.matmul itself, as the rule

@@ -23,7 +23,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from ..rules import registry as primitives
+from ..rules import registry
 from ..errors import GraphError
 from ..graph.validate import REQUIRED, check_params, validate_graph
 from .infer import infer_shapes
@@ -36,7 +36,7 @@ class Step:
     """One constraint ``c_d``: explicit ``z_d = prim(args)`` or residual ``prim(args) = 0``."""
 
     node: int
-    prim: primitives.Primitive
+    prim: registry.Primitive
     args: tuple[int, ...]
     params: dict
     residual: bool = False
@@ -67,10 +67,12 @@ class Block:
 class Schedule:
     """The compiled program.
 
-    The last two fields are caches filled on first use by the interpreters, never by hand:
-    ``plan`` is the execution plan (a :class:`~lagrangeprop.compile.plan.Plan`, from
-    :func:`~lagrangeprop.compile.plan.plan_of`) and ``base_values`` the value slots with the
-    constants filled in (:func:`~lagrangeprop.solve.forward.initial_values` copies it).
+    The fields after ``step_of`` are caches filled on first use by the interpreters, never by
+    hand: ``plan`` is the execution plan (a :class:`~lagrangeprop.compile.plan.Plan`, from
+    :func:`~lagrangeprop.compile.plan.plan_of`), ``base_values`` the value slots with the
+    constants filled in (:func:`~lagrangeprop.solve.forward.initial_values` copies it),
+    ``input_spec`` ``{input name: (node id, shape)}``, ``block_nodes`` the nodes of the cyclic
+    blocks, and ``whole`` every constraint as one pseudo-block (for ``A = ∂c/∂z`` at any point).
     """
 
     names: list[str]
@@ -87,6 +89,9 @@ class Schedule:
     step_of: dict[int, Step]         # defined node id -> its constraint
     plan: Any = field(default=None, repr=False)              # compile.plan.Plan | None
     base_values: list | None = field(default=None, repr=False)
+    input_spec: dict | None = field(default=None, repr=False)
+    block_nodes: frozenset | None = field(default=None, repr=False)
+    whole: Block | None = field(default=None, repr=False)
 
     @property
     def input_names(self) -> list[str]:
@@ -186,7 +191,7 @@ def cyclic_blocks(G: nx.DiGraph) -> list[list[str]]:
 
 def _prim(G, n):
     try:
-        return primitives.get(G._node[n]["op"])
+        return registry.get(G._node[n]["op"])
     except GraphError as exc:
         raise GraphError(f"node {n!r}: {exc}") from None
 
@@ -221,8 +226,8 @@ def compile_program(prog) -> Schedule:
                         break
     components = None if acyclic else _components(G, index)
     defined = list(args_of)   # the defined nodes, in graph order
-    prims: dict[str, primitives.Primitive] = {}
-    by_op: dict[str, primitives.Primitive] = {}
+    prims: dict[str, registry.Primitive] = {}
+    by_op: dict[str, registry.Primitive] = {}
     for n in defined:
         op = nodes[n]["op"]
         prim = by_op.get(op) if isinstance(op, str) else None

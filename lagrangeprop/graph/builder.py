@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import GraphError, ShapeError
-from ..rules import registry as primitives
+from ..rules import registry
 from ..rules.shapes import placeholder, rule_shape
 from .coerce import constant_array, plain_constant, shape_tuple
 from .serialize import program_from_json, program_to_json
@@ -64,7 +64,7 @@ class ProgramBuilder:
         self.name = name
         self.graph = TrackedDiGraph(name=name, output=None)
         self._stamp: tuple | None = None   # (graph, token, edits or fingerprint) at compile
-        self._ops_version = -1             # primitives.VERSION the schedule's ops were checked at
+        self._ops_version = -1             # registry.VERSION the schedule's ops were checked at
         self._handles: dict[str, _Node] = {}
         self._auto: set[str] = set()
         self._counter = itertools.count()
@@ -175,7 +175,7 @@ class ProgramBuilder:
                          shape=None if shape is None else shape_tuple(shape, name))
 
     # z_d = f_d(z_pa(d)) with edges u -> d, arg = position of u among f_d's arguments
-    def _apply(self, prim: primitives.Primitive, args: Any, params: dict) -> Var:
+    def _apply(self, prim: registry.Primitive, args: Any, params: dict) -> Var:
         """Record ``prim(*args, **params)`` as a new auto-named defined node."""
         if self._probe is not None:
             self._probe()

@@ -167,8 +167,8 @@ def check_params(node: str, prim: Any, params: dict) -> None:
 
     Examples
     --------
-    >>> from lagrangeprop.rules import registry as primitives
-    >>> check_params("t", primitives.get("getitem"), {})
+    >>> from lagrangeprop.rules import registry
+    >>> check_params("t", registry.get("getitem"), {})
     Traceback (most recent call last):
     ...
     lagrangeprop.errors.GraphError: node 't': op 'getitem' needs the parameter 'index' (params={'index': ...})

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphError
-from ..rules import registry as primitives
+from ..rules import registry
 from .arguments import check_dtype, check_ufunc_kwargs
 
 __all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "BOOLEAN_OPS"]
@@ -274,7 +274,7 @@ class Var:
         if method == "__call__" and name in _BITWISE:   # a bool ndarray & a traced mask
             check_ufunc_kwargs(f"np.{ufunc.__name__}", kwargs, self)
             return _logical(*_BITWISE[name], *inputs)
-        if method != "__call__" or name not in primitives.REGISTRY:
+        if method != "__call__" or name not in registry.REGISTRY:
             what = "" if method == "__call__" else f".{method}"
             raise GraphError(
                 f"numpy ufunc np.{ufunc.__name__}{what} on traced variable {self.name!r} has no "
@@ -343,7 +343,7 @@ def apply(op, args, params=None):
     With a traced argument this records a defined node and returns its Var;
     with plain numbers it simply evaluates the op (so ``lp.exp(0.5)`` works).
     """
-    prim = op if isinstance(op, primitives.Primitive) else primitives.get(op)
+    prim = op if isinstance(op, registry.Primitive) else registry.get(op)
     params = dict(params) if params else {}
     prog = None
     for a in args:
@@ -363,7 +363,7 @@ def apply(op, args, params=None):
         if prim.name != "add":
             raise GraphError(f"{prim.name} of boolean masks is not defined (numpy raises "
                              "TypeError); use lp.logical_xor / lp.logical_not (^, ~)")
-        prim = primitives.get("logical_or")
+        prim = registry.get("logical_or")
     return prog._apply(prim, args, params)
 
 

@@ -59,9 +59,9 @@ def suggest(name, candidates) -> str:
 # ------------------------------------------------------------------ inputs
 def _input_spec(sched: Schedule) -> dict[str, tuple[int, tuple]]:
     """``{input name: (node id, shape)}``, built once per schedule."""
-    spec = sched.__dict__.get("_input_spec")
+    spec = sched.input_spec
     if spec is None:
-        spec = sched.__dict__["_input_spec"] = {sched.names[i]: (i, sched.shapes[i]) for i in sched.inputs}
+        spec = sched.input_spec = {sched.names[i]: (i, sched.shapes[i]) for i in sched.inputs}
     return spec
 
 
@@ -137,9 +137,9 @@ def shaped_input(sched: Schedule, i: int, t, what: str) -> np.ndarray:
 # ------------------------------------------------------------------- guesses
 def _block_nodes(sched: Schedule) -> frozenset[int]:
     """Nodes of the cyclic blocks: the only ones a guess starts (SPEC §1)."""
-    nodes = sched.__dict__.get("_block_nodes")
+    nodes = sched.block_nodes
     if nodes is None:
-        nodes = sched.__dict__["_block_nodes"] = frozenset(n for b in sched.blocks for n in b.nodes)
+        nodes = sched.block_nodes = frozenset(n for b in sched.blocks for n in b.nodes)
     return nodes
 
 

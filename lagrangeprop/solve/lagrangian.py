@@ -79,16 +79,16 @@ def point(sched: Schedule, inputs: dict, values: dict, multipliers: dict | None,
 
 def _all_defined(sched: Schedule) -> Block:
     """Every constraint as one pseudo-block (for A = ∂c/∂z and c at any point)."""
-    if "_all" not in sched.__dict__:
+    if sched.whole is None:
         nodes = list(sched.defined)
         sizes = [int(np.prod(sched.shapes[n], dtype=int)) for n in nodes]
         offsets = [int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]])] if nodes else []
-        sched.__dict__["_all"] = Block(
+        sched.whole = Block(
             names=[sched.names[n] for n in nodes], nodes=nodes,
             steps=[sched.step_of[n] for n in nodes], offsets=offsets, size=int(sum(sizes)),
             explicit=not sched.residual, shapes=[sched.shapes[n] for n in nodes], sizes=sizes,
             position={n: k for k, n in enumerate(nodes)})
-    return sched.__dict__["_all"]
+    return sched.whole
 
 
 # L(x, z, λ) = <seed, z_o> - Σ_d <λ_d, c_d(z, x)>
