@@ -104,12 +104,9 @@ class _LocalNames:
 
 def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = None,
            into: type[ProgramBuilder] = ProgramBuilder) -> ProgramBuilder:
-    """Record numpy-style ``f`` into a new program of class ``into`` (``lp.trace``'s work).
-
-    Each argument (by keyword, or positionally, named after ``f``'s parameters) is
-    an input; its example value fixes the shape (float64). Intermediates bound to
-    local variables of ``f`` keep those names; the returned expression becomes the
-    output (named ``"out"`` unless it already has a name).
+    """Record numpy-style ``f`` into a new program of class ``into``: the work of
+    :func:`lagrangeprop.trace` (which passes ``into=lp.Program``), usable by the layers
+    below the public Program. Arguments, names and output as documented there.
 
     Examples
     --------
