@@ -191,12 +191,12 @@ def static_edges(block: Block) -> list:
         out = []
         for s in block.steps:
             prim, row = s.prim, []
-            partials = getattr(prim, "raw_partials", None)
+            partials = prim.raw_partials
             for pos, u in s.diff:
                 m = block.position.get(u)
                 if m is None:
                     continue
-                if getattr(prim, "elementwise", False) and partials is not None and not prim.user:
+                if prim.elementwise and partials is not None and not prim.user:
                     if partials[pos] is not None:          # None: the op ignores this argument
                         row.append((m, pos, "ew", partials[pos]))
                 elif prim.name == "matmul" and not prim.user and any(

@@ -38,8 +38,8 @@ def evaluators(block: Block) -> list:
         out = []
         for s in block.steps:
             p = s.prim
-            fn = getattr(p, "raw_fn", None)
-            ok = getattr(p, "elementwise", False) and fn is not None and not p.user and not p.nondiff \
+            fn = p.raw_fn
+            ok = p.elementwise and fn is not None and not p.user and not p.nondiff \
                 and not s.params
             if not ok and p.name == "matmul" and not p.user and not s.params:
                 out.append(lambda a, b, p=p: spmatmul(a, b, p))

@@ -185,7 +185,7 @@ def _kernel(sched: Schedule, s: Step, floats: set[int]) -> Kernel | None:
         # both operands float64 matrices (no scipy.sparse constant): np.matmul itself, as the rule
         return MatmulKernel(np.matmul, tuple(s.args), -1,
                             tuple(MatmulCotangent(pos, u, -1) for pos, u in s.diff))
-    if not (getattr(prim, "raw_fn", None) is not None and not prim.user and not prim.nondiff
+    if not (prim.raw_fn is not None and not prim.user and not prim.nondiff
             and not s.params and floats.issuperset(s.args)):
         return None
     shape = sched.shapes[s.node]
@@ -265,7 +265,7 @@ def _pool(sched: Schedule, plan: Plan) -> Plan:
 # indexed by "slot"; everything else keeps the per-step path over the ``vals`` list.
 def _groupable(sched: Schedule, s: Step) -> bool:
     prim = s.prim
-    return (getattr(prim, "elementwise", False) and not prim.user and not s.residual
+    return (prim.elementwise and not prim.user and not s.residual
             and not s.params and not prim.nondiff and prim.differentiable
             and sched.shapes[s.node] == () and all(sched.shapes[a] == () for a in s.args))
 
