@@ -20,6 +20,13 @@ from .graph.ops import (abs, add, concatenate, cos, divide, dot, equal, exp, gre
                   logical_or, logical_xor, logsumexp, matmul, not_equal,
                   maximum, mean, minimum, multiply, negative, power, reshape, sigmoid, sin,
                   softmax, sqrt, square, stack, subtract, sum, tan, tanh, transpose, where)
+from .graph.ufunc_ops import *  # noqa: F401,F403 - each family module's __all__
+from .graph.reduction_ops import *  # noqa: F401,F403
+from .graph.structure_ops import *  # noqa: F401,F403
+from .graph.contraction_ops import *  # noqa: F401,F403
+from .graph import linalg_ops as linalg  # lp.linalg.solve, ... (numpy.linalg's names)
+from .graph import ufunc_ops as _ufunc_ops, reduction_ops as _reduction_ops
+from .graph import structure_ops as _structure_ops, contraction_ops as _contraction_ops
 from .rules.user import primitive
 from .program import Program, trace
 from .graph.var import Var
@@ -54,6 +61,8 @@ __all__ = [
     "sin", "softmax", "sqrt", "square", "stack", "subtract", "sum", "tan", "tanh",
     "transpose", "where", "equal", "not_equal", "logical_and", "logical_or", "logical_xor",
     "logical_not",
-    "check", "CheckReport", "jvp", "vjp", "jacobian", "hvp", "hessian", "draw",
+    "check", "CheckReport", "linalg", "jvp", "vjp", "jacobian", "hvp", "hessian", "draw",
     *_LAZY,
+    *_ufunc_ops.__all__, *_reduction_ops.__all__, *_structure_ops.__all__,
+    *_contraction_ops.__all__,
 ]

@@ -30,11 +30,30 @@ from ..errors import GraphError
 from ..rules import registry
 from .arguments import check_dtype, check_ufunc_kwargs
 
-__all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "BOOLEAN_OPS"]
+__all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "METHODS", "BOOLEAN_OPS", "dispatch_key"]
 
 # numpy function name -> its implementation on traced values (np.sum(v) -> lp.sum);
-# filled by lagrangeprop.graph.ops
+# functions of numpy's submodules are keyed with the submodule: "linalg.norm" for
+# np.linalg.norm (see :func:`dispatch_key`). Filled by the graph-layer op modules
+# (lagrangeprop.graph.ops and its families).
 HANDLED_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+# ndarray method name -> implementation ``impl(var, *args, **kwargs)`` (``v.max(axis=0)``);
+# filled by the same modules next to the functions (methods not listed raise GraphError)
+METHODS: dict[str, Callable[..., Any]] = {}
+
+
+def dispatch_key(func: Callable[..., Any]) -> str:
+    """The :data:`HANDLED_FUNCTIONS` key of numpy function ``func``: its name, prefixed
+    with the numpy submodule it lives in (``"linalg.norm"``, ``"fft.fft"``)."""
+    module = getattr(func, "__module__", "") or ""
+    parts = module.split(".")
+    if len(parts) >= 2 and parts[0] == "numpy" and parts[1] in _SUBMODULES:
+        return f"{parts[1]}.{func.__name__}"
+    return func.__name__
+
+
+_SUBMODULES = frozenset({"linalg", "fft", "random", "polynomial", "ma"})
 
 
 class _Node:
@@ -152,8 +171,15 @@ class Var:
         raise self._no_value(".tolist()")
 
     def __getattr__(self, attr: str):
-        # any other ndarray attribute (.max(), .astype(), ...) is not implemented on traced
-        # values: say so as a GraphError (also an AttributeError, so hasattr() stays False)
+        # ndarray methods registered by the op modules (METHODS) are bound here; any other
+        # ndarray attribute is not implemented on traced values: say so as a GraphError
+        # (also an AttributeError, so hasattr() stays False)
+        impl = METHODS.get(attr)
+        if impl is not None:
+            def method(*args, **kwargs):
+                return impl(self, *args, **kwargs)
+            method.__name__ = attr
+            return method
         if not attr.startswith("_") and hasattr(np.ndarray, attr):
             raise _UnsupportedAttribute(
                 f"ndarray attribute .{attr} of traced variable {self.name!r} is not supported "
@@ -284,15 +310,17 @@ class Var:
         return apply(name, inputs)
 
     def __array_function__(self, func, types, args, kwargs):
-        impl = HANDLED_FUNCTIONS.get(func.__name__)
+        key = dispatch_key(func)
+        impl = HANDLED_FUNCTIONS.get(key)
         if impl is None:
             raise GraphError(
-                f"numpy function np.{func.__name__} on traced variable {self.name!r} is not "
-                f"supported; supported: {', '.join(sorted(HANDLED_FUNCTIONS))}")
+                f"numpy function np.{key} on traced variable {self.name!r} is not supported "
+                "(the list is in docs/api.md); write it with supported functions or register "
+                "it with lp.primitive")
         try:
             return impl(*args, **kwargs)
         except TypeError as exc:   # an argument numpy has and lp does not (a newer numpy)
-            raise GraphError(f"np.{func.__name__} on traced variable {self.name!r}: {exc}") from None
+            raise GraphError(f"np.{key} on traced variable {self.name!r}: {exc}") from None
 
 
 def _is_boolean(x: Any) -> bool:

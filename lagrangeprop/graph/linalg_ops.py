@@ -1,0 +1,11 @@
+"""numpy functions over traced values: np.linalg (solve, inv, det, slogdet, cholesky, eigh, svd, norm, pinv).
+
+Each function records primitives of the rules layer (or expands into existing ones, a
+composite) and registers itself in :data:`~lagrangeprop.graph.var.HANDLED_FUNCTIONS`
+(numpy's dispatch) and, where ndarray has the method, in
+:data:`~lagrangeprop.graph.var.METHODS`.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
