@@ -127,7 +127,7 @@ def check_grads(fun: Callable[..., Any], *args: Any, argnums: Sequence[int] | No
                 return anp.sum(g * fun(anp, *_with(args, i, xi)))
 
             hv = lp.hvp(h_np, x, v)
-            ref = autograd.grad(lambda xi: anp.sum(autograd.grad(h_ag)(xi) * v))(x)
+            ref = autograd.grad(lambda xi, v=v: anp.sum(autograd.grad(h_ag)(xi) * v))(x)
             _close(hv, ref, max(rtol, 1e-7), f"hvp of argument {i} vs autograd")
     if lp_check:
         prog = lp.trace(f_np, *args)

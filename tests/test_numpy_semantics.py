@@ -444,7 +444,6 @@ def test_copy_ravel_flatten_astype():
 
 
 @pytest.mark.parametrize("call, word", [
-    (lambda x: x % 2.0, "%"), (lambda x: 2.0 // x, "//"), (lambda x: divmod(x, 2.0), "divmod"),
     (lambda x: x & (x > 0), "boolean operands"), (lambda x: ~x, "boolean operands"),
     (lambda x: x.__setitem__(0, 1.0), "immutable"), (lambda x: lp.sum(x, axis=0.5), "axis"),
 ])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 from ..errors import GraphError, ShapeError
 
 __all__ = ["unsupported", "check_out", "check_dtype", "check_where", "check_ufunc_kwargs",
-           "static_axis", "normalize_axis", "traced_name"]
+           "static_axis", "normalize_axis", "traced_name", "dispatch_key", "static_index"]
 
 NO_VALUE = np._NoValue  # numpy's "argument not given" sentinel (what np.sum passes on)
 
@@ -163,3 +164,39 @@ def normalize_axis(axis: Any, ndim: int | None, func: str, x: Any = None,
     if len(set(out)) != len(out):
         raise ShapeError(f"{func}{traced_name(x)}: repeated axis in {axis}")
     return tuple(out) if isinstance(axis, tuple) else out[0]
+
+
+def dispatch_key(func: Callable[..., Any]) -> str:
+    """The :data:`HANDLED_FUNCTIONS` key of numpy function ``func``: its name, prefixed
+    with the numpy submodule it lives in (``"linalg.norm"``, ``"fft.fft"``)."""
+    module = getattr(func, "__module__", "") or ""
+    parts = module.split(".")
+    if len(parts) >= 2 and parts[0] == "numpy" and parts[1] in _SUBMODULES:
+        return f"{parts[1]}.{func.__name__}"
+    return func.__name__
+
+
+_SUBMODULES = frozenset({"linalg", "fft", "random", "polynomial", "ma"})
+
+
+def static_index(index: Any, name: str) -> Any:
+    """An index as static data: ints, slices, None, Ellipsis, integer/bool arrays."""
+    def one(i):
+        if _is_traced(i):
+            raise GraphError(
+                f"indexing {name!r} with the traced value {i.name!r}: the result's shape or "
+                "entries would depend on values that are not known while tracing (a mask "
+                "x[x > 0] keeps a data-dependent number of entries). Keep the shape static: "
+                "lp.where(mask, x, 0.0) or x * mask instead of x[mask] (then sum/mean over "
+                "the mask), and static ints, slices or integer arrays as indices")
+        if isinstance(i, (list, np.ndarray)):
+            arr = np.asarray(i)
+            if arr.dtype.kind not in "iub":
+                raise GraphError(f"index into {name!r} must be integer or boolean, got {arr.dtype}")
+            return arr
+        if isinstance(i, (np.integer,)):
+            return int(i)
+        return i
+    if isinstance(index, tuple):
+        return tuple(one(i) for i in index)
+    return one(index)

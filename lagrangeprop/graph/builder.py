@@ -39,6 +39,7 @@ from .coerce import constant_array, plain_constant, shape_tuple
 from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
 from .validate import validate_graph
+from .pack import as_traced, holds_traced
 from .var import Var, _Node
 
 __all__ = ["ProgramBuilder", "RESERVED"]
@@ -179,7 +180,8 @@ class ProgramBuilder:
         """Record ``prim(*args, **params)`` as a new auto-named defined node."""
         if self._probe is not None:
             self._probe()
-        names = [a._handle.name if isinstance(a, Var) else self.constant(a)._handle.name for a in args]
+        names = [a._handle.name if isinstance(a, Var) else
+                 (as_traced(a) if holds_traced(a) else self.constant(a))._handle.name for a in args]
         shape = self._infer_shape(prim, names, params, node=None)
         self._schedule = None
         name = self._fresh(prim.name)

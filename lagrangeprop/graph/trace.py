@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import InputError, ShapeError
 from .builder import ProgramBuilder
 from .coerce import real_array
+from .pack import as_traced
 from .var import Var
 
 __all__ = ["record", "paused_gc"]
@@ -139,6 +140,7 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
     for local, value in local_names.locals.items():
         if isinstance(value, Var) and value.program is prog and local.isidentifier():
             prog._rename_auto(value.name, local)
+    result = as_traced(result)   # np.array([...]) / a list of traced values: one value
     if isinstance(result, (tuple, list)):
         raise ShapeError(
             f"{prog.name} returned a {type(result).__name__}; a program has one output: "

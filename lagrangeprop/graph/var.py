@@ -21,6 +21,7 @@ np.float64(1.0)
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +29,10 @@ import numpy as np
 
 from ..errors import GraphError
 from ..rules import registry
-from .arguments import check_dtype, check_ufunc_kwargs
+from .arguments import check_dtype, check_ufunc_kwargs, dispatch_key, static_index
 
-__all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "METHODS", "BOOLEAN_OPS", "dispatch_key"]
+__all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "METHODS", "BOOLEAN_OPS", "Element",
+           "entries"]
 
 # numpy function name -> its implementation on traced values (np.sum(v) -> lp.sum);
 # functions of numpy's submodules are keyed with the submodule: "linalg.norm" for
@@ -41,19 +43,6 @@ HANDLED_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 # ndarray method name -> implementation ``impl(var, *args, **kwargs)`` (``v.max(axis=0)``);
 # filled by the same modules next to the functions (methods not listed raise GraphError)
 METHODS: dict[str, Callable[..., Any]] = {}
-
-
-def dispatch_key(func: Callable[..., Any]) -> str:
-    """The :data:`HANDLED_FUNCTIONS` key of numpy function ``func``: its name, prefixed
-    with the numpy submodule it lives in (``"linalg.norm"``, ``"fft.fft"``)."""
-    module = getattr(func, "__module__", "") or ""
-    parts = module.split(".")
-    if len(parts) >= 2 and parts[0] == "numpy" and parts[1] in _SUBMODULES:
-        return f"{parts[1]}.{func.__name__}"
-    return func.__name__
-
-
-_SUBMODULES = frozenset({"linalg", "fft", "random", "polynomial", "ma"})
 
 
 class _Node:
@@ -229,12 +218,14 @@ class Var:
         raise GraphError(f"the operator {symbol} on traced variable {self.name!r} has no "
                          f"lagrangeprop primitive{hint}; register one with lp.primitive")
 
-    def __mod__(self, o): self._unsupported_operator("%")
-    def __rmod__(self, o): self._unsupported_operator("%")
-    def __floordiv__(self, o): self._unsupported_operator("//")
-    def __rfloordiv__(self, o): self._unsupported_operator("//")
-    def __divmod__(self, o): self._unsupported_operator("divmod()")
-    def __rdivmod__(self, o): self._unsupported_operator("divmod()")
+    # % and // are numpy's remainder and floor_divide (Python's sign convention: the
+    # remainder has the divisor's sign); divmod() is the pair
+    def __mod__(self, o): return apply("remainder", (self, o))
+    def __rmod__(self, o): return apply("remainder", (o, self))
+    def __floordiv__(self, o): return apply("floor_divide", (self, o))
+    def __rfloordiv__(self, o): return apply("floor_divide", (o, self))
+    def __divmod__(self, o): return (self // o, self % o)
+    def __rdivmod__(self, o): return (apply("floor_divide", (o, self)), apply("remainder", (o, self)))
     def __lshift__(self, o): self._unsupported_operator("<<")
     def __rlshift__(self, o): self._unsupported_operator("<<")
     def __rshift__(self, o): self._unsupported_operator(">>")
@@ -247,7 +238,7 @@ class Var:
             "lp.concatenate or lp.stack instead")
 
     def __getitem__(self, index):
-        return apply("getitem", (self,), {"index": _normalize_index(index, self.name)})
+        return apply("getitem", (self,), {"index": static_index(index, self.name)})
 
     # --- array-like methods ---------------------------------------------------
     # ndarray's signatures; every argument is implemented or raises GraphError (in ops)
@@ -289,11 +280,17 @@ class Var:
 
     # --- numpy protocols ----------------------------------------------------
     def __array__(self, dtype=None, copy=None):
-        # A 0-d object array: "not an array", so e.g. scipy.sparse's ``W @ v`` returns
-        # NotImplemented and Python falls back to ``v.__rmatmul__(W)``.
-        out = np.empty((), dtype=object)
-        out[()] = self
-        return out
+        # numpy building an array from traced values (np.array([x, y]), np.r_, np.c_) sees
+        # an object array of this value's entries (lazy Elements), so numpy's own rules fix
+        # every shape; lagrangeprop.graph.pack turns the result back into one traced value.
+        # scipy.sparse's ``W @ v`` gets a 0-d object array instead ("not an array"): it
+        # returns NotImplemented and Python falls back to ``v.__rmatmul__(W)``.
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("scipy.sparse") or self.shape is None:
+            out = np.empty((), dtype=object)
+            out[()] = self
+            return out
+        return entries(self)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
@@ -323,6 +320,46 @@ class Var:
             raise GraphError(f"np.{key} on traced variable {self.name!r}: {exc}") from None
 
 
+class Element(Var):
+    """Entry ``k`` (C order) of a traced value, as numpy sees it inside an object array.
+
+    Recorded as a ``getitem`` node only when used on its own (``np.array([x])[0] * 2``);
+    :func:`lagrangeprop.graph.pack.as_traced` packs runs of entries back into slices of
+    their source without recording any.
+    """
+
+    __slots__ = ("source", "index", "_lazy")
+
+    def __init__(self, source: Var, index: int):
+        self.program = source.program
+        self.source = source
+        self.index = index
+        self._lazy: _Node | None = None
+
+    @property
+    def _handle(self) -> _Node:
+        if self._lazy is None:
+            where = tuple(int(i) for i in np.unravel_index(self.index, self.source.shape))
+            self._lazy = self.source[where]._handle
+        return self._lazy
+
+    @property
+    def shape(self) -> tuple:
+        return ()
+
+
+def entries(var: Var) -> np.ndarray:
+    """``var`` as an object array of its entries (lazy :class:`Element` s), ``var.shape``."""
+    out = np.empty(var.shape, dtype=object)
+    if out.ndim == 0:
+        out[()] = var
+        return out
+    flat = out.reshape(-1)
+    for k in range(flat.size):
+        flat[k] = Element(var, k)
+    return out
+
+
 def _is_boolean(x: Any) -> bool:
     if isinstance(x, Var):
         return x.program.graph._node[x._handle.name].get("op") in BOOLEAN_OPS
@@ -343,26 +380,6 @@ def _logical(op: str, symbol: str, *args: Any):
 def is_traced(x: Any) -> bool:
     """True when ``x`` is a :class:`Var`."""
     return isinstance(x, Var)
-
-
-def _normalize_index(index, name: str):
-    """Make an index static data: ints, slices, None, Ellipsis, integer/bool arrays."""
-    def one(i):
-        if isinstance(i, Var):
-            raise GraphError(
-                f"indexing {name!r} with the traced value {i.name!r} is not supported; "
-                "indices must be static (ints, slices, integer or boolean arrays)")
-        if isinstance(i, (list, np.ndarray)):
-            arr = np.asarray(i)
-            if arr.dtype.kind not in "iub":
-                raise GraphError(f"index into {name!r} must be integer or boolean, got {arr.dtype}")
-            return arr
-        if isinstance(i, (np.integer,)):
-            return int(i)
-        return i
-    if isinstance(index, tuple):
-        return tuple(one(i) for i in index)
-    return one(index)
 
 
 def apply(op, args, params=None):
