@@ -115,10 +115,12 @@ class Var:
         return GraphError(
             f"{what} of traced variable {self.name!r}: a traced value has no concrete value "
             "while the program is being traced (it is a node of the graph, computed later for "
-            "every input). Keep it an array expression: select with lp.where(cond, a, b) (or "
-            "lp.maximum/lp.minimum) instead of Python `if`/`while`, and pass anything that "
-            "must be a concrete number (a loop count, an index) as a plain Python value, not "
-            "an input")
+            "every input). Instead of `if`: select with lp.where(cond, a, b) (or lp.maximum, "
+            "lp.minimum, lp.clip); instead of `while` iterating to convergence: state the "
+            "fixed point as a constraint (prog.define(w, g(w, x)) or prog.residual(w, r(w, x)), "
+            "see docs/numpy.md); instead of x[x > 0]: a mask multiply x * (x > 0). Anything "
+            "that must be a concrete number (a loop count, an index) is a plain Python value, "
+            "not an input")
 
     def __len__(self) -> int:
         # the shape is static (known while tracing): len() of an array is faithful
@@ -321,12 +323,9 @@ class Var:
 
 
 class Element(Var):
-    """Entry ``k`` (C order) of a traced value, as numpy sees it inside an object array.
-
-    Recorded as a ``getitem`` node only when used on its own (``np.array([x])[0] * 2``);
-    :func:`lagrangeprop.graph.pack.as_traced` packs runs of entries back into slices of
-    their source without recording any.
-    """
+    """Entry ``k`` (C order) of a traced value as numpy sees it in an object array: recorded
+    (``getitem``) only if used on its own; :func:`~lagrangeprop.graph.pack.as_traced` packs
+    runs of entries back into slices of their source."""
 
     __slots__ = ("source", "index", "_lazy")
 
