@@ -297,6 +297,9 @@ class Var:
         if method == "__call__" and name in _BITWISE:   # a bool ndarray & a traced mask
             check_ufunc_kwargs(f"np.{ufunc.__name__}", kwargs, self)
             return _logical(*_BITWISE[name], *inputs)
+        if method == "__call__" and name == "divmod":     # two outputs: the pair of ops
+            check_ufunc_kwargs("np.divmod", kwargs, self)
+            return apply("floor_divide", inputs), apply("remainder", inputs)
         if method != "__call__" or name not in registry.REGISTRY:
             what = "" if method == "__call__" else f".{method}"
             raise GraphError(
