@@ -110,6 +110,19 @@ BINARY = {
 }
 BSHAPES = [((), ()), ((4,), ()), ((2, 3), (3,)), ((2, 1, 3), (4, 1))]
 
+# the registry entries this file checks (tests/test_numpy_semantics.py's coverage test reads it)
+COVERED = frozenset({
+    "exp2", "expm1", "log2", "log10", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh",
+    "arccosh", "arctanh", "sinc", "cbrt", "reciprocal", "deg2rad", "rad2deg", "degrees", "radians",
+    "fabs", "sign", "floor", "ceil", "rint", "trunc", "fix", "round", "clip",
+    "arctan2", "hypot", "logaddexp2", "fmax", "fmin", "remainder", "fmod", "floor_divide"})
+
+
+def test_every_covered_op_is_registered_and_has_a_case():
+    from lagrangeprop.rules.registry import REGISTRY
+    assert COVERED <= set(REGISTRY)
+    assert COVERED <= {k.split("_")[0] for k in UNARY} | set(UNARY) | set(BINARY)
+
 
 def _draw(shape, dom, *key):
     if dom[0] == "signed":
