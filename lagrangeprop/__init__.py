@@ -7,7 +7,7 @@ Examples
 --------
 >>> import lagrangeprop as lp
 >>> sol = lp.trace(lambda x: lp.exp(x) * x, x=1.0).solve(x=1.0)
->>> round(float(sol.grad["x"]), 6)   # (1 + x) e^x
+>>> print(round(float(sol.grad["x"]), 6))   # (1 + x) e^x (lp.round shadows round here)
 5.436564
 """
 

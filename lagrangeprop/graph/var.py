@@ -220,8 +220,7 @@ class Var:
         raise GraphError(f"the operator {symbol} on traced variable {self.name!r} has no "
                          f"lagrangeprop primitive{hint}; register one with lp.primitive")
 
-    # % and // are numpy's remainder and floor_divide (Python's sign convention: the
-    # remainder has the divisor's sign); divmod() is the pair
+    # % and // are numpy's remainder and floor_divide (the remainder has the divisor's sign)
     def __mod__(self, o): return apply("remainder", (self, o))
     def __rmod__(self, o): return apply("remainder", (o, self))
     def __floordiv__(self, o): return apply("floor_divide", (self, o))
@@ -299,6 +298,8 @@ class Var:
         if method == "__call__" and name in _BITWISE:   # a bool ndarray & a traced mask
             check_ufunc_kwargs(f"np.{ufunc.__name__}", kwargs, self)
             return _logical(*_BITWISE[name], *inputs)
+        if method == "__call__" and name == "divmod":   # two outputs: lp.divmod's pair of ops
+            return HANDLED_FUNCTIONS["divmod"](*inputs, **kwargs)
         if method != "__call__" or name not in registry.REGISTRY:
             what = "" if method == "__call__" else f".{method}"
             raise GraphError(

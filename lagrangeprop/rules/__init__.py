@@ -6,6 +6,7 @@ Modules, bottom to top: :mod:`~lagrangeprop.rules.arrays` (helpers: ``unbroadcas
 :mod:`~lagrangeprop.rules.shapes` (dispatch to the shape rule) and
 :mod:`~lagrangeprop.rules.curvature` (dispatch to the curvature rule, difference fallback),
 the families :mod:`~lagrangeprop.rules.ufuncs` (elementwise ops, ``where``, comparisons),
+:mod:`~lagrangeprop.rules.piecewise` (abs, max/min, clip, integer-valued ops, remainders),
 :mod:`~lagrangeprop.rules.reductions` (sum, mean, logsumexp, softmax),
 :mod:`~lagrangeprop.rules.structure` (reshape, transpose, getitem, concatenate, stack),
 :mod:`~lagrangeprop.rules.contractions` (matmul, dot), and the user ops of
@@ -43,7 +44,7 @@ Examples
 """
 
 # the built-ins register on import, in this order (the order of REGISTRY)
-from . import ufuncs, reductions, contractions, structure  # noqa: F401
+from . import ufuncs, piecewise, reductions, contractions, structure  # noqa: F401
 from .registry import REGISTRY, Primitive, Tape, get, register, zero_curvature
 from .user import primitive
 

@@ -5,7 +5,8 @@ VJP (``unbroadcast(g * partial)``), JVP (``t * partial``), sparse Jacobian
 (``diag(partial) @ S``) and shape rule (the broadcast) follow from :func:`elementwise`,
 the curvature from the second partials ``[[f_ij]]`` (``None``: a linear or piecewise-
 linear op, zero curvature). ``where`` lives here, not with the structure ops: it is
-numpy's elementwise selection and is built by the same factory.
+numpy's elementwise selection and is built by the same factory. The piecewise ops (abs,
+maximum, clip, floor, %, ...) use the same factory in :mod:`~lagrangeprop.rules.piecewise`.
 
 Examples
 --------
@@ -229,20 +230,111 @@ elementwise("logaddexp", np.logaddexp, lambda ans, x, y: _exp_diff(x, ans),
             lambda ans, x, y: _exp_diff(y, ans), tape=_named("logaddexp"), second=_logaddexp_second)
 
 
-# ---------------------------------------------------------------- piecewise linear
-# abs, maximum, minimum, where: zero curvature (almost everywhere).
-def _balanced(x: np.ndarray, other: np.ndarray, ans: np.ndarray) -> np.ndarray:
-    # 1 where x alone attains ans, 0.5 at ties (as autograd's balanced_eq)
-    return (x == ans) / (1.0 + (x == other))
+# ---------------------------------------------------------------- exponentials and logarithms
+# f' and f'' of each: 2^x -> ln2·ans, ln2²·ans; e^x - 1 -> ans + 1 (twice); log_b x -> 1/(x ln b),
+# -1/(x² ln b); 1/x -> -1/x², 2/x³; cbrt x -> 1/(3 ans²), -2/(9 ans⁵).
+_LN2, _LN10 = np.log(2.0), np.log(10.0)
+elementwise("exp2", np.exp2, lambda ans, x: ans * _LN2, tape=_named("exp2"),
+            second=lambda ans, x: [[ans * _LN2**2]])
+elementwise("expm1", np.expm1, lambda ans, x: ans + 1.0, tape=_named("expm1"),
+            second=lambda ans, x: [[ans + 1.0]])
+elementwise("log2", np.log2, lambda ans, x: 1.0 / x / _LN2, tape=_named("log2"),
+            second=lambda ans, x: [[-1.0 / x**2 / _LN2]])
+elementwise("log10", np.log10, lambda ans, x: 1.0 / x / _LN10, tape=_named("log10"),
+            second=lambda ans, x: [[-1.0 / x**2 / _LN10]])
+elementwise("reciprocal", np.reciprocal, lambda ans, x: -1.0 / x**2, tape=_named("reciprocal"),
+            second=lambda ans, x: [[2.0 / x**3]])
 
 
-elementwise("abs", np.abs, lambda ans, x: np.sign(x), tape=_named("abs"))
-elementwise("maximum", np.maximum, lambda ans, x, y: _balanced(x, y, ans),
-            lambda ans, x, y: _balanced(y, x, ans), tape=_named("maximum"))
-elementwise("minimum", np.minimum, lambda ans, x, y: _balanced(x, y, ans),
-            lambda ans, x, y: _balanced(y, x, ans), tape=_named("minimum"))
+def _cbrt_tape(module: Any) -> Callable[[Any], Any]:
+    # neither autograd nor torch has cbrt: sign(x)·|x|^(1/3), differentiated by their rules
+    return lambda x: module.sign(x) * module.abs(x) ** (1.0 / 3.0)
 
 
+elementwise("cbrt", np.cbrt, lambda ans, x: 1.0 / (3.0 * ans**2),
+            tape=Tape(autograd=_cbrt_tape, torch=_cbrt_tape),
+            second=lambda ans, x: [[-2.0 / (9.0 * ans**5)]])
+
+
+# ---------------------------------------------------------------- hyperbolic and inverse
+# sinh' = cosh, cosh' = sinh (so f'' = ans); arcsin' = 1/√(1-x²), arctan' = 1/(1+x²),
+# arcsinh' = 1/√(x²+1), arccosh' = 1/√(x²-1), arctanh' = 1/(1-x²); f'' by the chain rule.
+elementwise("sinh", np.sinh, lambda ans, x: np.cosh(x), tape=_named("sinh"),
+            second=lambda ans, x: [[ans]])
+elementwise("cosh", np.cosh, lambda ans, x: np.sinh(x), tape=_named("cosh"),
+            second=lambda ans, x: [[ans]])
+elementwise("arcsin", np.arcsin, lambda ans, x: 1.0 / np.sqrt(1.0 - x**2),
+            tape=Tape.named("arcsin", "asin"), second=lambda ans, x: [[x / (1.0 - x**2) ** 1.5]])
+elementwise("arccos", np.arccos, lambda ans, x: -1.0 / np.sqrt(1.0 - x**2),
+            tape=Tape.named("arccos", "acos"), second=lambda ans, x: [[-x / (1.0 - x**2) ** 1.5]])
+elementwise("arctan", np.arctan, lambda ans, x: 1.0 / (1.0 + x**2),
+            tape=Tape.named("arctan", "atan"), second=lambda ans, x: [[-2.0 * x / (1.0 + x**2) ** 2]])
+elementwise("arcsinh", np.arcsinh, lambda ans, x: 1.0 / np.sqrt(x**2 + 1.0),
+            tape=Tape.named("arcsinh", "asinh"), second=lambda ans, x: [[-x / (x**2 + 1.0) ** 1.5]])
+elementwise("arccosh", np.arccosh, lambda ans, x: 1.0 / np.sqrt(x**2 - 1.0),
+            tape=Tape.named("arccosh", "acosh"), second=lambda ans, x: [[-x / (x**2 - 1.0) ** 1.5]])
+elementwise("arctanh", np.arctanh, lambda ans, x: 1.0 / (1.0 - x**2),
+            tape=Tape.named("arctanh", "atanh"), second=lambda ans, x: [[2.0 * x / (1.0 - x**2) ** 2]])
+
+
+# sinc x = s(πx) with s(u) = sin(u)/u: s' = (cos u - s)/u, s'' = -s - 2s'/u (from u·s = sin u);
+# near u = 0 the closed forms cancel, so their Taylor series stand in (s'(0) = 0, s''(0) = -1/3).
+def _sinc_derivatives(x: Any) -> tuple[Any, Any]:
+    """``(d sinc/dx, d² sinc/dx²)``."""
+    u = np.pi * np.asarray(x, dtype=F64)
+    small = np.abs(u) < 0.1
+    v = np.where(small, 1.0, u)
+    s = np.sin(v) / v
+    d1 = (np.cos(v) - s) / v
+    d2 = -s - 2.0 * d1 / v
+    u2 = u * u
+    d1 = np.where(small, u * (-1.0 / 3.0 + u2 * (1.0 / 30.0 + u2 * (-1.0 / 840.0 + u2 / 45360.0))), d1)
+    d2 = np.where(small, -1.0 / 3.0 + u2 * (0.1 + u2 * (-1.0 / 168.0 + u2 / 6480.0)), d2)
+    return np.pi * d1, np.pi**2 * d2
+
+
+elementwise("sinc", np.sinc, lambda ans, x: _sinc_derivatives(x)[0], tape=_named("sinc"),
+            second=lambda ans, x: [[_sinc_derivatives(x)[1]]])
+
+
+# ---------------------------------------------------------------- angles (linear)
+_TO_RAD, _TO_DEG = np.pi / 180.0, 180.0 / np.pi
+for _name, _torch_name, _factor in (("deg2rad", "deg2rad", _TO_RAD), ("radians", "deg2rad", _TO_RAD),
+                                    ("rad2deg", "rad2deg", _TO_DEG), ("degrees", "rad2deg", _TO_DEG)):
+    elementwise(_name, getattr(np, _name), lambda ans, x, c=_factor: c, linear=True,
+                tape=Tape.named(_name, _torch_name))
+
+
+# ---------------------------------------------------------------- binary
+# arctan2(x, y) = angle of (y, x): ∂x = y/r², ∂y = -x/r² (r² = x² + y²);
+# hypot: ∂x = x/h, ∂y = y/h, Hessian [[y², -xy], [-xy, x²]]/h³;
+# logaddexp2: ∂x = a = 2^(x-ans), ∂y = b = 2^(y-ans), a + b = 1, Hessian ln2·ab [[1, -1], [-1, 1]].
+def _arctan2_second(ans, x, y):
+    r4 = (x**2 + y**2) ** 2
+    return [[-2.0 * x * y / r4, (x**2 - y**2) / r4], [(x**2 - y**2) / r4, 2.0 * x * y / r4]]
+
+
+def _hypot_second(ans, x, y):
+    h3 = ans**3
+    return [[y**2 / h3, -x * y / h3], [-x * y / h3, x**2 / h3]]
+
+
+def _logaddexp2_second(ans, x, y):
+    ab = _LN2 * 2.0 ** (x - ans) * 2.0 ** (y - ans)
+    return [[ab, -ab], [-ab, ab]]
+
+
+elementwise("arctan2", np.arctan2, lambda ans, x, y: y / (x**2 + y**2),
+            lambda ans, x, y: -x / (x**2 + y**2), tape=Tape.named("arctan2", "atan2"),
+            second=_arctan2_second)
+elementwise("hypot", np.hypot, lambda ans, x, y: x / ans, lambda ans, x, y: y / ans,
+            tape=_named("hypot"), second=_hypot_second)
+elementwise("logaddexp2", np.logaddexp2, lambda ans, x, y: 2.0 ** (x - ans),
+            lambda ans, x, y: 2.0 ** (y - ans), tape=_named("logaddexp2"), second=_logaddexp2_second)
+
+
+
+# ---------------------------------------------------------------- selection
 def _where(cond: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(cond, dtype=bool), x, y)
 
