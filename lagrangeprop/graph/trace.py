@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ShapeError
+from ..errors import GraphError, InputError, ShapeError
 from .builder import ProgramBuilder
 from .coerce import real_array
 from .ops import concatenate, reshape
@@ -161,7 +161,14 @@ def _one_output(prog: ProgramBuilder, result: Any) -> Any:
     ``prog.output_tree`` for the transforms to split the output again."""
     leaves, tree = flatten(result, outputs=True, what="the result")
     if tree.kind == "leaf":
-        result = as_traced(result)   # np.array([...]) / a list of traced values: one value
+        try:
+            result = as_traced(result)   # np.array([...]) / a list of traced values: one value
+        except GraphError as exc:
+            if not isinstance(result, list):
+                raise
+            raise GraphError(f"{prog.name} returned a list that is not one array ({exc}); a list of "
+                             "traced values is one array, as numpy reads it: return a tuple or a "
+                             "dict for several results") from None
         if isinstance(result, (tuple, list)):
             raise ShapeError(
                 f"{prog.name} returned a {type(result).__name__} holding no traced value; return "

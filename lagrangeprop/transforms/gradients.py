@@ -76,8 +76,7 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
                 f"grad only applies to real scalar-output functions; {prog.name} returns "
                 f"{what}: try lp.jacobian, or lp.vjp with a cotangent")
         sol = solve_program(prog, call.inputs())
-        structure, paths = call.selected(sel)
-        return sol.output, structure.unflatten([sol.grad[p] for p in paths])
+        return sol.output, call.like_arguments(sel, sol.grad.__getitem__)
     return wrapped
 
 
@@ -141,7 +140,8 @@ def vjp(f: Callable, *args, guess: dict | None = None):
                 raise ShapeError(f"cotangent has shape {g.shape}, the output "
                                  f"{sched.names[sched.output]!r} has shape {out_shape}")
         lam = run_adjoint(sched, vals, g, states, opts)
-        return tuple(a.tree.unflatten([_cotangent(lam[sched.index[p]], sched.index[p], sched)
-                                       for p in a.paths]) for a in call.arguments)
+        return tuple(call.like_arguments(a.name, lambda p: _cotangent(lam[sched.index[p]],
+                                                                      sched.index[p], sched))
+                     for a in call.arguments)
     out = vals[sched.output]
     return (scalarize(out) if tree is None else tree.split(out)), vjp_fn

@@ -59,7 +59,7 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     sol, call = _solve_scalar(program_for(f, cached=False, what="hvp"), (x,), guess)
     arg = call.arguments[0]
     hv = solution_hvp(sol, dict(zip(arg.paths, arg.tree.flatten_up_to(v, "the direction v"))))
-    return arg.tree.unflatten([hv[p] for p in arg.paths])
+    return call.like_arguments(arg.name, hv.__getitem__)
 
 
 def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Callable:

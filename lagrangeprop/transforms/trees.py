@@ -52,8 +52,9 @@ class Call:
     def key(self) -> tuple:
         """The trace-cache key: every argument's name, structure and leaf shapes (a dict with
         other keys, a longer list or another leaf shape is another program)."""
-        keys = [(a.name, leaf_key(a.leaves[0]) if a.tree is LEAF else
-                 (a.tree, tuple(leaf_key(v) for v in a.leaves))) for a in self.arguments]
+        keys = [(a.name, leaf_key(a.leaves[0], a.name) if a.tree is LEAF else
+                 (a.tree, tuple(leaf_key(v, p) for p, v in zip(a.paths, a.leaves))))
+                for a in self.arguments]
         return tuple(keys[:self.npos]), tuple(sorted(keys[self.npos:], key=lambda k: k[0]))
 
     def argument(self, name: str) -> Argument:
@@ -67,6 +68,20 @@ class Call:
             return a.tree, list(a.paths)
         args = [self.argument(n) for n in sel]
         return TreeDef("tuple", (), tuple(a.tree for a in args)), [p for a in args for p in a.paths]
+
+
+    def like_arguments(self, sel: str | list[str], value_of: Callable[[str], object]):
+        """The tree of ``value_of(input name)`` for what ``sel`` selects (a gradient, a
+        cotangent): the argument's structure, and a 0-d array where the argument had a
+        0-d array (numpy scalars elsewhere), so a list such as ``[0.5, np.array(2.0)]``
+        still reads as a tree when the result is passed back in."""
+        structure, paths = self.selected(sel)
+        given = self.inputs()
+        return structure.unflatten([_like(given[p], value_of(p)) for p in paths])
+
+
+def _like(x, g):
+    return np.asarray(g) if isinstance(x, np.ndarray) and np.ndim(g) == 0 else g
 
 
 def bind(f: Callable, args: tuple, kwargs: dict, what: str = "grad") -> Call:
@@ -87,7 +102,7 @@ def output_tree(prog) -> OutputTree | None:
     return getattr(prog, "output_tree", None)
 
 
-def leaf_key(a) -> tuple:
+def leaf_key(a, path: str) -> tuple:
     """A leaf's shape, for the cache key (a ragged leaf: the InputError of coerce.real_array)."""
     cls = a.__class__
     if cls is float:
@@ -97,4 +112,4 @@ def leaf_key(a) -> tuple:
     try:
         return np.shape(a)
     except ValueError:      # ragged: the conversion rule names the problem (InputError)
-        return real_array(a, "an argument").shape
+        return real_array(a, f"argument {path!r}").shape
