@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from ..compile.cache import compiled
 from ..graph.builder import ProgramBuilder
-from ..graph.trace import record
+from ..graph.trace import argument_names, record
 from ..guards import Guard, RetraceWarning
 from .trees import bind
 
@@ -51,9 +51,13 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
     """
     cache: OrderedDict = OrderedDict()
     streak = [0, False]   # consecutive invalidated calls, warned yet
+    positional: dict[int, list[str]] = {}   # f's names for n positional arguments
 
     def lookup(*args, **kwargs):
-        call = bind(f, args, kwargs)
+        names = positional.get(len(args))
+        if names is None:
+            names = positional[len(args)] = argument_names(f, len(args))
+        call = bind(f, args, kwargs, names=names)
         key = call.key()
         entry = cache.get(key)
         if entry is not None:

@@ -25,7 +25,7 @@ from ..solve.adjoint import run_adjoint
 from ..solve.inputs import scalar, scalarize
 from ..solve.program import forward_program, solve_program
 from .argnum import argnum_names
-from .cache import program_for, traced
+from .cache import program_for
 from .trees import output_tree
 
 __all__ = ["grad", "value_and_grad", "vjp"]
@@ -60,12 +60,12 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     >>> {k: float(v) for k, v in g.items()}
     {'b': 9.0, 'w': 12.0}
     """
-    program_for = traced(f)
+    program = program_for(f, what="grad")
     select = argnum_names(f, argnum, "grad")
 
     def wrapped(*args, **kwargs):
         select.check()
-        prog, call = program_for(*args, **kwargs)
+        prog, call = program(*args, **kwargs)
         sel = select(len(args), call.names)
         G = prog.graph
         out = G._node[G.graph["output"]]["shape"]

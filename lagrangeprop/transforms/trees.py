@@ -76,6 +76,8 @@ class Call:
         0-d array (numpy scalars elsewhere), so a list such as ``[0.5, np.array(2.0)]``
         still reads as a tree when the result is passed back in."""
         structure, paths = self.selected(sel)
+        if structure is LEAF:
+            return value_of(paths[0])
         given = self.inputs()
         return structure.unflatten([_like(given[p], value_of(p)) for p in paths])
 
@@ -84,17 +86,25 @@ def _like(x, g):
     return np.asarray(g) if isinstance(x, np.ndarray) and np.ndim(g) == 0 else g
 
 
-def bind(f: Callable, args: tuple, kwargs: dict, what: str = "grad") -> Call:
-    """The :class:`Call` of ``f(*args, **kwargs)``. A :class:`~lagrangeprop.Program` takes
-    one value per input (positionally in its inputs' order, or by name): ShapeError else."""
+def bind(f: Callable, args: tuple, kwargs: dict, what: str = "grad",
+         names: list[str] | None = None) -> Call:
+    """The :class:`Call` of ``f(*args, **kwargs)``; ``names``: ``f``'s positional names for
+    ``len(args)`` arguments when the caller knows them. A :class:`~lagrangeprop.Program`
+    takes one value per input (positionally in its inputs' order, or by name): ShapeError else."""
     if isinstance(f, ProgramBuilder):
         names = compiled(f).input_names
         check_count(what, names, len(args) + len(kwargs))
         given = {**dict(zip(names, args)), **kwargs}   # in the inputs' order: argnum positions
         order = [n for n in names if n in given] + [n for n in given if n not in names]
         return Call([Argument(n, LEAF, [n], [given[n]]) for n in order], len(order))
-    names = argument_names(f, len(args))
-    return Call(flatten_arguments([*zip(names, args), *kwargs.items()]), len(args))
+    names = argument_names(f, len(args)) if names is None else names
+    named = [*zip(names, args), *kwargs.items()]
+    if all(v.__class__ in _PLAIN for _, v in named):   # no tree: one input per argument
+        return Call([Argument(n, LEAF, [n], [v]) for n, v in named], len(args))
+    return Call(flatten_arguments(named), len(args))
+
+
+_PLAIN = (float, np.ndarray, np.float64, int)
 
 
 def output_tree(prog) -> OutputTree | None:
