@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .compile.cache import compiled
 from .compile.schedule import Schedule
 from .graph.builder import ProgramBuilder
@@ -66,18 +68,26 @@ class Program(ProgramBuilder):
         """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.solution.Solution`.
 
         Inputs are keywords (``prog.solve(x=0.5)``) or one dict (``prog.solve({"x": 0.5})``, for
-        inputs named like an option); a name given both ways raises :class:`InputError`."""
+        inputs named like an option); a name given both ways raises :class:`InputError`. A
+        traced parameter tree is given whole (``params={"W1": ..., "b1": ...}``) or by its
+        inputs' names (``**{"params.W1": ...}``). For a function that returned a tuple or dict
+        the output is its leaves raveled and concatenated; ``seed`` may have that structure."""
         inputs = merge_inputs(inputs, kw_inputs)
+        tree = getattr(self, "output_tree", None)
+        if tree is not None and seed is not None and not isinstance(seed, np.ndarray):
+            seed = tree.join(seed, "seed")
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
 
     def evaluate(self, inputs: dict | None = None, /, *, guess=None, tol=None, maxiter=None, method=None,
                  linear_solver=None, **kw_inputs) -> Any:
         """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps').
-        Inputs as in :meth:`solve`."""
+        Inputs as in :meth:`solve`; a traced function's tuple or dict result comes back as such."""
         inputs = merge_inputs(inputs, kw_inputs)
-        return evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
-                                method=method, linear_solver=linear_solver)
+        out = evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
+                               method=method, linear_solver=linear_solver)
+        tree = getattr(self, "output_tree", None)
+        return out if tree is None else tree.split(out)
 
     # L(x, z, λ) = <seed, z_o> - Σ_d <λ_d, c_d(z, x)>  (SPEC §1)
     def lagrangian(self, /, inputs, values=None, multipliers=None, seed=None) -> float:
@@ -101,15 +111,26 @@ def trace(f: Callable, /, *example_args, **example_inputs) -> Program:
     """Trace numpy-style ``f`` into a :class:`Program`.
 
     Each argument (by keyword, or positionally, named after ``f``'s parameters) is
-    an input; its example value fixes the shape (float64). Intermediates bound to
+    an input; its example value fixes the shape (float64). An argument may be a parameter
+    tree (nested dicts, lists and tuples of arrays and floats, :mod:`lagrangeprop.graph.pytree`):
+    each leaf is an input named by its path, keys and positions joined by dots
+    (``params.W1``, ``layers.0.1``; dict keys in sorted order). Intermediates bound to
     local variables of ``f`` keep those names; the returned expression becomes the
-    output (named ``"out"`` unless it already has a name).
+    output (named ``"out"`` unless it already has a name). A tuple or dict result is one
+    output, its leaves raveled and concatenated (``prog.evaluate`` returns the structure).
 
     Examples
     --------
+    >>> import numpy as np
     >>> import lagrangeprop as lp
     >>> prog = lp.trace(lambda x: lp.sin(x) * x, x=0.5)
     >>> round(float(prog.evaluate(x=0.5)), 6)
     0.239713
+    >>> prog = lp.trace(lambda p, x: lp.sum(p["W"] @ x + p["b"]), {"W": np.eye(2), "b": 1.0}, np.ones(2))
+    >>> prog.graph.graph["output"], sorted(n for n in prog.graph if n.startswith("p."))
+    ('out', ['p.W', 'p.b'])
+    >>> sol = prog.solve(p={"W": np.eye(2), "b": 1.0}, x=np.ones(2))
+    >>> sol.grad["p.W"].tolist(), float(sol.grad["p.b"])
+    ([[1.0, 1.0], [1.0, 1.0]], 2.0)
     """
     return record(f, example_args, example_inputs, into=Program)

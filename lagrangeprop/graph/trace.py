@@ -27,13 +27,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InputError, ShapeError
+import numpy as np
+
+from ..errors import GraphError, InputError, ShapeError
 from .builder import ProgramBuilder
 from .coerce import real_array
+from .ops import concatenate, reshape
 from .pack import as_traced
+from .pytree import OutputTree, flatten, flatten_arguments
 from .var import Var
 
-__all__ = ["record", "paused_gc"]
+__all__ = ["record", "paused_gc", "argument_names"]
+
 
 @contextlib.contextmanager
 def paused_gc():
@@ -122,7 +127,7 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
     fname = getattr(f, "__name__", "program")
     prog = into(name=fname if fname.isidentifier() else "program")
     prog._eager_shapes = True
-    names = _argument_names(f, len(example_args))
+    names = argument_names(f, len(example_args))
     try:   # the call below must not fail for want of an argument: say which, as an InputError
         inspect.signature(f).bind(*example_args, **example_inputs)
     except TypeError as exc:
@@ -130,21 +135,18 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
                          "argument of the function") from None
     except ValueError:   # no signature (a builtin): let the call decide
         pass
-    # an example value fixes the input's shape; it must be real, like every input (coerce.real_array)
-    pos = [prog.input(n, shape=real_array(v, f"input {n!r}", finite=False).shape)
-           for n, v in zip(names, example_args)]
-    kw = {k: prog.input(k, shape=real_array(v, f"input {k!r}", finite=False).shape)
-          for k, v in example_inputs.items()}
+    # one input per leaf of each argument (a tree's leaves named by their paths, pytree.py);
+    # an example value fixes the input's shape and must be real, like every input (coerce.real_array)
+    arguments = flatten_arguments([*zip(names, example_args), *example_inputs.items()])
+    traced = [a.tree.unflatten([prog.input(p, shape=real_array(v, f"input {p!r}", finite=False).shape)
+                                for p, v in zip(a.paths, a.leaves)]) for a in arguments]
+    pos, kw = traced[:len(names)], dict(zip(example_inputs, traced[len(names):]))
     with paused_gc(), _LocalNames(prog, f) as local_names:
         result = f(*pos, **kw)
     for local, value in local_names.locals.items():
         if isinstance(value, Var) and value.program is prog and local.isidentifier():
             prog._rename_auto(value.name, local)
-    result = as_traced(result)   # np.array([...]) / a list of traced values: one value
-    if isinstance(result, (tuple, list)):
-        raise ShapeError(
-            f"{prog.name} returned a {type(result).__name__}; a program has one output: "
-            "return a single array (use lp.stack/lp.concatenate to combine values)")
+    result = _one_output(prog, result)
     named = isinstance(result, Var) and result.name not in prog._auto
     out_name = "out" if "out" not in prog.graph or "out" in prog._auto else prog._fresh("out")
     prog.output(result, name=None if named and prog.graph.nodes[result.name]["role"] == "defined"
@@ -153,7 +155,37 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
     return prog
 
 
-def _argument_names(f: Callable, n: int) -> list[str]:
+def _one_output(prog: ProgramBuilder, result: Any) -> Any:
+    """The program's one output for ``f``'s result. A tree result (a tuple or dict, pytree.py)
+    is its leaves raveled and concatenated (one leaf: as it is), its structure kept in
+    ``prog.output_tree`` for the transforms to split the output again."""
+    leaves, tree = flatten(result, outputs=True, what="the result")
+    if tree.kind == "leaf":
+        try:
+            result = as_traced(result)   # np.array([...]) / a list of traced values: one value
+        except GraphError as exc:
+            if not isinstance(result, list):
+                raise
+            raise GraphError(f"{prog.name} returned a list that is not one array ({exc}); a list of "
+                             "traced values is one array, as numpy reads it: return a tuple or a "
+                             "dict for several results") from None
+        if isinstance(result, (tuple, list)):
+            raise ShapeError(
+                f"{prog.name} returned a {type(result).__name__} holding no traced value; return "
+                "an array that depends on the inputs (or a tuple or dict of them)")
+        return result
+    if not leaves:
+        raise ShapeError(f"{prog.name} returned an empty {type(result).__name__}: there is no "
+                         "output to differentiate")
+    leaves = [as_traced(v) for v in leaves]
+    shapes = tuple(v.shape if isinstance(v, Var) else np.shape(v) for v in leaves)
+    out = leaves[0] if len(leaves) == 1 else concatenate([reshape(v, (-1,)) for v in leaves])
+    prog.output_tree = OutputTree(tree, shapes, shapes[0] if len(leaves) == 1 else (sum(
+        int(np.prod(s, dtype=int)) for s in shapes),))
+    return out
+
+
+def argument_names(f: Callable, n: int) -> list[str]:
     """Names for ``n`` positional inputs: ``f``'s parameter names, else arg0, arg1, ..."""
     try:
         params = [p for p in inspect.signature(f).parameters.values()

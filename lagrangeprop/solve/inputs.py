@@ -30,6 +30,7 @@ import numpy as np
 from ..compile.schedule import Schedule
 from ..errors import InputError, ShapeError
 from ..graph.coerce import real_array
+from ..graph.pytree import expand_tree_inputs
 from .finite import finite_array
 
 __all__ = ["parse_inputs", "parse_guess", "parse_seed", "default_seed", "shaped_input",
@@ -100,6 +101,8 @@ def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndar
         raise InputError(f"{what}s must be a dict {{name: value}}, got {type(inputs).__name__}; "
                          f"the program's inputs are {sched.input_names}")
     expected = sched.input_names
+    if any(k not in sched.index for k in inputs):   # params={...} for the inputs params.W1, ...
+        inputs = expand_tree_inputs(inputs, expected)
     extra = [k for k in inputs if k not in sched.index or sched.roles[sched.index[k]] != "input"]
     if extra:
         k = extra[0]

@@ -9,9 +9,12 @@ Examples
 --------
 >>> import lagrangeprop as lp
 >>> program_for = traced(lambda x: lp.sin(x) * x)
->>> prog, names = program_for(0.5)
->>> names, program_for(0.7)[0] is prog     # same shapes: the same Program
+>>> prog, call = program_for(0.5)
+>>> call.names, program_for(0.7)[0] is prog     # same shapes: the same Program
 (['x'], True)
+>>> by_tree = traced(lambda p: sum(p.values()) * 2.0)
+>>> by_tree({"a": 0.5})[0] is by_tree({"b": 0.5})[0]   # another structure: another Program
+False
 """
 
 from __future__ import annotations
@@ -22,13 +25,11 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
-import numpy as np
-
 from ..compile.cache import compiled
-from ..graph.coerce import real_array
 from ..graph.builder import ProgramBuilder
-from ..graph.trace import record
+from ..graph.trace import argument_names, record
 from ..guards import Guard, RetraceWarning
+from .trees import bind
 
 __all__ = ["traced", "program_for", "CACHE_SIZE", "RETRACE_WARN"]
 
@@ -39,9 +40,10 @@ RETRACE_WARN = 3
 
 
 def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
-    """``program_for(*args, **kwargs) -> (Program, input names)``, cached by shapes.
+    """``program_for(*args, **kwargs) -> (Program, Call)``, cached by structure and shapes.
 
-    The cache is an LRU of at most ``cache_size`` argument-shape signatures. An entry is
+    The cache is an LRU of at most ``cache_size`` argument signatures: each argument's
+    name, tree structure and leaf shapes (:meth:`~lagrangeprop.transforms.trees.Call.key`). An entry is
     reused only while its :class:`~lagrangeprop.guards.Guard` finds everything ``f`` read
     from outside its arguments unchanged; otherwise ``f`` is traced again. After
     ``RETRACE_WARN`` consecutive invalidated calls a :class:`RetraceWarning` names the
@@ -49,17 +51,21 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
     """
     cache: OrderedDict = OrderedDict()
     streak = [0, False]   # consecutive invalidated calls, warned yet
+    positional: dict[int, list[str]] = {}   # f's names for n positional arguments
 
     def lookup(*args, **kwargs):
-        key = (tuple([_shape(a) for a in args]),
-               tuple(sorted([(k, _shape(v)) for k, v in kwargs.items()])) if kwargs else ())
+        names = positional.get(len(args))
+        if names is None:
+            names = positional[len(args)] = argument_names(f, len(args))
+        call = bind(f, args, kwargs, names=names)
+        key = call.key()
         entry = cache.get(key)
         if entry is not None:
-            what = entry[2].changed()
+            what = entry[1].changed()
             if what is None:
                 cache.move_to_end(key)
                 streak[0] = 0
-                return entry[0], entry[1]
+                return entry[0], call
             streak[0] += 1
             if streak[0] >= RETRACE_WARN and not streak[1]:
                 streak[1] = True
@@ -82,42 +88,33 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
                     "traces again; pass the random values as an argument of the function to "
                     "reuse the trace", RetraceWarning, stacklevel=_user_stacklevel())
             cache.pop(key, None)
-            return prog, compiled(prog).input_names
+            return prog, call
         # after the trace: f's own side effects while tracing (appending to a log list,
         # filling a memo dict) are part of the state the program was traced in
         guard = Guard(f, prog._sources)
-        cache[key] = (prog, compiled(prog).input_names, guard)
+        compiled(prog)
+        cache[key] = (prog, guard)
         cache.move_to_end(key)
         while len(cache) > cache_size:
             cache.popitem(last=False)
-        return cache[key][0], cache[key][1]
+        return prog, call
     lookup.cache = cache
     return lookup
 
 
-def program_for(f, cached: bool = True) -> Callable:
-    """``program_for(*args, **kw) -> (Program, input names)``: a Program as it is, else
-    traced, through the guarded cache (:func:`traced`) when ``cached``."""
+def program_for(f, cached: bool = True, what: str = "grad") -> Callable:
+    """``program_for(*args, **kw) -> (Program, Call)``: a Program as it is, else traced,
+    through the guarded cache (:func:`traced`) when ``cached``."""
     if isinstance(f, ProgramBuilder):
-        return lambda *args, **kw: (f, compiled(f).input_names)
+        return lambda *args, **kw: (f, bind(f, args, kw, what))
     if not cached:   # one call (jvp, vjp, hvp): trace afresh, nothing to guard
         def once(*args, **kw):
+            call = bind(f, args, kw, what)
             prog = record(f, args, kw)
-            return prog, compiled(prog).input_names
+            compiled(prog)
+            return prog, call
         return once
     return traced(f)
-
-
-def _shape(a) -> tuple:
-    cls = a.__class__
-    if cls is float:
-        return ()
-    if cls is np.ndarray:
-        return a.shape
-    try:
-        return np.shape(a)
-    except ValueError:      # ragged: the conversion rule names the problem (InputError)
-        return real_array(a, "an argument").shape
 
 
 def _user_stacklevel() -> int:

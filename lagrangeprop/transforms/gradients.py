@@ -1,6 +1,6 @@
 """Reverse mode: ``grad``, ``value_and_grad`` and ``vjp``, autograd-style.
 
-``grad`` and ``value_and_grad`` trace ``f`` once per argument-shape signature (the
+``grad`` and ``value_and_grad`` trace ``f`` once per argument signature (the
 Program is cached, :mod:`lagrangeprop.transforms.cache`) and solve it on every call:
 training loops do not re-trace. The multipliers are the gradient (SPEC §1,
 ``λ_x = ∂L/∂x = ∇_x z_o``); ``vjp`` solves ``Aᵀλ = e_o·g`` once per cotangent ``g``.
@@ -24,20 +24,26 @@ from ..graph.coerce import real_array
 from ..solve.adjoint import run_adjoint
 from ..solve.inputs import scalar, scalarize
 from ..solve.program import forward_program, solve_program
-from .argnum import argnum_names, check_count
-from .cache import program_for, traced
+from .argnum import argnum_names
+from .cache import program_for
+from .trees import output_tree
 
 __all__ = ["grad", "value_and_grad", "vjp"]
 
 
-def _inputs(names: list[str], args, kwargs) -> dict:
-    return {**dict(zip(names, args)), **kwargs}
+def _cotangent(g, i: int, sched) -> object:
+    """The multiplier of node ``i`` as the caller's cotangent (zeros where it is None)."""
+    shape = sched.shapes[i]
+    return scalar(np.zeros(shape) if g is None else np.array(np.broadcast_to(g, shape)))
 
 
 def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     """``(f(*args), ∇_{args[argnum]} f)`` for scalar-output ``f`` by Lagrange multipliers.
 
-    ``f`` is traced once per argument-shape signature; at most 32 traced programs
+    Arguments may be parameter trees (nested dicts, lists and tuples of arrays and floats,
+    :mod:`lagrangeprop.graph.pytree`); the gradient has the structure of the argument, a
+    tuple of them for an ``argnum`` tuple. ``f`` is traced once per argument signature
+    (structure and shapes); at most 32 traced programs
     (:data:`~lagrangeprop.transforms.cache.CACHE_SIZE`) are kept per wrapped function, the least recently used dropped
     first (an evicted signature is simply traced again). A cached program is
     reused only while everything ``f`` reads from outside its arguments (globals,
@@ -50,41 +56,51 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     >>> v, g = lp.value_and_grad(lambda x, y: x * y, argnum=(0, 1))(2.0, 3.0)
     >>> float(v), [float(t) for t in g]
     (6.0, [3.0, 2.0])
+    >>> g = lp.grad(lambda p: p["w"] ** 2 * p["b"])({"w": 3.0, "b": 2.0})
+    >>> {k: float(v) for k, v in g.items()}
+    {'b': 9.0, 'w': 12.0}
     """
-    program_for = traced(f)
+    program = program_for(f, what="grad")
     select = argnum_names(f, argnum, "grad")
 
     def wrapped(*args, **kwargs):
         select.check()
-        prog, names = program_for(*args, **kwargs)
-        sel = select(len(args), names)
+        prog, call = program(*args, **kwargs)
+        sel = select(len(args), call.names)
         G = prog.graph
         out = G._node[G.graph["output"]]["shape"]
-        if out != ():
+        tree = output_tree(prog)
+        if out != () or tree is not None:
+            what = f"shape {out}" if tree is None else f"the tree {tree.tree!r}"
             raise ShapeError(
-                f"grad only applies to real scalar-output functions; {prog.name} returns shape "
-                f"{out}: try lp.jacobian, or lp.vjp with a cotangent")
-        sol = solve_program(prog, _inputs(names, args, kwargs))
-        g = tuple(sol.grad[n] for n in sel) if isinstance(sel, list) else sol.grad[sel]
-        return sol.output, g
+                f"grad only applies to real scalar-output functions; {prog.name} returns "
+                f"{what}: try lp.jacobian, or lp.vjp with a cotangent")
+        sol = solve_program(prog, call.inputs())
+        return sol.output, call.like_arguments(sel, sol.grad.__getitem__)
     return wrapped
 
 
 def grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     """The gradient of scalar-output ``f`` with respect to positional argument(s) ``argnum``.
 
-    ``argnum`` names positions of ``f``'s signature, however the call passes them. Traced
-    programs are cached per argument shapes (at most 32, :data:`~lagrangeprop.transforms.cache.CACHE_SIZE`, LRU) and
-    re-traced when anything ``f`` read from outside its arguments changed
-    (see :func:`value_and_grad`).
+    ``argnum`` names positions of ``f``'s signature, however the call passes them. The
+    gradient has the argument's structure (a dict, list or tuple of arrays for a parameter
+    tree). Traced programs are cached per argument structure and shapes (at most 32,
+    :data:`~lagrangeprop.transforms.cache.CACHE_SIZE`, LRU) and re-traced when anything
+    ``f`` read from outside its arguments changed (see :func:`value_and_grad`).
 
     Examples
     --------
+    >>> import numpy as np
     >>> import lagrangeprop as lp
     >>> float(lp.grad(lambda x: x ** 3)(2.0))
     12.0
     >>> float(lp.grad(lambda x, y: x * y ** 2, argnum=0)(y=3.0, x=1.0))   # ∂/∂x = y²
     9.0
+    >>> layers = [(np.ones(2), np.array(1.0)), (np.ones(2), np.array(2.0))]
+    >>> g = lp.grad(lambda ls: sum(lp.sum(W) * b for W, b in ls))(layers)
+    >>> [(dW.tolist(), float(db)) for dW, db in g]          # a list of (W, b) like the argument
+    [([1.0, 1.0], 2.0), ([2.0, 2.0], 2.0)]
     """
     vg = value_and_grad(f, argnum)
 
@@ -97,7 +113,9 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     """``(f(*args), vjp_fn)`` with ``vjp_fn(g)`` a tuple of cotangents, one per argument.
 
     One forward solve; each ``vjp_fn`` call solves the multiplier equations
-    ``Aᵀλ = e_o·g`` (reusing the block factorizations).
+    ``Aᵀλ = e_o·g`` (reusing the block factorizations). Arguments may be parameter trees
+    (each cotangent has its argument's structure); a result that is a tuple or dict of
+    arrays is returned as such, and ``g`` then has that structure.
 
     Examples
     --------
@@ -105,19 +123,25 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     >>> value, vjp_fn = lp.vjp(lambda x, y: x * y, 2.0, 3.0)
     >>> [float(c) for c in vjp_fn(1.0)]
     [3.0, 2.0]
+    >>> value, vjp_fn = lp.vjp(lambda p: (p["a"] * 2.0, p["a"] ** 2), {"a": 3.0})
+    >>> [float(v) for v in value], {k: float(v) for k, v in vjp_fn((1.0, 1.0))[0].items()}
+    ([6.0, 9.0], {'a': 8.0})
     """
-    prog, names = program_for(f, cached=False)(*args)
-    check_count("vjp", names, len(args))
-    sched, vals, states, opts = forward_program(prog, dict(zip(names, args)), guess)
-    out_shape = sched.shapes[sched.output]
+    prog, call = program_for(f, cached=False, what="vjp")(*args)
+    sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+    out_shape, tree = sched.shapes[sched.output], output_tree(prog)
 
     def vjp_fn(g) -> tuple:
-        g = real_array(g, "cotangent")
-        if g.shape != out_shape:
-            raise ShapeError(f"cotangent has shape {g.shape}, the output "
-                             f"{sched.names[sched.output]!r} has shape {out_shape}")
+        if tree is not None:
+            g = tree.join(g, "cotangent")
+        else:
+            g = real_array(g, "cotangent")
+            if g.shape != out_shape:
+                raise ShapeError(f"cotangent has shape {g.shape}, the output "
+                                 f"{sched.names[sched.output]!r} has shape {out_shape}")
         lam = run_adjoint(sched, vals, g, states, opts)
-        return tuple(scalar(np.zeros(sched.shapes[i]) if lam[i] is None
-                            else np.array(np.broadcast_to(lam[i], sched.shapes[i])))
-                     for i in (sched.index[n] for n in names))
-    return scalarize(vals[sched.output]), vjp_fn
+        return tuple(call.like_arguments(a.name, lambda p: _cotangent(lam[sched.index[p]],
+                                                                      sched.index[p], sched))
+                     for a in call.arguments)
+    out = vals[sched.output]
+    return (scalarize(out) if tree is None else tree.split(out)), vjp_fn

@@ -21,29 +21,30 @@ from ..compile.cache import compiled
 from ..errors import InputError, ShapeError
 from ..solve.second_order import solution_hvp
 from ..solve.program import solve_program
-from .argnum import argnum_names, check_count
+from .argnum import argnum_names
 from .cache import program_for
+from .trees import output_tree
 
 __all__ = ["hvp", "hessian"]
 
 
 def _solve_scalar(program: Callable, args, guess, kwargs=None):
     """The solve of a scalar-output program (the base of every Hessian-vector product)."""
-    kwargs = kwargs or {}
-    prog, names = program(*args, **kwargs)
-    check_count("hessian", names, len(args) + len(kwargs))
+    prog, call = program(*args, **(kwargs or {}))
     sched = compiled(prog)
-    out = sched.shapes[sched.output]
-    if out != ():
+    out, tree = sched.shapes[sched.output], output_tree(prog)
+    if out != () or tree is not None:
+        what = f"shape {out}" if tree is None else f"the tree {tree.tree!r}"
         raise ShapeError(f"hvp/hessian apply to scalar-output functions; {prog.name} returns "
-                         f"shape {out}: try lp.jacobian of lp.grad")
-    return solve_program(prog, {**dict(zip(names, args)), **kwargs}, guess=guess), names
+                         f"{what}: try lp.jacobian of lp.grad")
+    return solve_program(prog, call.inputs(), guess=guess), call
 
 
 def hvp(f: Callable, x, v, *, guess: dict | None = None):
     """Hessian-vector product ``∇²f(x) · v`` of scalar ``f``, exact (forward-over-reverse).
 
-    ``f`` takes ``x`` as its single argument (or is a one-input Program).
+    ``f`` takes ``x`` as its single argument (or is a one-input Program). ``x`` may be a
+    parameter tree; ``v`` and the result then have its structure.
 
     Examples
     --------
@@ -51,9 +52,14 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     >>> import lagrangeprop as lp
     >>> lp.hvp(lambda x: lp.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 1.0]))
     array([ 6., 12.])
+    >>> hv = lp.hvp(lambda p: p["a"] ** 2 * p["b"], {"a": 1.0, "b": 3.0}, {"a": 1.0, "b": 0.0})
+    >>> {k: float(t) for k, t in hv.items()}       # column a of [[2b, 2a], [2a, 0]]
+    {'a': 6.0, 'b': 2.0}
     """
-    sol, names = _solve_scalar(program_for(f, cached=False), (x,), guess)
-    return solution_hvp(sol, {names[0]: v})[names[0]]
+    sol, call = _solve_scalar(program_for(f, cached=False, what="hvp"), (x,), guess)
+    arg = call.arguments[0]
+    hv = solution_hvp(sol, dict(zip(arg.paths, arg.tree.flatten_up_to(v, "the direction v"))))
+    return call.like_arguments(arg.name, hv.__getitem__)
 
 
 def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Callable:
@@ -61,7 +67,10 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
 
     One solve, then one tangent pass and one differentiated multiplier pass per
     column (block factorizations reused). Cached and guarded as
-    :func:`~lagrangeprop.transforms.jacobian`.
+    :func:`~lagrangeprop.transforms.jacobian`. For a parameter tree the Hessian is
+    nested as ``jax.hessian``'s: ``H[i][j]`` of shape ``x_i.shape + x_j.shape`` for
+    leaves ``i`` and ``j`` of the argument (the tree's structure, holding the tree's
+    structure at each leaf).
 
     Examples
     --------
@@ -70,24 +79,36 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     >>> lp.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
     array([[6., 2.],
            [2., 0.]])
+    >>> H = lp.hessian(lambda p: p[0] ** 2 * p[1])((1.0, 3.0))
+    >>> [[float(h) for h in row] for row in H]
+    [[6.0, 2.0], [2.0, 0.0]]
     """
-    program = program_for(f)
+    program = program_for(f, what="hessian")
     select = argnum_names(f, argnum, "hessian")
 
     def hess(*args, **kwargs):
         if isinstance(argnum, (tuple, list)):
-            raise InputError(f"hessian: argnum={argnum!r}; the Hessian is for one argument: "
-                             "pass an int")
+            raise InputError(f"hessian: argnum={argnum!r}; the Hessian is for one argument: pass "
+                             "an int (pass the variables as one tuple or dict argument for the "
+                             "blocks between them)")
         select.check()
-        sol, names = _solve_scalar(program, args, guess, kwargs)
-        name = select(len(args), names)
-        shape = sol.schedule.shapes[sol.schedule.index[name]]
-        n = int(np.prod(shape, dtype=int))
-        cols = []
-        for k in range(n):
-            e = np.zeros(n)
-            e[k] = 1.0
-            cols.append(np.ravel(solution_hvp(sol, {name: e.reshape(shape)})[name]))
-        H = np.stack(cols, axis=1) if cols else np.zeros((0, 0))
-        return H.reshape(shape + shape)
+        sol, call = _solve_scalar(program, args, guess, kwargs)
+        structure, paths = call.selected(select(len(args), call.names))
+        shapes = [sol.schedule.shapes[sol.schedule.index[p]] for p in paths]
+        # column k of leaf j: the derivative of every gradient leaf along e_k
+        blocks: list[list] = [[] for _ in paths]
+        for pj, sj in zip(paths, shapes):
+            n = int(np.prod(sj, dtype=int))
+            cols = {p: [] for p in paths}
+            for k in range(n):
+                e = np.zeros(n)
+                e[k] = 1.0
+                hv = solution_hvp(sol, {pj: e.reshape(sj)})
+                for p in paths:
+                    cols[p].append(np.ravel(hv[p]))
+            for i, (pi, si) in enumerate(zip(paths, shapes)):
+                m = int(np.prod(si, dtype=int))
+                H = np.stack(cols[pi], axis=1) if n else np.zeros((m, 0))
+                blocks[i].append(H.reshape(si + sj))
+        return structure.unflatten([structure.unflatten(row) for row in blocks])
     return hess

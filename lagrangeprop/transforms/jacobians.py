@@ -20,11 +20,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..solve.inputs import scalar, scalarize, shaped_input
-from ..solve.matrix import output_jacobian
+from ..solve.matrix import forward_matrix, reverse_matrix
 from ..solve.program import forward_program
 from ..solve.tangent import tangent_pass
 from .argnum import argnum_names, check_count
 from .cache import program_for
+from .trees import output_tree
 
 __all__ = ["jvp", "jacobian"]
 
@@ -34,7 +35,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
 
     ``f`` is a numpy-style function (traced once per argument shapes) or a
     :class:`~lagrangeprop.Program` (primals in the order of its inputs); ``guess``
-    starts the program's cyclic blocks.
+    starts the program's cyclic blocks. A primal may be a parameter tree (its tangent
+    then has the same structure); a result that is a tuple or dict of arrays comes back
+    as such, value and tangent alike.
 
     Examples
     --------
@@ -42,23 +45,33 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
     >>> v, t = lp.jvp(lambda x, y: x * y, (2.0, 3.0), (1.0, 0.0))
     >>> float(v), float(t)
     (6.0, 3.0)
+    >>> v, t = lp.jvp(lambda p: (p["a"] * p["b"], p["a"]), ({"a": 2.0, "b": 3.0},),
+    ...               ({"a": 1.0, "b": 0.0},))
+    >>> [float(u) for u in t]
+    [3.0, 1.0]
     """
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise InputError("jvp takes the primals and the tangents as tuples, one entry per argument: "
                          "lp.jvp(f, (x,), (v,))")
     primals, tangents = tuple(primals), tuple(tangents)
-    prog, names = program_for(f, cached=False)(*primals)
-    check_count("jvp primals", names, len(primals))
-    check_count("jvp tangents", names, len(tangents))
-    sched, vals, states, opts = forward_program(prog, dict(zip(names, primals)), guess)
-    xdot = {sched.index[n]: shaped_input(sched, sched.index[n], t, "tangent") for n, t in zip(names, tangents)}
+    prog, call = program_for(f, cached=False, what="jvp primals")(*primals)
+    check_count("jvp tangents", call.names, len(tangents))
+    sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+    xdot = {}
+    for a, t in zip(call.arguments, tangents):
+        for p, leaf in zip(a.paths, a.tree.flatten_up_to(t, f"the tangent for {a.name}")):
+            xdot[sched.index[p]] = shaped_input(sched, sched.index[p], leaf, "tangent")
     zdot = tangent_pass(sched, vals, states, opts, xdot)
     out = zdot[sched.output]
     out = np.zeros(sched.shapes[sched.output]) if out is None else np.asarray(out)
+    tree = output_tree(prog)
+    if tree is not None:
+        return tree.split(vals[sched.output]), tree.split(np.broadcast_to(out, tree.shape))
     return scalarize(vals[sched.output]), scalar(out)
 
 
-def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | None = None) -> Callable:
+def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "auto",
+             guess: dict | None = None) -> Callable:
     """The Jacobian of ``f`` for positional argument ``argnum``: shape ``out.shape + in.shape``.
 
     ``mode="auto"`` pushes identity columns forward (``A Ż = -∂c/∂x``) when the input is
@@ -68,6 +81,11 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
     <lagrangeprop.transforms.grad>` caches them: at most 32 per wrapper, re-traced when anything
     ``f`` read from outside its arguments changed.
 
+    With parameter trees the result is nested as ``jax.jacrev``'s: the result's structure
+    (a tuple or dict of arrays, or one array) with, at each of its leaves, the argument's
+    structure, whose leaves have shape ``out_leaf.shape + in_leaf.shape``. An ``argnum``
+    tuple selects a tuple of arguments (a tuple at each result leaf).
+
     Examples
     --------
     >>> import numpy as np
@@ -75,18 +93,61 @@ def jacobian(f: Callable, argnum: int = 0, *, mode: str = "auto", guess: dict | 
     >>> lp.jacobian(lambda x: x ** 2)(np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
+    >>> J = lp.jacobian(lambda p: (p["w"] * p["b"], p["w"] ** 2))({"w": np.ones(2), "b": 3.0})
+    >>> J[0]["b"], J[1]["w"].shape
+    (array([1., 1.]), (2, 2))
     """
-    program = program_for(f)
+    program = program_for(f, what="jacobian")
     select = argnum_names(f, argnum, "jacobian")
 
     def jac(*args, **kwargs):
-        if isinstance(argnum, (tuple, list)):
-            raise InputError(f"jacobian: argnum={argnum!r}; the Jacobian is for one argument: "
-                             "pass an int (call lp.jacobian once per argument)")
         select.check()
-        prog, names = program(*args, **kwargs)
-        check_count("jacobian", names, len(args) + len(kwargs))
-        sched, vals, states, opts = forward_program(prog, {**dict(zip(names, args)), **kwargs}, guess)
-        return output_jacobian(sched, vals, states, opts,
-                               sched.index[select(len(args), names)], mode)
+        prog, call = program(*args, **kwargs)
+        sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+        structure, paths = call.selected(select(len(args), call.names))
+        ids = [sched.index[p] for p in paths]
+        J = _jacobian_matrix(sched, vals, states, opts, ids, mode)
+        in_shapes = [sched.shapes[i] for i in ids]
+        tree = output_tree(prog)
+        if tree is None:
+            return _columns(J, sched.shapes[sched.output], structure, in_shapes)
+        rows, r0 = [], 0
+        for shape, size in zip(tree.shapes, tree.sizes):
+            rows.append(_columns(J[r0:r0 + size], tuple(shape), structure, in_shapes))
+            r0 += size
+        return tree.tree.unflatten(rows)
     return jac
+
+
+def _columns(J: np.ndarray, out_shape: tuple, structure, in_shapes: list):
+    """Rows ``J`` of one result leaf split by input leaf: ``out_shape + in_shape`` each."""
+    parts, c0 = [], 0
+    for shape in in_shapes:
+        n = int(np.prod(shape, dtype=int))
+        parts.append(np.ascontiguousarray(J[:, c0:c0 + n]).reshape(out_shape + shape))
+        c0 += n
+    return structure.unflatten(parts)
+
+
+# A Ż = -(∂c/∂x) E (forward, one column per input entry) or AᵀΛ = E_o (reverse, one per output entry)
+def _jacobian_matrix(sched, vals, states, opts, ids: list[int], mode: str) -> np.ndarray:
+    """``dz_o/dx`` for the inputs ``ids`` side by side: ``(output size, their total size)``;
+    ``mode="auto"``: forward when the inputs are no larger than the output, else reverse."""
+    sizes = [int(np.prod(sched.shapes[i], dtype=int)) for i in ids]
+    n_in, n_out = sum(sizes), int(np.prod(sched.shapes[sched.output], dtype=int))
+    if mode == "auto":
+        mode = "forward" if n_in <= n_out else "reverse"
+    if mode == "forward":
+        seeds, c0 = {}, 0
+        for i, n in zip(ids, sizes):
+            E = np.zeros((n, n_in))
+            E[:, c0:c0 + n] = np.eye(n)
+            seeds[i], c0 = E, c0 + n
+        Z = forward_matrix(sched, vals, states, opts, seeds)[sched.output]
+        return np.zeros((n_out, n_in)) if Z is None else np.asarray(Z).reshape(n_out, n_in)
+    if mode == "reverse":
+        Lam = reverse_matrix(sched, vals, states, opts, np.eye(n_out))
+        cols = [np.zeros((n_out, n)) if Lam[i] is None else np.asarray(Lam[i]).reshape(n, n_out).T
+                for i, n in zip(ids, sizes)]
+        return np.concatenate(cols, axis=1) if cols else np.zeros((n_out, 0))
+    raise InputError(f"mode={mode!r}: choose 'auto', 'forward' or 'reverse'")
