@@ -43,6 +43,19 @@ _UFUNC_LAYOUT_ONLY = frozenset({"order", "subok"})
 _COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
 
 
+# ops whose value is boolean (zero derivative)
+BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+                         "logical_and", "logical_or", "logical_xor", "logical_not"})
+
+# numpy's bitwise ufuncs (what ndarray's & | ^ ~ call) on booleans are the logical ops
+_BITWISE = {"bitwise_and": ("logical_and", "&"), "bitwise_or": ("logical_or", "|"),
+            "bitwise_xor": ("logical_xor", "^"), "invert": ("logical_not", "~")}
+
+# numpy ufunc names that differ from the registry names
+_UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "conjugate": "identity",
+                  "positive": "identity"}
+
+
 def _is_traced(x: Any) -> bool:
     return hasattr(type(x), "__lagrangeprop_apply__")
 

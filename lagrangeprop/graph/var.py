@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import GraphError
 from ..rules import registry
-from .arguments import check_dtype, check_ufunc_kwargs, dispatch_key, static_index
+from .arguments import (_BITWISE, _UFUNC_ALIASES, BOOLEAN_OPS, check_dtype, check_ufunc_kwargs,
+                        dispatch_key, static_index)
 
 __all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "METHODS", "BOOLEAN_OPS", "Element",
            "entries"]
@@ -52,19 +53,6 @@ class _Node:
 
     def __init__(self, name: str):
         self.name = name
-
-
-# ops whose value is boolean (zero derivative)
-BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-                         "logical_and", "logical_or", "logical_xor", "logical_not"})
-
-# numpy's bitwise ufuncs (what ndarray's & | ^ ~ call) on booleans are the logical ops
-_BITWISE = {"bitwise_and": ("logical_and", "&"), "bitwise_or": ("logical_or", "|"),
-            "bitwise_xor": ("logical_xor", "^"), "invert": ("logical_not", "~")}
-
-# numpy ufunc names that differ from the registry names
-_UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "conjugate": "identity",
-                  "positive": "identity"}
 
 
 class _UnsupportedAttribute(GraphError, AttributeError):
@@ -150,8 +138,8 @@ class Var:
     def __complex__(self):
         raise self._no_value("complex()")
 
-    def __round__(self, ndigits=None):
-        raise self._no_value("round()")
+    def __round__(self, ndigits=None):   # round(v) is np.round(v, ndigits), as for ndarray
+        return HANDLED_FUNCTIONS["round"](self, 0 if ndigits is None else ndigits)
 
     def item(self, *args):
         """Raises: a traced value has no concrete value while tracing."""
@@ -160,6 +148,16 @@ class Var:
     def tolist(self):
         """Raises: a traced value has no concrete value while tracing."""
         raise self._no_value(".tolist()")
+
+    @property
+    def real(self) -> Var:
+        """The value itself (traced values are real): ``np.real(v)``."""
+        return HANDLED_FUNCTIONS["real"](self)
+
+    @property
+    def imag(self):
+        """Zeros of the value's shape (a constant): ``np.imag(v)``."""
+        return HANDLED_FUNCTIONS["imag"](self)
 
     def __getattr__(self, attr: str):
         # ndarray methods registered by the op modules (METHODS) are bound here; any other
