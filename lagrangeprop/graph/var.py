@@ -138,8 +138,10 @@ class Var:
     def __complex__(self):
         raise self._no_value("complex()")
 
-    def __round__(self, ndigits=None):   # round(v) is np.round(v, ndigits), as for ndarray
-        return HANDLED_FUNCTIONS["round"](self, 0 if ndigits is None else ndigits)
+    def __round__(self, ndigits=None):   # round(v, n) is np.round(v, n); round(v) is an int
+        if ndigits is None:
+            raise self._no_value("round() to a Python int (np.round(v) or round(v, 0) trace)")
+        return HANDLED_FUNCTIONS["round"](self, ndigits)
 
     def item(self, *args):
         """Raises: a traced value has no concrete value while tracing."""
