@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -212,7 +213,9 @@ def vstack(tup, *, dtype=None, casting="same_kind"):
 
 
 def row_stack(tup, *, dtype=None, casting="same_kind"):
-    """numpy's (deprecated) alias of :func:`vstack`."""
+    """numpy's deprecated alias of :func:`vstack` (with numpy's DeprecationWarning)."""
+    warnings.warn("`row_stack` alias is deprecated. Use `np.vstack` directly.",
+                  DeprecationWarning, stacklevel=2)
     return vstack(tup, dtype=dtype, casting=casting)
 
 
