@@ -90,7 +90,7 @@ def numpy_shape(func: str, call: Callable[[], Any]) -> Any:
 
 def gather(x: Var, index: Any) -> Var:
     """``x.flat[index]``, recorded as one ``getitem`` (a reshape when nothing moves)."""
-    index = np.ascontiguousarray(index, dtype=np.int64)
+    index = np.array(index, dtype=np.int64)   # an owned copy (numpy may return views)
     size = int(np.prod(x.shape, dtype=np.int64))
     if index.size == size and np.array_equal(index.ravel(), np.arange(size)):
         return x if index.shape == x.shape else reshape(x, index.shape)

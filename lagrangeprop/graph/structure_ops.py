@@ -38,7 +38,8 @@ from .var import HANDLED_FUNCTIONS, METHODS
 
 _OWN = ["tril", "triu", "diag", "diagonal", "diagflat", "trace", "repeat", "tile", "pad", "roll",
         "flip", "fliplr", "flipud", "rot90", "take", "take_along_axis", "broadcast_to"]
-__all__ = _OWN + list(_joining_all)
+# numpy's trace is np.trace(v) / v.trace(): lp.trace is the tracer (lagrangeprop.program)
+__all__ = [name for name in _OWN if name != "trace"] + list(_joining_all)
 
 
 def _k(k: Any, func: str, x: Any, arg: str = "k") -> int:
