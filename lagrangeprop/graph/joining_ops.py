@@ -324,11 +324,15 @@ def _factory(func: str, a: Any, fill: Any, dtype: Any, shape: Any, device: Any) 
 def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
     """A constant array of ``a``'s shape filled with ``fill_value`` (a traced fill value
     is broadcast, so it is differentiated). ``order``/``subok`` only choose a layout."""
+    if not any_traced(a, fill_value):
+        return np.full_like(a, fill_value, dtype, order, subok, shape, device=device)
     return _factory("full_like", a, fill_value, dtype, shape, device)
 
 
 def empty_like(prototype, dtype=None, order="K", subok=True, shape=None, *, device=None):
     """``numpy.empty_like``: unspecified entries in numpy, zeros here (a constant)."""
+    if not any_traced(prototype):
+        return np.empty_like(prototype, dtype, order, subok, shape, device=device)
     return _factory("empty_like", prototype, 0, dtype, shape, device)
 
 
