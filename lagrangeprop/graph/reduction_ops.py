@@ -331,3 +331,7 @@ METHODS.update({name: (lambda f: lambda v, *args, **kwargs: f(v, *args, **kwargs
                 for name in ("max", "min", "prod", "cumsum", "cumprod", "var", "std", "ptp",
                              "argmax", "argmin", "argsort", "all", "any")})
 METHODS.update(sort=_in_place("sort"), partition=_in_place("partition"))
+# numpy's own var/std of an object array (a list of traced values, np.var([x, y], axis=0))
+# calls each entry's .conjugate(): the identity for real values
+METHODS.setdefault("conjugate", lambda v: v)
+METHODS.setdefault("conj", lambda v: v)

@@ -56,7 +56,7 @@ class _Node:
 
 # ops whose value is boolean (zero derivative)
 BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-                         "logical_and", "logical_or", "logical_xor", "logical_not"})
+                         "logical_and", "logical_or", "logical_xor", "logical_not", "all", "any"})
 
 # numpy's bitwise ufuncs (what ndarray's & | ^ ~ call) on booleans are the logical ops
 _BITWISE = {"bitwise_and": ("logical_and", "&"), "bitwise_or": ("logical_or", "|"),
@@ -285,6 +285,10 @@ class Var:
         # every shape; lagrangeprop.graph.pack turns the result back into one traced value.
         # scipy.sparse's ``W @ v`` gets a 0-d object array instead ("not an array"): it
         # returns NotImplemented and Python falls back to ``v.__rmatmul__(W)``.
+        if dtype is not None and np.dtype(dtype) != object:   # numbers wanted: none exist yet
+            raise self._no_value(f"conversion to a {np.dtype(dtype)} array (np.float64(v), "
+                                 "np.asarray(v, dtype=...); numpy reducing a list of traced "
+                                 "values itself, as np.var([x, y]): write np.var(np.stack([x, y])))")
         caller = sys._getframe(1).f_globals.get("__name__", "")
         if caller.startswith("scipy.sparse") or self.shape is None:
             out = np.empty((), dtype=object)

@@ -4,8 +4,9 @@
 ``p`` numpy's own ``argsort`` / ``argpartition`` of ``x`` (the same ``kind``), so ties follow
 autograd's convention (its rules unpermute by that same ``p``). The cotangent scatters ``g``
 back through ``p``, the tangent gathers, the Jacobian is the 0/1 selection; the curvature is
-zero (piecewise linear). ``argmax``, ``argmin`` and ``argsort`` have integer values, stored
-as float64 like every value, and no derivative; they cannot index (indices stay static).
+zero (piecewise linear, but not ``linear``: the permutation moves with ``x``). ``argmax``,
+``argmin`` and ``argsort`` have integer values, stored as float64 like every value, and no
+derivative; they cannot index (indices stay static).
 
 Examples
 --------
@@ -99,7 +100,7 @@ def _permuted(name: str, fn: Callable[..., Any]) -> Primitive:
 
     return register(Primitive(
         name, fn, nargs=1, vjp=vjp, jvp=jvp, jac=jac, curvature=zero_curvature,
-        shape_rule=_same_shape, linear=True, tape=Tape(autograd=tape("autograd"), torch=tape("torch"))))
+        shape_rule=_same_shape, tape=Tape(autograd=tape("autograd"), torch=tape("torch"))))
 
 
 def _tape_value(backend: str, x: Any) -> np.ndarray:

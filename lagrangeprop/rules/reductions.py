@@ -73,8 +73,11 @@ def _reduction_shape(shapes: Sequence[Shape], params: dict) -> Shape | None:
 
 # y = reduce(x, axis): x̄ = expand(ȳ) · w with w = dy/dx; ẏ = reduce(ẋ · w).
 def reduction(name: str, value: Callable[..., Any], weights: Callable[..., Any], *,
-              curvature: Callable[..., Any], tape: Tape) -> Primitive:
-    """Register ``value(x, axis, keepdims)`` with dy/dx weights ``weights(ans, x, axis, keepdims)``."""
+              curvature: Callable[..., Any], tape: Tape, linear: bool | None = None) -> Primitive:
+    """Register ``value(x, axis, keepdims)`` with dy/dx weights ``weights(ans, x, axis, keepdims)``.
+
+    ``linear`` (default: zero curvature) must be False for a piecewise-linear op, whose
+    weights depend on ``x`` (max, min)."""
 
     def fn(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         return value(_f(x), axis=_axis(axis), keepdims=keepdims)
@@ -97,7 +100,7 @@ def reduction(name: str, value: Callable[..., Any], weights: Callable[..., Any],
         axis, keepdims = params.get("axis"), params.get("keepdims", False)
         return _reduction_jac(weights(ans, x, axis, keepdims), x.shape, axis)
 
-    linear = curvature is zero_curvature
+    linear = curvature is zero_curvature if linear is None else linear
     return register(Primitive(name, fn, nargs=1, vjp=vjp, jvp=jvp, jac=jac, curvature=curvature,
                               shape_rule=_reduction_shape, linear=linear, tape=tape))
 
@@ -173,7 +176,7 @@ def _chooser_weights(ans: Any, x: np.ndarray, axis: Any, keepdims: bool) -> np.n
 
 
 for _name, _np_fn, _torch_name in (("max", np.max, "amax"), ("min", np.min, "amin")):
-    reduction(_name, _np_fn, _chooser_weights, curvature=zero_curvature,
+    reduction(_name, _np_fn, _chooser_weights, curvature=zero_curvature, linear=False,
               tape=Tape(autograd=lambda anp, n=_name: _autograd_reduce(getattr(anp, n)),
                         torch=lambda torch, n=_torch_name: _torch_reduce(
                             lambda x, d, k: getattr(torch, n)(x, dim=d, keepdim=k))))
