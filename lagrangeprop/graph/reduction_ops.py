@@ -19,7 +19,7 @@ Examples
 [[0.0, 0.5], [0.5, 0.0]]
 >>> lp.grad(lambda x: np.prod(x))(np.array([0.0, 2.0, 3.0])).tolist()   # exact at a zero
 [6.0, 0.0, 0.0]
->>> float(lp.trace(lambda x: np.var(x, ddof=1), x=x).evaluate(x=x)) == np.var(x, ddof=1)
+>>> bool(lp.trace(lambda x: np.var(x, ddof=1), x=x).evaluate(x=x) == np.var(x, ddof=1))
 True
 """
 
