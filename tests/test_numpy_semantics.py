@@ -246,6 +246,24 @@ def cases(draw, name):
                 t[axis] = draw(st.integers(1, 3))
             xs.append(_array(draw, tuple(t)))
         return (lambda m, *xs: getattr(m, name)(list(xs), axis=axis)), xs, False
+    if name in ("max", "min", "prod", "cumsum"):   # reductions and scans (tests/test_ops_reductions.py)
+        s = _shape(draw, 1 if name == "cumsum" else 0)
+        if name == "cumsum":
+            axis = draw(st.integers(-len(s), len(s) - 1))
+            return (lambda m, x: m.cumsum(x, axis=axis)), [_array(draw, s)], False
+        axis, keep = _axis(draw, len(s), allow_tuple=name != "prod"), draw(st.booleans())
+        return (lambda m, x: getattr(m, name)(x, axis=axis, keepdims=keep)), [_array(draw, s)], False
+    if name in ("sort", "partition"):   # autograd sorts 1-D arrays only
+        n = draw(st.integers(1, 5))
+        kth = draw(st.integers(-n, n - 1))
+        args = (kth,) if name == "partition" else ()
+        return (lambda m, x: getattr(m, name)(x, *args) * np.arange(1.0, n + 1)), [_array(draw, (n,))], False
+    if name in ("argmax", "argmin", "argsort", "all", "any", "count_nonzero"):   # no derivative
+        s = _shape(draw, 1)
+        arg = {"argmax": lambda m, x: m.argmax(x), "argmin": lambda m, x: m.argmin(x, axis=-1, keepdims=True),
+               "argsort": lambda m, x: m.argsort(x), "all": lambda m, x: m.all(x > -1.0, axis=0),
+               "any": lambda m, x: m.any(x > 1.0), "count_nonzero": lambda m, x: m.count_nonzero(x > 0)}[name]
+        return (lambda m, x: x * arg(m, x)), [_array(draw, s)], False
     raise AssertionError(f"no property case for op {name!r}")
 
 
@@ -297,7 +315,9 @@ def _compare(fn, xs, uses_lp):
 
 PROPERTY_OPS = sorted(set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGICAL) | {
     "where", "sum", "mean", "logsumexp", "softmax", "sigmoid", "identity", "dot", "matmul",
-    "reshape", "transpose", "getitem", "concatenate", "stack"})
+    "reshape", "transpose", "getitem", "concatenate", "stack",
+    "max", "min", "prod", "cumsum", "sort", "partition", "argmax", "argmin", "argsort", "all", "any",
+    "count_nonzero"})
 
 
 @pytest.mark.parametrize("name", PROPERTY_OPS)
@@ -418,8 +438,6 @@ def test_reshape_order_f_matches_numpy_value_and_gradient():
     (lambda x: np.where(x > 0), "one-argument"),
     (lambda x: lp.logsumexp(x, b=np.ones(3)), "'b'"),
     (lambda x: np.spacing(x), "spacing"),
-    (lambda x: np.cumsum(x), "cumsum"),
-    (lambda x: x.max(), ".max"),
 ])
 def test_unsupported_numpy_arguments_raise_graph_error(call, word):
     with pytest.raises(lp.GraphError, match=word):

@@ -45,7 +45,7 @@ _COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equ
 
 # ops whose value is boolean (zero derivative)
 BOOLEAN_OPS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-                         "logical_and", "logical_or", "logical_xor", "logical_not"})
+                         "logical_and", "logical_or", "logical_xor", "logical_not", "all", "any"})
 
 # numpy's bitwise ufuncs (what ndarray's & | ^ ~ call) on booleans are the logical ops
 _BITWISE = {"bitwise_and": ("logical_and", "&"), "bitwise_or": ("logical_or", "|"),

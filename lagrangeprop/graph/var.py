@@ -281,11 +281,12 @@ class Var:
 
     # --- numpy protocols ----------------------------------------------------
     def __array__(self, dtype=None, copy=None):
-        # numpy building an array from traced values (np.array([x, y]), np.r_, np.c_) sees
-        # an object array of this value's entries (lazy Elements), so numpy's own rules fix
-        # every shape; lagrangeprop.graph.pack turns the result back into one traced value.
-        # scipy.sparse's ``W @ v`` gets a 0-d object array instead ("not an array"): it
-        # returns NotImplemented and Python falls back to ``v.__rmatmul__(W)``.
+        # numpy building an array from traced values (np.array([x, y]), np.r_, np.c_) sees an
+        # object array of this value's entries (lazy Elements), so numpy's rules fix every shape
+        # (graph.pack packs the result back); scipy.sparse's ``W @ v`` gets a 0-d object array
+        # ("not an array"), returns NotImplemented, and Python calls ``v.__rmatmul__(W)``.
+        if dtype is not None and np.dtype(dtype) != object:   # numbers: none while tracing
+            raise self._no_value(f"conversion to {np.dtype(dtype)} (np.var([x, y]): np.var(np.stack([x, y])))")
         caller = sys._getframe(1).f_globals.get("__name__", "")
         if caller.startswith("scipy.sparse") or self.shape is None:
             out = np.empty((), dtype=object)

@@ -7,7 +7,9 @@ Modules, bottom to top: :mod:`~lagrangeprop.rules.arrays` (helpers: ``unbroadcas
 :mod:`~lagrangeprop.rules.curvature` (dispatch to the curvature rule, difference fallback),
 the families :mod:`~lagrangeprop.rules.ufuncs` (elementwise ops, ``where``, comparisons),
 :mod:`~lagrangeprop.rules.piecewise` (abs, max/min, clip, integer-valued ops, remainders),
-:mod:`~lagrangeprop.rules.reductions` (sum, mean, logsumexp, softmax),
+:mod:`~lagrangeprop.rules.reductions` (sum, mean, logsumexp, softmax, max, min, prod, all,
+any, count_nonzero), :mod:`~lagrangeprop.rules.order` (sort, partition, argmax, argmin,
+argsort), :mod:`~lagrangeprop.rules.scans` (cumsum),
 :mod:`~lagrangeprop.rules.structure` (reshape, transpose, getitem, concatenate, stack),
 :mod:`~lagrangeprop.rules.contractions` (matmul, dot), and the user ops of
 :func:`lagrangeprop.primitive` (:mod:`~lagrangeprop.rules.user`). Importing this package
@@ -44,7 +46,7 @@ Examples
 """
 
 # the built-ins register on import, in this order (the order of REGISTRY)
-from . import ufuncs, piecewise, reductions, contractions, structure  # noqa: F401
+from . import ufuncs, piecewise, reductions, contractions, structure, order, scans  # noqa: F401
 from .registry import REGISTRY, Primitive, Tape, get, register, zero_curvature
 from .user import primitive
 

@@ -1,9 +1,13 @@
-"""Reductions (sum, mean, logsumexp) and softmax, each one entry with all its rules.
+"""Reductions (sum, mean, logsumexp, max, min, prod, all, any, count_nonzero) and softmax,
+each one entry with all its rules.
 
 ``y = reduce(x, axis)`` is described by its weights ``dy/dx`` (1 for sum, 1/n for mean,
 ``exp(x - y)`` for logsumexp): the cotangent is ``g`` re-expanded along the reduced axes
 times the weights, the JVP the reduction of ``t * w``, the Jacobian a 0/1 pattern with the
-weights as data (:func:`reduction`).
+weights as data (:func:`reduction`). ``max``/``min`` split the cotangent equally among
+tied extremes (autograd's rule); ``prod``'s weights are the products of the *other*
+entries (exact at zeros, no division); ``all``, ``any`` and ``count_nonzero`` have no
+derivative.
 
 Examples
 --------
@@ -69,8 +73,11 @@ def _reduction_shape(shapes: Sequence[Shape], params: dict) -> Shape | None:
 
 # y = reduce(x, axis): x̄ = expand(ȳ) · w with w = dy/dx; ẏ = reduce(ẋ · w).
 def reduction(name: str, value: Callable[..., Any], weights: Callable[..., Any], *,
-              curvature: Callable[..., Any], tape: Tape) -> Primitive:
-    """Register ``value(x, axis, keepdims)`` with dy/dx weights ``weights(ans, x, axis, keepdims)``."""
+              curvature: Callable[..., Any], tape: Tape, linear: bool | None = None) -> Primitive:
+    """Register ``value(x, axis, keepdims)`` with dy/dx weights ``weights(ans, x, axis, keepdims)``.
+
+    ``linear`` (default: zero curvature) must be False for a piecewise-linear op, whose
+    weights depend on ``x`` (max, min)."""
 
     def fn(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         return value(_f(x), axis=_axis(axis), keepdims=keepdims)
@@ -93,7 +100,7 @@ def reduction(name: str, value: Callable[..., Any], weights: Callable[..., Any],
         axis, keepdims = params.get("axis"), params.get("keepdims", False)
         return _reduction_jac(weights(ans, x, axis, keepdims), x.shape, axis)
 
-    linear = curvature is zero_curvature
+    linear = curvature is zero_curvature if linear is None else linear
     return register(Primitive(name, fn, nargs=1, vjp=vjp, jvp=jvp, jac=jac, curvature=curvature,
                               shape_rule=_reduction_shape, linear=linear, tape=tape))
 
@@ -156,6 +163,123 @@ _logsumexp = reduction(
     "logsumexp", scipy.special.logsumexp, _logsumexp_weights, curvature=_logsumexp_curvature,
     tape=Tape(autograd=_autograd_logsumexp,
               torch=lambda torch: _torch_reduce(lambda x, d, k: torch.logsumexp(x, dim=d, keepdim=k))))
+
+
+# ---------------------------------------------------------------- max, min
+# y = max(x, axis): w = [x == y] / #{x == y} per group, autograd's tie rule (the cotangent
+# is split equally among the entries equal to the extreme); piecewise linear: S = 0.
+def _chooser_weights(ans: Any, x: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
+    hit = x == _expand(ans, x.shape, axis, keepdims)
+    count = np.sum(hit, axis=_axis(axis), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):   # a NaN extreme: NaN weights
+        return hit / count
+
+
+for _name, _np_fn, _torch_name in (("max", np.max, "amax"), ("min", np.min, "amin")):
+    reduction(_name, _np_fn, _chooser_weights, curvature=zero_curvature, linear=False,
+              tape=Tape(autograd=lambda anp, n=_name: _autograd_reduce(getattr(anp, n)),
+                        torch=lambda torch, n=_torch_name: _torch_reduce(
+                            lambda x, d, k: getattr(torch, n)(x, dim=d, keepdim=k))))
+
+
+# ---------------------------------------------------------------- prod
+# y = Π_j x_j per group: w_i = Π_{j≠i} x_j (prefix times suffix products, exact at zeros);
+# S_i = g · Σ_{j≠i} ȧ_j Π_{k≠i,j} x_k, the tangent of w_i (dual prefix/suffix products).
+def _grouped(x: np.ndarray, axis: Any) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """``x`` with the reduced axes moved last and flattened, and the map back to x's layout."""
+    axes = list(_axes(axis, x.ndim))
+    kept = [k for k in range(x.ndim) if k not in axes]
+    order = kept + axes
+    moved_shape = tuple(x.shape[k] for k in order)
+    flat = np.transpose(x, order).reshape(tuple(x.shape[k] for k in kept) + (-1,))
+    inverse = np.argsort(order)
+    return flat, lambda w: np.transpose(w.reshape(moved_shape), inverse)
+
+
+def _exclusive_products(x: np.ndarray, t: np.ndarray | None = None) -> tuple:
+    """``Π_{j≠i} x_j`` along the last axis and (with tangent ``t``) its tangent."""
+    n = x.shape[-1]
+    left, right = np.ones_like(x), np.ones_like(x)
+    if t is None:
+        if n > 1:
+            left[..., 1:] = np.cumprod(x[..., :-1], axis=-1)
+            right[..., :-1] = np.cumprod(x[..., :0:-1], axis=-1)[..., ::-1]
+        return left * right, None
+    dleft, dright = np.zeros_like(x), np.zeros_like(x)
+    for k in range(1, n):   # dual numbers: (a, ȧ)(b, ḃ) = (ab, ȧb + aḃ)
+        left[..., k] = left[..., k - 1] * x[..., k - 1]
+        dleft[..., k] = dleft[..., k - 1] * x[..., k - 1] + left[..., k - 1] * t[..., k - 1]
+        j = n - 1 - k
+        right[..., j] = right[..., j + 1] * x[..., j + 1]
+        dright[..., j] = dright[..., j + 1] * x[..., j + 1] + right[..., j + 1] * t[..., j + 1]
+    return left * right, dleft * right + left * dright
+
+
+def _prod_weights(ans: Any, x: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
+    if x.size == 0:
+        return np.zeros(x.shape)
+    flat, back = _grouped(x, axis)
+    return back(_exclusive_products(flat)[0])
+
+
+def _prod_curvature(i, g, ans, args, params, tans):
+    x = _f(args[0])
+    if tans[0] is None or x.size == 0:
+        return None
+    axis, keepdims = params.get("axis"), params.get("keepdims", False)
+    flat, back = _grouped(x, axis)
+    tflat, _ = _grouped(_f(tans[0]).reshape(x.shape), axis)
+    return _expand(g, x.shape, axis, keepdims) * back(_exclusive_products(flat, tflat)[1])
+
+
+def _tape_prod(backend: str) -> Callable[..., Callable[..., Any]]:
+    """prod on a tape as a chain of multiplies over the moved, flattened reduced axes: the
+    tape's own product rule, exact at zeros (autograd's prod VJP divides by x)."""
+    def make(module: Any) -> Callable[..., Any]:
+        def prod(x, axis=None, keepdims=False):
+            shape = tuple(x.shape)
+            axes = list(_axes(_axis(axis), len(shape)))
+            kept = [k for k in range(len(shape)) if k not in axes]
+            out_shape = tuple(1 if k in axes else n for k, n in enumerate(shape)) if keepdims \
+                else tuple(shape[k] for k in kept)
+            lead = tuple(shape[k] for k in kept)
+            if backend == "torch":
+                flat = x.permute(*(kept + axes)).reshape(lead + (-1,)) if shape else x.reshape(1)
+                return module.prod(flat, dim=-1).reshape(out_shape)
+            flat = module.reshape(module.transpose(x, kept + axes), lead + (-1,))
+            out = module.ones(lead)
+            for k in range(int(np.prod([shape[a] for a in axes], dtype=int))):
+                out = out * flat[..., k]
+            return module.reshape(out, out_shape)
+        return prod
+    return make
+
+
+reduction("prod", np.prod, _prod_weights, curvature=_prod_curvature,
+          tape=Tape(autograd=_tape_prod("autograd"), torch=_tape_prod("torch")))
+
+
+# ---------------------------------------------------------------- all, any, count_nonzero
+# boolean and integer valued: no derivative (the output is constant under small changes)
+def _count_nonzero(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return np.count_nonzero(x, axis=_axis(axis), keepdims=keepdims)
+
+
+def _torch_count(torch: Any) -> Callable[..., Any]:
+    return _torch_reduce(lambda x, d, k: torch.sum(x != 0, dim=d, keepdim=k))
+
+
+for _name, _fn, _tape in (
+        ("all", np.all, Tape(autograd=lambda anp: _autograd_reduce(anp.all),
+                             torch=lambda torch: _torch_reduce(lambda x, d, k: torch.all(x, dim=d, keepdim=k)))),
+        ("any", np.any, Tape(autograd=lambda anp: _autograd_reduce(anp.any),
+                             torch=lambda torch: _torch_reduce(lambda x, d, k: torch.any(x, dim=d, keepdim=k)))),
+        ("count_nonzero", _count_nonzero,
+         Tape(autograd=lambda anp: lambda x, axis=None, keepdims=False: anp.count_nonzero(
+             x, axis=_axis(axis), keepdims=keepdims), torch=_torch_count))):
+    register(Primitive(_name, (lambda fn: lambda x, axis=None, keepdims=False: fn(
+        x, axis=_axis(axis), keepdims=keepdims))(_fn), nargs=1, differentiable=False,
+        shape_rule=_reduction_shape, tape=_tape))
 
 
 # ---------------------------------------------------------------- softmax
