@@ -233,6 +233,7 @@ def test_no_traced_operand_is_plain_numpy():
     (lambda x: np.einsum(x, [0, 60]), r"outside \[0, 52\)"),
     (lambda x: np.tensordot(x, x, axes="ab"), "axes"),
     (lambda x: np.outer(x, x, out=np.empty((4, 4))), "out"),
+    (lambda x: lp.einsum("ij,j", sp.identity(2, format="csr"), x[0]), "sparse"),
 ])
 def test_unsupported_arguments_raise_graph_error(call, words):
     with pytest.raises(lp.GraphError, match=words):

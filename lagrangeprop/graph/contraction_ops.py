@@ -29,6 +29,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import GraphError, ShapeError
 from ..rules.einsum import LETTERS, OPTIMIZE, parse
@@ -129,11 +130,14 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
         raise unsupported("einsum", "casting", casting, x)
     if order not in ("K", "C", "F", "A"):
         raise unsupported("einsum", "order", order, x, "Use one of 'K', 'C', 'F', 'A'.")
-    if not any(optimize is v or (isinstance(optimize, str) and optimize == v) for v in OPTIMIZE):
+    if not (isinstance(optimize, bool) or isinstance(optimize, str) and optimize in OPTIMIZE):
         raise unsupported("einsum", "optimize", optimize, x,
                           "Use False, True, 'greedy' or 'optimal' (a precomputed path is not supported).")
     if not ops:
         raise GraphError(f"einsum {subscripts!r}: no operands given")
+    if any(sp.issparse(a) for a in ops):
+        raise GraphError(f"einsum {subscripts!r}{traced_name(x)}: a scipy.sparse operand is not "
+                         "supported; write the product with @ (matmul takes a constant sparse matrix)")
     if x is not None and _known(ops):
         shapes = tuple(_shape(a, "einsum") for a in ops)
         try:
