@@ -243,6 +243,15 @@ def cases(draw, name):
                 t[axis] = draw(st.integers(1, 3))
             xs.append(_array(draw, tuple(t)))
         return (lambda m, *xs: getattr(m, name)(list(xs), axis=axis)), xs, False
+    if name == "einsum":   # letters of random lengths; no repeated letter (autograd's einsum)
+        subscripts = draw(st.sampled_from(["ij,jk->ik", "ij,jk", "i,j->ij", "ij->ji", "ij->",
+                                           "...ij,...jk->...ik", "bij,bj->bi", "ij,jk,k->i"]))
+        size = {c: draw(st.integers(1, 3)) for c in "bijk"}
+        terms = subscripts.partition("->")[0].split(",")
+        lead = _shape(draw, 0, 2)
+        xs = [_array(draw, (lead if t.startswith("...") else ()) + tuple(size[c] for c in t.strip(".")))
+              for t in terms]
+        return (lambda m, *xs: m.einsum(subscripts, *xs)), xs, False
     raise AssertionError(f"no property case for op {name!r}")
 
 
@@ -294,7 +303,7 @@ def _compare(fn, xs, uses_lp):
 
 PROPERTY_OPS = sorted(set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGICAL) | {
     "where", "sum", "mean", "logsumexp", "softmax", "sigmoid", "identity", "dot", "matmul",
-    "reshape", "transpose", "getitem", "concatenate", "stack"})
+    "reshape", "transpose", "getitem", "concatenate", "stack", "einsum"})
 
 
 @pytest.mark.parametrize("name", PROPERTY_OPS)

@@ -124,6 +124,8 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
         subscripts, ops = _from_sublists(operands)
     ops = _operands(*ops)
     x = _traced(ops)
+    if x is None:   # nothing traced: numpy itself, every argument as given
+        return np.einsum(*operands, out=out, optimize=optimize, dtype=dtype, order=order, casting=casting)
     check_out("einsum", out, x)
     check_dtype("einsum", dtype, x)
     if casting != "safe":
