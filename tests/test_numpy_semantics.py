@@ -264,6 +264,15 @@ def cases(draw, name):
                "argsort": lambda m, x: m.argsort(x), "all": lambda m, x: m.all(x > -1.0, axis=0),
                "any": lambda m, x: m.any(x > 1.0), "count_nonzero": lambda m, x: m.count_nonzero(x > 0)}[name]
         return (lambda m, x: x * arg(m, x)), [_array(draw, s)], False
+    if name == "einsum":   # letters of random lengths; no repeated letter (autograd's einsum)
+        subscripts = draw(st.sampled_from(["ij,jk->ik", "ij,jk", "i,j->ij", "ij->ji", "ij->",
+                                           "...ij,...jk->...ik", "bij,bj->bi", "ij,jk,k->i"]))
+        size = {c: draw(st.integers(1, 3)) for c in "bijk"}
+        terms = subscripts.partition("->")[0].split(",")
+        lead = _shape(draw, 0, 2)
+        xs = [_array(draw, (lead if t.startswith("...") else ()) + tuple(size[c] for c in t.strip(".")))
+              for t in terms]
+        return (lambda m, *xs: m.einsum(subscripts, *xs)), xs, False
     raise AssertionError(f"no property case for op {name!r}")
 
 
@@ -317,7 +326,7 @@ PROPERTY_OPS = sorted(set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGICAL) | {
     "where", "sum", "mean", "logsumexp", "softmax", "sigmoid", "identity", "dot", "matmul",
     "reshape", "transpose", "getitem", "concatenate", "stack",
     "max", "min", "prod", "cumsum", "sort", "partition", "argmax", "argmin", "argsort", "all", "any",
-    "count_nonzero"})
+    "count_nonzero", "einsum"})
 
 
 @pytest.mark.parametrize("name", PROPERTY_OPS)

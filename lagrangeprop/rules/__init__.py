@@ -11,7 +11,8 @@ the families :mod:`~lagrangeprop.rules.ufuncs` (elementwise ops, ``where``, comp
 any, count_nonzero), :mod:`~lagrangeprop.rules.order` (sort, partition, argmax, argmin,
 argsort), :mod:`~lagrangeprop.rules.scans` (cumsum),
 :mod:`~lagrangeprop.rules.structure` (reshape, transpose, getitem, concatenate, stack),
-:mod:`~lagrangeprop.rules.contractions` (matmul, dot), and the user ops of
+:mod:`~lagrangeprop.rules.contractions` (matmul, dot), :mod:`~lagrangeprop.rules.einsum`,
+and the user ops of
 :func:`lagrangeprop.primitive` (:mod:`~lagrangeprop.rules.user`). Importing this package
 registers the built-ins: whatever needs them imports ``lagrangeprop.rules``.
 
@@ -46,7 +47,7 @@ Examples
 """
 
 # the built-ins register on import, in this order (the order of REGISTRY)
-from . import ufuncs, piecewise, reductions, contractions, structure, order, scans  # noqa: F401
+from . import ufuncs, piecewise, reductions, contractions, einsum, structure, order, scans  # noqa: F401
 from .registry import REGISTRY, Primitive, Tape, get, register, zero_curvature
 from .user import primitive
 
