@@ -24,9 +24,11 @@ from .graph.ufunc_ops import *  # noqa: F401,F403 - each family module's __all__
 from .graph.reduction_ops import *  # noqa: F401,F403
 from .graph.structure_ops import *  # noqa: F401,F403
 from .graph.contraction_ops import *  # noqa: F401,F403
+from .graph.difference_ops import *  # noqa: F401,F403
 from .graph import linalg_ops as linalg  # lp.linalg.solve, ... (numpy.linalg's names)
 from .graph import ufunc_ops as _ufunc_ops, reduction_ops as _reduction_ops
 from .graph import structure_ops as _structure_ops, contraction_ops as _contraction_ops
+from .graph import difference_ops as _difference_ops
 from .rules.user import primitive
 from .program import Program, trace
 from .graph.var import Var
@@ -64,5 +66,5 @@ __all__ = [
     "check", "CheckReport", "linalg", "jvp", "vjp", "jacobian", "hvp", "hessian", "draw",
     *_LAZY,
     *_ufunc_ops.__all__, *_reduction_ops.__all__, *_structure_ops.__all__,
-    *_contraction_ops.__all__,
+    *_contraction_ops.__all__, *_difference_ops.__all__,
 ]
