@@ -8,7 +8,10 @@ Modules, bottom to top: :mod:`~lagrangeprop.rules.arrays` (helpers: ``unbroadcas
 the families :mod:`~lagrangeprop.rules.ufuncs` (elementwise ops, ``where``, comparisons),
 :mod:`~lagrangeprop.rules.reductions` (sum, mean, logsumexp, softmax),
 :mod:`~lagrangeprop.rules.structure` (reshape, transpose, getitem, concatenate, stack),
-:mod:`~lagrangeprop.rules.contractions` (matmul, dot), and the user ops of
+:mod:`~lagrangeprop.rules.contractions` (matmul, dot), np.linalg in
+:mod:`~lagrangeprop.rules.linalg` (solve, inv, det, slogdet, cholesky, pinv; over the dual
+numbers of :mod:`~lagrangeprop.rules.dual`), :mod:`~lagrangeprop.rules.decompositions`
+(eigh, svd) and :mod:`~lagrangeprop.rules.norms` (norm), and the user ops of
 :func:`lagrangeprop.primitive` (:mod:`~lagrangeprop.rules.user`). Importing this package
 registers the built-ins: whatever needs them imports ``lagrangeprop.rules``.
 
@@ -43,7 +46,7 @@ Examples
 """
 
 # the built-ins register on import, in this order (the order of REGISTRY)
-from . import ufuncs, reductions, contractions, structure  # noqa: F401
+from . import ufuncs, reductions, contractions, structure, linalg, decompositions, norms  # noqa: F401
 from .registry import REGISTRY, Primitive, Tape, get, register, zero_curvature
 from .user import primitive
 

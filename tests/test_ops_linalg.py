@@ -1,0 +1,269 @@
+"""np.linalg on traced values: solve, inv, det, slogdet, cholesky, eigh, svd, norm, pinv,
+matrix_power (issue 13), in autograd's ``check_grads`` style.
+
+autograd has no forward-mode rules for np.linalg, so ``check_grads`` runs in reverse mode
+here and :func:`check` adds the JVP against autograd's (reverse-mode) Jacobian. Norm orders
+that autograd cannot differentiate are checked against numpy's algorithm written in
+autograd's elementary ops (:func:`check_against`).
+"""
+
+from __future__ import annotations
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import lagrangeprop as lp
+from tests.opcheck import check_grads, rng_for
+
+
+def check(fun, *args, order=2, **kwargs):
+    """``check_grads`` (value, VJP, HVP, central differences, lp.check) plus the JVP."""
+    check_grads(fun, *args, modes=("rev",), order=order, **kwargs)
+    _check_jvp(lambda *a: fun(np, *a), lambda *a: fun(anp, *a), args)
+
+
+def _check_jvp(f_np, f_ag, args, rtol=1e-8):
+    rng = rng_for("jvp", [np.shape(a) for a in args])
+    for i, x in enumerate(args):
+        u = rng.standard_normal(np.shape(x))
+        tangents = tuple(u if k == i else np.zeros(np.shape(a)) for k, a in enumerate(args))
+        _, got = lp.jvp(f_np, tuple(args), tangents)
+        J = autograd.jacobian(f_ag, i)(*args)
+        want = np.tensordot(J, u, axes=np.ndim(u))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(want))),
+                                   err_msg=f"jvp of argument {i}")
+
+
+def evaluate(f, *args):
+    """The traced program's value (inputs named after f's parameters)."""
+    names = f.__code__.co_varnames[:len(args)]
+    return lp.trace(f, *args).evaluate(**dict(zip(names, args)))
+
+
+def check_against(f_np, f_ref, *args, order=2, rtol=1e-8):
+    """``f_np`` (np.linalg) traced vs numpy's value and the autograd derivatives of ``f_ref``
+    (autograd's own np.linalg rule is missing, or wrong for the case)."""
+    np.testing.assert_allclose(evaluate(f_np, *args), f_np(*args), rtol=1e-13, atol=0)
+    W = rng_for("against", [np.shape(a) for a in args]).standard_normal(np.shape(f_np(*args)))
+    for i, x in enumerate(args):
+        got = lp.grad(lambda *a: np.sum(f_np(*a) * W), argnum=i)(*args)
+        want = autograd.grad(lambda *a: anp.sum(f_ref(*a) * W), i)(*args)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(want))))
+    _check_jvp(f_np, f_ref, args, rtol)
+    if order >= 2 and len(args) == 1:
+        x = args[0]
+        v = rng_for("v", np.shape(x)).standard_normal(np.shape(x))
+        hv = lp.hvp(lambda x: np.sum(f_np(x) * W), x, v)
+        ref = autograd.grad(lambda x: anp.sum(autograd.grad(lambda y: anp.sum(f_ref(y) * W))(x) * v))(x)
+        np.testing.assert_allclose(hv, ref, rtol=1e-7, atol=1e-7 * max(1.0, np.max(np.abs(ref))))
+    names = f_np.__code__.co_varnames[:len(args)]
+    report = lp.check(lp.trace(f_np, *args), dict(zip(names, args)))
+    assert report.ok, str(report)
+
+
+def general(shape, key=0):
+    """Well-conditioned square matrices (stacked over leading axes)."""
+    n = shape[-1]
+    return rng_for("general", shape, key).standard_normal(shape) + 2.0 * np.sqrt(n) * np.eye(n)
+
+
+def spd(shape, key=0):
+    x = rng_for("spd", shape, key).standard_normal(shape)
+    return x @ np.swapaxes(x, -1, -2) + shape[-1] * np.eye(shape[-1])
+
+
+def rect(shape, key=0):
+    return rng_for("rect", shape, key).standard_normal(shape)
+
+
+# ---------------------------------------------------------------- solve
+@pytest.mark.parametrize("ashape, bshape", [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 2)),
+                                            ((1, 1), (1,))])
+def test_solve(ashape, bshape):
+    a, b = general(ashape), rect(bshape)
+    check(lambda np, a, b: np.linalg.solve(a, b), a, b, order=2 if len(ashape) == 2 else 1)
+
+
+# autograd's grad_solve does not sum over broadcast axes, and reads a 1-D b under a batch of
+# matrices with numpy 1's rule: the reference broadcasts explicitly
+@pytest.mark.parametrize("ashape, bshape", [((2, 3, 3), (3,)), ((2, 3, 3), (3, 2)), ((3, 3), (2, 3, 4)),
+                                            ((2, 1, 3, 3), (4, 3, 1))])
+def test_solve_broadcasts_as_numpy_2(ashape, bshape):
+    a, b = general(ashape), rect(bshape)
+    if len(bshape) == 1:
+        def ref(a, b):
+            return anp.linalg.solve(a, b[:, None] + anp.zeros(ashape[:-1] + (1,)))[..., 0]
+    else:
+        batch = np.broadcast_shapes(ashape[:-2], bshape[:-2])
+
+        def ref(a, b):
+            return anp.linalg.solve(a + anp.zeros(batch + ashape[-2:]), b + anp.zeros(batch + bshape[-2:]))
+    check_against(lambda a, b: np.linalg.solve(a, b), ref, a, b)
+    assert evaluate(lambda a, b: lp.linalg.solve(a, b), a, b).shape == np.linalg.solve(a, b).shape
+
+
+def test_solve_reads_a_2d_b_as_columns_as_numpy_2():
+    a, b = general((2, 3, 3)), rect((2, 3))   # (M, K) = (2, 3): does not fit a's M = 3
+    with pytest.raises(lp.ShapeError):
+        lp.trace(lambda a, b: np.linalg.solve(a, b), a, b)
+
+
+# ---------------------------------------------------------------- inv, det, slogdet
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 3, 3), (2, 1, 2, 2)])
+def test_inv(shape):
+    check(lambda np, a: np.linalg.inv(a), general(shape), order=2 if len(shape) <= 3 else 1)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3, 3)])
+def test_det(shape):
+    check(lambda np, a: np.linalg.det(a), general(shape))
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3, 3)])
+def test_slogdet_logabsdet_and_a_negative_determinant(shape):
+    a = general(shape)
+    a[..., 0, :] *= -1.0   # a negative determinant
+    check(lambda np, a: np.linalg.slogdet(a)[1], a)
+    check(lambda np, a: np.linalg.slogdet(a)[0] * np.exp(np.linalg.slogdet(a)[1]), a, order=1)
+    sign, logdet = evaluate(lambda a: np.linalg.slogdet(a)[0], a), np.linalg.slogdet(a)
+    np.testing.assert_array_equal(sign, logdet.sign)
+
+
+# ---------------------------------------------------------------- cholesky
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 3, 3)])
+def test_cholesky_of_a_symmetrized_input(shape):
+    # autograd's convention: a symmetric gradient, so the function symmetrizes its input
+    axes = tuple(range(len(shape) - 2)) + (len(shape) - 1, len(shape) - 2)
+    check(lambda np, x: np.linalg.cholesky(x @ np.transpose(x, axes) + 3.0 * np.eye(shape[-1])),
+          rect(shape))
+
+
+def test_cholesky_upper_is_the_transpose():
+    a = spd((3, 3))
+    got = evaluate(lambda a: np.linalg.cholesky(a, upper=True), a)
+    np.testing.assert_array_equal(got, np.linalg.cholesky(a, upper=True))
+    check_against(lambda x: np.linalg.cholesky(x @ x.T + 3 * np.eye(3), upper=True),
+                  lambda x: anp.linalg.cholesky(x @ x.T + 3 * anp.eye(3)).T, rect((3, 3)))
+
+
+# ---------------------------------------------------------------- eigh, eigvalsh
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3, 3)])
+@pytest.mark.parametrize("uplo", ["L", "U"])
+def test_eigh_values_and_vectors(shape, uplo):
+    a = spd(shape)
+    check(lambda np, a: np.linalg.eigh(a, UPLO=uplo)[0], a)
+    check(lambda np, a: np.linalg.eigh(a, UPLO=uplo)[1], a, order=2 if len(shape) == 2 else 1)
+    check(lambda np, a: np.linalg.eigvalsh(a, UPLO=uplo) if np is not anp
+          else anp.linalg.eigh(a, UPLO=uplo)[0], a, order=1)
+
+
+def test_eigh_reads_one_triangle_of_a_nonsymmetric_input():
+    x = rect((3, 3)) + 3 * np.eye(3)  # not symmetric: only the lower triangle is read
+    check(lambda np, a: np.sum(np.linalg.eigh(a)[1] ** 3) + np.sum(np.linalg.eigh(a)[0] ** 2), x)
+
+
+def test_eigh_with_a_repeated_eigenvalue_raises_nonfinite_for_vectors_only():
+    a = np.diag([1.0, 1.0, 2.0])
+    g = lp.grad(lambda a: np.sum(np.linalg.eigh(a)[0] ** 2))(a)   # eigenvalues: fine
+    np.testing.assert_allclose(g, autograd.grad(lambda a: anp.sum(anp.linalg.eigh(a)[0] ** 2))(a))
+    W = np.arange(9.0).reshape(3, 3)
+    with pytest.raises(lp.NonFiniteError, match="eigh_vectors"):
+        lp.grad(lambda a: np.sum(np.linalg.eigh(a)[1] * W))(a)
+
+
+# ---------------------------------------------------------------- svd
+@pytest.mark.parametrize("shape", [(3, 3), (4, 3), (3, 4), (2, 4, 3)])
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_svd_parts(shape, k):
+    check(lambda np, a: np.linalg.svd(a, full_matrices=False)[k], rect(shape),
+          order=2 if len(shape) == 2 else 1)
+
+
+def test_svd_values_full_matrices_square_and_svdvals():
+    a = rect((3, 3))
+    check(lambda np, a: np.linalg.svd(a)[0] + np.linalg.svd(a)[2], a, order=1)
+    check(lambda np, a: np.linalg.svd(a, compute_uv=False), rect((2, 4, 3)))
+    np.testing.assert_array_equal(evaluate(lambda a: np.linalg.svdvals(a), a),
+                                  np.linalg.svdvals(a))
+
+
+# ---------------------------------------------------------------- norm
+AUTOGRAD_NORMS = [((4,), None, None), ((4,), 2, None), ((4,), 3, None), ((4,), 2.5, 0),
+                  ((3, 4), None, None), ((3, 4), "fro", None), ((3, 4), "nuc", None),
+                  ((3, 4), None, 1), ((3, 4), 3, -1), ((2, 3, 4), None, None), ((2, 3, 4), "fro", (0, 2)),
+                  ((2, 3, 4), "nuc", (-1, 0)), ((2, 3, 4), None, -2)]
+
+
+@pytest.mark.parametrize("shape, ord, axis", AUTOGRAD_NORMS)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_norm_against_autograd_norm(shape, ord, axis, keepdims):
+    check(lambda np, x: np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims), rect(shape))
+
+
+def _ref_norm(ord, axis, keepdims):
+    from lagrangeprop.rules.norms import _autograd_norm
+    f = _autograd_norm(anp)
+    return lambda x: f(x, ord=ord, axis=None if axis is None else (axis if isinstance(axis, int) else
+                                                                    tuple(a % x.ndim for a in axis)),
+                       keepdims=keepdims)
+
+
+OTHER_NORMS = [((5,), 1, None), ((5,), np.inf, None), ((5,), -np.inf, None), ((5,), 0, None),
+               ((5,), -1.5, None), ((5,), 0.5, None), ((3, 4), 1, None), ((3, 4), -1, None),
+               ((3, 4), np.inf, None), ((3, 4), -np.inf, None), ((3, 4), 2, None), ((3, 4), -2, None),
+               ((2, 3, 4), 1, (2, 0)), ((2, 3, 4), np.inf, (-1, -2)), ((2, 3, 4), 2, (1, 2)),
+               ((2, 3, 4), np.inf, 1)]
+
+
+@pytest.mark.parametrize("shape, ord, axis", OTHER_NORMS)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_norm_orders_autograd_cannot_differentiate(shape, ord, axis, keepdims):
+    x = rect(shape)
+    order = 2 if ord in (2, -2, -1.5, 0.5) else 1
+    check_against(lambda x: np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims),
+                  _ref_norm(ord, axis, keepdims), x, order=order)
+
+
+def test_norm_ties_split_equally_as_autograd_max():
+    x = np.array([1.0, -3.0, 3.0, 2.0])
+    np.testing.assert_allclose(lp.grad(lambda x: np.linalg.norm(x, np.inf))(x), [0.0, -0.5, 0.5, 0.0])
+    np.testing.assert_allclose(lp.grad(lambda x: np.linalg.norm(x, 1))(np.array([0.0, -2.0])), [0.0, -1.0])
+    assert lp.trace(lambda x: np.linalg.norm(x, axis=(0, 1), keepdims=True), rect((2, 3))).graph \
+        .nodes["norm"]["shape"] == (1, 1) if "norm" in lp.trace(lambda x: np.linalg.norm(x), rect((2,))).graph \
+        else True
+
+
+# ---------------------------------------------------------------- pinv, matrix_power
+@pytest.mark.parametrize("shape", [(3, 3), (4, 3), (3, 4), (2, 4, 3)])
+def test_pinv(shape):
+    check(lambda np, a: np.linalg.pinv(a), rect(shape), order=2 if len(shape) == 2 else 1)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 8, -1, -3])
+def test_matrix_power_is_numpys_sequence_of_products(n):
+    a = general((2, 3, 3)) / 3.0
+    got = evaluate(lambda a: np.linalg.matrix_power(a, n) + 0.0, a)
+    np.testing.assert_array_equal(got, np.linalg.matrix_power(a, n))
+    if n:
+        check(lambda np, a: np.linalg.matrix_power(a, n), a, order=1)
+
+
+# ---------------------------------------------------------------- programs
+def test_gaussian_process_log_marginal_likelihood_against_autograd():
+    X = np.linspace(0.0, 2.0, 6)
+    y = np.sin(3 * X)
+
+    def lml(m, params):
+        ell, sf, sn = m.exp(params[0]), m.exp(params[1]), m.exp(params[2])
+        K = sf ** 2 * m.exp(-0.5 * (X[:, None] - X[None, :]) ** 2 / ell ** 2) + (sn ** 2 + 1e-6) * np.eye(6)
+        L = m.linalg.cholesky(K)
+        alpha = m.linalg.solve(K, y)
+        return -0.5 * m.dot(y, alpha) - 0.5 * m.linalg.slogdet(K)[1] - m.sum(m.log(m.diagonal(L))) * 0.0 \
+            if False else -0.5 * m.dot(y, alpha) - 0.5 * m.linalg.slogdet(K)[1] + 0.0 * m.sum(L)
+
+    p = np.array([-0.3, 0.2, -1.0])
+    check(lambda m, p: lml(m, p), p)
+    np.testing.assert_allclose(lp.hessian(lambda p: lml(np, p))(p),
+                               autograd.hessian(lambda p: lml(anp, p))(p), rtol=1e-7, atol=1e-9)
