@@ -181,49 +181,53 @@ def test_svd_parts(shape, k):
           order=2 if len(shape) == 2 else 1)
 
 
-def test_svd_values_full_matrices_square_and_svdvals():
+def test_svd_full_matrices_of_a_square_matrix_and_svdvals():
     a = rect((3, 3))
-    check(lambda np, a: np.linalg.svd(a)[0] + np.linalg.svd(a)[2], a, order=1)
+    check_against(lambda a: np.linalg.svd(a)[0] + np.linalg.svd(a)[2],
+                  lambda a: anp.linalg.svd(a, full_matrices=False)[0] + anp.linalg.svd(a, full_matrices=False)[2],
+                  a, order=1)
     check(lambda np, a: np.linalg.svd(a, compute_uv=False), rect((2, 4, 3)))
-    np.testing.assert_array_equal(evaluate(lambda a: np.linalg.svdvals(a), a),
-                                  np.linalg.svdvals(a))
+    np.testing.assert_array_equal(evaluate(lambda a: np.linalg.svdvals(a), a), np.linalg.svdvals(a))
 
 
 # ---------------------------------------------------------------- norm
 AUTOGRAD_NORMS = [((4,), None, None), ((4,), 2, None), ((4,), 3, None), ((4,), 2.5, 0),
                   ((3, 4), None, None), ((3, 4), "fro", None), ((3, 4), "nuc", None),
                   ((3, 4), None, 1), ((3, 4), 3, -1), ((2, 3, 4), None, None), ((2, 3, 4), "fro", (0, 2)),
-                  ((2, 3, 4), "nuc", (-1, 0)), ((2, 3, 4), None, -2)]
+                  ((2, 3, 4), "nuc", (0, 2)), ((2, 3, 4), None, -2)]
 
 
 @pytest.mark.parametrize("shape, ord, axis", AUTOGRAD_NORMS)
-@pytest.mark.parametrize("keepdims", [False, True])
-def test_norm_against_autograd_norm(shape, ord, axis, keepdims):
-    check(lambda np, x: np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims), rect(shape))
+def test_norm_against_autograd_norm(shape, ord, axis):
+    check(lambda np, x: np.linalg.norm(x, ord=ord, axis=axis), rect(shape))
 
 
 def _ref_norm(ord, axis, keepdims):
+    """numpy's norm algorithm in autograd's elementary ops (autograd's own norm rule covers
+    few orders and mishandles keepdims and negative axes)."""
     from lagrangeprop.rules.norms import _autograd_norm
     f = _autograd_norm(anp)
-    return lambda x: f(x, ord=ord, axis=None if axis is None else (axis if isinstance(axis, int) else
-                                                                    tuple(a % x.ndim for a in axis)),
-                       keepdims=keepdims)
+
+    def ref(x):
+        ax = axis if axis is None or isinstance(axis, int) else tuple(a % x.ndim for a in axis)
+        return f(x, ord=ord, axis=ax if not isinstance(ax, int) else ax % x.ndim, keepdims=keepdims)
+    return ref
 
 
 OTHER_NORMS = [((5,), 1, None), ((5,), np.inf, None), ((5,), -np.inf, None), ((5,), 0, None),
                ((5,), -1.5, None), ((5,), 0.5, None), ((3, 4), 1, None), ((3, 4), -1, None),
                ((3, 4), np.inf, None), ((3, 4), -np.inf, None), ((3, 4), 2, None), ((3, 4), -2, None),
                ((2, 3, 4), 1, (2, 0)), ((2, 3, 4), np.inf, (-1, -2)), ((2, 3, 4), 2, (1, 2)),
-               ((2, 3, 4), np.inf, 1)]
+               ((2, 3, 4), np.inf, 1), ((2, 3, 4), "nuc", (-1, 0)), ((2, 3, 4), 2.5, -1)]
 
 
-@pytest.mark.parametrize("shape, ord, axis", OTHER_NORMS)
+@pytest.mark.parametrize("shape, ord, axis", OTHER_NORMS + AUTOGRAD_NORMS[::3])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_norm_orders_autograd_cannot_differentiate(shape, ord, axis, keepdims):
+def test_norm_every_order_axis_and_keepdims(shape, ord, axis, keepdims):
     x = rect(shape)
-    order = 2 if ord in (2, -2, -1.5, 0.5) else 1
+    smooth = ord in (None, 2, -2, -1.5, 0.5, 2.5, 3, "fro", "nuc")
     check_against(lambda x: np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims),
-                  _ref_norm(ord, axis, keepdims), x, order=order)
+                  _ref_norm(ord, axis, keepdims), x, order=2 if smooth else 1)
 
 
 def test_norm_ties_split_equally_as_autograd_max():
@@ -241,13 +245,22 @@ def test_pinv(shape):
     check(lambda np, a: np.linalg.pinv(a), rect(shape), order=2 if len(shape) == 2 else 1)
 
 
+def _power(a, n):
+    out = anp.linalg.inv(a) if n < 0 else a
+    base = out
+    for _ in range(abs(n) - 1):
+        out = out @ base
+    return out
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 8, -1, -3])
 def test_matrix_power_is_numpys_sequence_of_products(n):
     a = general((2, 3, 3)) / 3.0
     got = evaluate(lambda a: np.linalg.matrix_power(a, n) + 0.0, a)
     np.testing.assert_array_equal(got, np.linalg.matrix_power(a, n))
     if n:
-        check(lambda np, a: np.linalg.matrix_power(a, n), a, order=1)
+        check_against(lambda a: np.linalg.matrix_power(a, n), lambda a: _power(a, n), a, order=1,
+                      rtol=1e-7)
 
 
 # ---------------------------------------------------------------- programs

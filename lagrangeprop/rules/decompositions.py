@@ -140,6 +140,12 @@ def _autograd_eigh(k: int) -> Callable[[Any], Callable[..., Any]]:
     return lambda anp: lambda a, UPLO="L": anp.linalg.eigh(a, UPLO=UPLO)[k]
 
 
+def _signs(torch: Any, ours: np.ndarray, theirs: Any) -> Any:
+    """±1 per column that turns torch's singular/eigen vectors into numpy's (LAPACK's sign
+    choice may differ between the libraries; the derivative follows the sign)."""
+    return torch.as_tensor(np.where(np.sum(ours * theirs.detach().numpy(), axis=-2) < 0, -1.0, 1.0))
+
+
 def _torch_eigh(k: int) -> Callable[[Any], Callable[..., Any]]:
     def make(torch):
         def eigh(a, UPLO="L"):
@@ -147,7 +153,11 @@ def _torch_eigh(k: int) -> Callable[[Any], Callable[..., Any]]:
             tri = torch.tril if UPLO == "L" else torch.triu
             off = -1 if UPLO == "L" else 1
             sym = tri(a) + tri(a, diagonal=off).transpose(-1, -2)
-            return torch.linalg.eigh(sym, UPLO=UPLO)[k]
+            w, v = torch.linalg.eigh(sym, UPLO=UPLO)
+            if k == 0:
+                return w
+            ours = np.linalg.eigh(a.detach().numpy(), UPLO=UPLO)[1]
+            return v * _signs(torch, ours, v)[..., None, :]
         return eigh
     return make
 
@@ -229,12 +239,19 @@ def _svd_value(k: int) -> Callable[..., Any]:
     return value
 
 
+# full_matrices=True is only recorded for square matrices, where it is the reduced SVD
 def _autograd_svd(k: int) -> Callable[[Any], Callable[..., Any]]:
-    return lambda anp: lambda a, full_matrices=False: anp.linalg.svd(a, full_matrices=full_matrices)[k]
+    return lambda anp: lambda a, full_matrices=False: anp.linalg.svd(a, full_matrices=False)[k]
 
 
 def _torch_svd(k: int) -> Callable[[Any], Callable[..., Any]]:
-    return lambda torch: lambda a, full_matrices=False: torch.linalg.svd(a, full_matrices=full_matrices)[k]
+    def make(torch):
+        def svd(a, full_matrices=False):
+            u, s, vh = torch.linalg.svd(a, full_matrices=False)
+            d = _signs(torch, np.linalg.svd(a.detach().numpy(), full_matrices=False)[0], u)
+            return u * d[..., None, :] if k == 0 else vh * d[..., :, None]
+        return svd
+    return make
 
 
 decomposition("svd_u", _svd_value(0), 0, svd_parts, svd_push, _svd_u_pull,
