@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphError, ShapeError
+from ..rules.norms import norm_kind
 from .arguments import NO_VALUE, normalize_axis, traced_name, unsupported
 from .var import HANDLED_FUNCTIONS, Var, apply
 
@@ -147,7 +148,26 @@ def norm(x, ord=None, axis=None, keepdims=False):
         if isinstance(axis, tuple) and len(axis) not in (1, 2):
             raise ShapeError(f"linalg.norm{traced_name(x)}: improper number of dimensions to "
                              f"norm (axis={axis})")
+    if s is not None:
+        _check_norm(x, len(s), ord, axis)
     return apply("norm", (x,), {"ord": ord, "axis": axis, "keepdims": bool(keepdims)})
+
+
+_MATRIX_ORDS = (None, "fro", "f", "nuc", 1, -1, 2, -2, np.inf, -np.inf)
+
+
+def _check_norm(x: Any, ndim: int, ord: Any, axis: Any) -> None:
+    """numpy's errors for an order the axes do not have, raised while tracing."""
+    if axis is None and ord is not None and ndim > 2:
+        raise ShapeError(f"linalg.norm{traced_name(x)}: improper number of dimensions to norm "
+                         f"(ord={ord!r} needs axis= for an array with {ndim} dimensions)")
+    kind, axes = norm_kind(ndim, ord, axis)
+    if kind == "vector" and isinstance(ord, str):
+        raise GraphError(f"linalg.norm{traced_name(x)}: invalid norm order {ord!r} for vectors "
+                         "(numpy raises ValueError)")
+    if kind == "matrix" and ord not in _MATRIX_ORDS:
+        raise GraphError(f"linalg.norm{traced_name(x)}: invalid norm order {ord!r} for matrices "
+                         "(numpy raises ValueError)")
 
 
 def pinv(a, rcond=None, hermitian=False, *, rtol=NO_VALUE):
