@@ -47,7 +47,7 @@ def check_against(f_np, f_ref, *args, order=2, rtol=1e-8):
     (autograd's own np.linalg rule is missing, or wrong for the case)."""
     np.testing.assert_allclose(evaluate(f_np, *args), f_np(*args), rtol=1e-13, atol=0)
     W = rng_for("against", [np.shape(a) for a in args]).standard_normal(np.shape(f_np(*args)))
-    for i, x in enumerate(args):
+    for i in range(len(args)):
         got = lp.grad(lambda *a: np.sum(f_np(*a) * W), argnum=i)(*args)
         want = autograd.grad(lambda *a: anp.sum(f_ref(*a) * W), i)(*args)
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(want))))
@@ -359,7 +359,8 @@ def test_unsupported_arguments_raise_graph_errors_naming_them():
 def test_pinv_cutoffs_and_the_dispatch_keys():
     a = rect((4, 3))
     for kw in ({"rcond": 1e-10}, {"rtol": 1e-3}):
-        np.testing.assert_array_equal(evaluate(lambda a: np.linalg.pinv(a, **kw), a), np.linalg.pinv(a, **kw))
+        np.testing.assert_array_equal(evaluate(lambda a, kw=kw: np.linalg.pinv(a, **kw), a),
+                                      np.linalg.pinv(a, **kw))
     from lagrangeprop.graph.var import HANDLED_FUNCTIONS
     for name in lp.linalg.__all__:
         assert HANDLED_FUNCTIONS[f"linalg.{name}"] is getattr(lp.linalg, name)
