@@ -12,7 +12,10 @@ any, count_nonzero), :mod:`~lagrangeprop.rules.order` (sort, partition, argmax, 
 argsort), :mod:`~lagrangeprop.rules.scans` (cumsum),
 :mod:`~lagrangeprop.rules.structure` (reshape, transpose, getitem, concatenate, stack),
 :mod:`~lagrangeprop.rules.contractions` (matmul, dot), :mod:`~lagrangeprop.rules.einsum`,
-and the user ops of
+np.linalg in
+:mod:`~lagrangeprop.rules.linalg` (solve, inv, det, slogdet, cholesky, pinv; over the dual
+numbers of :mod:`~lagrangeprop.rules.dual`), :mod:`~lagrangeprop.rules.decompositions`
+(eigh, svd) and :mod:`~lagrangeprop.rules.norms` (norm), and the user ops of
 :func:`lagrangeprop.primitive` (:mod:`~lagrangeprop.rules.user`). Importing this package
 registers the built-ins: whatever needs them imports ``lagrangeprop.rules``.
 
@@ -48,6 +51,7 @@ Examples
 
 # the built-ins register on import, in this order (the order of REGISTRY)
 from . import ufuncs, piecewise, reductions, contractions, einsum, structure, order, scans  # noqa: F401
+from . import linalg, decompositions, norms  # noqa: F401
 from .registry import REGISTRY, Primitive, Tape, get, register, zero_curvature
 from .user import primitive
 

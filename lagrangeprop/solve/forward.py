@@ -22,6 +22,7 @@ import numpy as np
 from .. import blocks
 from ..compile.plan import plan_of
 from ..compile.schedule import Schedule, Step
+from ..errors import SingularSystemError
 from ..options import SolveOptions
 from .finite import check_values
 from .kernels import forward_plan
@@ -68,12 +69,30 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
     """Fill ``vals`` for every defined node (the compiled plan); returns the block solver
     states. A non-finite value raises :class:`~lagrangeprop.errors.NonFiniteError` naming
     the first node that made it."""
-    states, registers, finite = forward_plan(plan_of(sched), vals, opts, guess)
+    try:
+        states, registers, finite = forward_plan(plan_of(sched), vals, opts, guess)
+    except SingularSystemError as exc:
+        raise _named(sched, vals, exc) from None
     if not finite:
         check_values(sched, vals)
     if isinstance(vals, Values):
         vals.scalars = registers
     return states
+
+
+def _named(sched: Schedule, vals: list, exc: SingularSystemError) -> SingularSystemError:
+    """An op's own SingularSystemError (np.linalg.inv of a singular matrix) with the name of
+    the node that raised it: the first step whose value the pass did not fill."""
+    if exc.nodes:
+        return exc
+    for step in sched.steps:
+        nodes = [step.node] if type(step) is Step else list(step.nodes)
+        if any(vals[n] is None for n in nodes):
+            names = [sched.names[n] for n in nodes]
+            what = f"node {names[0]!r} (op {step.prim.name!r})" if type(step) is Step \
+                else f"block {names}"
+            return SingularSystemError(f"{what}: {exc}", nodes=names, rcond=exc.rcond)
+    return exc
 
 
 # ∂L/∂λ_d = -c_d = 0 for every d, in topological order: z_d = f_d(z_pa(d)) for a step;
