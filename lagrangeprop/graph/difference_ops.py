@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, ShapeError
+from ..errors import ShapeError
 from .arguments import NO_VALUE, check_dtype, normalize_axis, unsupported
 from .joining_ops import moveaxis
 from .ops import concatenate, reshape
@@ -117,8 +117,9 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     div = (num - 1) if endpoint else num
     delta = stop - start
     k = np.arange(0, num, dtype=float).reshape((-1,) + (1,) * len(bshape))
-    if num == 0:
-        raise GraphError("linspace(..., num=0) of traced values is an empty array: nothing to trace")
+    if num == 0:   # no entries: a constant (empty) array, as numpy's (0, *shape)
+        empty = np.zeros((0,) + bshape)
+        return (np.moveaxis(empty, 0, axis), np.nan) if retstep else np.moveaxis(empty, 0, axis)
     if div > 0:
         step = delta / div
         body = k * step + start

@@ -31,9 +31,49 @@ import numpy as np
 
 from ..errors import GraphError
 from .ops import concatenate, reshape, stack
-from .var import Element, Var
+from .var import METHODS, Var, _Node
 
-__all__ = ["as_traced", "holds_traced"]
+__all__ = ["Element", "as_traced", "entries", "holds_traced"]
+
+
+class Element(Var):
+    """Entry ``k`` (C order) of a traced value as numpy sees it in an object array: recorded
+    (``getitem``) only if used on its own; :func:`~lagrangeprop.graph.pack.as_traced` packs
+    runs of entries back into slices of their source."""
+
+    __slots__ = ("source", "index", "_lazy")
+
+    def __init__(self, source: Var, index: int):
+        self.program = source.program
+        self.source = source
+        self.index = index
+        self._lazy: _Node | None = None
+
+    @property
+    def _handle(self) -> _Node:
+        if self._lazy is None:
+            where = tuple(int(i) for i in np.unravel_index(self.index, self.source.shape))
+            self._lazy = self.source[where]._handle
+        return self._lazy
+
+    @property
+    def shape(self) -> tuple:
+        return ()
+
+
+def entries(var: Var) -> np.ndarray:
+    """``var`` as an object array of its entries (lazy :class:`Element` s), ``var.shape``."""
+    out = np.empty(var.shape, dtype=object)
+    if out.ndim == 0:
+        out[()] = var
+        return out
+    flat = out.reshape(-1)
+    for k in range(flat.size):
+        flat[k] = Element(var, k)
+    return out
+
+
+METHODS["__entries__"] = entries   # what Var.__array__ hands numpy
 
 
 def holds_traced(value: Any) -> bool:

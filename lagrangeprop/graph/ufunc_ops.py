@@ -179,7 +179,21 @@ def imag(val: Any) -> Any:
     return np.zeros(val.shape) if isinstance(val, Var) else np.imag(val)
 
 
+def real_if_close(a: Any, tol: float = 100) -> Any:
+    """``numpy.real_if_close`` of a real value: the value itself (primitive ``'identity'``)."""
+    return apply("identity", (a,)) if isinstance(a, Var) else np.real_if_close(a, tol)
+
+
+def angle(z: Any, deg: bool = False) -> Any:
+    """``numpy.angle`` of a real value: 0 where ``z >= 0``, π (180 with ``deg``) where
+    ``z < 0``; piecewise constant, derivative 0 (a ``where`` of constants)."""
+    if not isinstance(z, Var):
+        return np.angle(z, deg)
+    return apply("where", (apply("less", (z, 0.0)), 180.0 if deg else np.pi, np.zeros(z.shape)))
+
+
 # numpy's dispatch (``__array_function__``; ufuncs arrive by name through __array_ufunc__)
+HANDLED_FUNCTIONS.update(real_if_close=real_if_close, angle=angle)
 HANDLED_FUNCTIONS.update((name, globals()[name]) for name in __all__)
 
 # ndarray methods (``v.clip(0, 1)``, ``v.round(2)``, ``v.conj()``)

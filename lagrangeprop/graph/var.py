@@ -32,8 +32,7 @@ from ..rules import registry
 from .arguments import (_BITWISE, _UFUNC_ALIASES, BOOLEAN_OPS, check_dtype, check_ufunc_kwargs,
                         dispatch_key, static_index)
 
-__all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "METHODS", "BOOLEAN_OPS", "Element",
-           "entries"]
+__all__ = ["Var", "apply", "is_traced", "HANDLED_FUNCTIONS", "METHODS", "BOOLEAN_OPS"]
 
 # numpy function name -> its implementation on traced values (np.sum(v) -> lp.sum);
 # functions of numpy's submodules are keyed with the submodule: "linalg.norm" for
@@ -92,6 +91,10 @@ class Var:
     @property
     def dtype(self):
         """bool for comparisons and logical ops, else float64 (what the op's value is)."""
+        if sys._getframe(1).f_globals.get("__name__") == "numpy._core._methods":
+            # np.mean/var/std of a list of traced values: numpy casts a result that has a
+            # dtype with float64(...) (a concrete number); without one it keeps the Var
+            raise AttributeError("dtype")
         op = self.program.graph.nodes[self.name].get("op")
         return np.dtype(np.bool_) if op in BOOLEAN_OPS else np.dtype(np.float64)
 
@@ -292,7 +295,7 @@ class Var:
             out = np.empty((), dtype=object)
             out[()] = self
             return out
-        return entries(self)
+        return METHODS["__entries__"](self)   # lagrangeprop.graph.pack.entries
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
@@ -322,43 +325,6 @@ class Var:
             return impl(*args, **kwargs)
         except TypeError as exc:   # an argument numpy has and lp does not (a newer numpy)
             raise GraphError(f"np.{key} on traced variable {self.name!r}: {exc}") from None
-
-
-class Element(Var):
-    """Entry ``k`` (C order) of a traced value as numpy sees it in an object array: recorded
-    (``getitem``) only if used on its own; :func:`~lagrangeprop.graph.pack.as_traced` packs
-    runs of entries back into slices of their source."""
-
-    __slots__ = ("source", "index", "_lazy")
-
-    def __init__(self, source: Var, index: int):
-        self.program = source.program
-        self.source = source
-        self.index = index
-        self._lazy: _Node | None = None
-
-    @property
-    def _handle(self) -> _Node:
-        if self._lazy is None:
-            where = tuple(int(i) for i in np.unravel_index(self.index, self.source.shape))
-            self._lazy = self.source[where]._handle
-        return self._lazy
-
-    @property
-    def shape(self) -> tuple:
-        return ()
-
-
-def entries(var: Var) -> np.ndarray:
-    """``var`` as an object array of its entries (lazy :class:`Element` s), ``var.shape``."""
-    out = np.empty(var.shape, dtype=object)
-    if out.ndim == 0:
-        out[()] = var
-        return out
-    flat = out.reshape(-1)
-    for k in range(flat.size):
-        flat[k] = Element(var, k)
-    return out
 
 
 def _is_boolean(x: Any) -> bool:

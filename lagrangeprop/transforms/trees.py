@@ -74,15 +74,20 @@ class Call:
         """The tree of ``value_of(input name)`` for what ``sel`` selects (a gradient, a
         cotangent): the argument's structure, and a 0-d array where the argument had a
         0-d array (numpy scalars elsewhere), so a list such as ``[0.5, np.array(2.0)]``
-        still reads as a tree when the result is passed back in."""
+        still reads as a tree when the result is passed back in; a float32 (float16)
+        argument gets its gradient in its own dtype, as autograd and JAX return it (the
+        solve itself runs in float64)."""
         structure, paths = self.selected(sel)
         if structure is LEAF:
-            return value_of(paths[0])
+            return _like(self.argument(sel).leaves[0], value_of(paths[0]))
         given = self.inputs()
         return structure.unflatten([_like(given[p], value_of(p)) for p in paths])
 
 
 def _like(x, g):
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and dtype != np.float64:
+        return np.asarray(g, dtype=dtype)
     return np.asarray(g) if isinstance(x, np.ndarray) and np.ndim(g) == 0 else g
 
 
