@@ -26,3 +26,10 @@ def test_every_primitive_has_every_rule_or_says_why():
             continue
         assert p.vjp_rule is not None and p.jvp_rule is not None, name
         assert p.tape is not None and p.tape.autograd is not None, f"{name}: no autograd tape"
+
+
+def test_writing_numpy_page_runs_as_written():
+    import doctest
+    result = doctest.testfile(str(DOCS / "numpy.md"), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 20 and result.failed == 0, result
