@@ -17,6 +17,7 @@ LAPACK call. ``slogdet`` is two nodes: ``slogdet`` (log|det|, differentiable) an
 Examples
 --------
 >>> import numpy as np
+import scipy.linalg
 >>> from lagrangeprop.rules import get
 >>> a = np.array([[2.0, 1.0], [1.0, 3.0]])
 >>> inv = get("inv")
@@ -31,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from ..errors import SingularSystemError
 from .arrays import as_f64 as _f
@@ -186,8 +188,16 @@ def _chol_pull(g: Any, y: Any, a: Any, params: Params) -> Any:
     upper = params.get("upper", False)
     L, G = (mT(y), mT(g)) if upper else (y, g)
     P = _phi(mT(L) @ G)
-    S = mT(solve(mT(L), mT(solve(mT(L), P))))   # L⁻ᵀ P L⁻¹
+    S = mT(_lower_t_solve(L, mT(_lower_t_solve(L, P))))   # L⁻ᵀ P L⁻¹
     return 0.5 * (S + mT(S))
+
+
+def _lower_t_solve(L: Any, B: Any) -> Any:
+    """``L⁻ᵀ B`` for lower-triangular ``L``: a triangular solve (O(n²) per column) for a plain
+    matrix, the general solve over duals and stacks."""
+    if isinstance(L, np.ndarray) and isinstance(B, np.ndarray) and L.ndim == 2:
+        return scipy.linalg.solve_triangular(L, B, trans="T", lower=True, check_finite=False)
+    return solve(mT(L), B)
 
 
 def _cholesky(a: Any, upper: bool = False) -> np.ndarray:
@@ -254,17 +264,17 @@ def _solve(a: Any, b: Any) -> np.ndarray:
     return lapack("solve", np.linalg.solve, _f(a), _f(b))
 
 
-def _solve_pull(i: int, g: Any, a: Any, b: Any) -> Any:
+def _solve_pull(i: int, g: Any, a: Any, b: Any, x: Any = None) -> Any:
     vector = np.ndim(b) == 1
     mu = solve(mT(a), _columns(g, vector))
     if i == 1:
         return mu[..., 0] if vector else mu
-    x = solve(a, _columns(b, vector))
+    x = solve(a, _columns(b, vector)) if x is None else _columns(x, vector)   # x: the answer
     return -(mu @ mT(x))
 
 
 def _solve_vjp(i: int, g: np.ndarray, ans: Any, args: Args, params: Params) -> Any:
-    return _solve_pull(i, _f(g), _f(args[0]), _f(args[1]))
+    return _solve_pull(i, _f(g), _f(args[0]), _f(args[1]), _f(ans))
 
 
 def _solve_jvp(i: int, t: np.ndarray, ans: Any, args: Args, params: Params) -> Any:
