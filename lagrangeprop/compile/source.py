@@ -12,7 +12,7 @@ Examples
 --------
 >>> import lagrangeprop as lp
 >>> text = source(lp.trace(lambda x: lp.exp(x) * 2.0, x=0.0))
->>> print(text.split("def forward")[1].splitlines()[2])
+>>> print(text.split("def forward")[1].splitlines()[3])
     exp_0 = _exp(x)   # c_exp_0 = 0:  exp_0 = exp(x)
 """
 
