@@ -54,6 +54,7 @@ class Compiled:
     scalar_ids: list = field(default_factory=list)  # finite checks, as Plan's fields
     small_ids: list = field(default_factory=list)
     array_ids: list = field(default_factory=list)
+    plain: bool = False          # Python floats only: no numpy call, so no np.errstate needed
 
 
 class _Renderer:
@@ -135,7 +136,8 @@ class _Renderer:
             out.append(f"V[{self.index(n)}] = " + (f"_f64({name})" if kind == "f" else name))
         for n in dict.fromkeys(self.wl):
             name = self.lloc[n]
-            out.append(f"L[{self.index(n)}] = " + (f"_f({name})" if shapes[n] == () else name))
+            out.append(f"L[{self.index(n)}] = " + (f"None if {name} is None else _f64({name})"
+                                                    if shapes[n] == () else name))
         return out
 
 
@@ -175,7 +177,9 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
         for k, t in enumerate(texts):
             _CACHE[key, t] = ns[f"_c{k}"]
     out = Compiled(bufs=code.plan.bufs, scalar_ids=code.scalar_ids, small_ids=code.small_ids,
-                   array_ids=code.array_ids)
+                   array_ids=code.array_ids,
+                   plain=code.math_steps == len(code.scalar_ids) + len(code.small_ids) + len(code.array_ids)
+                   and not any(r.__class__ is BlockRun for r in code.forward))
     used = set()
     for what in ("forward", "adjoint"):
         for run in runs[what]:

@@ -50,11 +50,6 @@ ENABLED = True   # False: solve/evaluate run the interpreters' plan (tests compa
 _ND, _F64_TYPE, _F64_DTYPE = np.ndarray, np.float64, np.dtype(np.float64)
 
 
-def _f(v):
-    """A multiplier as the interpreters keep it: a numpy float64 scalar, or None."""
-    return None if v is None else np.float64(v)
-
-
 def _apply(step, args: tuple):
     """``z_d = prim.fn(*args, **params)`` as the fast interpreter computes it."""
     out = step.prim.fn(*args, **step.params)
@@ -109,7 +104,7 @@ def _pow_dexp(ans: float, x: float) -> float:
 
 
 NAMESPACE: dict = {
-    "np": np, "math": math, "_f64": np.float64, "_f": _f, "_apply": _apply, "_value": _value,
+    "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_value": _value,
     "_pooled": _pooled, "_pull": _pull, "_pow": math.pow, "_pow_dbase": _pow_dbase,
     "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan, "_tanh": math.tanh,
@@ -136,13 +131,18 @@ def forward(sched: Schedule, vals: list, opts: SolveOptions, guess: dict | None 
     B = g.bufs
     states: dict = {}
     try:
-        with np.errstate(all="ignore"):
-            for run in g.forward:
-                if run.__class__ is tuple:
-                    run[0](vals, None, run[1], run[2], B)
-                else:
-                    states[id(run)] = blocks.solve_forward(run, vals, opts, guess or {})
+        if g.plain:   # Python floats only: nothing for np.errstate to silence
+            for fn, ids, objs in g.forward:
+                fn(vals, None, ids, objs, B)
             finite = values_finite(g, vals)
+        else:
+            with np.errstate(all="ignore"):
+                for run in g.forward:
+                    if run.__class__ is tuple:
+                        run[0](vals, None, run[1], run[2], B)
+                    else:
+                        states[id(run)] = blocks.solve_forward(run, vals, opts, guess or {})
+                finite = values_finite(g, vals)
     except LagrangePropError:
         raise
     except _FLOAT_ERRORS:
@@ -161,12 +161,16 @@ def adjoint(sched: Schedule, vals: list, seed, states: dict, opts: SolveOptions)
     L: list = [None] * len(sched.names)
     L[sched.output] = seed.copy() if seed.__class__ is _ND else seed
     try:
-        with np.errstate(all="ignore"):
-            for run in g.adjoint:
-                if run.__class__ is tuple:
-                    run[0](vals, L, run[1], run[2], B)
-                else:
-                    block_adjoint(run, vals, L, states, opts)
+        if g.plain:
+            for fn, ids, objs in g.adjoint:
+                fn(vals, L, ids, objs, B)
+        else:
+            with np.errstate(all="ignore"):
+                for run in g.adjoint:
+                    if run.__class__ is tuple:
+                        run[0](vals, L, run[1], run[2], B)
+                    else:
+                        block_adjoint(run, vals, L, states, opts)
     except LagrangePropError:
         raise
     except _FLOAT_ERRORS:
