@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import keyword
 import math
 import re
@@ -208,10 +209,8 @@ def _forward(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], co
             call = f"{s.prim.name}({', '.join(_label(sched, consts, names, a) for a in args)})"
             comment = f"c_{names[d]} = 0:  {names[d]} = {call}"
         if d in ismath:
-            X = "{1}"
-            Y = "{2}" if len(args) > 1 else ""
-            b.add("{0} = " + _fmt(MATH[s.prim.name][0], X=X, Y=Y),
-                  (("v", d, "f", True), *[("v", a, "f", False) for a in args]), comment)
+            b.add(_math_value(s.prim.name), (("v", d, "f", True), *[("v", a, "f", False) for a in args]),
+                  comment)
             continue
         toks: list = [("v", d, "n", True)]
         argfmt = ", ".join(_ref(k + 2) for k in range(len(args)))
@@ -283,12 +282,9 @@ def _math_edges(b: _Builder, s: Step, state: list, names: list[str], cond: bool,
         if p in ("+", "-"):
             expr = g if p == "+" else "-" + g
         else:
-            slots = {"G": g}
-            for key, n in (("A", d), *zip("XY", args)):
-                if "{" + key + "}" in p:   # only the values the partial reads
-                    slots[key] = _ref(len(toks))
-                    toks.append(("v", n, "f", False))
-            expr = _fmt(p, **slots)
+            expr, reads = _math_partial(p)
+            nodes = {"A": d, "X": args[0], "Y": args[-1]}
+            toks += [("v", nodes[k], "f", False) for k in reads]
         if state[u] == _ZERO:
             line = "{1} = " + expr
         elif state[u] == _SET:
@@ -300,6 +296,24 @@ def _math_edges(b: _Builder, s: Step, state: list, names: list[str], cond: bool,
         b.add(prefix + line, tuple(toks), comment)
         if not cond:
             state[u] = _SET
+
+
+@functools.lru_cache(maxsize=None)
+def _math_value(op: str) -> str:
+    """The statement ``{0} = f({1}, {2})`` of an op of :data:`MATH`."""
+    return "{0} = " + _fmt(MATH[op][0], X="{1}", Y="{2}")
+
+
+@functools.lru_cache(maxsize=None)
+def _math_partial(p: str) -> tuple[str, tuple[str, ...]]:
+    """A partial's cotangent expression over slots {0} = λ_d, {2}, ... and the values it
+    reads (``A``, ``X``, ``Y``), in slot order."""
+    slots, reads = {"G": "{0}"}, []
+    for key in "AXY":
+        if "{" + key + "}" in p:   # only the values the partial reads
+            slots[key] = _ref(2 + len(reads))
+            reads.append(key)
+    return _fmt(p, **slots), tuple(reads)
 
 
 def _later(expr: str, p: str) -> str:

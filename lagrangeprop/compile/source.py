@@ -142,11 +142,63 @@ class _Renderer:
 
 
 def render_chunk(chunk: Chunk, code: Code, sched: Schedule) -> tuple[str, list, list]:
-    """The positional text of one chunk's function body, its node ids ``I`` and objects ``K``."""
-    r = _Renderer(code, sched, named=False)
-    body = [r.statement(fmt, toks) for fmt, toks, _ in chunk.statements]
-    lines = r.loads + body + r.stores()
-    return "    " + "\n    ".join(lines) + "\n", r.I, r.K
+    """The positional text of one chunk's function body, its node ids ``I`` and objects ``K``
+    (:class:`_Renderer`'s template mode, written out: it runs once per chunk of a large program)."""
+    shapes = sched.shapes
+    vloc: dict[int, tuple[str, str]] = {}
+    lloc: dict[int, str] = {}
+    loads: list[str] = []
+    body: list[str] = []
+    ids: list[int] = []
+    objs: list = []
+    wv: list[int] = []
+    wl: list[int] = []
+    for fmt, toks, _ in chunk.statements:
+        parts = []
+        for t in toks:
+            k = t[0]
+            if k == "v":
+                n, kind = t[1], t[2]
+                if t[3]:
+                    name = f"v{len(vloc)}"
+                    vloc[n] = (name, kind)
+                    wv.append(n)
+                    parts.append(name)
+                    continue
+                e = vloc.get(n)
+                if e is None:
+                    name = f"v{len(vloc)}"
+                    ids.append(n)
+                    ref = f"V[I[{len(ids) - 1}]]"
+                    loads.append(f"{name} = float({ref})" if kind == "f" else f"{name} = {ref}")
+                    e = vloc[n] = (name, kind)
+                name, have = e
+                parts.append(name if have == kind else (f"_f64({name})" if kind == "n" else f"float({name})"))
+            elif k == "l":
+                n, written = t[1], t[2]
+                name = lloc.get(n)
+                if name is None:
+                    name = lloc[n] = f"l{len(lloc)}"
+                    if written is not True:
+                        ids.append(n)
+                        loads.append(f"{name} = L[I[{len(ids) - 1}]]")
+                if written:
+                    wl.append(n)
+                parts.append(name)
+            else:
+                objs.append(t[1])
+                parts.append(f"K[{len(objs) - 1}]")
+        body.append(fmt.format(*parts))
+    for n in dict.fromkeys(wv):
+        name, kind = vloc[n]
+        ids.append(n)
+        body.append(f"V[I[{len(ids) - 1}]] = " + (f"_f64({name})" if kind == "f" else name))
+    for n in dict.fromkeys(wl):
+        name = lloc[n]
+        ids.append(n)
+        body.append(f"L[I[{len(ids) - 1}]] = " + (f"None if {name} is None else _f64({name})"
+                                                  if shapes[n] == () else name))
+    return "    " + "\n    ".join(loads + body) + "\n", ids, objs
 
 
 _CACHE: dict[tuple[int, str], Any] = {}
