@@ -40,7 +40,7 @@ from typing import Any
 
 from ..rules import registry
 from ..graph.trace import paused_gc
-from .plan import FINITE_BATCH_MAX, BlockItem, Plan, StepItem, _float_nodes, _kernel, _pool
+from .plan import FINITE_BATCH_MAX, BlockItem, Plan, RawKernel, StepItem, _float_nodes, _kernel, _pool
 from .schedule import Block, Schedule, Step
 
 __all__ = ["MATH", "CHUNK", "Chunk", "BlockRun", "Pull", "Code", "generate", "node_names"]
@@ -256,6 +256,8 @@ def _adjoint(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], co
         cond = state[d] == _MAYBE
         if d in ismath:
             _math_edges(b, s, state, names, cond, comments)
+        elif kernel.__class__ is RawKernel:
+            _raw_edges(b, s, kernel, state, names, cond, comments)
         else:
             _pull(b, s, kernel, state, names, cond, sched.names[d], comments)
     return b.runs
@@ -298,13 +300,56 @@ def _math_edges(b: _Builder, s: Step, state: list, names: list[str], cond: bool,
             state[u] = _SET
 
 
-@functools.lru_cache(maxsize=None)
+# the plan's raw kernels (elementwise built-ins on float64 arrays), one statement per edge:
+# solve.kernels.adjoint_raw's numbers, its decisions taken here (unit ±1, factor, broadcast sums)
+def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list[str], cond: bool,
+               comments: bool) -> None:
+    d = s.node
+    if cond:
+        _guard(b, d, [rp.arg for rp in kernel.partials], state, names)
+    prefix = "if {0} is not None: " if cond else ""
+    for k, (u, partial, unit, red, factor) in enumerate(kernel.partials):
+        toks: list = [("l", d, False), ("l", u, True if state[u] == _ZERO else "rw")]
+        p = ""
+        if unit is None:
+            if factor >= 0:
+                expr = "{0} * " + _ref(len(toks))
+                toks.append(("v", factor, "n", False))
+            else:   # {2}: the partial ∂f/∂z_u(ans, *args)
+                toks.append(("k", partial, f"d_{names[d]}_{k}"))
+                refs = []
+                for n in (d, *s.args):
+                    refs.append(_ref(len(toks)))
+                    toks.append(("v", n, "n", False))
+                expr = "_scaled({0}, {2}, " + ", ".join(refs) + ")"
+        elif red is None:
+            p = "+" if unit == 1.0 else "-"
+            expr = "{0}" if p == "+" else "-{0}"
+        else:
+            expr = "{0}"
+        if red is not None:
+            expr = "_reduce(" + expr + ", " + _ref(len(toks)) + (", True)" if unit == -1.0 else ", False)")
+            toks.append(("k", red, repr(red)))
+        if state[u] == _ZERO:
+            line = "{1} = " + expr
+        elif state[u] == _SET:
+            line = "{1} = " + _later(expr, p)
+        else:
+            line = "{1} = " + expr + " if {1} is None else " + _later(expr, p)
+        comment = f"∂L/∂z_{names[u]} = 0:  λ_{names[u]} += (∂{names[d]}/∂{names[u]})ᵀ λ_{names[d]}" \
+            if comments else ""
+        b.add(prefix + line, tuple(toks), comment)
+        if not cond:
+            state[u] = _SET
+
+
+@functools.cache
 def _math_value(op: str) -> str:
     """The statement ``{0} = f({1}, {2})`` of an op of :data:`MATH`."""
     return "{0} = " + _fmt(MATH[op][0], X="{1}", Y="{2}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _math_partial(p: str) -> tuple[str, tuple[str, ...]]:
     """A partial's cotangent expression over slots {0} = λ_d, {2}, ... and the values it
     reads (``A``, ``X``, ``Y``), in slot order."""

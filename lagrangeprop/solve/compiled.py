@@ -93,6 +93,25 @@ def _pull(pull: Pull, bufs: list, g, ans, args: tuple, lams: tuple) -> tuple:
     return tuple([lam[u] for u in pull.targets])
 
 
+# solve.kernels.adjoint_raw's cotangent pieces: g·∂f/∂z_u, scaling a fresh temporary of the
+# partial in place (the same product); the sums over broadcast axes (rules.arrays.unbroadcast)
+def _scaled(g, partial, ans, *args):
+    p = partial(ans, *args)
+    if p.__class__ is _ND and p.base is None and p.shape == g.shape and p.dtype is _F64_DTYPE \
+            and p is not ans and not any(p is a for a in args):
+        return np.multiply(g, p, out=p)
+    return g * p
+
+
+def _reduce(ct, red: tuple, negate: bool):
+    lead, kept = red
+    if lead:
+        ct = ct.sum(axis=lead)
+    if kept:
+        ct = ct.sum(axis=kept, keepdims=True)
+    return -ct if negate else ct
+
+
 def _pow_dbase(x: float, p: float) -> float:
     # p * x**(p-1), exactly 0 where p == 0 (rules.ufuncs._power_dbase)
     return p * math.pow(x, 1.0 if p == 0 else p - 1.0)
@@ -105,8 +124,8 @@ def _pow_dexp(ans: float, x: float) -> float:
 
 NAMESPACE: dict = {
     "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_value": _value,
-    "_pooled": _pooled, "_pull": _pull, "_pow": math.pow, "_pow_dbase": _pow_dbase,
-    "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
+    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_reduce": _reduce, "_pow": math.pow,
+    "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan, "_tanh": math.tanh,
 }
 
