@@ -1,22 +1,20 @@
 """The compiled path's statements: a :class:`Schedule` as straight-line code (issue 14).
 
-Every constraint becomes one statement of the forward pass and every edge ``u -> d`` one
-statement of the multiplier back-substitution, in a small intermediate form that
+Every constraint becomes one statement of the forward pass (here) and every edge ``u -> d``
+one statement of the multiplier back-substitution (:mod:`~lagrangeprop.compile.multipliers`),
+in the small form of :mod:`~lagrangeprop.compile.statements`, which
 :mod:`~lagrangeprop.compile.source` renders twice: with the graph's node names and the
 equation each line satisfies (``prog.source()``, for reading), and with positional locals
 (what runs: chunks of the same shape share one compiled function, so a 10⁵-node chain
-compiles a handful of functions). A statement is ``(format, tokens, comment)``; its tokens
-name a value (``("v", node, kind, written)``, kind ``"f"`` for a Python float, ``"n"`` for the
-numpy value), a multiplier (``("l", node, written)``) or an object the code calls
-(``("k", object, label)``).
+compiles a handful of functions).
 
 - Scalar float64 constraints of the arithmetic and ``math`` ops (:data:`MATH`) are Python
   float expressions: ``+ - * /`` are the same IEEE operations numpy makes, ``math.exp`` and
   the like are within 1 ulp of numpy's.
 - Every other constraint calls what the fast interpreter calls: the plan's kernel (bare
-  numpy function, pooled ``out=`` buffers) or the op's registry entry
-  (``prim.fn`` / ``prim.vjp`` through the solve layer's helpers), so every op works,
-  user primitives and ops added later included.
+  numpy function, pooled ``out=`` buffers) or the op's registry entry (``prim.fn`` /
+  ``prim.vjp`` through the solve layer's helpers), so every op works, user primitives and
+  ops added later included.
 - A cyclic block is a call into the block solver (forward) and the block adjoint, between
   chunks.
 
@@ -35,67 +33,17 @@ import functools
 import keyword
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..rules import registry
 from ..graph.trace import paused_gc
-from .plan import FINITE_BATCH_MAX, BlockItem, Plan, RawKernel, StepItem, _float_nodes, _kernel, _pool
-from .schedule import Block, Schedule, Step
+from .multipliers import adjoint_statements
+from .plan import FINITE_BATCH_MAX, BlockItem, Plan, StepItem, _float_nodes, _kernel, _pool
+from .schedule import Schedule, Step
+from .statements import CHUNK, MATH, BlockRun, Chunk, Pull, _Builder, _fmt, _ref, _tuple
 
 __all__ = ["MATH", "CHUNK", "Chunk", "BlockRun", "Pull", "Code", "generate", "node_names"]
-
-CHUNK = 200  # statements per generated function: bounded, so compile time is linear
-
-# op: (the value z_d, the partial of each argument as a cotangent of G = λ_d). X, Y are the
-# arguments and A the value z_d, as Python floats. A partial "+" / "-" is the cotangent ±G
-# itself (λ_u += λ_d, λ_u -= λ_d). Each formula is the op's registry rule (rules/ufuncs.py)
-# with math's functions for numpy's.
-MATH: dict[str, tuple[str, tuple[str, ...]]] = {
-    "add": ("{X} + {Y}", ("+", "+")),
-    "subtract": ("{X} - {Y}", ("+", "-")),
-    "multiply": ("{X} * {Y}", ("{G} * {Y}", "{G} * {X}")),
-    "divide": ("{X} / {Y}", ("{G} * (1.0 / {Y})", "{G} * (-{X} / ({Y} * {Y}))")),
-    "negative": ("-{X}", ("-",)),
-    "identity": ("{X}", ("+",)),
-    "square": ("{X} * {X}", ("{G} * (2.0 * {X})",)),
-    "power": ("_pow({X}, {Y})", ("{G} * _pow_dbase({X}, {Y})", "{G} * _pow_dexp({A}, {X})")),
-    "exp": ("_exp({X})", ("{G} * {A}",)),
-    "log": ("_log({X})", ("{G} * (1.0 / {X})",)),
-    "log1p": ("_log1p({X})", ("{G} * (1.0 / (1.0 + {X}))",)),
-    "sqrt": ("_sqrt({X})", ("{G} * (0.5 / {A})",)),
-    "sin": ("_sin({X})", ("{G} * _cos({X})",)),
-    "cos": ("_cos({X})", ("{G} * -_sin({X})",)),
-    "tan": ("_tan({X})", ("{G} * (1.0 / _cos({X}) ** 2)",)),
-    "tanh": ("_tanh({X})", ("{G} * (1.0 - {A} * {A})",)),
-}
-
-Statement = tuple[str, tuple, str]
-
-
-@dataclass(eq=False)
-class Chunk:
-    """Consecutive statements of one generated function."""
-
-    statements: list[Statement] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class BlockRun:
-    """A cyclic block between chunks: ``blocks.solve_forward`` / the block adjoint."""
-
-    block: Block
-
-
-@dataclass(eq=False)
-class Pull:
-    """What the adjoint helper needs for a constraint without a ``math`` form: its step,
-    the plan's kernel (``None``: the op's rules) and its distinct differentiable arguments."""
-
-    step: Step
-    kernel: Any
-    targets: tuple[int, ...]
-    name: str                # the node's name (for error messages)
 
 
 @dataclass(eq=False)
@@ -159,39 +107,11 @@ def _label(sched: Schedule, consts: dict, names: list[str], n: int) -> str:
     return names[n]
 
 
-def _ref(k: int) -> str:
-    """The format slot of token ``k``."""
-    return "{" + str(k) + "}"
 
-
-def _tuple(items: list[str]) -> str:
-    """A Python tuple display of ``items``."""
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
-def _fmt(text: str, **slots: str) -> str:
-    """``text`` with ``{X}``-style slots replaced (literal braces are not used)."""
-    for k, v in slots.items():
-        text = text.replace("{" + k + "}", v)
-    return text
-
-
-class _Builder:
-    """Appends statements to chunks of at most :data:`CHUNK`, blocks between them."""
-
-    def __init__(self) -> None:
-        self.runs: list = []
-        self.current: Chunk | None = None
-
-    def add(self, fmt: str, toks: tuple, comment: str) -> None:
-        if self.current is None or len(self.current.statements) >= CHUNK:
-            self.current = Chunk()
-            self.runs.append(self.current)
-        self.current.statements.append((fmt, toks, comment))
-
-    def block(self, block: Block) -> None:
-        self.runs.append(BlockRun(block))
-        self.current = None
+@functools.cache
+def _math_value(op: str) -> str:
+    """The statement ``{0} = f({1}, {2})`` of an op of :data:`MATH`."""
+    return "{0} = " + _fmt(MATH[op][0], X="{1}", Y="{2}")
 
 
 # ∂L/∂λ_d = -c_d = 0: z_d = f_d(z_pa(d)) in topological order, one statement per constraint
@@ -229,180 +149,6 @@ def _forward(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], co
     return b.runs
 
 
-_ZERO, _MAYBE, _SET = 0, 1, 2
-
-
-# Aᵀλ = e_o·seed by back-substitution in reverse topological order (autograd's backward_pass):
-# λ_u += (∂f_d/∂z_u)ᵀ λ_d, one statement per edge u -> d
-def _adjoint(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], comments: bool) -> list:
-    b = _Builder()
-    state = [_ZERO] * len(sched.names)
-    state[sched.output] = _SET
-    for item in reversed(plan.items):
-        if item.__class__ is BlockItem:
-            block = item.block
-            if all(state[n] == _ZERO for n in block.nodes):
-                continue   # no consumer reached the block: its multipliers are zero
-            b.block(block)
-            for s in block.steps:
-                state[s.node] = max(state[s.node], _MAYBE)
-                for _, u in s.diff:
-                    state[u] = max(state[u], _MAYBE)
-            continue
-        s, kernel = item.step, item.kernel
-        d = s.node
-        if state[d] == _ZERO or not s.diff:
-            continue
-        cond = state[d] == _MAYBE
-        if d in ismath:
-            _math_edges(b, s, state, names, cond, comments)
-        elif kernel.__class__ is RawKernel:
-            _raw_edges(b, s, kernel, state, names, cond, comments)
-        else:
-            _pull(b, s, kernel, state, names, cond, sched.names[d], comments)
-    return b.runs
-
-
-def _guard(b: _Builder, d: int, targets, state: list, names: list[str]) -> None:
-    """``if λ_d is not None:`` for a multiplier that may be zero; zero targets start None."""
-    for u in targets:
-        if state[u] == _ZERO:
-            b.add("{0} = None", (("l", u, True),), "λ = 0 so far")
-            state[u] = _MAYBE
-
-
-def _math_edges(b: _Builder, s: Step, state: list, names: list[str], cond: bool, comments: bool) -> None:
-    d, args = s.node, s.args
-    partials = MATH[s.prim.name][1]
-    if cond:
-        _guard(b, d, [u for _, u in s.diff], state, names)
-    prefix = "if {0} is not None: " if cond else ""
-    for pos, u in s.diff:
-        p = partials[pos]
-        g = "{0}"
-        toks = [("l", d, False), ("l", u, True if state[u] == _ZERO else "rw")]
-        if p in ("+", "-"):
-            expr = g if p == "+" else "-" + g
-        else:
-            expr, reads = _math_partial(p)
-            nodes = {"A": d, "X": args[0], "Y": args[-1]}
-            toks += [("v", nodes[k], "f", False) for k in reads]
-        if state[u] == _ZERO:
-            line = "{1} = " + expr
-        elif state[u] == _SET:
-            line = "{1} = " + _later(expr, p)
-        else:
-            line = "{1} = " + expr + " if {1} is None else " + _later(expr, p)
-        comment = f"∂L/∂z_{names[u]} = 0:  λ_{names[u]} += (∂{names[d]}/∂{names[u]}) λ_{names[d]}" \
-            if comments else ""
-        b.add(prefix + line, tuple(toks), comment)
-        if not cond:
-            state[u] = _SET
-
-
-# the plan's raw kernels (elementwise built-ins on float64 arrays), one statement per edge:
-# solve.kernels.adjoint_raw's numbers, its decisions taken here (unit ±1, factor, broadcast sums)
-def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list[str], cond: bool,
-               comments: bool) -> None:
-    d = s.node
-    if cond:
-        _guard(b, d, [rp.arg for rp in kernel.partials], state, names)
-    prefix = "if {0} is not None: " if cond else ""
-    for k, (u, partial, unit, red, factor) in enumerate(kernel.partials):
-        toks: list = [("l", d, False), ("l", u, True if state[u] == _ZERO else "rw")]
-        p = ""
-        if unit is None:
-            if factor >= 0:
-                expr = "{0} * " + _ref(len(toks))
-                toks.append(("v", factor, "n", False))
-            else:   # {2}: the partial ∂f/∂z_u(ans, *args)
-                toks.append(("k", partial, f"d_{names[d]}_{k}"))
-                refs = []
-                for n in (d, *s.args):
-                    refs.append(_ref(len(toks)))
-                    toks.append(("v", n, "n", False))
-                expr = "_scaled({0}, {2}, " + ", ".join(refs) + ")"
-        elif red is None:
-            p = "+" if unit == 1.0 else "-"
-            expr = "{0}" if p == "+" else "-{0}"
-        else:
-            expr = "{0}"
-        if red is not None:
-            expr = "_reduce(" + expr + ", " + _ref(len(toks)) + (", True)" if unit == -1.0 else ", False)")
-            toks.append(("k", red, repr(red)))
-        if state[u] == _ZERO:
-            line = "{1} = " + expr
-        elif state[u] == _SET:
-            line = "{1} = " + _later(expr, p)
-        else:
-            line = "{1} = " + expr + " if {1} is None else " + _later(expr, p)
-        comment = f"∂L/∂z_{names[u]} = 0:  λ_{names[u]} += (∂{names[d]}/∂{names[u]})ᵀ λ_{names[d]}" \
-            if comments else ""
-        b.add(prefix + line, tuple(toks), comment)
-        if not cond:
-            state[u] = _SET
-
-
-@functools.cache
-def _math_value(op: str) -> str:
-    """The statement ``{0} = f({1}, {2})`` of an op of :data:`MATH`."""
-    return "{0} = " + _fmt(MATH[op][0], X="{1}", Y="{2}")
-
-
-@functools.cache
-def _math_partial(p: str) -> tuple[str, tuple[str, ...]]:
-    """A partial's cotangent expression over slots {0} = λ_d, {2}, ... and the values it
-    reads (``A``, ``X``, ``Y``), in slot order."""
-    slots, reads = {"G": "{0}"}, []
-    for key in "AXY":
-        if "{" + key + "}" in p:   # only the values the partial reads
-            slots[key] = _ref(2 + len(reads))
-            reads.append(key)
-    return _fmt(p, **slots), tuple(reads)
-
-
-def _later(expr: str, p: str) -> str:
-    """``λ_u + ct`` (``λ_u ± λ_d`` for a unit partial)."""
-    if p == "+":
-        return "{1} + {0}"
-    if p == "-":
-        return "{1} - {0}"
-    return "{1} + " + expr
-
-
-def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: bool, name: str,
-          comments: bool) -> None:
-    d = s.node
-    targets = tuple(dict.fromkeys(u for _, u in s.diff))
-    if cond:
-        _guard(b, d, targets, state, names)
-    pull = Pull(s, kernel, targets, name)
-    toks: list = [("l", d, False), ("k", pull, f"pull_{names[d]}"), ("v", d, "n", False)]
-    argfmt = []
-    for a in s.args:
-        argfmt.append(_ref(len(toks)))
-        toks.append(("v", a, "n", False))
-    lams = []
-    for u in targets:
-        if state[u] == _ZERO:
-            lams.append("None")
-        else:
-            lams.append(_ref(len(toks)))
-            toks.append(("l", u, False))
-    outs = []
-    for u in targets:
-        outs.append(_ref(len(toks)))
-        toks.append(("l", u, True))
-        state[u] = max(state[u], _MAYBE)
-    line = ", ".join(outs) + ("," if len(outs) == 1 else "") + " = _pull({1}, B, {0}, {2}, " \
-        + _tuple(argfmt) + ", " + _tuple(lams) + ")"
-    comment = ""
-    if comments:
-        edges = ", ".join(f"λ_{names[u]}" for u in targets)
-        comment = f"∂L/∂z = 0:  {edges} += (∂{names[d]}/∂·)ᵀ λ_{names[d]}  ({s.prim.name})"
-    b.add(("if {0} is not None: " if cond else "") + line, tuple(toks), comment)
-
-
 def generate(sched: Schedule, use_math: bool = True, comments: bool = False) -> Code:
     """The generated forward and adjoint of ``sched`` (statements, not yet compiled);
     ``use_math=False`` keeps numpy's calls for scalars too (bitwise the interpreters');
@@ -425,7 +171,7 @@ def generate(sched: Schedule, use_math: bool = True, comments: bool = False) -> 
         shapes = sched.shapes
         size = {s.node: math.prod(shapes[s.node]) for s in steps if shapes[s.node] != ()}
         return Code(forward=_forward(sched, plan, ismath, names, comments),
-                    adjoint=_adjoint(sched, plan, ismath, names, comments),
+                    adjoint=adjoint_statements(sched, plan, ismath, names, comments),
                     names=names, plan=plan, scalar_ids=[s.node for s in steps if shapes[s.node] == ()],
                     small_ids=[i for i, n in size.items() if n <= FINITE_BATCH_MAX],
                     array_ids=[i for i, n in size.items() if n > FINITE_BATCH_MAX], math_steps=len(ismath))
