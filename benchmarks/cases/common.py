@@ -39,9 +39,11 @@ def torch_module():
 def lp_impl(build: Callable[[], Any], inputs: dict, **solve_kw) -> Impl:
     """Compile once (``build`` returns a Program), then time solve / evaluate."""
     from lagrangeprop.compile.plan import plan_of
+    from lagrangeprop.solve import compiled
     t0 = time.perf_counter()
     prog = build()
-    plan_of(prog.compile())          # the execution plan too: built on the first solve otherwise
+    # what the first solve would build otherwise: the generated code, or the interpreters' plan
+    compiled.generated(prog.compile()) if compiled.ENABLED else plan_of(prog.compile())
     compile_s = time.perf_counter() - t0
     names = sorted(inputs)
 

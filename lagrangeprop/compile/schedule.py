@@ -72,7 +72,8 @@ class Schedule:
     :func:`~lagrangeprop.compile.plan.plan_of`), ``base_values`` the value slots with the
     constants filled in (:func:`~lagrangeprop.solve.forward.initial_values` copies it),
     ``input_spec`` ``{input name: (node id, shape)}``, ``block_nodes`` the nodes of the cyclic
-    blocks, and ``whole`` every constraint as one pseudo-block (for ``A = ∂c/∂z`` at any point).
+    blocks, ``whole`` every constraint as one pseudo-block (for ``A = ∂c/∂z`` at any point), and
+    ``generated`` the compiled path's functions (:func:`lagrangeprop.solve.compiled.generated`).
     """
 
     names: list[str]
@@ -92,6 +93,7 @@ class Schedule:
     input_spec: dict | None = field(default=None, repr=False)
     block_nodes: frozenset | None = field(default=None, repr=False)
     whole: Block | None = field(default=None, repr=False)
+    generated: Any = field(default=None, repr=False)         # compile.source.Compiled | None
 
     @property
     def input_names(self) -> list[str]:

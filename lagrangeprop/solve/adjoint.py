@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compiled
 from ..compile.plan import plan_of
 from ..compile.schedule import Schedule, Step
 from ..errors import ShapeError
@@ -36,9 +37,13 @@ __all__ = ["run_adjoint", "adjoint_reference"]
 
 def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 opts: SolveOptions) -> list:
-    """All multipliers (``None`` where identically zero), indexed by node id (the compiled
-    plan). A non-finite multiplier raises :class:`~lagrangeprop.errors.NonFiniteError`."""
-    lam = adjoint_plan(plan_of(sched), sched.names, sched.output, vals, seed, states, opts)
+    """All multipliers (``None`` where identically zero), indexed by node id: the generated
+    code while ``compiled.ENABLED`` (:mod:`~lagrangeprop.solve.compiled`), else (and where
+    Python's float arithmetic raised) the plan. A non-finite multiplier raises
+    :class:`~lagrangeprop.errors.NonFiniteError`."""
+    lam = compiled.adjoint(sched, vals, seed, states, opts) if compiled.ENABLED else None
+    if lam is None:
+        lam = adjoint_plan(plan_of(sched), sched.names, sched.output, vals, seed, states, opts)
     check_finite_pass(sched, vals, lam, "multiplier")
     return lam
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import blocks
+from . import compiled
 from ..compile.plan import plan_of
 from ..compile.schedule import Schedule, Step
 from ..errors import SingularSystemError
@@ -66,9 +67,20 @@ def initial_values(sched: Schedule, inputs: dict[int, np.ndarray]) -> Values:
 
 def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
                 guess: dict[int, np.ndarray] | None = None) -> dict:
-    """Fill ``vals`` for every defined node (the compiled plan); returns the block solver
-    states. A non-finite value raises :class:`~lagrangeprop.errors.NonFiniteError` naming
-    the first node that made it."""
+    """Fill ``vals`` for every defined node; returns the block solver states. A non-finite
+    value raises :class:`~lagrangeprop.errors.NonFiniteError` naming the first node that
+    made it, a singular matrix op :class:`~lagrangeprop.errors.SingularSystemError` naming
+    its node. The generated code runs (:mod:`~lagrangeprop.solve.compiled`) while
+    ``compiled.ENABLED``; otherwise, and where Python's float arithmetic raised, the plan."""
+    if compiled.ENABLED:
+        try:
+            states = compiled.forward(sched, vals, opts, guess)
+        except SingularSystemError:   # the plan below fills vals step by step: it names the node
+            states = None
+        if states is not None:
+            if isinstance(vals, Values):
+                vals.scalars = None
+            return states
     try:
         states, registers, finite = forward_plan(plan_of(sched), vals, opts, guess)
     except SingularSystemError as exc:

@@ -40,7 +40,7 @@ from ..options import SolveOptions
 from .finite import values_finite
 from .local import accumulate, as_value, block_adjoint
 
-__all__ = ["forward_plan", "adjoint_plan"]
+__all__ = ["forward_plan", "adjoint_plan", "adjoint_raw", "adjoint_matmul"]
 
 _ND, _F64_TYPE, _F64_DTYPE = np.ndarray, np.float64, np.dtype(np.float64)
 
@@ -134,9 +134,9 @@ def adjoint_plan(plan: Plan, names: list[str], output: int, vals: list, seed, st
                 elif kernel.__class__ is RawKernel:
                     sc = kernel.scalar
                     if sc is None:
-                        _adjoint_raw(kernel, g, vals[step.node], vals, lam)
+                        adjoint_raw(kernel, g, vals[step.node], vals, lam)
                         continue
-                    # a scalar step, inline (_adjoint_raw's numbers)
+                    # a scalar step, inline (adjoint_raw's numbers)
                     u, d, x, c = sc
                     prev = lam[u]
                     if d is not None:
@@ -151,7 +151,7 @@ def adjoint_plan(plan: Plan, names: list[str], output: int, vals: list, seed, st
                         continue
                     lam[u] = ct if prev is None else prev + ct
                 else:
-                    _adjoint_matmul(step, kernel, g, vals, lam, bufs)
+                    adjoint_matmul(step, kernel, g, vals, lam, bufs)
             elif cls is BlockItem:
                 for k, i in item.slots:
                     _pull(lam, i, L[k])
@@ -185,7 +185,7 @@ def _pull(lam: list, i: int, v) -> None:
     lam[i] = v if prev is None else prev + v
 
 
-def _adjoint_raw(kernel: RawKernel, g, ans, vals: list, lam: list) -> None:
+def adjoint_raw(kernel: RawKernel, g, ans, vals: list, lam: list) -> None:
     """:func:`~lagrangeprop.solve.local.accumulate` for a raw kernel (elementwise op, float64
     arguments): the op's cotangent ``g · ∂f/∂z_u`` from its bare partials, summed over broadcast
     axes exactly as :func:`~lagrangeprop.rules.arrays.unbroadcast` (axes precomputed by the
@@ -230,7 +230,7 @@ def _adjoint_raw(kernel: RawKernel, g, ans, vals: list, lam: list) -> None:
         lam[u] = ct if prev is None else prev + ct
 
 
-def _adjoint_matmul(step, kernel: MatmulKernel, g, vals: list, lam: list, bufs: list) -> None:
+def adjoint_matmul(step, kernel: MatmulKernel, g, vals: list, lam: list, bufs: list) -> None:
     """:func:`~lagrangeprop.solve.local.accumulate` for ``a @ b`` with float64 matrices: the
     rule's products ``g bᵀ`` and ``aᵀ g`` (the same numpy calls), large ones into a free pool
     buffer."""

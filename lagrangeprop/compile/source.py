@@ -1,0 +1,302 @@
+"""The generated program as text: readable source, and the compiled functions that run.
+
+:func:`source` renders a schedule's statements (:mod:`~lagrangeprop.compile.codegen`) with
+the graph's node names, one constraint or one multiplier equation per line, each commented
+with the equation it satisfies. :func:`build` renders the same statements with positional
+locals (``v0 = V[I[0]]``), so that chunks of the same shape are one function; it compiles the
+distinct ones with Python's own ``compile`` (one call for all of them) and caches them
+across schedules. Neither executes anything but the generated code: the helpers it calls
+(``_apply``, ``_pull``, ``_pooled``, ...) come from the solve layer's namespace.
+
+Examples
+--------
+>>> import lagrangeprop as lp
+>>> text = source(lp.trace(lambda x: lp.exp(x) * 2.0, x=0.0))
+>>> print(text.split("def forward")[1].splitlines()[3])
+    exp_0 = _exp(x)   # c_exp_0 = 0:  exp_0 = exp(x)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cache import compiled
+from .codegen import BlockRun, Chunk, Code, generate
+from .schedule import Schedule
+
+__all__ = ["HEADER", "Compiled", "source", "build", "render_chunk"]
+
+HEADER = '''"""{name}: the method of Lagrange multipliers as straight-line code (lagrangeprop).
+
+The program is a set of constraints c_d = z_d - f_d(z_pa(d)) = 0, one per defined node,
+and the Lagrangian is
+    L(x, z, λ) = z_out - Σ_d λ_d · c_d(z, x).
+forward:  ∂L/∂λ_d = 0 for every d, i.e. every constraint holds: z_d = f_d(...) in
+          topological order (a cyclic block's constraints are solved together).
+adjoint:  ∂L/∂z_u = 0 for every u, i.e. λ_u = [u = out] + Σ_d (∂f_d/∂z_u)ᵀ λ_d: the
+          multipliers by back-substitution in reverse topological order. For an input x,
+          λ_x = ∂L/∂x = ∇_x z_out: the multipliers are the gradient.
+V[i] / L[i] hold the value / multiplier of node i (None: identically zero); B is the
+buffer pool of large results. Python floats and math serve scalar nodes, numpy arrays.
+"""
+'''
+
+
+@dataclass(eq=False)
+class Compiled:
+    """The runs of a compiled program: ``(function, I, K)`` per chunk, a Block between."""
+
+    forward: list = field(default_factory=list)
+    adjoint: list = field(default_factory=list)
+    functions: int = 0          # distinct compiled functions this program uses
+    bufs: list = field(default_factory=list)       # the kernels' buffer pool (compile.buffers)
+    scalar_ids: list = field(default_factory=list)  # finite checks, as Plan's fields
+    small_ids: list = field(default_factory=list)
+    array_ids: list = field(default_factory=list)
+    plain: bool = False          # Python floats only: no numpy call, so no np.errstate needed
+
+
+class _Renderer:
+    """Locals, loads and stores of one function (``named``: node names and literals)."""
+
+    def __init__(self, code: Code, sched: Schedule, named: bool) -> None:
+        self.code, self.sched, self.named = code, sched, named
+        self.consts = dict(sched.constants) if named else {}
+        self.I: list[int] = []
+        self.K: list = []
+        self.objects: dict[str, Any] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.vloc: dict[int, tuple[str, str]] = {}
+        self.lloc: dict[int, str] = {}
+        self.loads: list[str] = []
+        self.wv: list[int] = []
+        self.wl: list[int] = []
+
+    def index(self, n: int) -> str:
+        if self.named:
+            return str(n)
+        self.I.append(n)
+        return f"I[{len(self.I) - 1}]"
+
+    def value(self, n: int, kind: str, written: bool) -> str:
+        if written:
+            name = self.code.names[n] if self.named else f"v{len(self.vloc)}"
+            self.vloc[n] = (name, kind)
+            self.wv.append(n)
+            return name
+        if n not in self.vloc:
+            c = self.consts.get(n, None) if self.named else None
+            if kind == "f" and isinstance(c, float) or getattr(c, "shape", None) == () and kind == "f":
+                text = repr(float(c))
+                return f"({text})" if text.startswith("-") else text
+            name = self.code.names[n] if self.named else f"v{len(self.vloc)}"
+            ref = f"V[{self.index(n)}]"
+            self.loads.append(f"{name} = float({ref})" if kind == "f" else f"{name} = {ref}")
+            self.vloc[n] = (name, kind)
+        name, have = self.vloc[n]
+        if have == kind:
+            return name
+        return f"_f64({name})" if kind == "n" else f"float({name})"
+
+    def lam(self, n: int, written: bool) -> str:
+        if n not in self.lloc:
+            self.lloc[n] = ("lam_" + self.code.names[n]) if self.named else f"l{len(self.lloc)}"
+            if written is not True:   # read, or read and written ("rw")
+                self.loads.append(f"{self.lloc[n]} = L[{self.index(n)}]")
+        if written:
+            self.wl.append(n)
+        return self.lloc[n]
+
+    def obj(self, o: Any, label: str) -> str:
+        if self.named:
+            self.objects[label] = o
+            return label
+        self.K.append(o)
+        return f"K[{len(self.K) - 1}]"
+
+    def statement(self, fmt: str, toks: tuple) -> str:
+        parts = []
+        for t in toks:
+            if t[0] == "v":
+                parts.append(self.value(t[1], t[2], t[3]))
+            elif t[0] == "l":
+                parts.append(self.lam(t[1], t[2]))
+            else:
+                parts.append(self.obj(t[1], t[2]))
+        return fmt.format(*parts)
+
+    def stores(self) -> list[str]:
+        shapes = self.sched.shapes
+        out = []
+        for n in dict.fromkeys(self.wv):
+            name, kind = self.vloc[n]
+            out.append(f"V[{self.index(n)}] = " + (f"_f64({name})" if kind == "f" else name))
+        for n in dict.fromkeys(self.wl):
+            name = self.lloc[n]
+            out.append(f"L[{self.index(n)}] = " + (f"None if {name} is None else _f64({name})"
+                                                    if shapes[n] == () else name))
+        return out
+
+
+def render_chunk(chunk: Chunk, code: Code, sched: Schedule) -> tuple[str, list, list]:
+    """The positional text of one chunk's function body, its node ids ``I`` and objects ``K``
+    (:class:`_Renderer`'s template mode, written out: it runs once per chunk of a large program)."""
+    shapes = sched.shapes
+    vloc: dict[int, tuple[str, str]] = {}
+    lloc: dict[int, str] = {}
+    loads: list[str] = []
+    body: list[str] = []
+    ids: list[int] = []
+    objs: list = []
+    wv: list[int] = []
+    wl: list[int] = []
+    for fmt, toks, _ in chunk.statements:
+        parts = []
+        for t in toks:
+            k = t[0]
+            if k == "v":
+                n, kind = t[1], t[2]
+                if t[3]:
+                    name = f"v{len(vloc)}"
+                    vloc[n] = (name, kind)
+                    wv.append(n)
+                    parts.append(name)
+                    continue
+                e = vloc.get(n)
+                if e is None:
+                    name = f"v{len(vloc)}"
+                    ids.append(n)
+                    ref = f"V[I[{len(ids) - 1}]]"
+                    loads.append(f"{name} = float({ref})" if kind == "f" else f"{name} = {ref}")
+                    e = vloc[n] = (name, kind)
+                name, have = e
+                parts.append(name if have == kind else (f"_f64({name})" if kind == "n" else f"float({name})"))
+            elif k == "l":
+                n, written = t[1], t[2]
+                name = lloc.get(n)
+                if name is None:
+                    name = lloc[n] = f"l{len(lloc)}"
+                    if written is not True:
+                        ids.append(n)
+                        loads.append(f"{name} = L[I[{len(ids) - 1}]]")
+                if written:
+                    wl.append(n)
+                parts.append(name)
+            else:
+                objs.append(t[1])
+                parts.append(f"K[{len(objs) - 1}]")
+        body.append(fmt.format(*parts))
+    for n in dict.fromkeys(wv):
+        name, kind = vloc[n]
+        ids.append(n)
+        body.append(f"V[I[{len(ids) - 1}]] = " + (f"_f64({name})" if kind == "f" else name))
+    for n in dict.fromkeys(wl):
+        name = lloc[n]
+        ids.append(n)
+        body.append(f"L[I[{len(ids) - 1}]] = " + (f"None if {name} is None else _f64({name})"
+                                                  if shapes[n] == () else name))
+    return "    " + "\n    ".join(loads + body) + "\n", ids, objs
+
+
+_CACHE: dict[tuple[int, str], Any] = {}
+_CACHE_MAX = 4096
+
+
+def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
+    """Compile ``code``'s chunks (the distinct ones not yet cached: one ``compile`` call)."""
+    runs: dict[str, list] = {"forward": [], "adjoint": []}
+    todo: dict[str, None] = {}
+    key = id(namespace)
+    for what in ("forward", "adjoint"):
+        for run in getattr(code, what):
+            if run.__class__ is BlockRun:
+                runs[what].append(run.block)
+                continue
+            body, ids, objs = render_chunk(run, code, sched)
+            runs[what].append((body, tuple(ids), tuple(objs)))
+            if (key, body) not in _CACHE:
+                todo[body] = None
+    if todo:
+        if len(_CACHE) + len(todo) > _CACHE_MAX:
+            _CACHE.clear()
+        texts = list(todo)
+        module = "".join(f"def _c{k}(V, L, I, K, B):\n{t}" for k, t in enumerate(texts))
+        ns = dict(namespace)
+        exec(compile(module, "<lagrangeprop generated>", "exec"), ns)   # noqa: S102 - our own text
+        for k, t in enumerate(texts):
+            _CACHE[key, t] = ns[f"_c{k}"]
+    out = Compiled(bufs=code.plan.bufs, scalar_ids=code.scalar_ids, small_ids=code.small_ids,
+                   array_ids=code.array_ids,
+                   plain=code.math_steps == len(code.scalar_ids) + len(code.small_ids) + len(code.array_ids)
+                   and not any(r.__class__ is BlockRun for r in code.forward))
+    used = set()
+    for what in ("forward", "adjoint"):
+        for run in runs[what]:
+            if run.__class__ is tuple:
+                fn = _CACHE[key, run[0]]
+                used.add(id(fn))
+                run = (fn, run[1], run[2])
+            getattr(out, what).append(run)
+    out.functions = len(used)
+    return out
+
+
+def _named(code: Code, sched: Schedule, what: str) -> tuple[list[str], dict]:
+    """The named lines of the forward or adjoint function, blocks in between."""
+    r = _Renderer(code, sched, named=True)
+    lines: list[str] = []
+    body: list[str] = []
+
+    def flush() -> None:
+        lines.extend(r.loads + body + r.stores())
+        body.clear()
+        r.reset()
+
+    for run in getattr(code, what):
+        if run.__class__ is BlockRun:
+            flush()
+            members = ", ".join(run.block.names)
+            label = "block_" + "_".join(code.names[n] for n in run.block.nodes)
+            r.objects[label] = run.block
+            if what == "forward":
+                lines.append(f"_block_forward({label}, V, opts, guess, states)"
+                             f"   # c_S(z_S; z_outside) = 0 for S = {{{members}}}: solved together")
+            else:
+                lines.append(f"_block_adjoint({label}, V, L, states, opts)"
+                             f"   # A_SSᵀ λ_S = b_S for S = {{{members}}}, then λ_S to the arguments")
+            continue
+        for fmt, toks, comment in run.statements:
+            body.append(f"{r.statement(fmt, toks)}   # {comment}")
+    flush()
+    return lines, r.objects
+
+
+def source(prog_or_schedule, objects: dict | None = None) -> str:
+    """The generated module of a program (or its schedule) as readable text.
+
+    ``objects``, when given, receives the objects the text names (``step_*``, ``pull_*``,
+    ``block_*``) so that the text can be executed as it reads.
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> text = source(lp.trace(lambda x: lp.sin(x) * x, x=1.0))
+    >>> [line.split("#")[0].strip() for line in text.splitlines() if "lam_x" in line][:2]
+    ['lam_x = lam_out * sin_0', 'lam_x = lam_x + lam_sin_0 * _cos(x)']
+    """
+    sched = prog_or_schedule if isinstance(prog_or_schedule, Schedule) else compiled(prog_or_schedule)
+    code = generate(sched, comments=True)
+    name = getattr(prog_or_schedule, "name", None) or "program"
+    out = [HEADER.format(name=name)]
+    for what, sig in (("forward", "V, B, opts, guess, states"), ("adjoint", "V, L, B, opts, states")):
+        lines, objs = _named(code, sched, what)
+        if objects is not None:
+            objects.update(objs)
+        doc = ("the constraints, in topological order: ∂L/∂λ = 0" if what == "forward" else
+               "the multipliers, in reverse topological order: ∂L/∂z = 0")
+        out.append(f"\ndef {what}({sig}):\n    \"\"\"{doc}\"\"\"\n    " + "\n    ".join(lines) + "\n")
+    return "".join(out)
+

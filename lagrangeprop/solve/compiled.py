@@ -1,0 +1,197 @@
+"""The compiled path at run time: the generated forward and adjoint, and their helpers.
+
+:mod:`lagrangeprop.compile.codegen` writes a schedule as straight-line Python and
+:mod:`lagrangeprop.compile.source` compiles it; this module supplies the names the
+generated code calls (``math``'s functions for scalars, :func:`_apply` / :func:`_pull` for
+an op's registry entry, :func:`_pooled` for buffered kernels) and runs the chunks and the
+blocks between them. It is what :func:`~lagrangeprop.solve.forward.run_forward` and
+:func:`~lagrangeprop.solve.adjoint.run_adjoint` run while :data:`ENABLED` is true.
+
+Errors are the interpreters' own: a NaN or inf is reported by the same checks
+(:mod:`lagrangeprop.solve.finite`), and where Python's float arithmetic raises instead of
+returning one (``1.0 / 0.0``, ``math.log(-1.0)``, ``math.exp(1000.0)``) the pass returns
+``None`` and the caller runs the interpreter, which then reports what it finds.
+
+Examples
+--------
+>>> import numpy as np
+>>> import lagrangeprop as lp
+>>> from lagrangeprop.options import SolveOptions
+>>> from lagrangeprop.solve.forward import initial_values
+>>> sched = lp.trace(lambda x: lp.sin(x) * x, x=0.5).compile()
+>>> vals = initial_values(sched, {sched.index["x"]: np.float64(0.5)})
+>>> states = forward(sched, vals, SolveOptions.make())
+>>> bool(vals[sched.output] == np.sin(0.5) * 0.5), type(vals[sched.output]).__name__
+(True, 'float64')
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import blocks
+from ..compile.buffers import keep, take
+from ..compile.codegen import Pull, generate
+from ..compile.plan import RawKernel
+from ..compile.schedule import Schedule
+from ..compile.source import Compiled, build
+from ..errors import LagrangePropError, ShapeError
+from ..options import SolveOptions
+from .finite import check_values, values_finite
+from .kernels import adjoint_matmul, adjoint_raw
+from .local import accumulate, as_value, block_adjoint
+
+__all__ = ["ENABLED", "NAMESPACE", "generated", "forward", "adjoint"]
+
+ENABLED = True   # False: solve/evaluate run the interpreters' plan (tests compare the two)
+
+_ND, _F64_TYPE, _F64_DTYPE = np.ndarray, np.float64, np.dtype(np.float64)
+
+
+def _apply(step, args: tuple):
+    """``z_d = prim.fn(*args, **params)`` as the fast interpreter computes it."""
+    out = step.prim.fn(*args, **step.params)
+    cls = out.__class__
+    if cls is not _F64_TYPE and (cls is not _ND or out.dtype is not _F64_DTYPE):
+        out = as_value(out)
+    return out
+
+
+def _value(out):
+    cls = out.__class__
+    if cls is not _F64_TYPE and (cls is not _ND or out.dtype is not _F64_DTYPE):
+        out = as_value(out)
+    return out
+
+
+def _pooled(fn, bufs: list, k: int, *args):
+    """``fn(*args)`` into a free buffer of pool entry ``k`` (:mod:`~lagrangeprop.compile.buffers`)."""
+    buf = take(bufs, k)
+    out = fn(*args, out=buf)
+    if buf is None:
+        keep(bufs, k, out)
+    return out
+
+
+# λ_u += (∂f_d/∂z_u)ᵀ λ_d for the distinct arguments u of d: the interpreters' own code
+# (solve.local.accumulate, or the plan's kernel), on dicts of just this step's nodes
+def _pull(pull: Pull, bufs: list, g, ans, args: tuple, lams: tuple) -> tuple:
+    step, kernel = pull.step, pull.kernel
+    vals = dict(zip(step.args, args))
+    lam = dict(zip(pull.targets, lams))
+    if kernel is None:
+        try:
+            accumulate(step, g, ans, vals, lam)
+        except ShapeError as exc:
+            raise ShapeError(f"node {pull.name!r}: {exc}") from None
+    elif kernel.__class__ is RawKernel:
+        adjoint_raw(kernel, g, ans, vals, lam)
+    else:
+        adjoint_matmul(step, kernel, g, vals, lam, bufs)
+    return tuple([lam[u] for u in pull.targets])
+
+
+# solve.kernels.adjoint_raw's cotangent pieces: g·∂f/∂z_u, scaling a fresh temporary of the
+# partial in place (the same product); the sums over broadcast axes (rules.arrays.unbroadcast)
+def _scaled(g, partial, ans, *args):
+    p = partial(ans, *args)
+    if p.__class__ is _ND and p.base is None and p.shape == g.shape and p.dtype is _F64_DTYPE \
+            and p is not ans and not any(p is a for a in args):
+        return np.multiply(g, p, out=p)
+    return g * p
+
+
+def _reduce(ct, red: tuple, negate: bool):
+    lead, kept = red
+    if lead:
+        ct = ct.sum(axis=lead)
+    if kept:
+        ct = ct.sum(axis=kept, keepdims=True)
+    return -ct if negate else ct
+
+
+def _pow_dbase(x: float, p: float) -> float:
+    # p * x**(p-1), exactly 0 where p == 0 (rules.ufuncs._power_dbase)
+    return p * math.pow(x, 1.0 if p == 0 else p - 1.0)
+
+
+def _pow_dexp(ans: float, x: float) -> float:
+    # ans * log(x) for x > 0, 0 at x == 0, NaN for x < 0 (rules.ufuncs._power_dexp)
+    return ans * math.log(x) if x > 0 else (0.0 if x == 0 else math.nan)
+
+
+NAMESPACE: dict = {
+    "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_value": _value,
+    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_reduce": _reduce, "_pow": math.pow,
+    "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
+    "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan, "_tanh": math.tanh,
+}
+
+# what Python's float arithmetic raises where numpy returns NaN or inf
+_FLOAT_ERRORS = (ArithmeticError, ValueError)
+
+
+def generated(sched: Schedule) -> Compiled:
+    """The compiled functions of ``sched`` (cached as ``sched.generated``)."""
+    g = sched.generated
+    if g is None:
+        g = sched.generated = build(generate(sched), sched, NAMESPACE)
+    return g
+
+
+# ∂L/∂λ = 0: the generated statements z_d = f_d(z_pa(d)), blocks solved between chunks
+def forward(sched: Schedule, vals: list, opts: SolveOptions, guess: dict | None = None) -> dict | None:
+    """Fill ``vals`` by the generated forward pass; the block states, or ``None`` when Python's
+    float arithmetic raised (the caller then runs the interpreter). A non-finite value raises
+    :class:`~lagrangeprop.errors.NonFiniteError` as :func:`~lagrangeprop.solve.forward.run_forward`."""
+    g = generated(sched)
+    B = g.bufs
+    states: dict = {}
+    try:
+        if g.plain:   # Python floats only: nothing for np.errstate to silence
+            for fn, ids, objs in g.forward:
+                fn(vals, None, ids, objs, B)
+            finite = values_finite(g, vals)
+        else:
+            with np.errstate(all="ignore"):
+                for run in g.forward:
+                    if run.__class__ is tuple:
+                        run[0](vals, None, run[1], run[2], B)
+                    else:
+                        states[id(run)] = blocks.solve_forward(run, vals, opts, guess or {})
+                finite = values_finite(g, vals)
+    except LagrangePropError:
+        raise
+    except _FLOAT_ERRORS:
+        return None
+    if not finite:
+        check_values(sched, vals)
+    return states
+
+
+# Aᵀλ = e_o·seed: the generated back-substitution, λ_u += (∂f_d/∂z_u)ᵀ λ_d per edge
+def adjoint(sched: Schedule, vals: list, seed, states: dict, opts: SolveOptions) -> list | None:
+    """All multipliers (``None`` where identically zero), or ``None`` when Python's float
+    arithmetic raised. No finiteness test (the caller's, as for the interpreters)."""
+    g = generated(sched)
+    B = g.bufs
+    L: list = [None] * len(sched.names)
+    L[sched.output] = seed.copy() if seed.__class__ is _ND else seed
+    try:
+        if g.plain:
+            for fn, ids, objs in g.adjoint:
+                fn(vals, L, ids, objs, B)
+        else:
+            with np.errstate(all="ignore"):
+                for run in g.adjoint:
+                    if run.__class__ is tuple:
+                        run[0](vals, L, run[1], run[2], B)
+                    else:
+                        block_adjoint(run, vals, L, states, opts)
+    except LagrangePropError:
+        raise
+    except _FLOAT_ERRORS:
+        return None
+    return L

@@ -1,0 +1,273 @@
+"""The compiled path (generated straight-line code) against the reference interpreters.
+
+Every program runs through the plain walks of the schedule (``forward_reference``,
+``adjoint_reference``) and through the generated code (``solve.compiled``): with numpy's
+calls for scalars too (``use_math=False``) the numbers are bitwise the reference's; with
+``math`` for scalar nodes (the default) they agree to a few ulps. Errors are the same class
+naming the same node, whichever path runs. ``prog.source()``'s text is the same statements
+with node names, and executing it gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import lagrangeprop as lp
+from lagrangeprop.compile.codegen import CHUNK, generate
+from lagrangeprop.compile.source import build, source
+from lagrangeprop.options import SolveOptions
+from lagrangeprop.solve import compiled
+from lagrangeprop.solve.adjoint import adjoint_reference, run_adjoint
+from lagrangeprop.solve.forward import forward_reference, initial_values, run_forward
+
+from programs import SCALED_CASES, SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+from test_kernels import PROGRAMS
+from test_properties import contractive_systems, dag_programs
+
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.filter_too_much]
+
+
+def _fixed_point():
+    prog = lp.Program(name="fixed_point")
+    x = prog.input("x")
+    z = prog.variable("z")
+    prog.define(z, 0.5 * lp.cos(z) + x)
+    prog.output(z * z + x, name="out")
+    return prog, {"x": 0.3}, {"z": 0.0}
+
+
+CUBE = lp.primitive("codegen_cube", lambda x: x ** 3, vjp=lambda g, ans, x: (3.0 * g * x ** 2,))
+
+
+def _user_op():
+    return lp.trace(lambda x: lp.sin(CUBE(x)) * x, x=0.7), {"x": 0.7}, None
+
+
+def _mixed():
+    def f(x, y):
+        s = lp.sum(lp.exp(y) * x)          # an array reduced to a scalar, then scalar math
+        t = lp.sqrt(s) / (1.0 + s) - s ** x
+        return t * lp.tanh(t) + lp.log1p(s) - lp.tan(0.1 * x)
+    return lp.trace(f, x=0.4, y=np.array([0.1, -0.2, 0.3])), {"x": 0.4, "y": np.array([0.1, -0.2, 0.3])}, None
+
+
+def _scaled(make):
+    def case():
+        c = make()
+        return c.prog, c.inputs, c.guess
+    return case
+
+
+CASES = dict(PROGRAMS, fixed_point=_fixed_point, user_op=_user_op, mixed=_mixed,
+             **{f"scaled_{k}": _scaled(c) for k, c in SCALED_CASES.items()})
+
+
+def _run(prog, inputs, guess, forward, adjoint, use_math=None):
+    """Values and multipliers of a fresh copy of ``prog`` (cold caches): the reference, or the
+    generated code with (``use_math=True``) or without ``math`` for scalars."""
+    prog = lp.Program.from_json(prog.to_json())
+    sched = prog.compile()
+    if use_math is not None:
+        sched.generated = build(generate(sched, use_math=use_math), sched, compiled.NAMESPACE)
+    opts = SolveOptions.make()
+    vals = initial_values(sched, {sched.index[k]: np.asarray(v, dtype=np.float64)[()] for k, v in inputs.items()})
+    g = {sched.index[k]: np.asarray(v, dtype=np.float64) for k, v in (guess or {}).items()}
+    states = forward(sched, vals, opts, g)
+    lam = adjoint(sched, vals, np.float64(1.0), states, opts)
+    return sched, list(vals), lam
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return np.shape(a) == np.shape(b) and np.array_equal(a, b)
+
+
+def _close(a, b, scale: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if np.asarray(a).dtype == bool:
+        return _same(a, b)
+    return np.shape(a) == np.shape(b) and float(np.max(np.abs(np.subtract(a, b)), initial=0.0)) <= 1e-13 * scale
+
+
+def _compare(prog, inputs, guess, use_math: bool) -> None:
+    sched, rv, rl = _run(prog, inputs, guess, forward_reference, adjoint_reference)
+    _, v, lam = _run(prog, inputs, guess, run_forward, run_adjoint, use_math)
+    ids = [i for i, r in enumerate(sched.roles) if r != "constant"]
+    vs = max([1.0] + [float(np.max(np.abs(rv[i]), initial=0.0)) for i in ids if rv[i] is not None])
+    ls = max([1.0] + [float(np.max(np.abs(rl[i]), initial=0.0)) for i in ids if rl[i] is not None])
+    for i, n in enumerate(sched.names):
+        if sched.roles[i] == "constant":
+            continue
+        if use_math:
+            assert _close(v[i], rv[i], vs), f"value of {n!r}: {v[i]} vs {rv[i]}"
+            assert _close(lam[i], rl[i], ls), f"multiplier of {n!r}: {lam[i]} vs {rl[i]}"
+        else:
+            assert _same(v[i], rv[i]), f"value of {n!r}: {v[i]} vs {rv[i]}"
+            assert _same(lam[i], rl[i]), f"multiplier of {n!r}: {lam[i]} vs {rl[i]}"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_generated_numpy_calls_are_bitwise_the_reference(name):
+    _compare(*CASES[name](), use_math=False)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_generated_math_agrees_with_the_reference(name):
+    _compare(*CASES[name](), use_math=True)
+
+
+def test_math_replaces_numpy_for_scalar_programs_only():
+    blog = generate(PROGRAMS["blog"]()[0].compile())
+    assert blog.math_steps == 7
+    mlp = generate(PROGRAMS["mlp"]()[0].compile())
+    assert mlp.math_steps == 1 and mlp.plan.nbufs > 0      # only the final `/ 7.0`; pooled buffers kept
+
+
+def _solve_both(monkeypatch, prog, inputs, guess=None):
+    out = []
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        p = lp.Program.from_json(prog.to_json())
+        out.append(p.solve(**inputs, guess=guess))
+    return out
+
+
+def test_solve_runs_the_generated_code_by_default(monkeypatch):
+    prog, inputs, guess = _sellar_case()
+    new, ref = _solve_both(monkeypatch, prog, inputs, guess)
+    assert new.schedule.generated is not None and ref.schedule.generated is None
+    for k in inputs:
+        np.testing.assert_allclose(new.grad[k], ref.grad[k], rtol=1e-13)
+    assert new.kkt()["adjoint"] < 1e-10
+
+
+def _sellar_case():
+    return sellar_program(), SELLAR_INPUTS, SELLAR_GUESS
+
+
+# ------------------------------------------------------------------- random programs
+@settings(max_examples=40, suppress_health_check=SLOW_OK, deadline=None)
+@given(dag_programs())
+def test_random_dags_through_both_paths(case):
+    prog, inputs = case
+    _compare(prog, inputs, None, use_math=False)
+    _compare(prog, inputs, None, use_math=True)
+
+
+@settings(max_examples=10, suppress_health_check=SLOW_OK, deadline=None)
+@given(contractive_systems())
+def test_random_cyclic_systems_through_both_paths(case):
+    prog, inputs = case
+    _compare(prog, inputs, None, use_math=False)
+    _compare(prog, inputs, None, use_math=True)
+
+
+# ------------------------------------------------------------------- errors
+def _error(monkeypatch, enabled: bool, f, inputs: dict, evaluate: bool = False):
+    monkeypatch.setattr(compiled, "ENABLED", enabled)
+    prog = lp.trace(f, **inputs)
+    with pytest.raises(lp.LagrangePropError) as info:
+        prog.evaluate(**inputs) if evaluate else prog.solve(**inputs)
+    return type(info.value), str(info.value)
+
+
+ERRORS = {
+    "log_domain": (lambda x: lp.log(x - 1.0) * 2.0, {"x": 0.5}),          # math.log raises
+    "divide_by_zero": (lambda x: 1.0 / (x - 0.5) + x, {"x": 0.5}),         # 1.0 / 0.0 raises
+    "exp_overflow": (lambda x: lp.exp(x * 1000.0) - x, {"x": 2.0}),        # math.exp raises
+    "multiply_overflow": (lambda x: (x * 1e300) * 1e300 + x, {"x": 2.0}),  # inf without raising
+    "sqrt_derivative": (lambda x: x * lp.sqrt(x) + x, {"x": 0.0}),         # 0.5 / 0.0 in the adjoint
+    "array_log": (lambda x: lp.sum(lp.log(x)), {"x": np.array([1.0, -1.0])}),
+    "power_negative_base": (lambda x, p: x ** p, {"x": -2.0, "p": 0.5}),
+}
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_errors_are_the_interpreters(monkeypatch, name):
+    f, inputs = ERRORS[name]
+    new = _error(monkeypatch, True, f, inputs)
+    ref = _error(monkeypatch, False, f, inputs)
+    assert new == ref
+    assert new[0] is lp.NonFiniteError
+
+
+def test_evaluate_errors_are_the_interpreters(monkeypatch):
+    f, inputs = ERRORS["log_domain"]
+    assert _error(monkeypatch, True, f, inputs, evaluate=True) == _error(monkeypatch, False, f, inputs, evaluate=True)
+
+
+def test_errors_inside_a_block_are_the_interpreters(monkeypatch):
+    def solve(enabled):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        prog = lp.Program(name="diverges")
+        x = prog.input("x")
+        z = prog.variable("z")
+        prog.define(z, 2.0 * z + x)       # not a contraction: the fixed point iteration fails
+        prog.output(z * 1.0, name="out")
+        with pytest.raises(lp.LagrangePropError) as info:
+            prog.solve(x=1.0, method="fixed_point", maxiter=20)
+        return type(info.value), str(info.value)
+    assert solve(True) == solve(False)
+
+
+# ------------------------------------------------------------------- source
+def test_source_names_the_nodes_and_the_equations():
+    text = source(PROGRAMS["blog"]()[0])
+    assert "L(x, z, λ) = z_out - Σ_d λ_d · c_d(z, x)" in text
+    assert text.index("def forward(") < text.index("def adjoint(")
+    for line in ("exp_0 = _exp(x)   # c_exp_0 = 0:  exp_0 = exp(x)",
+                 "lam_x = lam_exp_0 * exp_0   # ∂L/∂z_x = 0:  λ_x += (∂exp_0/∂x) λ_exp_0",
+                 "lam_a = lam_a + lam_b * _pow_dbase(a, 2.0)   # ∂L/∂z_a = 0"):
+        assert line in text, line
+
+
+def test_source_shows_blocks_and_registry_calls():
+    text = source(sellar_program())
+    assert "_block_forward(block_y1_y2_" in text and "_block_adjoint(block_y1_y2_" in text
+    assert "for S = {y1, y2, " in text
+    assert "_pull(pull_" in text and "_apply(step_" in text
+
+
+@pytest.mark.parametrize("name", ["blog", "wide", "logistic", "mixed"])
+def test_source_executes_to_the_same_numbers(name):
+    prog, inputs, _ = CASES[name]()
+    sol = prog.solve(**inputs)
+    sched = prog.compile()
+    objects: dict = {}
+    text = source(sched, objects)
+    ns = dict(compiled.NAMESPACE, **objects)
+    exec(compile(text, "<source>", "exec"), ns)   # noqa: S102 - the generated text
+    V = initial_values(sched, {sched.index[k]: np.asarray(v, dtype=np.float64)[()] for k, v in inputs.items()})
+    L = [None] * len(sched.names)
+    L[sched.output] = np.float64(1.0)
+    opts = SolveOptions.make()
+    with np.errstate(all="ignore"):
+        ns["forward"](V, [], opts, {}, {})
+        ns["adjoint"](V, L, [], opts, {})
+    for k in inputs:
+        assert np.array_equal(L[sched.index[k]], sol.grad[k]), k
+    assert np.array_equal(V[sched.output], sol.output)
+
+
+# ------------------------------------------------------------------- size
+def test_a_long_chain_compiles_to_a_few_functions():
+    n = 100_000
+    prog = lp.Program(name="chain")
+    z = prog.input("x")
+    for _ in range(n):
+        z = lp.sin(z)
+    prog.output(z * 1.0, name="out")
+    sol = prog.solve(x=0.5)
+    code = prog.compile().generated
+    assert len(code.forward) == len(code.adjoint) == math.ceil((n + 1) / CHUNK)
+    assert code.functions <= 6      # chunks of the same shape share one compiled function
+    x = 0.5
+    for _ in range(n):
+        x = math.sin(x)
+    assert float(sol.output) == x
