@@ -31,6 +31,7 @@ import numpy as np
 
 from .compile.cache import compiled
 from .compile.schedule import Schedule
+from .compile.source import source as _source
 from .graph.builder import ProgramBuilder
 from .graph.coerce import merge_inputs
 from .graph.trace import record
@@ -101,6 +102,21 @@ class Program(ProgramBuilder):
     def constraint_jacobian(self, /, values, inputs):
         """``A = ∂c/∂z`` as a scipy.sparse matrix and ``index``: node -> slice."""
         return constraint_jacobian(self, values, inputs)
+
+    def source(self) -> str:
+        """The program as the Python that solves it: the forward pass (one statement per
+        constraint, ``∂L/∂λ = 0``) and the multiplier back-substitution (one per edge, in
+        reverse topological order, ``∂L/∂z = 0``), each line commented with its equation
+        (:func:`lagrangeprop.compile.source.source`).
+
+        Examples
+        --------
+        >>> import lagrangeprop as lp
+        >>> text = lp.trace(lambda x: lp.exp(x) * x, x=1.0).source()
+        >>> "def adjoint" in text and "∂L/∂z_x = 0" in text
+        True
+        """
+        return _source(self)
 
     def to_dot(self, sol=None) -> str:
         """Graphviz DOT text of the constraint graph (no graphviz needed)."""
