@@ -25,6 +25,7 @@ from ..solve.program import forward_program
 from ..solve.tangent import tangent_pass
 from .argnum import argnum_names, check_count
 from .cache import program_for
+from .nested import reject_traced
 from .trees import output_tree
 
 __all__ = ["jvp", "jacobian"]
@@ -54,6 +55,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
         raise InputError("jvp takes the primals and the tangents as tuples, one entry per argument: "
                          "lp.jvp(f, (x,), (v,))")
     primals, tangents = tuple(primals), tuple(tangents)
+    reject_traced("lp.jvp", primals, tangents)
     prog, call = program_for(f, cached=False, what="jvp primals")(*primals)
     check_count("jvp tangents", call.names, len(tangents))
     sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
@@ -102,6 +104,7 @@ def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "aut
 
     def jac(*args, **kwargs):
         select.check()
+        reject_traced("lp.jacobian", args, kwargs)
         prog, call = program(*args, **kwargs)
         sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
         structure, paths = call.selected(select(len(args), call.names))
