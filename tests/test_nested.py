@@ -130,6 +130,33 @@ def test_mixed_argument_passed_by_keyword_and_with_value():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+# ------------------------------------------------------------------ jvp on traced values
+
+def test_grad_of_jvp_is_the_hvp(rng):
+    x, v = rng.normal(size=3), rng.normal(size=3)
+    np.testing.assert_allclose(lp.grad(lambda x: lp.jvp(_f, (x,), (v,))[1])(x), lp.hvp(_f, x, v),
+                               rtol=1e-12)
+    # with respect to the tangent: <∇f, v> is linear in v
+    np.testing.assert_allclose(lp.grad(lambda v: lp.jvp(_f, (x,), (v,))[1])(v), lp.grad(_f)(x),
+                               rtol=1e-12)
+
+
+def test_jvp_with_traced_primal_and_tangent_against_autograd(rng):
+    x = rng.normal(size=3)
+
+    def outer(x):
+        value, tangent = lp.jvp(_f, (x,), (x,))
+        return tangent * x + value
+    want = autograd.jacobian(lambda x: anp.dot(autograd.grad(_fa)(x), x) * x + _fa(x))(x)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(lp.jacobian(outer, mode=mode)(x), want, rtol=1e-12)
+
+
+def test_jvp_of_a_non_scalar_function_on_traced_values_raises():
+    with pytest.raises(lp.ShapeError, match="scalar-output"):
+        lp.grad(lambda x: lp.sum(lp.jvp(lambda z: z * 2.0, (x,), (x,))[1]))(np.ones(2))
+
+
 # ------------------------------------------------------------------ cyclic blocks
 
 def _fixed_point():
@@ -154,6 +181,19 @@ def test_nested_gradient_in_a_cyclic_block(monkeypatch, jac):
     assert sol.grad["x"] == pytest.approx(2 * y / (1 + 0.5 * np.sin(y)), rel=1e-9)
     op = next(d["op"] for _, d in prog.graph.nodes(data=True) if str(d.get("op")).startswith("grad"))
     assert REGISTRY[op].has_jac is jac
+
+
+def test_inner_program_with_a_residual_block():
+    prog = lp.Program(name="cubic")
+    x = prog.input("x")
+    w = prog.variable("w", shape=())
+    prog.residual(w, w ** 3 + w - x)                 # w³ + w = x
+    prog.output(w * w, name="obj")
+    x0 = 1.3
+    wv = prog.solve(x=x0).values["w"]
+    w1 = 1 / (3 * wv ** 2 + 1)                       # w' and w''
+    w2 = -6 * wv * w1 ** 3
+    assert lp.grad(lp.grad(prog))(x0) == pytest.approx(2 * w1 ** 2 + 2 * wv * w2, rel=1e-12)
 
 
 def test_vector_block_through_lp_check():
@@ -182,7 +222,6 @@ def test_closure_over_an_outer_traced_value_raises():
 
 
 @pytest.mark.parametrize("call", [
-    lambda x: lp.jvp(lp.sin, (x,), (1.0,))[1],
     lambda x: lp.vjp(lp.sin, x)[1](1.0)[0],
     lambda x: lp.hvp(lp.sin, x, 1.0),
     lambda x: lp.jacobian(lp.sin)(x),

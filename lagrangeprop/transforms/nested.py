@@ -20,6 +20,11 @@ whose rules are the inner program's exact second order, for every argument ``u``
   with a warning (about 1e-8 accurate, not exact);
 - tape: none; ``lp.check`` checks the node by finite differences alone and its report says so.
 
+``lp.jvp(f, (x,), (t,))`` of a scalar ``f`` on traced values is one op too, with value
+``(f(x), <∇f(x), t>)`` and the same exact second order (one Hessian-vector product along ``t``);
+``lp.vjp``, ``lp.hvp``, ``lp.jacobian`` and ``lp.hessian`` on traced values raise GraphError
+(their derivatives would be third order).
+
 The op is registered under a generated name (``grad<n>.<function>``, one per wrapper and call
 signature); a Program holding it cannot be written to JSON (GraphError naming the op), since the
 op's rules live in this process only.
@@ -31,11 +36,14 @@ Examples
 12.0
 >>> float(lp.grad(lambda x: lp.grad(lp.sin)(x) * x)(0.5))     # d/dx x cos x
 0.637869792588271...
+>>> float(lp.grad(lambda x: lp.jvp(lambda z: z ** 3, (x,), (1.0,))[1])(2.0))
+12.0
 """
 
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -46,9 +54,11 @@ from ..graph.var import Var
 from ..rules import Primitive, register
 from ..solve.program import solve_program
 from ..solve.second_order import solution_hvp
-from .trees import output_tree
+from .cache import program_for
+from .trees import bind, output_tree
 
-__all__ = ["has_traced", "reject_traced", "require_scalar", "nested_value_and_grad", "JAC_MAX"]
+__all__ = ["has_traced", "reject_traced", "require_scalar", "nested_value_and_grad", "nested_jvp",
+           "JAC_MAX"]
 
 #: total entries of a nested call's arguments up to which its op has a dense jac rule
 JAC_MAX = 64
@@ -71,51 +81,47 @@ def has_traced(*trees) -> bool:
 
 
 def reject_traced(what: str, *trees) -> None:
-    """GraphError when ``what`` (``lp.jvp``, ...) is called on traced values: only ``grad`` and
-    ``value_and_grad`` nest inside a traced function."""
+    """GraphError when ``what`` (``lp.vjp``, ``lp.hvp``, ...) is called on traced values: only
+    ``grad``, ``value_and_grad`` and the ``jvp`` of a scalar function nest in a traced function."""
     if has_traced(*trees):
         raise GraphError(
             f"{what} was called on traced values (inside a function that lagrangeprop is "
-            "tracing); only lp.grad and lp.value_and_grad nest exactly: write the inner step "
-            "with lp.grad (an hvp is lp.grad(lambda x: lp.grad(f)(x) @ v)), or call "
-            f"{what} outside the traced function")
+            "tracing); only lp.grad, lp.value_and_grad and lp.jvp of a scalar function nest "
+            "exactly: write the inner step with lp.grad (an hvp is lp.grad(lambda x: "
+            f"lp.grad(f)(x) @ v)), or call {what} outside the traced function")
 
 
-def require_scalar(prog) -> None:
+def require_scalar(prog, hint: str = "grad only applies to real scalar-output functions",
+                   fix: str = "try lp.jacobian, or lp.vjp with a cotangent") -> None:
     """ShapeError unless ``prog`` has one scalar output (what ``grad`` differentiates)."""
     G = prog.graph
     out = G._node[G.graph["output"]]["shape"]
     tree = output_tree(prog)
     if out != () or tree is not None:
         what = f"shape {out}" if tree is None else f"the tree {tree.tree!r}"
-        raise ShapeError(
-            f"grad only applies to real scalar-output functions; {prog.name} returns "
-            f"{what}: try lp.jacobian, or lp.vjp with a cotangent")
+        raise ShapeError(f"{hint}; {prog.name} returns {what}: {fix}")
 
 
 def _key(args) -> tuple:
     return tuple((np.shape(a), np.asarray(a, dtype=np.float64).tobytes()) for a in args)
 
 
-class _Nested:
-    """The rules of one nested op: the inner call's structure and a memo of its solutions.
+class _Inner:
+    """The inner call of a nested op: its structure and a memo of its solutions.
 
     ``arguments``: the call's arguments (name, tree, paths), positional ones first (``npos``);
-    the op's arguments are their leaves in that order (``paths``); ``sel`` the selected paths.
+    the op's first arguments are their leaves in that order (``paths``).
     """
 
-    def __init__(self, program: Callable, arguments: list, npos: int, sel: list[str],
-                 with_value: bool, shapes: dict):
+    def __init__(self, program: Callable, arguments: list, npos: int, shapes: dict):
         self.program, self.arguments, self.npos = program, arguments, npos
         self.paths = [p for a in arguments for p in a.paths]
-        self.sel, self.with_value, self.shapes = sel, with_value, shapes
-        self.sizes = [int(np.prod(shapes[p], dtype=int)) for p in sel]
-        self.single = len(sel) == 1 and not with_value
-        self.out_shape = shapes[sel[0]] if self.single else (int(with_value) + sum(self.sizes),)
+        self.shapes = shapes
         self.memo: OrderedDict = OrderedDict()
 
     def solution(self, args):
-        """The inner program solved at the op's arguments (guarded lookup, memoized)."""
+        """The inner program solved at the op's (first) arguments (guarded lookup, memoized)."""
+        args = args[:len(self.paths)]
         leaves = iter(args)
         trees = [a.tree.unflatten([next(leaves) for _ in a.paths]) for a in self.arguments]
         pos, kw = trees[:self.npos], {a.name: t for a, t in zip(self.arguments[self.npos:],
@@ -131,6 +137,18 @@ class _Nested:
         while len(self.memo) > MEMO_SIZE:
             self.memo.popitem(last=False)
         return sol
+
+
+class _Nested(_Inner):
+    """The rules of a nested ``grad`` / ``value_and_grad``; ``sel``: the selected paths."""
+
+    def __init__(self, program: Callable, arguments: list, npos: int, sel: list[str],
+                 with_value: bool, shapes: dict):
+        super().__init__(program, arguments, npos, shapes)
+        self.sel, self.with_value = sel, with_value
+        self.sizes = [int(np.prod(shapes[p], dtype=int)) for p in sel]
+        self.single = len(sel) == 1 and not with_value
+        self.out_shape = shapes[sel[0]] if self.single else (int(with_value) + sum(self.sizes),)
 
     def _flat(self, first, parts) -> np.ndarray:
         """The op's output from the value part ``first`` and one array per selected leaf."""
@@ -189,6 +207,93 @@ class _Nested:
         return np.stack(cols, axis=1) if cols else np.zeros((size, 0))
 
 
+class _Tangent(_Inner):
+    """The rules of a nested ``jvp`` of scalar ``f``: the value is ``(f(x), <∇f(x), t>)``; the
+    op's arguments are the primal leaves ``x``, then the tangent leaves ``t`` (same paths)."""
+
+    out_shape = (2,)
+    _last = None
+
+    def _hv(self, sol, args) -> dict:
+        """``H·t`` (memoized for the last solution and tangent)."""
+        n = len(self.paths)
+        key = (id(sol), _key(args[n:]))
+        if self._last is None or self._last[0] != key:
+            t = {p: np.asarray(v, dtype=np.float64) for p, v in zip(self.paths, args[n:])}
+            self._last = (key, sol, solution_hvp(sol, t))   # (sol kept: its id stays unique)
+        return self._last[2]
+
+    def value(self, *args) -> np.ndarray:
+        sol, n = self.solution(args), len(self.paths)
+        tan = sum(float(np.vdot(np.asarray(sol.grad[p]), t)) for p, t in zip(self.paths, args[n:]))
+        return np.array([float(sol.output), tan])
+
+    # x: g_f ∇_x f + g_t H t;  t: g_t ∇f
+    def vjp(self, i: int, g, ans, args, params):
+        sol, n = self.solution(args), len(self.paths)
+        g0, g1 = np.asarray(g, dtype=np.float64).reshape(2)
+        u = self.paths[i % n]
+        out = (g0 if i < n else g1) * np.asarray(sol.grad[u], dtype=np.float64)
+        if i < n and g1:
+            out = out + g1 * np.asarray(self._hv(sol, args)[u])
+        return out
+
+    # x: (<∇_x f, s>, <H t, s>);  t: (0, <∇f, s>)
+    def jvp(self, i: int, s, ans, args, params):
+        sol, n = self.solution(args), len(self.paths)
+        u = self.paths[i % n]
+        first = float(np.vdot(np.asarray(sol.grad[u]), s))
+        if i >= n:
+            return np.array([0.0, first])
+        return np.array([first, float(np.vdot(np.asarray(self._hv(sol, args)[u]), s))])
+
+    def jac(self, i: int, ans, args, params) -> np.ndarray:
+        sol, n = self.solution(args), len(self.paths)
+        u = self.paths[i % n]
+        grad = np.ravel(np.asarray(sol.grad[u], dtype=np.float64))
+        if i >= n:
+            return np.stack([np.zeros_like(grad), grad])
+        return np.stack([grad, np.ravel(np.asarray(self._hv(sol, args)[u], dtype=np.float64))])
+
+
+#: the nested jvp ops of each function (by call signature), so re-tracing reuses them
+_JVP_OPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def nested_jvp(f: Callable, primals: tuple, tangents: tuple):
+    """``(f(x), <∇f(x), t>)`` of scalar ``f`` on traced primals or tangents, as one op.
+
+    Exact to second order (a Hessian-vector product along ``t``): ``lp.grad(lambda x:
+    lp.jvp(f, (x,), (v,))[1])`` is ``H·v``. A non-scalar ``f`` raises ShapeError.
+    """
+    try:
+        program, ops = _JVP_OPS[f]
+    except (KeyError, TypeError):
+        program, ops = program_for(f, what="jvp primals"), {}
+        try:
+            _JVP_OPS[f] = (program, ops)
+        except TypeError:   # not weakly referenceable: one op per call
+            pass
+    call = bind(f, primals, {}, "jvp primals")
+    prog, inner = _inner_program(f, program, call)
+    require_scalar(prog, "lp.jvp on traced values applies to scalar-output functions",
+                   "write the inner step with lp.grad, or call lp.jvp outside the traced function")
+    xs = [leaf for a in call.arguments for leaf in a.leaves]
+    ts = [leaf for a, t in zip(call.arguments, tangents)
+          for leaf in a.tree.flatten_up_to(t, f"the tangent for {a.name}")]
+    key = inner.key()
+    prim = ops.get(key)
+    if prim is None:
+        shapes = {p: tuple(np.shape(v)) for p, v in inner.inputs().items()}
+        rules = _Tangent(program, inner.arguments, inner.npos, shapes)
+        prim = ops[key] = _primitive(f, rules, 2 * len(xs), 0, "jvp")
+    for x, t in zip(xs, ts):
+        if np.shape(t) != np.shape(x):
+            raise ShapeError(f"jvp: a tangent has shape {np.shape(t)}, its primal {np.shape(x)}")
+    out = prim(*xs, *ts)
+    return out[0], out[1]
+
+
 def _example(leaf, path: str):
     """What the inner trace sees for one leaf: zeros of a traced leaf's shape, else the leaf."""
     if not isinstance(leaf, Var):
@@ -200,6 +305,24 @@ def _example(leaf, path: str):
     return np.zeros(leaf.shape)
 
 
+def _inner_program(f: Callable, program: Callable, call):
+    """The inner Program of a call on traced values, traced from the leaves' shapes."""
+    args = call.arguments
+    examples = [a.tree.unflatten([_example(v, p) for p, v in zip(a.paths, a.leaves)]) for a in args]
+    pos = examples[:call.npos]
+    kw = {a.name: t for a, t in zip(args[call.npos:], examples[call.npos:])}
+    try:
+        return program(*pos, **kw)
+    except GraphError as exc:
+        if "of different programs" not in str(exc):
+            raise
+        raise GraphError(f"{exc}. A transform of {getattr(f, '__name__', 'f')} is called inside a "
+                         "traced function, and the inner function uses a traced value of the outer "
+                         "one that is not among its arguments (a closure): pass that value as an "
+                         "argument of the inner function (its gradient then includes the mixed "
+                         "second derivatives)") from None
+
+
 def nested_value_and_grad(f: Callable, program: Callable, call, sel, with_value: bool,
                           ops: dict):
     """Record ``(value, gradient)`` (or the gradient) of a call on traced values as one op.
@@ -208,21 +331,8 @@ def nested_value_and_grad(f: Callable, program: Callable, call, sel, with_value:
     may be traced values), ``sel`` what ``argnum`` selected, ``ops`` the wrapper's ops by
     call signature (re-tracing the outer function reuses the op).
     """
-    args = call.arguments
-    leaves = [leaf for a in args for leaf in a.leaves]
-    examples = [a.tree.unflatten([_example(v, p) for p, v in zip(a.paths, a.leaves)]) for a in args]
-    pos = examples[:call.npos]
-    kw = {a.name: t for a, t in zip(args[call.npos:], examples[call.npos:])}
-    try:
-        prog, inner = program(*pos, **kw)
-    except GraphError as exc:
-        if "of different programs" not in str(exc):
-            raise
-        raise GraphError(f"{exc}. lp.grad({getattr(f, '__name__', 'f')}) is called inside a traced "
-                         "function, and the inner function uses a traced value of the outer one "
-                         "that is not among its arguments (a closure): pass that value as an "
-                         "argument of the inner function (its gradient then includes the mixed "
-                         "second derivatives)") from None
+    leaves = [leaf for a in call.arguments for leaf in a.leaves]
+    prog, inner = _inner_program(f, program, call)
     require_scalar(prog)
     structure, paths = inner.selected(sel)
     key = (inner.key(), tuple(paths), with_value)
@@ -230,7 +340,9 @@ def nested_value_and_grad(f: Callable, program: Callable, call, sel, with_value:
     if prim is None:
         shapes = {p: tuple(np.shape(v)) for p, v in inner.inputs().items()}
         rules = _Nested(program, inner.arguments, inner.npos, paths, with_value, shapes)
-        prim = ops[key] = _primitive(f, rules, len(leaves), sum(map(np.size, inner.inputs().values())))
+        n_in = sum(map(np.size, inner.inputs().values()))
+        prim = ops[key] = _primitive(f, rules, len(leaves), n_in,
+                                     "value_and_grad" if with_value else "grad")
     out = prim(*leaves)
     if not isinstance(out, Var):   # (has_traced was true, so the op records)
         raise GraphError(f"op {prim.name!r} did not record a node")
@@ -247,11 +359,10 @@ def nested_value_and_grad(f: Callable, program: Callable, call, sel, with_value:
     return (value, grads) if with_value else grads
 
 
-def _primitive(f: Callable, rules: _Nested, nargs: int, n_in: int) -> Primitive:
+def _primitive(f: Callable, rules: _Inner, nargs: int, n_in: int, prefix: str) -> Primitive:
     """The registry entry of a nested call (unique generated name; not serializable)."""
     fname = getattr(f, "__name__", "f")
     fname = fname if fname.isidentifier() else "lambda"
-    prefix = "value_and_grad" if rules.with_value else "grad"
     prim = Primitive(f"{prefix}{next(_COUNT)}.{fname}", rules.value, nargs=nargs,
                      vjp=rules.vjp, jvp=rules.jvp, jac=rules.jac if n_in <= JAC_MAX else None,
                      curvature=None, shape_rule=lambda shapes, params: rules.out_shape, tape=None)
