@@ -142,6 +142,8 @@ class _Inner:
 class _Nested(_Inner):
     """The rules of a nested ``grad`` / ``value_and_grad``; ``sel``: the selected paths."""
 
+    _last = None   # (solution and cotangent, the solution, H·g): the last vjp's product
+
     def __init__(self, program: Callable, arguments: list, npos: int, sel: list[str],
                  with_value: bool, shapes: dict):
         super().__init__(program, arguments, npos, shapes)
@@ -181,7 +183,10 @@ class _Nested(_Inner):
         u = self.paths[i]
         out = np.zeros(self.shapes[u])
         if any(np.any(v) for v in gs.values()):
-            out = out + solution_hvp(sol, gs)[u]
+            key = (id(sol), _key(list(gs.values())))   # one H·g serves every argument
+            if self._last is None or self._last[0] != key:
+                self._last = (key, sol, solution_hvp(sol, gs))
+            out = out + self._last[2][u]
         if self.with_value and g0:
             out = out + g0 * np.asarray(sol.grad[u])
         return out
