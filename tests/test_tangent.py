@@ -309,7 +309,9 @@ def test_power_with_traced_exponent_and_division_second_order():
 
 # ------------------------------------------------------------- the rule table
 def test_every_builtin_differentiable_op_has_an_exact_second_order_rule():
-    missing = [n for n, p in REGISTRY.items() if p.differentiable and not p.user and p.curvature is None]
+    # a nested lp.grad's generated op has no third-order rule by design (transforms/nested.py)
+    missing = [n for n, p in REGISTRY.items() if p.differentiable and not p.user and p.curvature is None
+               and not hasattr(p, "nested")]
     assert missing == []
 
 

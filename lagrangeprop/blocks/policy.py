@@ -162,7 +162,7 @@ def choose_linear_solver(block: Block, vals: list, state: BlockState, opts: Solv
         return opts.linear_solver
     if state.linear is not None:
         return state.linear
-    if (block.size <= DIRECT_MAX_UNKNOWNS or state.lu is not None
+    if ((block.size <= DIRECT_MAX_UNKNOWNS and has_jac(block)) or state.lu is not None
             or (cache_of(block).use_amg and state.method == "newton")):
         choice = "direct"
     elif state.stale_lu is not None:

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import GraphError
+from ..rules.registry import REGISTRY
 from .arrays import DTYPES, check_compressed, check_dtype, check_shape, check_sparse
 from .validate import MAX_DEPTH
 
@@ -186,6 +187,10 @@ def program_to_json(prog) -> str:
     H.graph.update({k: encode(v) for k, v in G.graph.items()})
     H.graph["name"] = prog.name
     for n, d in G.nodes(data=True):
+        if getattr(REGISTRY.get(d.get("op")), "serializable", True) is False:
+            raise GraphError(f"node {n!r} uses op {d['op']!r}, whose rules exist only in this "
+                             "process (a nested lp.grad): a program holding it cannot be written "
+                             "to JSON; trace the function without the nested transform to save it")
         H.add_node(n, **{k: encode(v) for k, v in d.items()})
     for u, v, d in G.edges(data=True):
         H.add_edge(u, v, **{k: encode(val) for k, val in d.items()})

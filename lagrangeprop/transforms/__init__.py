@@ -3,6 +3,8 @@
 - :mod:`~lagrangeprop.transforms.gradients`: ``grad``, ``value_and_grad``, ``vjp`` (reverse mode);
 - :mod:`~lagrangeprop.transforms.jacobians`: ``jvp``, ``jacobian`` (forward mode, matrix passes);
 - :mod:`~lagrangeprop.transforms.hessians`: ``hvp``, ``hessian`` (forward-over-reverse);
+- :mod:`~lagrangeprop.transforms.nested`: ``grad`` / ``value_and_grad`` called on traced values
+  (``grad(grad(f))``): one op in the outer program whose rules are exact Hessian-vector products;
 - :mod:`~lagrangeprop.transforms.cache`: the guarded trace cache that picks the Program a
   call runs, and :mod:`~lagrangeprop.transforms.argnum`: which inputs ``argnum`` selects.
 

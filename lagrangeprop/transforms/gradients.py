@@ -26,7 +26,8 @@ from ..solve.inputs import scalar, scalarize
 from ..solve.program import forward_program, solve_program
 from .argnum import argnum_names
 from .cache import program_for
-from .trees import output_tree
+from .nested import has_traced, nested_value_and_grad, reject_traced, require_scalar
+from .trees import bind, output_tree
 
 __all__ = ["grad", "value_and_grad", "vjp"]
 
@@ -60,23 +61,28 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     >>> {k: float(v) for k, v in g.items()}
     {'b': 9.0, 'w': 12.0}
     """
+    return _reverse(f, argnum, with_value=True)
+
+
+def _reverse(f: Callable, argnum, with_value: bool) -> Callable:
+    """The wrapper of ``value_and_grad`` (``with_value``) and ``grad``; a call on traced values
+    (inside a function being traced) records one nested op (:mod:`.nested`)."""
     program = program_for(f, what="grad")
     select = argnum_names(f, argnum, "grad")
+    ops: dict = {}   # the nested ops of this wrapper, by call signature
 
     def wrapped(*args, **kwargs):
         select.check()
+        if has_traced(args, kwargs):
+            call = bind(f, args, kwargs, "grad")
+            return nested_value_and_grad(f, program, call, select(len(args), call.names),
+                                         with_value, ops)
         prog, call = program(*args, **kwargs)
         sel = select(len(args), call.names)
-        G = prog.graph
-        out = G._node[G.graph["output"]]["shape"]
-        tree = output_tree(prog)
-        if out != () or tree is not None:
-            what = f"shape {out}" if tree is None else f"the tree {tree.tree!r}"
-            raise ShapeError(
-                f"grad only applies to real scalar-output functions; {prog.name} returns "
-                f"{what}: try lp.jacobian, or lp.vjp with a cotangent")
+        require_scalar(prog)
         sol = solve_program(prog, call.inputs())
-        return sol.output, call.like_arguments(sel, sol.grad.__getitem__)
+        g = call.like_arguments(sel, sol.grad.__getitem__)
+        return (sol.output, g) if with_value else g
     return wrapped
 
 
@@ -102,11 +108,7 @@ def grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     >>> [(dW.tolist(), float(db)) for dW, db in g]          # a list of (W, b) like the argument
     [([1.0, 1.0], 2.0), ([2.0, 2.0], 2.0)]
     """
-    vg = value_and_grad(f, argnum)
-
-    def wrapped(*args, **kwargs):
-        return vg(*args, **kwargs)[1]
-    return wrapped
+    return _reverse(f, argnum, with_value=False)
 
 
 def vjp(f: Callable, *args, guess: dict | None = None):
@@ -127,6 +129,7 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     >>> [float(v) for v in value], {k: float(v) for k, v in vjp_fn((1.0, 1.0))[0].items()}
     ([6.0, 9.0], {'a': 8.0})
     """
+    reject_traced("lp.vjp", args)
     prog, call = program_for(f, cached=False, what="vjp")(*args)
     sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
     out_shape, tree = sched.shapes[sched.output], output_tree(prog)

@@ -23,6 +23,7 @@ from ..solve.second_order import solution_hvp
 from ..solve.program import solve_program
 from .argnum import argnum_names
 from .cache import program_for
+from .nested import reject_traced
 from .trees import output_tree
 
 __all__ = ["hvp", "hessian"]
@@ -56,6 +57,7 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     >>> {k: float(t) for k, t in hv.items()}       # column a of [[2b, 2a], [2a, 0]]
     {'a': 6.0, 'b': 2.0}
     """
+    reject_traced("lp.hvp", x, v)
     sol, call = _solve_scalar(program_for(f, cached=False, what="hvp"), (x,), guess)
     arg = call.arguments[0]
     hv = solution_hvp(sol, dict(zip(arg.paths, arg.tree.flatten_up_to(v, "the direction v"))))
@@ -92,6 +94,7 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
                              "an int (pass the variables as one tuple or dict argument for the "
                              "blocks between them)")
         select.check()
+        reject_traced("lp.hessian", args, kwargs)
         sol, call = _solve_scalar(program, args, guess, kwargs)
         structure, paths = call.selected(select(len(args), call.names))
         shapes = [sol.schedule.shapes[sol.schedule.index[p]] for p in paths]

@@ -25,6 +25,7 @@ from ..solve.program import forward_program
 from ..solve.tangent import tangent_pass
 from .argnum import argnum_names, check_count
 from .cache import program_for
+from .nested import has_traced, nested_jvp, reject_traced
 from .trees import output_tree
 
 __all__ = ["jvp", "jacobian"]
@@ -37,7 +38,10 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
     :class:`~lagrangeprop.Program` (primals in the order of its inputs); ``guess``
     starts the program's cyclic blocks. A primal may be a parameter tree (its tangent
     then has the same structure); a result that is a tuple or dict of arrays comes back
-    as such, value and tangent alike.
+    as such, value and tangent alike. Called on traced values (inside a function being
+    traced) with a scalar-output ``f``, it records one op, exact to second order
+    (:mod:`~lagrangeprop.transforms.nested`): ``lp.grad(lambda x: lp.jvp(f, (x,), (v,))[1])``
+    is the Hessian-vector product.
 
     Examples
     --------
@@ -54,6 +58,8 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
         raise InputError("jvp takes the primals and the tangents as tuples, one entry per argument: "
                          "lp.jvp(f, (x,), (v,))")
     primals, tangents = tuple(primals), tuple(tangents)
+    if has_traced(primals, tangents):   # inside a traced function: one nested op
+        return nested_jvp(f, primals, tangents)
     prog, call = program_for(f, cached=False, what="jvp primals")(*primals)
     check_count("jvp tangents", call.names, len(tangents))
     sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
@@ -102,6 +108,7 @@ def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "aut
 
     def jac(*args, **kwargs):
         select.check()
+        reject_traced("lp.jacobian", args, kwargs)
         prog, call = program(*args, **kwargs)
         sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
         structure, paths = call.selected(select(len(args), call.names))
