@@ -289,7 +289,8 @@ class Var:
         # (graph.pack packs the result back); scipy.sparse's ``W @ v`` gets a 0-d object array
         # ("not an array"), returns NotImplemented, and Python calls ``v.__rmatmul__(W)``.
         if dtype is not None and np.dtype(dtype) != object:   # numbers: none while tracing
-            raise self._no_value(f"conversion to {np.dtype(dtype)} (np.var([x, y]): np.var(np.stack([x, y])))")
+            raise self._no_value(f"conversion to {np.dtype(dtype)} (np.{np.dtype(dtype)}(v), np.asarray(v, "
+                                 "dtype=...), or numpy computing on a list: np.stack([...]) first)")
         caller = sys._getframe(1).f_globals.get("__name__", "")
         if caller.startswith("scipy.sparse") or self.shape is None:
             out = np.empty((), dtype=object)
