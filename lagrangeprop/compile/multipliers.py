@@ -85,17 +85,7 @@ def _math_edges(b: _Builder, s: Step, state: list, names: list[str], cond: bool,
             expr, reads = _math_partial(p)
             nodes = {"A": d, "X": args[0], "Y": args[-1]}
             toks += [("v", nodes[k], "f", False) for k in reads]
-        if state[u] == _ZERO:
-            line = "{1} = " + expr
-        elif state[u] == _SET:
-            line = "{1} = " + _later(expr, p)
-        else:
-            line = "{1} = " + expr + " if {1} is None else " + _later(expr, p)
-        comment = f"∂L/∂z_{names[u]} = 0:  λ_{names[u]} += (∂{names[d]}/∂{names[u]}) λ_{names[d]}" \
-            if comments else ""
-        b.add(prefix + line, tuple(toks), comment)
-        if not cond:
-            state[u] = _SET
+        _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "")
 
 
 # the plan's raw kernels (elementwise built-ins on float64 arrays), one statement per edge:
@@ -128,17 +118,7 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
         if red is not None:
             expr = "_reduce(" + expr + ", " + _ref(len(toks)) + (", True)" if unit == -1.0 else ", False)")
             toks.append(("k", red, repr(red)))
-        if state[u] == _ZERO:
-            line = "{1} = " + expr
-        elif state[u] == _SET:
-            line = "{1} = " + _later(expr, p)
-        else:
-            line = "{1} = " + expr + " if {1} is None else " + _later(expr, p)
-        comment = f"∂L/∂z_{names[u]} = 0:  λ_{names[u]} += (∂{names[d]}/∂{names[u]})ᵀ λ_{names[d]}" \
-            if comments else ""
-        b.add(prefix + line, tuple(toks), comment)
-        if not cond:
-            state[u] = _SET
+        _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ")
 
 
 @functools.cache
@@ -195,3 +175,18 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
     b.add(("if {0} is not None: " if cond else "") + line, tuple(toks), comment)
 
 
+def _store(b, state: list, u: int, d: int, expr: str, p, toks: list, prefix: str, cond: bool,
+           names: list, comments: bool, transpose: str) -> None:
+    """Emit ``λ_u += (∂z_d/∂z_u)ᵀ λ_d`` as an assignment (λ_u still zero), an accumulation
+    (λ_u set) or a conditional one (λ_u set on some paths only), commented with the equation."""
+    if state[u] == _ZERO:
+        line = "{1} = " + expr
+    elif state[u] == _SET:
+        line = "{1} = " + _later(expr, p)
+    else:
+        line = "{1} = " + expr + " if {1} is None else " + _later(expr, p)
+    comment = (f"∂L/∂z_{names[u]} = 0:  λ_{names[u]} += (∂{names[d]}/∂{names[u]}){transpose} "
+               f"λ_{names[d]}") if comments else ""
+    b.add(prefix + line, tuple(toks), comment)
+    if not cond:
+        state[u] = _SET

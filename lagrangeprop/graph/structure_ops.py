@@ -54,6 +54,16 @@ def _k(k: Any, func: str, x: Any, arg: str = "k") -> int:
 # tril/triu: where(mask, x, 0) with numpy's mask (a 1-d x gives the (n, n) triangle, as numpy)
 
 
+def _triangle(numpy_fn, m, k):
+    """``where(numpy_fn(ones, k), m, 0)``: numpy's own mask (a 1-d ``m`` gives its (n, n))."""
+    name = numpy_fn.__name__
+    if not any_traced(m):
+        return numpy_fn(m, k)
+    m, k = operand(m, name), _k(k, name, m)
+    mask = numpy_shape(name, lambda: numpy_fn(np.ones(m.shape, dtype=bool), k))
+    return _where(mask, m, 0.0)
+
+
 def tril(m, k=0):
     """Lower triangle of the last two axes, zero above diagonal ``k`` (``numpy.tril``).
 
@@ -63,20 +73,12 @@ def tril(m, k=0):
     >>> lp.trace(lambda x: tril(x, -1), x=np.ones((2, 2))).evaluate(x=np.ones((2, 2))).tolist()
     [[0.0, 0.0], [1.0, 0.0]]
     """
-    if not any_traced(m):
-        return np.tril(m, k)
-    m, k = operand(m, "tril"), _k(k, "tril", m)
-    mask = numpy_shape("tril", lambda: np.tril(np.ones(m.shape, dtype=bool), k))
-    return _where(mask, m, 0.0)
+    return _triangle(np.tril, m, k)
 
 
 def triu(m, k=0):
     """Upper triangle of the last two axes, zero below diagonal ``k`` (``numpy.triu``)."""
-    if not any_traced(m):
-        return np.triu(m, k)
-    m, k = operand(m, "triu"), _k(k, "triu", m)
-    mask = numpy_shape("triu", lambda: np.triu(np.ones(m.shape, dtype=bool), k))
-    return _where(mask, m, 0.0)
+    return _triangle(np.triu, m, k)
 
 
 def diag(v, k=0):
