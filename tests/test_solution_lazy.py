@@ -58,7 +58,7 @@ def test_nothing_is_built_until_read(path):
     prog = _program()
     sol = prog.solve(x=0.3, w=np.array([1.0, 2.0, 3.0]))
     assert not any(k in vars(sol) for k in LAZY)
-    assert sol.output > 0
+    assert np.isfinite(sol.output)
     assert not any(k in vars(sol) for k in LAZY)
     assert sol.grad["x"] != 0
     assert [k for k in LAZY if k in vars(sol)] == ["grad"]
