@@ -92,7 +92,36 @@ class SolveOptions:
 
     @classmethod
     def make(cls, tol=None, maxiter=None, method=None, linear_solver=None) -> SolveOptions:
-        """Validated options; ``None`` means the default. Raises InputError on a bad value."""
+        """Validated options; ``None`` means the default. Raises InputError on a bad value.
+
+        The options are immutable, so one instance serves every solve given the same values:
+        the defaults, and the last few combinations of plain values (keyed by type and value,
+        so ``maxiter=True`` is never taken for ``maxiter=1``), are checked once (a solve in a
+        loop pays a dict lookup). ``linear_solver="amg"`` is checked on every call (whether
+        pyamg is installed may change).
+
+        Examples
+        --------
+        >>> SolveOptions.make() is SolveOptions.make(), SolveOptions.make(tol=1e-8).tol
+        (True, 1e-08)
+        """
+        args = (tol, maxiter, method, linear_solver)
+        if tol is None and maxiter is None and method is None and linear_solver is None:
+            key = cls
+        elif all(a.__class__ in _PLAIN for a in args) and linear_solver != "amg":
+            key = (cls, *[(a.__class__, a) for a in args])
+        else:
+            return cls._make(*args)
+        opts = _MADE.get(key)
+        if opts is None:
+            opts = cls._make(*args)
+            if len(_MADE) >= _MADE_MAX:
+                _MADE.clear()
+            _MADE[key] = opts
+        return opts
+
+    @classmethod
+    def _make(cls, tol, maxiter, method, linear_solver) -> SolveOptions:
         tol = 1e-10 if tol is None else real_option(
             "tol", tol, low=0.0, high=1.0, what="the relative residual tolerance of block solves")
         if maxiter is not None:
@@ -103,6 +132,12 @@ class SolveOptions:
         if linear_solver == "amg" and not pyamg_installed():
             raise InputError(PYAMG_MISSING)
         return cls(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
+
+
+# SolveOptions.make's checked instances: by class (all defaults), or class and (type, value) per argument
+_PLAIN = frozenset({type(None), float, int, str})
+_MADE: dict = {}
+_MADE_MAX = 32
 
 
 def check_options(*, inputs=None, against=REFERENCES, rtol=1e-8, fd_rtol=1e-5, atol=None, rng=0,

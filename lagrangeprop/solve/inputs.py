@@ -33,10 +33,11 @@ from ..graph.coerce import real_array
 from ..graph.pytree import expand_tree_inputs
 from .finite import finite_array
 
-__all__ = ["parse_inputs", "parse_guess", "parse_seed", "default_seed", "shaped_input",
+__all__ = ["parse_inputs", "input_spec", "parse_guess", "parse_seed", "default_seed", "shaped_input",
            "check_names", "point_value", "finite_array", "scalar", "scalarize", "suggest"]
 
 _ND, _F64DT = np.ndarray, np.dtype(np.float64)
+_ONE = np.float64(1.0)   # the seed of a scalar output (a numpy scalar: immutable, so shared)
 _OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver")
 
 
@@ -58,23 +59,35 @@ def suggest(name, candidates) -> str:
 
 
 # ------------------------------------------------------------------ inputs
-def _input_spec(sched: Schedule) -> dict[str, tuple[int, tuple]]:
-    """``{input name: (node id, shape)}``, built once per schedule."""
+def input_spec(sched: Schedule) -> dict[str, tuple[int, tuple]]:
+    """``{input name: (node id, shape)}`` in the schedule's input order, built once per schedule."""
     spec = sched.input_spec
     if spec is None:
         spec = sched.input_spec = {sched.names[i]: (i, sched.shapes[i]) for i in sched.inputs}
     return spec
 
 
-def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[int, np.ndarray]:
+def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input",
+                 own: bool = False) -> dict[int, np.ndarray]:
     """Check names, shapes and finiteness of the caller's inputs: ``{node id: array}``.
 
     The common case (every input given, as a Python float for a scalar input or a float64
-    array of the declared shape) is checked against a per-schedule table; anything else, and
-    every error, goes through the general path :func:`_parse_inputs` (same conversions, same
-    messages). Arrays are not copied (as ``np.asarray``).
+    array of the declared shape) is checked against a per-schedule table (:func:`input_spec`);
+    anything else, and every error, goes through the general path :func:`_parse_inputs`
+    (same conversions, same messages). Arrays are not copied (as ``np.asarray``) unless
+    ``own``: then no returned array shares memory with the caller's (a Solution owns its
+    numbers, SPEC §2), and a Python float, converted anyway, is not copied again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lagrangeprop as lp
+    >>> sched = lp.trace(lambda x: x * 2.0, x=np.ones(2)).compile()
+    >>> x = np.ones(2)
+    >>> parse_inputs(sched, {"x": x})[0] is x, parse_inputs(sched, {"x": x}, own=True)[0] is x
+    (True, False)
     """
-    spec = _input_spec(sched)
+    spec = input_spec(sched)
     if len(inputs) == len(spec):
         out = {}
         for k, v in inputs.items():
@@ -86,14 +99,18 @@ def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input") -> dict[
             if cls is float or cls is np.float64:
                 if shape != () or not math.isfinite(v):
                     break
-                out[i] = np.asarray(v, dtype=np.float64)
+                out[i] = np.asarray(v, dtype=np.float64)   # a new 0-d array
             elif cls is _ND and v.dtype is _F64DT and v.shape == shape and finite_array(v):
-                out[i] = v
+                out[i] = v.copy() if own else v
             else:
                 break
         else:
             return out
-    return _parse_inputs(sched, inputs, what)
+    out = _parse_inputs(sched, inputs, what)
+    if own:
+        for i, v in out.items():
+            out[i] = v.copy()
+    return out
 
 
 def _parse_inputs(sched: Schedule, inputs: dict, what: str) -> dict[int, np.ndarray]:
@@ -208,7 +225,7 @@ def parse_seed(sched: Schedule, seed) -> np.ndarray:
             raise ShapeError(
                 f"output {name!r} has shape {shape}: pass seed= (a cotangent of that shape) to "
                 "solve(), use prog.evaluate() for values only, or lp.jacobian for the Jacobian")
-        return np.float64(1.0)
+        return _ONE
     arr = real_array(seed, f"seed (the cotangent of output {name!r})")
     if arr.shape != shape:
         raise ShapeError(f"seed has shape {arr.shape} but output {name!r} has shape {shape}")
@@ -217,7 +234,7 @@ def parse_seed(sched: Schedule, seed) -> np.ndarray:
 
 def default_seed(sched: Schedule, seed):
     """:func:`parse_seed`, with 1 for a scalar output and no seed."""
-    return np.float64(1.0) if seed is None and sched.shapes[sched.output] == () \
+    return _ONE if seed is None and sched.shapes[sched.output] == () \
         else parse_seed(sched, seed)
 
 

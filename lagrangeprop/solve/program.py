@@ -33,49 +33,35 @@ __all__ = ["solve_program", "evaluate_program", "forward_program", "lagrangian_v
            "lagrangian_gradient", "constraint_jacobian", "kkt_residuals"]
 
 _ND = np.ndarray
-_DEFAULT_OPTIONS: list = []
-
-
-def _options(tol, maxiter, method, linear_solver) -> SolveOptions:
-    """``SolveOptions.make(...)``; the all-defaults instance (immutable) is made once."""
-    if tol is None and maxiter is None and method is None and linear_solver is None:
-        if not _DEFAULT_OPTIONS:
-            _DEFAULT_OPTIONS.append(SolveOptions.make())
-        return _DEFAULT_OPTIONS[0]
-    return SolveOptions.make(tol, maxiter, method, linear_solver)
 
 
 # build -> compile -> forward (∂L/∂λ = 0) -> adjoint (Aᵀλ = e_o·seed) -> Solution
 def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxiter=None,
                   method=None, linear_solver=None) -> Solution:
-    """``prog.solve(**inputs)``: values and multipliers at the inputs."""
+    """``prog.solve(**inputs)``: values and multipliers at the inputs.
+
+    What depends only on the schedule or the option values is checked once and kept (the
+    schedule, the input table, the option object); per call remain the checks of the
+    caller's arrays, the two passes and the Solution, whose dicts are built when read.
+    A Solution owns its numbers (SPEC §2): the inputs, seed and guesses are copies, so the
+    caller's ``x -= lr * g`` after the solve changes nothing in it."""
     sched = compiled(prog)
-    opts = _options(tol, maxiter, method, linear_solver)
-    vals = initial_values(sched, parse_inputs(sched, inputs))
-    _own_inputs(sched, vals)
+    opts = SolveOptions.make(tol, maxiter, method, linear_solver)
+    vals = initial_values(sched, parse_inputs(sched, inputs, own=True))
     seed = parse_seed(sched, seed)
     if seed.__class__ is _ND:
         seed = seed.copy()
-    guess = {i: np.array(g) for i, g in parse_guess(sched, guess).items()}
+    guess = {} if guess is None else {i: np.array(g) for i, g in parse_guess(sched, guess).items()}
     states = run_forward(sched, vals, opts, guess)
     lam = run_adjoint(sched, vals, seed, states, opts)
     return Solution(prog, sched, vals, lam, states, seed, opts)
-
-
-def _own_inputs(sched: Schedule, vals: list) -> None:
-    """A Solution owns its numbers (SPEC §2): one copy per input array, so the caller's
-    ``x -= lr * g`` after the solve changes nothing in it."""
-    for i in sched.inputs:
-        v = vals[i]
-        if v.__class__ is _ND:
-            vals[i] = v.copy()
 
 
 def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None,
                      linear_solver=None):
     """``prog.evaluate(**inputs)``: the forward pass only, the output value ``z_o``."""
     sched = compiled(prog)
-    opts = _options(tol, maxiter, method, linear_solver)
+    opts = SolveOptions.make(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     run_forward(sched, vals, opts, parse_guess(sched, guess))
     out = vals[sched.output]

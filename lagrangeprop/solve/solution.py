@@ -1,10 +1,13 @@
 """``Solution``: a solved program's values, multipliers (= gradients) and certificate.
 
 A Solution owns its numbers (SPEC §2): it keeps the forward pass's value slots, the
-multipliers and the block solver states by node id, and builds the dicts keyed by name
-on first access (read-only views). :meth:`Solution.kkt` and :meth:`Solution.jacobian_z`
-evaluate the certificate (:mod:`lagrangeprop.solve.lagrangian`) and the implicit-function
-Jacobian (:mod:`lagrangeprop.solve.matrix`) at the solution.
+multipliers and the block solver states by node id, as the passes left them, and builds
+the dicts keyed by name only when one is read (each on its first read, then kept; the
+arrays in them are read-only views). A gradient call that reads ``sol.grad["x"]`` and
+``sol.output`` pays for the inputs' multipliers and one value, not for a dict entry per
+node. :meth:`Solution.kkt` and :meth:`Solution.jacobian_z` evaluate the certificate
+(:mod:`lagrangeprop.solve.lagrangian`) and the implicit-function Jacobian
+(:mod:`lagrangeprop.solve.matrix`) at the solution.
 
 Examples
 --------
@@ -12,13 +15,15 @@ Examples
 >>> sol = lp.trace(lambda x: x * x, x=3.0).solve(x=3.0)
 >>> sol
 Solution('program': output=9, grad={x: 6})
+>>> sorted(k for k in ("values", "multipliers", "grad") if k in vars(sol))   # built when read
+['grad']
 >>> float(sol.values["x"]), float(sol.multipliers["out"])
 (3.0, 1.0)
 """
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,13 +31,28 @@ import numpy as np
 from ..blocks import summary
 from ..compile.schedule import Schedule
 from ..options import SolveOptions
-from .inputs import scalarize
+from .inputs import input_spec, scalarize
 from .lagrangian import kkt_residuals, point
 from .matrix import jacobian_z
 
 __all__ = ["Solution"]
 
-_ND, _F64DT = np.ndarray, np.dtype(np.float64)
+_ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
+
+
+class _built_on_read:
+    """A dict attribute built by ``fn(self)`` on its first read and kept in the instance's
+    ``__dict__``, where later reads find it without calling this descriptor (as
+    ``functools.cached_property``, without the lock it takes on every first read in 3.11)."""
+
+    def __init__(self, fn: Callable):
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        out = obj.__dict__[self.name] = self.fn(obj)
+        return out
 
 
 class Solution:
@@ -48,12 +68,12 @@ class Solution:
         self.seed = seed
         self.options = options
 
-    # values / multipliers / grad are built on first access: a solve in a loop that reads
-    # only .grad must not pay a dict entry per node (benchmarks/README.md)
     def _multiplier(self, i: int):
+        """``λ_i`` as the caller reads it: float64, the node's shape (zeros where the passes
+        left ``None``), an array as a read-only view."""
         lam, shape = self._lam[i], self.schedule.shapes[i]
         cls = lam.__class__
-        if cls is np.float64 and shape == ():
+        if cls is _F64 and shape == ():
             return lam
         if cls is _ND and lam.dtype is _F64DT and lam.shape == shape and shape != ():
             view = lam.view()   # read-only, as the broadcast_to view below
@@ -61,31 +81,40 @@ class Solution:
             return view
         return scalarize(np.zeros(shape) if lam is None else np.broadcast_to(lam, shape))
 
-    @cached_property
+    @_built_on_read
     def values(self) -> dict[str, Any]:
+        """``z_v`` for every input and defined node, keyed by name (read-only)."""
         sched = self.schedule
         return {sched.names[i]: _readonly(self._vals[i]) for i in [*sched.inputs, *sched.defined]}
 
-    @cached_property
+    @_built_on_read
     def multipliers(self) -> dict[str, Any]:
+        """``λ_v`` for every input and defined node, keyed by name (read-only)."""
         sched = self.schedule
         return {sched.names[i]: self._multiplier(i) for i in [*sched.inputs, *sched.defined]}
 
-    @cached_property
+    @_built_on_read
     def grad(self) -> dict[str, Any]:
-        sched = self.schedule
+        """``λ_x = ∂L/∂x = ∇_x z_o`` for every input, keyed by name: the inputs' entries of
+        :attr:`multipliers` (the same objects when those were built first)."""
+        spec = input_spec(self.schedule)
         if "multipliers" in self.__dict__:
-            return {sched.names[i]: self.multipliers[sched.names[i]] for i in sched.inputs}
-        return {sched.names[i]: self._multiplier(i) for i in sched.inputs}
+            lam = self.multipliers
+            return {k: lam[k] for k in spec}
+        return {k: self._multiplier(i) for k, (i, _) in spec.items()}
 
     @property
     def output(self):
         """``z_o``, the output value."""
-        return _readonly(self._vals[self.schedule.output])
+        v = self._vals[self.schedule.output]
+        return v if v.__class__ is _F64 else _readonly(v)
 
     @property
     def inputs(self) -> dict:
-        return {k: self.values[k] for k in self.schedule.input_names}
+        """``z_x`` for every input, keyed by name (the inputs' entries of :attr:`values`)."""
+        if "values" in self.__dict__:
+            return {k: self.values[k] for k in self.schedule.input_names}
+        return {k: _readonly(self._vals[i]) for k, (i, _) in input_spec(self.schedule).items()}
 
     def kkt(self) -> dict[str, float]:
         """Stationarity residuals, each constraint and each multiplier equation on its own scale
