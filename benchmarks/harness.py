@@ -1,7 +1,7 @@
 """The benchmark harness: timing, rounds, subprocess isolation, the table and the JSON.
 
 It knows nothing of the programs: a case is a function ``build(system)`` returning an object
-with ``grad()`` and ``fwd()`` callables (plus optional ``flat``, ``compile_s``, ``note``), or
+with ``grad()`` and ``fwd()`` callables (plus optional ``flat``, ``compile_s``, ``note``, ``warmup``), or
 None ("n/a"); the cases live in ``benchmarks/cases/``.
 
 - :func:`measure`: timeit-style median seconds per call (samples of >= 2 ms, gc off);
