@@ -1,11 +1,12 @@
 """The benchmark harness: timing, rounds, subprocess isolation, the table and the JSON.
 
 It knows nothing of the programs: a case is a function ``build(system)`` returning an object
-with ``grad()`` and ``fwd()`` callables (plus optional ``flat``, ``compile_s``, ``note``), or
+with ``grad()`` and ``fwd()`` callables (plus optional ``flat``, ``compile_s``, ``note``, ``warmup``), or
 None ("n/a"); the cases live in ``benchmarks/cases/``.
 
 - :func:`measure`: timeit-style median seconds per call (samples of >= 2 ms, gc off);
-- :func:`run_one`: one system on one program in this process (times, peak memory, gradient);
+- :func:`run_one`: one system on one program in this process (times, cold first call, peak memory,
+  gradient);
 - :func:`run_child`: the same in a fresh process (``run.py --child``), for memory and cold calls;
 - :func:`run_program`: every system, ``rounds`` times interleaved, medians per system;
 - :func:`table_rows`, :func:`print_table`, :func:`write_json`: the report.
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 RUN_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run.py")
+PEERS = ("jax", "jax-unrolled", "casadi", "openmdao")   # = cases.common.PEERS (the harness imports no case)
 
 
 # =================================================================== measuring
@@ -86,14 +88,36 @@ def _peak_mb(fn: Callable[[], Any]) -> tuple[float | None, Any]:
         return None, fn()
 
 
+# what each system imports, imported before its cold call is timed (the cold call is the
+# trace/compile + first gradient of the program, not the package's import)
+PACKAGES = {"lagrangeprop": ("lagrangeprop",), "autograd": ("autograd",), "torch": ("torch",),
+            "jax": ("jax",), "jax-unrolled": ("jax",), "casadi": ("casadi",), "openmdao": ("openmdao.api",)}
+
+
+def preimport(system: str) -> None:
+    """Import ``system``'s packages (ImportError when one is not installed)."""
+    import importlib
+    for mod in PACKAGES.get(system, ()):
+        if mod == "jax":   # one thread, float64: before jax's first use (cases/peers.jax_module)
+            os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+        importlib.import_module(mod)
+
+
 def run_one(build: Callable[[str], Any], system: str, budget: float, memory: bool, single: bool = False,
             grad_path: str | None = None, timings: bool = True) -> dict:
     """One system on one program in this process: ``status``, ``grad_s``, ``fwd_s``, ``peak_mb``,
     ``note``, ``compile_s`` and the flat gradient (``grad``, or saved to ``grad_path``).
 
-    ``single``: the first (cold) gradient call is the measurement (lagrangeprop: also a second)."""
+    ``single``: the first (cold) gradient call is the measurement (lagrangeprop: also a second).
+    ``cold_s``: building the implementation (trace, compile, jit, setup) + its first gradient call."""
     try:
+        preimport(system)
+    except ImportError:
+        pass          # build() says "n/a" for this program, or raises it again: "not installed"
+    try:
+        t0 = time.perf_counter()
         impl = build(system)
+        build_s = time.perf_counter() - t0
     except ImportError as exc:
         return {"status": f"not installed ({exc.name})"}
     if impl is None:
@@ -104,6 +128,9 @@ def run_one(build: Callable[[str], Any], system: str, budget: float, memory: boo
             warnings.simplefilter("ignore")
             t = time.perf_counter()
             peak, g = _peak_mb(impl.grad) if memory else (None, impl.grad())
+            res["cold_s"] = build_s + time.perf_counter() - t   # trace/compile + first gradient
+            if impl.warmup is not None and timings and not single:
+                impl.warmup()
             if single:
                 res["grad_s"], res["fwd_s"] = time.perf_counter() - t, None
                 if system == "lagrangeprop":
@@ -157,9 +184,10 @@ def run_program(name: str, build: Callable[[str], Any], systems: list[str], *, r
             elif rnd == 0:            # times in this one process; peak memory in a process of its own
                 per[system] = run_one(build, system, budget, memory=False)
                 per[system]["rounds"] = [(per[system].get("grad_s"), per[system].get("fwd_s"))]
-                if memory and per[system]["status"] == "ok":
+                if memory and per[system]["status"] == "ok":   # and the cold call in a fresh process
                     mem = run_child(name, system, budget, timeout, peak_only=True)
                     per[system]["peak_mb"] = mem.get("peak_mb") if mem["status"] == "ok" else None
+                    per[system]["cold_s"] = mem.get("cold_s", per[system].get("cold_s"))
             elif per[system]["status"] == "ok":   # another round, interleaved with the other systems
                 again = run_one(build, system, budget, memory=False)
                 if again["status"] == "ok":
@@ -193,8 +221,10 @@ def table_rows(name: str, per: dict) -> list[tuple]:
     lp_t = per.get("lagrangeprop", {}).get("grad_s")
     rows = []
     for system, r in per.items():
+        if r["status"] == "n/a" and system in PEERS:   # the compiled peers cover a few programs
+            continue
         if r["status"] != "ok":
-            rows.append((name, system, r["status"], "", "", "", "", "", ""))
+            rows.append((name, system, r["status"], "", "", "", "", "", "", ""))
             continue
         err = "-"
         g = r.get("grad")
@@ -205,14 +235,14 @@ def table_rows(name: str, per: dict) -> list[tuple]:
         ratio = f"{lp_t / r['grad_s']:.2f}" if lp_t else "-"
         peak = "-" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
         gf = f"{r['grad_s'] / r['fwd_s']:.2f}" if r.get("fwd_s") else "-"
-        rows.append((name, system, fmt_t(r["grad_s"]), fmt_t(r.get("fwd_s")), gf, ratio, peak, err,
-                     r.get("note") or ""))
+        rows.append((name, system, fmt_t(r["grad_s"]), fmt_t(r.get("fwd_s")), gf, ratio,
+                     fmt_t(r.get("cold_s")), peak, err, r.get("note") or ""))
     return rows
 
 
 def print_table(rows: list[tuple]) -> None:
     """The aligned table, a blank line between programs."""
-    head = ("program", "system", "grad", "fwd", "grad/fwd", "lp/sys", "peak MB", "err", "note")
+    head = ("program", "system", "grad", "fwd", "grad/fwd", "lp/sys", "cold", "peak MB", "err", "note")
     widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)))

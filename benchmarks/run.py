@@ -1,4 +1,5 @@
-"""Benchmark lagrangeprop against HIPS autograd, PyTorch (CPU, float64) and hand-written numpy.
+"""Benchmark lagrangeprop against HIPS autograd, PyTorch (CPU, float64), hand-written numpy and the
+compiled peers JAX (jit), CasADi (SX) and OpenMDAO (the ``[bench]`` extra; rows only where natural).
 
 Every program is compiled once and then timed the way a user calls it: ``prog.solve(**inputs)``
 (forward + multipliers, the "grad" column) and ``prog.evaluate(**inputs)`` (forward only, "fwd").
@@ -18,7 +19,8 @@ The timing, rounds, subprocess isolation, table and JSON are ``harness.py``; the
 module each with every system's implementation, are ``cases/``. This file is the command line.
 
 Columns: ``grad``/``fwd`` times, ``grad/fwd``, ``lp/sys`` = lagrangeprop's grad time divided by
-this system's (< 1: lagrangeprop is faster), ``peak MB`` and ``err`` = max relative difference of
+this system's (< 1: lagrangeprop is faster), ``cold`` = building it (trace, compile, jit, setup) + the
+first gradient call (in a fresh process for ``memory`` programs), ``peak MB`` and ``err`` = max relative difference of
 this system's gradient from the hand-written numpy one (or from lagrangeprop's when there is none).
 """
 
@@ -35,7 +37,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
 from cases import CASES, SINGLE  # noqa: E402
 
-SYSTEMS = ("lagrangeprop", "autograd", "torch", "numpy")
+SYSTEMS = ("lagrangeprop", "autograd", "torch", "numpy", "jax", "jax-unrolled", "casadi", "openmdao")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -9,8 +9,12 @@ the gradient λ_x = ∂L/∂x = f'(x).
 
 This script prints the multiplier table, checks λ_x against the hand-derived derivative, checks
 L == output at the solution and the KKT residuals, checks prog.lagrangian_grad at a point that
-is NOT a solution against finite differences of prog.lagrangian, and draws the graph.
+is NOT a solution against finite differences of prog.lagrangian, and draws the graph. With
+--source it also prints prog.source(): the forward pass and the multiplier back-substitution as
+the straight-line Python that prog.solve runs, each line commented with its equation.
 Exit status 1 if any check fails.
+
+    python examples/blog_example.py [--source]
 """
 
 import sys
@@ -36,7 +40,8 @@ def f_prime(x):
     return (np.exp(c) + np.cos(c)) * (a + 2 * a * a)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    show_source = "--source" in (sys.argv[1:] if argv is None else argv)
     x0 = 0.5
     prog = lp.trace(f, x=x0)
     sol = prog.solve(x=x0)
@@ -108,6 +113,15 @@ def main() -> int:
         print("\n(matplotlib not installed: no graph picture; pip install lagrangeprop[plot])")
     else:
         print(f"\nGraph with values and multipliers: {lp.draw(prog, sol, path='blog_graph.png')}")
+
+    src = prog.source()
+    if show_source:
+        print("\n5. The same solve as code: prog.source() (forward: ∂L/∂λ = 0, adjoint: ∂L/∂z = 0)\n")
+        print(src)
+    else:
+        print("\n(--source prints prog.source(): this solve as straight-line Python, one line per equation)")
+    if "def adjoint" not in src or "lam_x" not in src:
+        failures.append("source")
 
     print("\nFAILED: " + ", ".join(failures) if failures else "\nOK: every check passed")
     return 1 if failures else 0

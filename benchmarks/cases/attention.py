@@ -30,13 +30,19 @@ def attention_f(einsum, softmax, mean, X, T):
     return attention
 
 
-@case("attention", quick=False)
+@case("attention", quick=False, peers=("jax",))
 def attention(system: str):
     X, T, W = attention_data()
     if system == "lagrangeprop":
         import lagrangeprop as lp
         f = attention_f(np.einsum, lambda S: lp.softmax(S, axis=-1), np.mean, X, T)
         return lp_impl(lambda: lp.trace(f, W=W), {"W": W})
+    if system == "jax":
+        from .peers import jax_impl, jax_module
+        jax = jax_module()
+        import jax.numpy as jnp
+        f = attention_f(jnp.einsum, lambda S: jax.nn.softmax(S, axis=-1), jnp.mean, jnp.asarray(X), jnp.asarray(T))
+        return jax_impl(f, [W])
     if system == "autograd":
         import autograd
         import autograd.numpy as anp

@@ -16,9 +16,18 @@ def blog_f(m):
     return f
 
 
-@case("blog")
+@case("blog", peers=("jax", "casadi"))
 def blog(system: str):
     x0 = 0.5
+    if system == "jax":
+        import jax.numpy as jnp
+
+        from .peers import jax_impl, jax_module
+        jax_module()
+        return jax_impl(blog_f(jnp), [x0])
+    if system == "casadi":
+        from .peers import casadi_scalar
+        return casadi_scalar(blog_f, x0)
     impl = scalar_impl(system, blog_f, x0)
     if impl is not None:
         return impl

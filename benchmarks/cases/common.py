@@ -24,6 +24,7 @@ class Impl:
     flat: Callable[[Any], np.ndarray] = None  # gradient result -> flat float64 vector
     compile_s: float | None = None   # lagrangeprop: trace + compile time
     note: str = ""
+    warmup: Callable[[], Any] | None = None   # run once after the cold call, before timing (a jit's fwd)
 
 
 def torch_module():
@@ -60,11 +61,19 @@ CASES: dict[str, tuple[Callable, bool, bool]] = {}
 SINGLE: set[str] = set()   # programs timed by one cold gradient call (no forward column): minutes per call
 
 
-def case(name: str, memory: bool = False, quick: bool = True, single: bool = False) -> Callable:
+# the peer systems of issue 14 that implement only some programs (a case lists its own in ``peers``)
+PEERS = ("jax", "jax-unrolled", "casadi", "openmdao")
+
+
+def case(name: str, memory: bool = False, quick: bool = True, single: bool = False,
+         peers: tuple[str, ...] = ()) -> Callable:
     """Register ``build(system)`` as the program ``name`` (``memory``: also measure peak memory;
-    ``quick``: part of ``--quick``; ``single``: timed by one cold call per system)."""
+    ``quick``: part of ``--quick``; ``single``: timed by one cold call per system; ``peers``: the
+    systems of :data:`PEERS` it implements, the others are "n/a" without calling it)."""
     def deco(fn):
-        CASES[name] = (fn, memory, quick)
+        def build(system: str):
+            return None if system in PEERS and system not in peers else fn(system)
+        CASES[name] = (build, memory, quick)
         if single:
             SINGLE.add(name)
         return fn

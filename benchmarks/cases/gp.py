@@ -34,7 +34,7 @@ def gp_f(m, linalg, sq, y):
     return gp
 
 
-@case("gp", quick=False)
+@case("gp", quick=False, peers=("jax",))
 def gp(system: str):
     sq, y, theta = gp_data()
     n = y.shape[0]
@@ -42,6 +42,11 @@ def gp(system: str):
         import lagrangeprop as lp
         f = gp_f(np, np.linalg, sq, y)
         return lp_impl(lambda: lp.trace(f, theta=theta), {"theta": theta})
+    if system == "jax":
+        from .peers import jax_impl, jax_module
+        jax_module()
+        import jax.numpy as jnp
+        return jax_impl(gp_f(jnp, jnp.linalg, jnp.asarray(sq), jnp.asarray(y)), [theta])
     if system == "autograd":
         import autograd
         import autograd.numpy as anp

@@ -8,7 +8,7 @@ import scipy.special
 from .common import Impl, case, lp_impl, torch_module
 
 
-@case("logistic")
+@case("logistic", peers=("jax",))
 def logistic(system: str):
     rng = np.random.default_rng(1)
     N, d = 10_000, 100
@@ -25,6 +25,13 @@ def logistic(system: str):
         import lagrangeprop as lp
         f = f_of(lp, X, y, lambda z: lp.logaddexp(0.0, z))
         return lp_impl(lambda: lp.trace(f, w=w0), {"w": w0})
+    if system == "jax":
+        import jax.numpy as jnp
+
+        from .peers import jax_impl, jax_module
+        jax_module()
+        f = f_of(jnp, jnp.asarray(X), jnp.asarray(y), lambda z: jnp.logaddexp(0.0, z))
+        return jax_impl(f, [w0])
     if system == "autograd":
         import autograd
         import autograd.numpy as anp

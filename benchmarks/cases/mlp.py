@@ -30,7 +30,7 @@ def mlp_f(m, X, Y, lse):
     return mlp
 
 
-@case("mlp", memory=True)
+@case("mlp", memory=True, peers=("jax",))
 def mlp(system: str):
     X, Y, params = mlp_data()
     names = sorted(params)
@@ -38,6 +38,14 @@ def mlp(system: str):
         import lagrangeprop as lp
         f = mlp_f(lp, X, Y, lambda z: lp.logsumexp(z, axis=1, keepdims=True))
         return lp_impl(lambda: lp.trace(f, **params), params)
+    if system == "jax":
+        from .peers import jax_impl, jax_module
+        jax_module()
+        import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
+        f = mlp_f(jnp, jnp.asarray(X), jnp.asarray(Y), lambda z: logsumexp(z, axis=1, keepdims=True))
+        order = ["W1", "b1", "W2", "b2", "W3", "b3"]
+        return jax_impl(f, [params[k] for k in order], names=order)
     if system == "autograd":
         import autograd
         import autograd.numpy as anp

@@ -7,9 +7,89 @@ import numpy as np
 from .common import Impl, case, lp_impl, torch_module
 
 
-@case("sellar")
+def _sellar_casadi(x0: float, z0: np.ndarray) -> Impl:
+    """CasADi: the coupling residual as an SX ``rootfinder`` (Newton); its derivative is CasADi's
+    own implicit-function rule, the objective's gradient one ``jacobian`` of the composition."""
+    import casadi as ca
+    y, p = ca.SX.sym("y", 2), ca.SX.sym("p", 3)          # p = (x, z0, z1)
+    res = ca.vertcat(y[0] - (p[1] ** 2 + p[2] + p[0] - 0.2 * y[1]), y[1] - (ca.sqrt(y[0]) + p[1] + p[2]))
+    rf = ca.rootfinder("rf", "newton", ca.Function("g", [y, p], [res]), {"abstol": 1e-12})
+    P = ca.MX.sym("p", 3)
+    Y = rf(ca.DM([1.0, 1.0]), P)
+    obj = P[0] ** 2 + P[2] + Y[0] + ca.exp(-Y[1])
+    G = ca.Function("G", [P], [obj, ca.jacobian(obj, P)])
+    F = ca.Function("F", [P], [obj])
+    p0 = np.array([x0, *z0])
+
+    def grad():
+        _, g = G(p0)
+        return np.asarray(g.full()).ravel()
+    return Impl(grad, lambda: float(F(p0)), note="SX rootfinder (newton)")
+
+
+def _sellar_openmdao(x0: float, z0: np.ndarray) -> Impl:
+    """OpenMDAO: two disciplines with analytic partials in a coupled group, Newton + DirectSolver;
+    the gradient is ``run_model`` + ``compute_totals``."""
+    import openmdao.api as om
+
+    class D1(om.ExplicitComponent):
+        def setup(self):
+            self.add_input("z", np.zeros(2)); self.add_input("x", 0.0); self.add_input("y2", 1.0)
+            self.add_output("y1", 1.0)
+            self.declare_partials("*", "*")
+
+        def compute(self, i, o):
+            o["y1"] = i["z"][0] ** 2 + i["z"][1] + i["x"] - 0.2 * i["y2"]
+
+        def compute_partials(self, i, J):
+            J["y1", "z"] = [[2.0 * i["z"][0], 1.0]]; J["y1", "x"] = 1.0; J["y1", "y2"] = -0.2
+
+    class D2(om.ExplicitComponent):
+        def setup(self):
+            self.add_input("z", np.zeros(2)); self.add_input("y1", 1.0)
+            self.add_output("y2", 1.0)
+            self.declare_partials("*", "*")
+
+        def compute(self, i, o):
+            o["y2"] = np.sqrt(i["y1"]) + i["z"][0] + i["z"][1]
+
+        def compute_partials(self, i, J):
+            J["y2", "y1"] = 0.5 / np.sqrt(i["y1"]); J["y2", "z"] = [[1.0, 1.0]]
+
+    prob = om.Problem(reports=False)
+    model = prob.model
+    cycle = model.add_subsystem("cycle", om.Group(), promotes=["*"])
+    cycle.add_subsystem("d1", D1(), promotes=["*"])
+    cycle.add_subsystem("d2", D2(), promotes=["*"])
+    cycle.nonlinear_solver = om.NewtonSolver(solve_subsystems=False, atol=1e-12, rtol=1e-12, iprint=-1)
+    cycle.linear_solver = om.DirectSolver()
+    model.add_subsystem("obj", om.ExecComp("obj = x**2 + z[1] + y1 + exp(-y2)", z=np.zeros(2)),
+                        promotes=["*"])
+    model.set_input_defaults("x", x0); model.set_input_defaults("z", z0)
+    model.add_design_var("x"); model.add_design_var("z"); model.add_objective("obj")
+    prob.setup(check=False)
+    prob.set_val("x", x0); prob.set_val("z", z0)
+    prob.final_setup()
+
+    def fwd():
+        prob.set_val("y1", 1.0); prob.set_val("y2", 1.0)     # the same start as the others
+        prob.run_model()
+        return float(prob.get_val("obj")[0])
+
+    def grad():
+        fwd()
+        t = prob.compute_totals(of=["obj"], wrt=["x", "z"], return_format="flat_dict")
+        return np.concatenate([np.ravel(t["obj", "x"]), np.ravel(t["obj", "z"])])
+    return Impl(grad, fwd, note="Newton + DirectSolver, compute_totals")
+
+
+@case("sellar", peers=("casadi", "openmdao"))
 def sellar(system: str):
     x0, z0 = 1.0, np.array([5.0, 2.0])
+    if system == "casadi":
+        return _sellar_casadi(x0, z0)
+    if system == "openmdao":
+        return _sellar_openmdao(x0, z0)
     if system == "lagrangeprop":
         import lagrangeprop as lp
 

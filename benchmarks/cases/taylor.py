@@ -7,7 +7,7 @@ import numpy as np
 from .common import Impl, case, lp_impl, torch_module
 
 
-@case("taylor")
+@case("taylor", peers=("jax", "casadi"))
 def taylor(system: str):
     M, deg = 200, 8
     t = np.linspace(-1.0, 1.0, M)
@@ -29,6 +29,22 @@ def taylor(system: str):
     if system == "lagrangeprop":
         import lagrangeprop as lp
         return lp_impl(lambda: lp.trace(f_of(lp, t, y), c=c0, a=a0), {"c": c0, "a": a0})
+    if system == "jax":
+        import jax.numpy as jnp
+
+        from .peers import jax_impl, jax_module
+        jax_module()
+        return jax_impl(f_of(jnp, jnp.asarray(t), jnp.asarray(y)), [c0, a0], names="ca")
+    if system == "casadi":
+        from types import SimpleNamespace
+
+        from .peers import casadi_impl
+
+        def build(ca):
+            c, a = ca.SX.sym("c", deg + 1), ca.SX.sym("a")
+            m = SimpleNamespace(mean=lambda v: ca.sum1(v) / v.numel())
+            return [c, a], f_of(m, ca.DM(t), ca.DM(y))(c, a)
+        return casadi_impl(build, [c0, a0], names="ca")
     if system == "autograd":
         import autograd
         import autograd.numpy as anp
