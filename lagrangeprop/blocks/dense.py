@@ -153,7 +153,10 @@ class _Scalar:
 def _factor(block: Block, code: BlockCode, vals: list, z, a, where: str):
     """A solver of the states' Newton system ``S δ_T = -c_T``; singular -> SingularSystemError naming
     the states (judged on the reduced system, SPEC §1)."""
-    S = code.reduced(vals, z, a)
+    try:
+        S = code.reduced(vals, z, a)
+    except _FLOAT_ERRORS:      # an infinite partial (numpy's inf): the generic Newton decides
+        raise SingularSystemError(f"non-finite Jacobian {where}", nodes=block.names) from None
     if len(S) == 1:    # as LAPACK's 1×1 LU: singular only at an exactly zero (or non-finite) pivot
         if S[0] != 0.0 and S[0] - S[0] == 0.0:
             return _Scalar(S[0])
