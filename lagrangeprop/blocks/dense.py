@@ -5,10 +5,12 @@ A block of at most :data:`MAX_UNKNOWNS` scalar unknowns whose members are all ``
 solved by the same Newton iteration as :func:`lagrangeprop.blocks.newton.newton`, on Python floats
 instead of the generic sparse machinery: ``c_S`` and the dense ``A_SS`` come from the block's
 generated functions (:mod:`lagrangeprop.compile.blockgen`), the step from the LAPACK LU of
-``A_SS`` (:func:`~lagrangeprop.blocks.eliminate.reduced_factor`, which judges singularity on the
-equilibrated matrix or the Schur complement, as today), and the stopping test is
-:mod:`lagrangeprop.blocks.scale`'s per-constraint one. The adjoint and tangent then solve with
-``state.A`` / ``state.lu`` through :mod:`lagrangeprop.blocks.linear`, as after the generic Newton.
+``A_SS``'s Schur complement on the states (generated too; LAPACK's LU through
+:func:`~lagrangeprop.blocks.eliminate.factor`, which judges singularity on the equilibrated
+reduced system, SPEC §1), and the stopping test is :mod:`lagrangeprop.blocks.scale`'s
+per-constraint one. The adjoint and tangent (:func:`linear_solve`) solve with the LU of the dense
+``A_SS`` at the solution, made as :func:`lagrangeprop.blocks.linear.direct` makes it (the same
+singularity test and report).
 
 Iterates, line search, polishing step and stopping test are the generic Newton's, so the two
 reach the same root to rounding. Whenever the dense iteration does not succeed (a non-finite
@@ -42,7 +44,7 @@ from ..compile.blockgen import BlockCode, generable, generate_block
 from ..compile.schedule import Block
 from ..errors import SingularSystemError
 from ..options import SolveOptions
-from .eliminate import factor, split_members
+from .eliminate import factor, reduced_factor, split_members
 from .layout import labels_of
 from .iteration import MAXITER
 from .newton import newton
@@ -50,7 +52,7 @@ from .residual import has_jac
 from .scale import constraint_scale
 from .state import BlockState, cache_of
 
-__all__ = ["ENABLED", "MAX_UNKNOWNS", "applies", "code_of", "try_dense", "dense_newton"]
+__all__ = ["ENABLED", "MAX_UNKNOWNS", "applies", "code_of", "try_dense", "dense_newton", "linear_solve"]
 
 ENABLED = True      # False: every block takes the generic path (tests compare the two)
 MAX_UNKNOWNS = 32   # blocks up to this many scalar unknowns
@@ -77,6 +79,19 @@ def dense_newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> B
     """Newton on the generated code (:func:`try_dense`), else the generic Newton; fills ``vals``."""
     state = try_dense(block, vals, opts, guess)
     return state if state is not None else newton(block, vals, opts, guess)
+
+
+# A_SSᵀ λ_S = b_S (adjoint) or A_SS ż_S = b_S (tangent), with the LU of A_SS at the solution
+def linear_solve(block: Block, state: BlockState, rhs: list, trans: bool) -> list:
+    """The block's linear solve on a dense state (scalar members), the factorization of ``state.A``
+    made on first use as :func:`lagrangeprop.blocks.linear.direct` makes it (the same singularity
+    test and report); per member a 0-d array, as :func:`~lagrangeprop.blocks.layout.split` gives."""
+    if state.lu is None:
+        state.lu, _ = reduced_factor(block, state.A, "at the solution")
+    b = np.array([0.0 if r is None else float(r) for r in rhs])
+    with np.errstate(all="ignore"):
+        x = state.lu.solve(b, trans="T" if trans else "N")
+    return [np.array(t) for t in x.tolist()]
 
 
 def _evaluate(code: BlockCode, vals: list, z: list):
@@ -121,11 +136,24 @@ def try_dense(block: Block, vals: list, opts: SolveOptions, guess: dict) -> Bloc
 
 
 def _scaled(c, scale) -> tuple[float, float]:
-    """``max|c / s|`` (NaN when an entry is not finite) and ``||c / s||₂``."""
-    cs = [ci / si for ci, si in zip(c, scale)]
-    if not all(t - t == 0.0 for t in cs):
+    """``max|c / s|`` and ``||c / s||₂`` (both NaN when an entry, or the sum of squares, is not finite)."""
+    m = s2 = 0.0
+    for ci, si in zip(c, scale):
+        t = ci / si
+        s2 += t * t
+        t = abs(t)
+        if t > m:
+            m = t
+    if s2 - s2 != 0.0:
         return math.nan, math.nan
-    return max(map(abs, cs), default=0.0), math.sqrt(math.fsum(t * t for t in cs))
+    return m, math.sqrt(s2)
+
+
+def _finite(z) -> bool:
+    for t in z:
+        if t - t != 0.0:
+            return False
+    return True
 
 
 def _scale(block: Block, code: BlockCode, vals: list, z) -> list:
@@ -204,7 +232,7 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
     polished = False
     for it in range(maxiter + 1):
         state.iterations = it
-        if not all(t - t == 0.0 for t in z):
+        if not _finite(z):
             return None
         scale = _scale(block, code, vals, z)
         cn, norm2 = _scaled(c, scale)
