@@ -54,6 +54,15 @@ def _diode_mixed():
     return prog, {"x": 2e-3, "r": 1e3}, {"w": 0.7}
 
 
+def _registry_ops():
+    """Scalar members whose ops have no math form: the registry's numpy function and partials."""
+    prog = lp.Program(); x = prog.input("x"); y = prog.variable("y"); w = prog.variable("w")
+    prog.define(y, 0.3 * lp.sigmoid(w) + np.abs(x) + 0.1 * np.arctan(y))
+    prog.residual(w, np.logaddexp(w, y) + np.hypot(w, 1.0) - lp.maximum(x, 0.1) - 3.0)
+    prog.output(w * y, name="o")
+    return prog, {"x": -0.7}, {"w": 1.0}
+
+
 def _scaled(name):
     def build():
         c = SCALED_CASES[name]()
@@ -63,7 +72,7 @@ def _scaled(name):
 
 SCALAR = {"sellar": lambda: (sellar_program(), dict(SELLAR_INPUTS), dict(SELLAR_GUESS)),
           "cubic": _cubic, "fixed_point": _fixed_point, "kepler": _kepler, "lambert": _lambert,
-          "diode_mixed": _diode_mixed, **{n: _scaled(n) for n in SCALED_CASES}}
+          "diode_mixed": _diode_mixed, "registry_ops": _registry_ops, **{n: _scaled(n) for n in SCALED_CASES}}
 ARRAYS = {"linear": lambda: linear_cycle()[:3], "deq": lambda: deq()[:3],
           "residual": lambda: residual_chain()[:3], "mixed": lambda: mixed()[:3]}
 
@@ -265,3 +274,44 @@ def test_outside_operands_of_other_kinds_are_not_generated(spy):
     prog.define(u, 0.5 * lp.cos(u) + x * np.ones(2)); prog.output(lp.sum(u), name="o")
     sol = prog.solve(x=0.3)
     assert spy["dense"] == 1 and sol.kkt()["primal"] <= TOL       # array members: generic
+
+
+def test_registry_ops_are_called_from_the_generated_code():
+    prog, inputs, guess = _registry_ops()
+    sol = prog.solve(**inputs, guess=guess)
+    text = cache_of(sol.schedule.blocks[0]).dense.text
+    assert "float(_k" in text and "V[" in text               # registry calls on floats
+    h = 1e-6
+    out = [prog.solve(x=inputs["x"] + d, guess=guess).output for d in (h, -h)]
+    fd = (out[0] - out[1]) / (2 * h)
+    assert float(sol.grad["x"]) == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_user_primitives_keep_the_generic_path(spy):
+    op = lp.primitive("dense_test_cube", lambda v: v ** 3, vjp=lambda g, ans, v: (g * 3 * v ** 2,),
+                      jac=lambda ans, v: (np.atleast_2d(3 * v ** 2),))
+    prog = lp.Program(); x = prog.input("x"); w = prog.variable("w")
+    prog.residual(w, op(w) + w - x); prog.output(w * 1.0, name="o")
+    sol = prog.solve(x=2.0)
+    assert spy["dense"] == 0 and float(sol.values["w"]) == pytest.approx(1.0)
+
+
+def test_an_infinite_partial_at_the_solution_hands_the_block_to_the_generic_newton(monkeypatch):
+    # Sellar with y1 pinned at 0 by a residual: sqrt(y1)'s partial 0.5/sqrt(0) raises in Python floats
+    def build():
+        prog = lp.Program(); x = prog.input("x")
+        y1, y2 = prog.variable("y1"), prog.variable("y2")
+        prog.residual(y1, y1 - 0.0 * y2 - 0.0 * x)
+        prog.define(y2, lp.sqrt(y1) + x)
+        prog.output(y1 + y2, name="o")
+        return prog, {"x": 1.0}, {"y1": 0.0, "y2": 1.0}
+    outcomes = []
+    for enabled in (True, False):
+        monkeypatch.setattr(dense, "ENABLED", enabled)
+        prog, inputs, guess = build()
+        try:
+            sol = prog.solve(**inputs, guess=guess)
+            outcomes.append(("ok", float(sol.values["y2"])))
+        except lp.LagrangePropError as exc:
+            outcomes.append((type(exc).__name__, str(exc)))
+    assert outcomes[0] == outcomes[1]

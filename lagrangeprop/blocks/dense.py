@@ -243,10 +243,13 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
         if done and not polished and it < maxiter and cn > 1e-14:
             polished = True                           # one more (quadratically convergent) step
         elif done:
+            try:
+                A = code.jacobian(vals, z, a)       # A_SS at the solution: the adjoint factors it
+            except _FLOAT_ERRORS:                   # an infinite partial: the generic Newton decides
+                return None
             _store(block, vals, z)
             state.ans = {node: np.array(v) for node, v in zip(block.nodes, a)}
-            n = block.size
-            state.A = np.array(code.jacobian(vals, z, a)).reshape(n, n)   # the adjoint factors it
+            state.A = np.array(A).reshape(block.size, block.size)
             return state
         if it == maxiter:
             return None

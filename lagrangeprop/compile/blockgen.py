@@ -54,7 +54,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .codegen import _BUILTIN
-from .schedule import Block
+from .schedule import Block, Step
 from .statements import MATH, _fmt
 
 __all__ = ["BlockCode", "generable", "generate_block"]
@@ -96,13 +96,27 @@ def _scalar_float(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_math(s: Step) -> bool:
+    p = s.prim
+    return (p.name in MATH and not p.user and not s.params and p is _BUILTIN[p.name]
+            and len(s.args) == len(MATH[p.name][1]))
+
+
+def _is_raw(block: Block, s: Step) -> bool:
+    """An elementwise built-in with its bare numpy function and a partial for every block operand."""
+    p = s.prim
+    if p.user or s.params or p.nondiff or p.raw_fn is None or p.raw_partials is None:
+        return False
+    return len(p.raw_partials) == len(s.args) and all(
+        p.raw_partials[i] is not None for i, u in enumerate(s.args) if u in block.position)
+
+
 def generable(block: Block, vals: list) -> bool:
-    """Whether every member is a scalar constraint of a built-in :data:`MATH` op whose outside
-    operands (in ``vals``) are float64 scalars: the blocks :func:`generate_block` writes."""
+    """Whether every member is a scalar constraint of a built-in :data:`MATH` op or of an elementwise
+    built-in with partial rules (``raw_fn``, ``raw_partials``: called from the registry), whose
+    outside operands (in ``vals``) are float64 scalars: the blocks :func:`generate_block` writes."""
     for s, shape in zip(block.steps, block.shapes):
-        p = s.prim
-        if (shape != () or p.name not in MATH or p.user or s.params or p is not _BUILTIN[p.name]
-                or len(s.args) != len(MATH[p.name][1])):
+        if shape != () or not (_is_math(s) or _is_raw(block, s)):
             return False
         for u in s.args:
             if u not in block.position and not _scalar_float(vals[u]):
@@ -113,9 +127,18 @@ def generable(block: Block, vals: list) -> bool:
 class _Names:
     """Locals of the generated functions: ``z{k}`` / ``a{k}`` per member, ``o{j}`` per outside node."""
 
-    def __init__(self, block: Block) -> None:
+    def __init__(self, block: Block, objs: dict) -> None:
         self.block = block
         self.outside: dict[int, str] = {}
+        self.objs = objs        # registry functions the code calls, by local name (shared)
+
+    def call(self, fn) -> str:
+        for name, f in self.objs.items():
+            if f is fn:
+                return name
+        name = f"_k{len(self.objs)}"
+        self.objs[name] = fn
+        return name
 
     def of(self, u: int) -> str:
         k = self.block.position.get(u)
@@ -133,6 +156,8 @@ def _value(names: _Names, k: int) -> str:
     """Member ``k``'s op output ``f_d(z_pa(d))`` as a float expression."""
     s = names.block.steps[k]
     args = [names.of(u) for u in s.args]
+    if not _is_math(s):      # the registry's bare numpy function on floats
+        return f"float({names.call(s.prim.raw_fn)}({', '.join(args)}))"
     return _fmt(MATH[s.prim.name][0], X=args[0], Y=args[-1])
 
 
@@ -140,6 +165,8 @@ def _partial(names: _Names, k: int, pos: int) -> str:
     """``∂f_d/∂z_u`` of member ``k``'s op for the argument at ``pos`` (a unit cotangent)."""
     s = names.block.steps[k]
     args = [names.of(u) for u in s.args]
+    if not _is_math(s):      # the registry's elementwise partial(ans, *args)
+        return f"float({names.call(s.prim.raw_partials[pos])}(a{k}, {', '.join(args)}))"
     rule = MATH[s.prim.name][1][pos]
     if rule in ("+", "-"):
         return "1.0" if rule == "+" else "-1.0"
@@ -163,9 +190,9 @@ def _tuple(items: list[str]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def _residual_text(block: Block, states: list[int], inter: list[int]) -> str:
+def _residual_text(block: Block, states: list[int], inter: list[int], objs: dict) -> str:
     # c_d = z_d - f_d(z_pa(d)) | r_d(z_pa(d)) on the states; the intermediates z_d = f_d(...) first
-    names = _Names(block)
+    names = _Names(block, objs)
     body = [f"    z{k} = z[{k}]" for k in states]
     for k in inter:
         body.append(f"    a{k} = {_value(names, k)}")
@@ -179,9 +206,9 @@ def _residual_text(block: Block, states: list[int], inter: list[int]) -> str:
     return "\n".join(["def residual(V, z):", *names.loads(), *body, ret])
 
 
-def _jacobian_text(block: Block) -> str:
+def _jacobian_text(block: Block, objs: dict) -> str:
     # A_SS = ∂c_S/∂z_S: δ_dk - ∂f_d/∂z_k (explicit rows), ∂r_d/∂z_k (residual rows)
-    names = _Names(block)
+    names = _Names(block, objs)
     n = len(block.steps)
     entries: dict[tuple[int, int], list[str]] = {}
     for k, s in enumerate(block.steps):
@@ -198,10 +225,10 @@ def _jacobian_text(block: Block) -> str:
                       "    return [" + ", ".join(flat) + "]"])
 
 
-def _reduced_text(block: Block, states: list[int], inter: list[int]) -> str:
+def _reduced_text(block: Block, states: list[int], inter: list[int], objs: dict) -> str:
     # S = ∂g_T/∂z_T = A_TT - A_TI A_II⁻¹ A_IT, column by column: the tangent ż_T = e_j carried
     # through the intermediates in their order (ż_I = A_II⁻¹(-A_IT e_j)), then the states' rows
-    names = _Names(block)
+    names = _Names(block, objs)
     steps, pos = block.steps, block.position
     body, out = [], []
 
@@ -229,9 +256,9 @@ def _reduced_text(block: Block, states: list[int], inter: list[int]) -> str:
                       "    return [" + ", ".join(flat) + "]"])
 
 
-def _start_text(block: Block) -> str:
+def _start_text(block: Block, objs: dict) -> str:
     # blocks.iteration.initial: each free explicit member f_d(...) once in block order, if finite
-    names = _Names(block)
+    names = _Names(block, objs)
     n = len(block.steps)
     body = [_unpack(n, "z")]
     for k, s in enumerate(block.steps):
@@ -247,8 +274,9 @@ def _start_text(block: Block) -> str:
 def generate_block(block: Block, states: list[int], inter: list[int]) -> BlockCode:
     """The generated functions of a :func:`generable` block; ``states`` and ``inter`` (the
     intermediates, in evaluation order) are member positions (:func:`lagrangeprop.blocks.eliminate.split_members`)."""
-    text = "\n\n".join([_residual_text(block, states, inter), _jacobian_text(block),
-                        _reduced_text(block, states, inter), _start_text(block)]) + "\n"
-    ns = dict(_NAMESPACE)
+    objs: dict = {}
+    text = "\n\n".join([_residual_text(block, states, inter, objs), _jacobian_text(block, objs),
+                        _reduced_text(block, states, inter, objs), _start_text(block, objs)]) + "\n"
+    ns = dict(_NAMESPACE, **objs)
     exec(compile(text, f"<lagrangeprop block {', '.join(block.names[:4])}>", "exec"), ns)   # noqa: S102
     return BlockCode(ns["residual"], ns["jacobian"], ns["reduced"], ns["start"], tuple(states), text)
