@@ -82,10 +82,13 @@ def dense_newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> B
 
 
 # A_SSᵀ λ_S = b_S (adjoint) or A_SS ż_S = b_S (tangent), with the LU of A_SS at the solution
-def linear_solve(block: Block, state: BlockState, rhs: list, trans: bool) -> list:
+def linear_solve(block: Block, state: BlockState, rhs: list, trans: bool) -> list | None:
     """The block's linear solve on a dense state (scalar members), the factorization of ``state.A``
     made on first use as :func:`lagrangeprop.blocks.linear.direct` makes it (the same singularity
-    test and report); per member a 0-d array, as :func:`~lagrangeprop.blocks.layout.split` gives."""
+    test and report); per member a 0-d array, as :func:`~lagrangeprop.blocks.layout.split` gives.
+    ``None`` for a right-hand side that is not one real scalar per member (the generic solve)."""
+    if not all(r is None or (np.shape(r) == () and np.isrealobj(r)) for r in rhs):
+        return None
     if state.lu is None:
         state.lu, _ = reduced_factor(block, state.A, "at the solution")
     b = np.array([0.0 if r is None else float(r) for r in rhs])

@@ -17,7 +17,6 @@ LAPACK call. ``slogdet`` is two nodes: ``slogdet`` (log|det|, differentiable) an
 Examples
 --------
 >>> import numpy as np
-import scipy.linalg
 >>> from lagrangeprop.rules import get
 >>> a = np.array([[2.0, 1.0], [1.0, 3.0]])
 >>> inv = get("inv")
