@@ -44,7 +44,7 @@ from ..errors import ConvergenceError
 from ..linalg import amg
 from ..linalg.direct import DENSE_MAX_UNKNOWNS
 from ..options import SolveOptions
-from . import fixed_point, newton
+from . import dense, fixed_point, newton
 from .eliminate import inner_solver, state_size
 from .iteration import initial
 from .layout import split, stack
@@ -145,6 +145,10 @@ def _solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
             block.size <= DIRECT_MAX_UNKNOWNS and has_jac(block)):
         initial(block, vals, guess)     # the rate estimate looks at the start (each solver starts itself)
     method = choose_method(block, vals, opts)
+    if method == "newton" and dense.applies(block, vals):
+        # small blocks of scalar math ops: the dense Newton on generated code (the generic Newton
+        # on failure, whose errors are then raised)
+        return dense.dense_newton(block, vals, opts, guess)
     try:
         return _SOLVERS[method](block, vals, opts, guess)
     except ConvergenceError:
@@ -182,6 +186,11 @@ def choose_linear_solver(block: Block, vals: list, state: BlockState, opts: Solv
 
 def _solve(block: Block, vals: list, rhs: list, state: BlockState, opts: SolveOptions, trans: bool) -> list:
     """The block linear solve by the chosen solver, with the ``auto`` fallbacks."""
+    if opts.linear_solver in ("auto", "direct") and isinstance(state.A, np.ndarray) and dense.applies(block, vals):
+        out = dense.linear_solve(block, state, rhs, trans)    # a dense block: the LU of A_SS on floats
+        if out is not None:
+            state.used = state.linear = "direct"
+            return out
     b = stack(block, rhs)
     choice = state.used = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):

@@ -61,6 +61,9 @@ class BlockCache:
         read a previous sweep's value; newton.py, fixed_point.py.
     ``residual_members``
         ``(k, start, stop)`` of the residual members; scale.py.
+    ``dense``
+        ``False``: not decided; ``None``: not a dense-Newton block; else its generated residual and
+        Jacobian (:class:`lagrangeprop.compile.blockgen.BlockCode`); dense.py.
 
     Assembly memos (the sparsity pattern of ``A_SS`` is fixed per block):
 
@@ -106,6 +109,7 @@ class BlockCache:
     sweep_plan: list | None = None
     feedback: tuple[list[int], list[int]] | None = None
     residual_members: list[tuple[int, int, int]] | None = None
+    dense: Any = False
     pattern: Any = None
     ew_plan: Any = False
     partition_maps: Any = None
