@@ -310,7 +310,8 @@ def _trace_error(fun, shape=(2, 3), error=lp.GraphError):
 
 
 @pytest.mark.parametrize("fun, words", [
-    (lambda x: np.pad(x, 1, mode="edge"), ["'mode'", "edge"]),
+    (lambda x: np.pad(x, 1, mode="mean"), ["'mode'", "mean"]),
+    (lambda x: np.pad(x, 1, mode="edge", constant_values=2.0), ["constant_values"]),
     (lambda x: np.pad(x, 1, mode="constant", stat_length=2), ["'stat_length'"]),
     (lambda x: np.pad(x, 1, mode=lambda *a: None), ["'mode'"]),
     (lambda x: np.pad(x, x[0, 0]), ["'pad_width'", "static"]),
@@ -343,3 +344,24 @@ def test_numpy_shape_errors_are_shape_errors(fun):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _trace_error(fun, error=lp.ShapeError)
+
+
+@pytest.mark.parametrize("mode, kw", [("edge", {}), ("wrap", {}), ("reflect", {}), ("symmetric", {}),
+                                      ("reflect", {"reflect_type": "odd"})])
+@pytest.mark.parametrize("shape, width", [((4,), (2, 3)), ((3, 4), ((1, 2), (3, 1))), ((2, 3, 3), 1)])
+def test_pad_selecting_modes_against_numpy_and_differences(mode, kw, shape, width):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape)
+    f = lambda v: np.pad(v, width, mode=mode, **kw)  # noqa: E731
+    if kw.get("reflect_type") == "odd":   # 2 x_edge - x_mirror computes values: refused, not gathered
+        with pytest.raises(lp.GraphError, match="reflect_type"):
+            lp.trace(f, v=x)
+        return
+    np.testing.assert_array_equal(lp.trace(f, v=x).evaluate(v=x), f(x))
+    w = rng.standard_normal(f(x).shape)
+    g = lp.grad(lambda v: np.sum(w * f(v)))(x)
+    # a selection: the cotangent is w scattered back by numpy's own position map
+    pos = np.pad(np.arange(x.size).reshape(shape), width, mode=mode)
+    ref = np.zeros(x.size)
+    np.add.at(ref, pos.ravel(), w.ravel())
+    np.testing.assert_allclose(g, ref.reshape(shape), rtol=1e-14, atol=1e-14)

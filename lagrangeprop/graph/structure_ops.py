@@ -139,11 +139,14 @@ def tile(A, reps):
     return select_with(A, "tile", lambda p: np.tile(p, reps))
 
 
-def pad(array, pad_width, mode="constant", **kwargs):
-    """``mode="constant"`` padding with ``constant_values`` (every ``pad_width`` form of numpy).
+_SELECTING_PADS = {"edge": (), "wrap": (), "reflect": ("reflect_type",), "symmetric": ("reflect_type",)}
 
-    The other modes raise :class:`~lagrangeprop.errors.GraphError`, as autograd (the
-    reference for derivatives) differentiates constant padding only.
+
+def pad(array, pad_width, mode="constant", **kwargs):
+    """``numpy.pad``: ``mode="constant"`` with ``constant_values`` (every ``pad_width`` form of
+    numpy), and the modes that copy entries (``edge``, ``reflect``, ``symmetric``, ``wrap``,
+    with ``reflect_type='even'``). The statistics modes and odd reflection raise
+    :class:`~lagrangeprop.errors.GraphError`.
 
     Examples
     --------
@@ -151,13 +154,27 @@ def pad(array, pad_width, mode="constant", **kwargs):
     >>> f = lambda x: pad(x, (1, 2), constant_values=(-1.0, 9.0))
     >>> lp.trace(f, x=np.ones(2)).evaluate(x=np.array([3.0, 4.0])).tolist()
     [-1.0, 3.0, 4.0, 9.0, 9.0]
+    >>> lp.trace(lambda x: pad(x, 2, mode="reflect"), x=np.ones(3)).evaluate(x=np.array([1.0, 2.0, 3.0])).tolist()
+    [3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]
     """
     if not any_traced(array):
         return np.pad(array, pad_width, mode, **kwargs)
     array = operand(array, "pad")
+    if isinstance(mode, str) and mode in _SELECTING_PADS:
+        # these modes only copy entries of the array: numpy pads the positions, we gather
+        for key in kwargs:
+            if key not in _SELECTING_PADS[mode]:
+                raise unsupported("pad", key, kwargs[key], array, f"mode={mode!r} takes "
+                                  f"{', '.join(_SELECTING_PADS[mode]) or 'no keyword'}.")
+        if kwargs.get("reflect_type", "even") != "even":   # 'odd' computes 2 x_edge - x_mirror
+            raise unsupported("pad", "reflect_type", kwargs["reflect_type"], array,
+                              "Only reflect_type='even' (a copy of entries) traces.")
+        static(pad_width, "pad", "pad_width", array)
+        return select_with(array, "pad", lambda p: np.pad(p, pad_width, mode=mode, **kwargs))
     if not isinstance(mode, str) or mode != "constant":
-        raise unsupported("pad", "mode", mode, array, "Only mode='constant' is differentiable "
-                          "(as in autograd); write other modes with slicing and lp.concatenate.")
+        raise unsupported("pad", "mode", mode, array, "The modes that trace are 'constant' and "
+                          "the selecting ones ('edge', 'reflect', 'symmetric', 'wrap'); "
+                          "statistics modes compute values: write them with lp ops.")
     for key in kwargs:
         if key != "constant_values":
             raise unsupported("pad", key, kwargs[key], array,
