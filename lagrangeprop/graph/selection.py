@@ -129,7 +129,17 @@ def select_with(x: Var, func: str, op: Callable[[np.ndarray], np.ndarray],
     """``op(x)`` for a numpy function ``op`` that only moves entries (``fills``: or puts
     zeros in, as ``diag``): numpy applies ``op`` to the positions of ``x``'s entries."""
     shape = shape_of(x, func)
+    start = 1 if fills else 0
+    pos = positions(shape, start)
+    moved = numpy_shape(func, lambda: np.asarray(op(pos)))
+    # a pure selection commutes with relabelling the entries: op(π(P)) == π(op(P)) for a
+    # permutation π; an op that computes with the entries (a sum, 2a - b) does not
+    perm = np.concatenate([np.arange(start), start + np.random.default_rng(0).permutation(pos.size)])
+    if moved.dtype.kind not in "iu" or moved.size and (moved.min() < 0 or moved.max() >= perm.size) \
+            or not np.array_equal(numpy_shape(func, lambda: np.asarray(op(perm[pos]))), perm[moved]):
+        raise GraphError(f"{func}{traced_name(x)}: these arguments make numpy compute new values "
+                         "from the entries instead of moving them, which this composite cannot "
+                         "record; write the computation with lp ops")
     if not fills:
-        return gather(x, numpy_shape(func, lambda: op(positions(shape))))
-    index = numpy_shape(func, lambda: np.asarray(op(positions(shape, 1)))) - 1
-    return gather_filled(x, index, np.zeros(index.shape))
+        return gather(x, moved)
+    return gather_filled(x, moved - 1, np.zeros(moved.shape))
