@@ -22,10 +22,7 @@ Examples
 --------
 >>> import lagrangeprop as lp
 >>> from lagrangeprop.options import SolveOptions
->>> prog = lp.Program()
->>> x = prog.input("x"); w = prog.variable("w")
->>> _ = prog.residual(w, w**3 + w - x); _ = prog.output(w * 1.0, name="o")
->>> sol = prog.solve(x=2.0)
+>>> sol = cubic()   # the residual w³ + w - x = 0 (o = w) solved at x = 2: conftest.py
 >>> blk = sol.schedule.blocks[0]; vals = list(sol._vals)
 >>> applies(blk, vals)
 True

@@ -11,10 +11,7 @@ Iterative answers warm-start the next solve of the same kind when its right-hand
 Examples
 --------
 >>> import numpy as np, lagrangeprop as lp
->>> prog = lp.Program()
->>> x = prog.input("x"); a = prog.variable("a"); b = prog.variable("b")
->>> _ = prog.define(a, 0.5 * b + x); _ = prog.define(b, 0.25 * a); _ = prog.output(a + b, name="o")
->>> sol = prog.solve(x=1.0)
+>>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; state = sol._states[id(blk)]
 >>> e = np.array([1.0, 0.0, 0.0])
 >>> bool(np.allclose(direct(blk, sol._vals, state, e, True), iterative(blk, sol._vals, state, e, "gmres", True)))

@@ -23,10 +23,7 @@ sweeps or Krylov to gmres and then a factorization.
 Examples
 --------
 >>> import lagrangeprop as lp
->>> prog = lp.Program()
->>> x = prog.input("x"); w = prog.variable("w")
->>> _ = prog.residual(w, w**3 + w - x); _ = prog.output(w * 1.0, name="o")
->>> sol = prog.solve(x=2.0)                   # w = 1, dw/dx = 1/(3w² + 1)
+>>> sol = cubic()   # the residual w³ + w - x = 0 (o = w) solved at x = 2: conftest.py; w = 1, dw/dx = 1/(3w² + 1)
 >>> round(float(sol.values["w"]), 10), round(float(sol.grad["x"]), 10)
 (1.0, 0.25)
 >>> blk = sol.schedule.blocks[0]

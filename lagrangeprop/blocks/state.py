@@ -12,10 +12,7 @@ Each field's documentation names the module that writes it; everyone reads it as
 Examples
 --------
 >>> import lagrangeprop as lp
->>> prog = lp.Program()
->>> x = prog.input("x"); w = prog.variable("w")
->>> _ = prog.residual(w, w**3 + w - x); _ = prog.output(w * 1.0, name="o")
->>> sol = prog.solve(x=2.0)
+>>> sol = cubic()   # the residual w³ + w - x = 0 (o = w) solved at x = 2: conftest.py
 >>> blk = sol.schedule.blocks[0]
 >>> cache_of(blk) is blk.cache, blk.cache.use_amg, sol._states[id(blk)].method
 (True, False, 'newton')

@@ -10,10 +10,7 @@ barely changed.
 Examples
 --------
 >>> import numpy as np, lagrangeprop as lp
->>> prog = lp.Program()
->>> x = prog.input("x"); a = prog.variable("a"); b = prog.variable("b")
->>> _ = prog.define(a, 0.5 * b + x); _ = prog.define(b, 0.25 * a); _ = prog.output(a + b, name="o")
->>> sol = prog.solve(x=1.0)
+>>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; blk.names
 ['a', 'b', 'multiply_1']
 >>> ans = sol._states[id(blk)].ans
