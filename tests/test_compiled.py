@@ -26,6 +26,7 @@ from lagrangeprop.solve.forward import forward_reference, initial_values, run_fo
 
 from programs import SCALED_CASES, SELLAR_GUESS, SELLAR_INPUTS, sellar_program
 from test_kernels import PROGRAMS
+from test_kernels import _run as _kernels_run
 from test_properties import contractive_systems, dag_programs
 
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.filter_too_much]
@@ -69,16 +70,10 @@ CASES = dict(PROGRAMS, fixed_point=_fixed_point, user_op=_user_op, mixed=_mixed,
 def _run(prog, inputs, guess, forward, adjoint, use_math=None):
     """Values and multipliers of a fresh copy of ``prog`` (cold caches): the reference, or the
     generated code with (``use_math=True``) or without ``math`` for scalars."""
-    prog = lp.Program.from_json(prog.to_json())
-    sched = prog.compile()
-    if use_math is not None:
-        sched.generated = build(generate(sched, use_math=use_math), sched, compiled.NAMESPACE)
-    opts = SolveOptions.make()
-    vals = initial_values(sched, {sched.index[k]: np.asarray(v, dtype=np.float64)[()] for k, v in inputs.items()})
-    g = {sched.index[k]: np.asarray(v, dtype=np.float64) for k, v in (guess or {}).items()}
-    states = forward(sched, vals, opts, g)
-    lam = adjoint(sched, vals, np.float64(1.0), states, opts)
-    return sched, list(vals), lam
+    def prepare(sched):
+        if use_math is not None:
+            sched.generated = build(generate(sched, use_math=use_math), sched, compiled.NAMESPACE)
+    return _kernels_run(prog, inputs, guess, forward, adjoint, prepare)
 
 
 def _same(a, b) -> bool:

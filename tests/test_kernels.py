@@ -93,10 +93,13 @@ PROGRAMS = {"blog": _blog, "chain": _chain, "logistic": _logistic, "mlp": _mlp, 
             "sparse": _sparse, "implicit": _implicit, "sellar": _sellar}
 
 
-def _run(prog, inputs, guess, forward, adjoint):
-    """Values and multipliers of a fresh copy of ``prog`` (cold block caches, its own plan)."""
+def _run(prog, inputs, guess, forward, adjoint, prepare=None):
+    """Values and multipliers of a fresh copy of ``prog`` (cold block caches, its own plan);
+    ``prepare(sched)`` runs on the fresh schedule first (tests/test_compiled.py)."""
     prog = lp.Program.from_json(prog.to_json())
     sched = prog.compile()
+    if prepare is not None:
+        prepare(sched)
     opts = SolveOptions.make()
     vals = initial_values(sched, {sched.index[k]: np.asarray(v, dtype=np.float64)[()]
                                   for k, v in inputs.items()})
