@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import GraphError, ShapeError
 
 __all__ = ["unsupported", "check_out", "check_dtype", "check_where", "check_ufunc_kwargs",
-           "static_axis", "normalize_axis", "traced_name", "dispatch_key", "static_index"]
+           "static_axis", "normalize_axis", "traced_name", "dispatch_key", "static_index", "static_int"]
 
 NO_VALUE = np._NoValue  # numpy's "argument not given" sentinel (what np.sum passes on)
 
@@ -213,3 +213,15 @@ def static_index(index: Any, name: str) -> Any:
     if isinstance(index, tuple):
         return tuple(one(i) for i in index)
     return one(index)
+
+
+def static_int(value: Any, func: str, arg: str, x: Any = None) -> int:
+    """``value`` as a Python int (``operator.index``): a static argument such as ``decimals``
+    or a matrix power's exponent, never a traced value (GraphError naming ``arg``)."""
+    if _is_traced(value):
+        raise GraphError(f"{func}{traced_name(x)}: {arg} must be a static int, not the traced "
+                         f"value {value.name!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise GraphError(f"{func}{traced_name(x)}: {arg}={value!r} must be an integer") from None

@@ -27,7 +27,6 @@ True
 
 from __future__ import annotations
 
-import operator
 from collections import namedtuple
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..errors import GraphError, ShapeError
 from ..rules.norms import norm_kind
-from .arguments import NO_VALUE, normalize_axis, traced_name, unsupported
+from .arguments import NO_VALUE, normalize_axis, static_int, traced_name, unsupported
 from .var import HANDLED_FUNCTIONS, Var, apply
 
 __all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals",
@@ -187,13 +186,7 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=NO_VALUE):
 def matrix_power(a, n):
     """``numpy.linalg.matrix_power`` for an integer ``n`` (a composite of matmul, and inv for
     ``n < 0``), with numpy's own sequence of products, so the values agree to the last bit."""
-    if isinstance(n, Var):
-        raise GraphError(f"linalg.matrix_power{traced_name(a)}: the exponent must be a static "
-                         f"int, not the traced value {n.name!r}")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise GraphError(f"linalg.matrix_power: exponent must be an integer, got {n!r}") from None
+    n = static_int(n, "linalg.matrix_power", "the exponent n", a)
     s = _shape(a)
     if s is None or len(s) < 2 or s[-1] != s[-2]:
         raise ShapeError(f"linalg.matrix_power{traced_name(a)}: needs a stack of square matrices, "

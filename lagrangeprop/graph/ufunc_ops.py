@@ -22,14 +22,13 @@ array([2.492308, 1.4     , 1.25    ])
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..errors import GraphError
-from .arguments import NO_VALUE, check_out, check_ufunc_kwargs, traced_name
+from .arguments import NO_VALUE, check_out, check_ufunc_kwargs, static_int, traced_name
 from .var import HANDLED_FUNCTIONS, METHODS, Var, apply
 
 UNARY = ["exp2", "expm1", "log2", "log10", "sinh", "cosh", "arcsin", "arccos", "arctan",
@@ -106,13 +105,7 @@ def round(a: Any, decimals: int = 0, out: Any = None) -> Any:  # noqa: A001 - nu
     (np.float64(2.0), np.float64(1200.0))
     """
     check_out("round", out, a)
-    if isinstance(decimals, Var):
-        raise GraphError(f"round{traced_name(a)}: decimals must be a static int, not the "
-                         f"traced value {decimals.name!r}")
-    try:
-        decimals = operator.index(decimals)
-    except TypeError:
-        raise GraphError(f"round{traced_name(a)}: decimals={decimals!r} must be an int") from None
+    decimals = static_int(decimals, "round", "decimals", a)
     return apply("round", (a,), {"decimals": decimals})
 
 
