@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -71,7 +72,7 @@ def gradient_descent(iters: int):
     return x, sol, len(history) - 1, solves, history
 
 
-def main() -> None:
+def main() -> int:
     rows, curves = [], {}
     gd_iters = 150 if QUICK else 3000
     t0 = time.perf_counter()
@@ -116,21 +117,44 @@ def main() -> None:
     for k, (ck, tk) in enumerate(zip(best[7]["c"], taylor)):
         print(f"  c{k} = {ck: .8f}   sin^({k})(a)/{k}! = {tk: .8f}")
 
+    # independent reference: at the best center the fit is linear least squares in c (numpy's lstsq)
+    V = np.vander(T - a, DEGREE + 1, increasing=True)
+    c_ls = np.linalg.lstsq(V, Y, rcond=None)[0]
+    loss_ls = float(np.mean((V @ c_ls - Y) ** 2))
+    gap = float(best[4]) - loss_ls
+    print(f"numpy lstsq at a = {a:.4f}: loss {loss_ls:.3e}; best fit's loss - lstsq's = {gap:.1e}")
+    ok = gap < 1e-10 and dlam < 1e-6 and res.constr_violation < 1e-10
+    verdict = (f"loss {float(best[4]):.1e} within {max(gap, 0.0):.0e} of numpy lstsq at its center, "
+               f"full-space multipliers = nested ones to {dlam:.0e}")
+    verdict = ("OK: " if ok else "FAILED: ") + verdict
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib not installed: no plot")
-        return
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, h in curves.items():
-        ax.semilogy(np.maximum(np.asarray(h), 1e-300), label=label)
+        print(verdict)
+        return 0 if ok else 1
+    floor = 1e-16     # below this the loss is round-off: draw it on the floor, not at 1e-300
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, h) in enumerate(curves.items()):
+        if label.startswith("full space"):
+            label += ":\nobjective at infeasible iterates"
+        ax.semilogy(np.clip(np.asarray(h, dtype=float), floor, None), styles[i % 4], lw=2, label=label)
+    # trial points above the start are off-scale
+    ax.set_ylim(floor / 3, 10 * max(float(h[0]) for h in curves.values()))
+    ax.axhline(floor, color="0.6", lw=0.8)
+    ax.text(len(curves["gradient descent"]) * 0.4, floor * 2, "round-off floor (values below drawn here)",
+            fontsize=8, color="0.4")
     ax.set_xlabel("iteration"); ax.set_ylabel("loss (mean squared error)")
-    ax.set_title("degree-8 Taylor-form fit of sin"); ax.legend()
+    ax.set_title(f"degree-{DEGREE} Taylor-form fit of sin: coefficients and center, four optimizers")
+    ax.legend(loc="center right")
     fig.tight_layout(); fig.savefig("taylor_convergence.png", dpi=120)
     print("saved taylor_convergence.png")
+    print(verdict)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
