@@ -140,8 +140,12 @@ def main() -> int:
     except ImportError:
         print("\n(matplotlib not installed: no graph picture; pip install lagrangeprop[plot])")
     else:
-        print(f"\nGraph of the program with values and multipliers: "
-              f"{lp.draw(prog, prog.solve(w=w_l, b=b_l), path='logistic_regression_graph.png')}")
+        final = prog.solve(w=w_l, b=b_l)
+        title = (f"logistic regression after {steps} steps: loss {float(final.output):.4f}; each node's value z "
+                 f"and multiplier λ = ∂loss/∂z (|.| = norm of a {N}-vector)")
+        path = lp.draw(prog, final, path="logistic_regression_graph.png", constants=False, title=title,
+                       dpi=90, fontsize=9)
+        print(f"\nGraph of the program with values and multipliers: {path}")
 
     print("\nFAILED: " + ", ".join(failures) if failures else "\nOK: every check passed")
     return 1 if failures else 0
