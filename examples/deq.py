@@ -71,5 +71,31 @@ print(f"lagrangeprop (implicit): {t_lp * 1e3:8.1f} ms, peak memory {mem_lp / 1e6
 print(f"autograd ({steps} unrolled steps): {t_ag * 1e3:8.1f} ms, peak memory {mem_ag / 1e6:6.2f} MB")
 print(f"relative difference of the gradients: {rel:.1e}; kkt {sol.kkt()}")
 ok = rel < 1e-8
-print("OK" if ok else "MISMATCH")
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    print("matplotlib not installed: no picture (pip install lagrangeprop[plot])")
+else:
+    ks = [2, 5, 10, 20, 30, 40]     # autograd through k unrolled steps vs the implicit gradient
+    errs = [float(np.max(np.abs(grad(unrolled)(xv, k) - sol.grad["x"])) / np.max(np.abs(sol.grad["x"])))
+            for k in ks]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.semilogy(ks, np.maximum(errs, 1e-17), "o-", label="autograd through k unrolled steps")
+    ax1.axhline(max(rel, 1e-17), color="C1", ls="--", label=f"k = {steps}, the reference above ({rel:.0e})")
+    ax1.set_xlabel("unrolled steps k"); ax1.set_ylabel("rel. difference from λ_x")
+    ax1.set_title(f"DEQ z = tanh(Wz + Ux), n = {n}:\nunrolled autograd → implicit gradient λ_x", fontsize=10)
+    ax1.legend(fontsize=8); ax1.grid(alpha=0.3, which="both")
+    labels = ["lagrangeprop\n(implicit)", f"autograd\n({steps} unrolled steps)"]
+    b1 = ax2.bar([0, 1], [t_lp * 1e3, t_ag * 1e3], 0.5, color=["C0", "0.5"])
+    ax2.bar_label(b1, labels=[f"{t_lp * 1e3:.0f} ms\n{mem_lp / 1e6:.2f} MB", f"{t_ag * 1e3:.0f} ms\n"
+                              f"{mem_ag / 1e6:.2f} MB"], fontsize=8, padding=2)
+    ax2.set_xticks([0, 1], labels); ax2.set_ylabel("time for one gradient (ms)")
+    ax2.set_ylim(0, 1.3 * max(t_lp, t_ag) * 1e3)
+    ax2.set_title("one gradient: time and peak traced memory", fontsize=10)
+    fig.tight_layout(); fig.savefig("deq.png", dpi=120)
+    print("saved deq.png")
+print(f"OK: implicit gradient = autograd through {steps} unrolled steps to {rel:.0e}" if ok
+      else f"FAILED: implicit vs unrolled gradient differ by {rel:.1e} (> 1e-8)")
 sys.exit(0 if ok else 1)
