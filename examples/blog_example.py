@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n   λ_x = {float(sol.grad['x']):.15g}   hand-derived f'(x) = {exact:.15g}   "
           f"rel. error {rel:.1e}")
     if rel > 1e-13:
-        failures.append("gradient")
+        failures.append(f"gradient (rel. error {rel:.1e})")
 
     # The multipliers obey back-substitution λ_u = Σ_children (∂f_d/∂z_u) λ_d: spell it out.
     m, v = sol.multipliers, sol.values
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in ["e", "d", "c", "b", "a", "x"]:
         print(f"   {k:4}  {rules[k]:34}  {by_hand[k]:14.8g}  {float(m[k]):14.8g}")
         if abs(by_hand[k] - m[k]) > 1e-12 * max(1.0, abs(by_hand[k])):
-            failures.append(f"multiplier {k}")
+            failures.append(f"multiplier {k} (error {abs(by_hand[k] - m[k]):.1e})")
 
     print("\n3. The Lagrangian at the solution and the KKT certificate\n")
     L = prog.lagrangian(sol)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   L(x, z, λ) = {L:.15g}   output = {float(sol.output):.15g}   (constraints hold: L = z_o)")
     print(f"   KKT residuals: primal (∂L/∂λ = -c) {kkt['primal']:.1e}, adjoint (∂L/∂z) {kkt['adjoint']:.1e}")
     if abs(L - sol.output) > 1e-12 * abs(sol.output) or max(kkt.values()) > 1e-10:
-        failures.append("lagrangian / kkt")
+        failures.append(f"lagrangian / kkt (|L - z_o| {abs(L - sol.output):.1e}, kkt {max(kkt.values()):.1e})")
 
     print("\n4. ∇L at a point that is NOT a solution vs central differences of prog.lagrangian\n")
     rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   ∂L/∂{kind}[{k}]".ljust(14) + f"{float(analytic[k]):18.10g}  {fd:18.10g}  {err:8.1e}")
     print(f"\n   worst relative error {worst:.1e}  (∂L/∂λ = -c ≠ 0 here: not a solution)")
     if worst > 1e-6:
-        failures.append("lagrangian_grad")
+        failures.append(f"lagrangian_grad (rel. error {worst:.1e})")
 
     try:
         import matplotlib  # noqa: F401

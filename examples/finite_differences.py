@@ -79,7 +79,7 @@ def main() -> int:
         rows.append((n, t_fd, t_lp, e_fd, e_lp))
         print(f"   {n:5d} {2 * n:12d} {t_fd:9.4f}s {t_lp:10.5f}s {t_fd / t_lp:10.1f}x {e_fd:12.1e} {e_lp:11.1e}")
         if e_lp > 1e-12:
-            failures.append(f"multipliers inexact at N={n}")
+            failures.append(f"multipliers inexact at N={n} (rel. error {e_lp:.1e})")
         if not (e_lp < e_fd < 1e-6):
             failures.append(f"finite differences at N={n}: error {e_fd:.1e}")
     ns = np.array([r[0] for r in rows], float)
@@ -104,7 +104,8 @@ def main() -> int:
     print(f"   best FD error {min(errs):.1e} at h = {steps[int(np.argmin(errs))]:.0e}; "
           f"multipliers {e_lp:.1e}")
     if not min(errs) > 10 * max(e_lp, 1e-17):
-        failures.append("finite differences as accurate as multipliers?")
+        failures.append(f"finite differences as accurate as multipliers? (best FD {min(errs):.1e}, "
+                        f"multipliers {e_lp:.1e})")
 
     try:
         import matplotlib

@@ -99,7 +99,7 @@ def main() -> int:
         print(f"   {node:12} {op:9} {FORMULA[node]:28} {np.linalg.norm(sol.multipliers[node]):13.6g} "
               f"{err:11.1e}")
         if err > 1e-12:
-            failures.append(f"multiplier of {node}")
+            failures.append(f"multiplier of {node} (rel. error {err:.1e})")
     print("\n   first three entries:  λ_logits =", np.round(sol.multipliers["logits"][:3], 8),
           "  (p − y)/N =", np.round(hand["logits"][:3], 8))
 
@@ -131,9 +131,9 @@ def main() -> int:
     print(f"   worst gradient error over all steps {worst:.1e} (relative to the summands' size); "
           f"final |w_lagrange − w_closed| {np.max(np.abs(w_l - w_c)):.1e}")
     if worst > 1e-12:
-        failures.append("gradient differs from the closed form")
+        failures.append(f"gradient differs from the closed form (rel. error {worst:.1e})")
     if np.max(np.abs(w_l - w_c)) > 1e-10 or abs(b_l - b_c) > 1e-10:
-        failures.append("the two training runs parted")
+        failures.append(f"the two training runs parted (by {max(np.max(np.abs(w_l - w_c)), abs(b_l - b_c)):.1e})")
 
     try:
         import matplotlib  # noqa: F401
