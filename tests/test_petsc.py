@@ -173,7 +173,8 @@ def test_mpiexec_two_ranks_agree_with_one_process_scipy(tmp_path):
     script.write_text(MPI_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = ["mpiexec", "--allow-run-as-root", "-n", "2", sys.executable, str(script), str(ROOT / "tests"), str(N), str(tmp_path)]
+    cmd = ["mpiexec", "--allow-run-as-root", "-n", "2", sys.executable, str(script), str(ROOT / "tests"), str(N),
+           str(tmp_path)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
