@@ -200,7 +200,8 @@ def test_scaling_docs_blocks_run(tmp_path, monkeypatch):
     blocks = _doc_blocks()
     assert any(info == "python" for info, _ in blocks) and any(info == "python petsc" for info, _ in blocks)
     monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__docs__"}      # one session: a later block continues an earlier one
     for info, code in blocks:
         if info == "python petsc" and REASON is not None:
             continue        # needs petsc4py: run where .ci/run's petsc venv runs this file
-        exec(compile(code, f"docs/cyclic.md ({info})", "exec"), {"__name__": "__docs__"})
+        exec(compile(code, f"docs/cyclic.md ({info})", "exec"), namespace)
