@@ -187,6 +187,13 @@ class PETScInverse:
         comm = self._petsc.COMM_WORLD
         return ownership(self.A.shape[0], comm.getSize(), comm.getRank())
 
+    def describe(self) -> str:
+        """What solves with it, for reports: ``"PETSc cg with hypre, 2 rank(s)"``."""
+        k = self._slot.ksp
+        ksp, pc = (k.ksp.getType(), k.ksp.getPC().getType()) if k is not None else (
+            "cg" if self.symmetric else "gmres", _pc_type(self._petsc))
+        return f"PETSc {ksp} with {pc}, {self._petsc.COMM_WORLD.getSize()} rank(s)"
+
     # ------------------------------------------------------------ distribution
     def _mat(self, trans: bool):
         """``A`` (or ``Aᵀ``) as a PETSc AIJ matrix whose rank-local rows are this rank's range."""
