@@ -29,18 +29,26 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["SolveOptions", "METHODS", "LINEAR_SOLVERS", "REFERENCES", "PYAMG_MISSING", "pyamg_installed",
-           "real_option", "int_option", "choice_option", "check_options"]
+           "PETSC_MISSING", "petsc_installed", "real_option", "int_option", "choice_option", "check_options"]
 
 METHODS = ("auto", "newton", "newton-krylov", "fixed-point", "anderson")
-LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg")
+LINEAR_SOLVERS = ("auto", "direct", "gmres", "bicgstab", "amg", "petsc")
 REFERENCES = ("autograd", "torch", "fd")
 PYAMG_MISSING = ("linear_solver='amg' needs pyamg, an optional dependency: "
                  "pip install 'lagrangeprop[amg]' (or pip install pyamg)")
+PETSC_MISSING = ("linear_solver='petsc' needs petsc4py, an optional dependency: apt-get install python3-petsc4py "
+                 "(Debian's build, from a venv of /usr/bin/python3 made with --system-site-packages), or "
+                 "pip install 'lagrangeprop[petsc]' (PyPI has only source builds: it compiles PETSc)")
 
 
 def pyamg_installed() -> bool:
     """Whether the optional pyamg is importable (found, not imported: importing it is slow)."""
     return importlib.util.find_spec("pyamg") is not None
+
+
+def petsc_installed() -> bool:
+    """Whether the optional petsc4py is importable (found, not imported: importing starts PETSc)."""
+    return importlib.util.find_spec("petsc4py") is not None
 
 
 def real_option(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
@@ -83,7 +91,10 @@ class SolveOptions:
     iteration limit per block (Newton steps or fixed-point sweeps, a positive int; None = the
     method's default); ``method``: forward block solver; ``linear_solver``: block adjoint/tangent
     solver (``"amg"``: Newton steps, adjoint and tangent of large sparse blocks by conjugate
-    gradients or gmres with an algebraic-multigrid preconditioner; needs the optional pyamg)."""
+    gradients or gmres with an algebraic-multigrid preconditioner; needs the optional pyamg;
+    ``"petsc"``: the same on PETSc's KSP with GAMG or hypre, distributed by rows under ``mpiexec``;
+    needs petsc4py. Both apply to sparse blocks of more than 256 unknowns; smaller blocks keep the
+    dense LU)."""
 
     tol: float = 1e-10
     maxiter: int | None = None
@@ -97,8 +108,8 @@ class SolveOptions:
         The options are immutable, so one instance serves every solve given the same values:
         the defaults, and the last few combinations of plain values (keyed by type and value,
         so ``maxiter=True`` is never taken for ``maxiter=1``), are checked once (a solve in a
-        loop pays a dict lookup). ``linear_solver="amg"`` is checked on every call (whether
-        pyamg is installed may change).
+        loop pays a dict lookup). ``linear_solver="amg"`` and ``"petsc"`` are checked on every call
+        (whether pyamg or petsc4py is installed may change).
 
         Examples
         --------
@@ -108,7 +119,7 @@ class SolveOptions:
         args = (tol, maxiter, method, linear_solver)
         if tol is None and maxiter is None and method is None and linear_solver is None:
             key = cls
-        elif all(a.__class__ in _PLAIN for a in args) and linear_solver != "amg":
+        elif all(a.__class__ in _PLAIN for a in args) and linear_solver not in ("amg", "petsc"):
             key = (cls, *[(a.__class__, a) for a in args])
         else:
             return cls._make(*args)
@@ -131,6 +142,8 @@ class SolveOptions:
             "linear_solver", linear_solver, LINEAR_SOLVERS)
         if linear_solver == "amg" and not pyamg_installed():
             raise InputError(PYAMG_MISSING)
+        if linear_solver == "petsc" and not petsc_installed():
+            raise InputError(PETSC_MISSING)
         return cls(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
 
 

@@ -36,6 +36,7 @@ from ..linalg import direct
 from ..linalg.amg import AMGInverse
 from ..linalg.direct import fill_ratio
 from ..linalg.krylov import krylov
+from ..linalg.petsc import PETScInverse
 from .layout import labels_of
 from .residual import evaluate, evaluators
 from .state import cache_of
@@ -291,6 +292,12 @@ def reduced_factor(block: Block, A, where: str):
     """
     _, i = _indices(block)
     cache = cache_of(block)
+    if cache.use_petsc and not isinstance(A, np.ndarray) and A.shape[0]:    # PETSc KSP + AMG (petsc.py)
+        loose = where.startswith("at Newton")
+        if i.size == 0:
+            return PETScInverse(A, cache, names=block.names, loose=loose), 1.0
+        part = Partition(block, A)
+        return ReducedLU(part, PETScInverse(part.schur(), cache, names=block.names, loose=loose), 1.0), 1.0
     if cache.use_amg and not isinstance(A, np.ndarray) and A.shape[0]:
         # AMG-preconditioned Krylov instead of an LU (amg.py); Newton steps solve loosely
         loose = where.startswith("at Newton")

@@ -39,6 +39,7 @@ import numpy as np
 from ..compile.schedule import Block
 from ..errors import ConvergenceError
 from ..linalg import amg
+from ..linalg.petsc import PETScInverse
 from ..linalg.direct import DENSE_MAX_UNKNOWNS
 from ..options import SolveOptions
 from . import dense, fixed_point, newton
@@ -115,7 +116,7 @@ def _tighten(state: BlockState) -> None:
     """Solves with the forward's AMG operators after the forward are to full accuracy (not Newton-loose)."""
     for lu in (state.lu, state.stale_lu):
         inner = inner_solver(lu)
-        if isinstance(inner, amg.AMGInverse):
+        if isinstance(inner, (amg.AMGInverse, PETScInverse)):
             inner.loose = False
 
 
@@ -126,6 +127,7 @@ def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
     """
     cache = cache_of(block)
     cache.use_amg = use_amg(block, opts)
+    cache.use_petsc = opts.linear_solver == "petsc" and block.size > DENSE_MAX_UNKNOWNS and has_jac(block)
     try:
         state = _solve_forward(block, vals, opts, guess)
     except ConvergenceError:
@@ -191,7 +193,7 @@ def _solve(block: Block, vals: list, rhs: list, state: BlockState, opts: SolveOp
     b = stack(block, rhs)
     choice = state.used = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
-        if choice == "amg" or (choice == "direct" and cache_of(block).use_amg):
+        if choice in ("amg", "petsc") or (choice == "direct" and cache_of(block).use_amg):
             try:        # "direct" with the AMG operator of the Schur complement at the solution
                 return split(block, direct(block, vals, state, b, trans))
             except ConvergenceError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..compile.schedule import Block
 from ..linalg import amg
+from ..linalg.petsc import PETScInverse
 from .eliminate import ReducedLU, inner_solver, state_size
 from .layout import describe
 from .state import BlockState
@@ -17,6 +18,8 @@ def _linear_kind(block: Block, state: BlockState) -> str:
     on = f" of the Schur complement ({state_size(block)} states)" if isinstance(lu, ReducedLU) else ""
     if isinstance(inner, amg.AMGInverse):
         return ("cg" if inner.symmetric else "gmres") + " with an AMG V-cycle" + on
+    if isinstance(inner, PETScInverse):
+        return inner.describe() + on
     if inner is not None:
         return ("dense LU (LAPACK)" if hasattr(inner, "piv") else "sparse LU (splu)") + on
     choice = state.linear or state.used

@@ -85,6 +85,8 @@ class BlockCache:
         newton.py, linear.py).
     ``use_amg``, ``amg_failed``
         Whether this solve's linear systems go to AMG; whether AMG already failed on the block.
+    ``use_petsc``
+        Whether this solve's linear systems go to PETSc (``linear_solver="petsc"``, linalg/petsc.py).
 
     Solver reuse:
 
@@ -116,6 +118,7 @@ class BlockCache:
     fill: float = 0.0
     use_amg: bool = False
     amg_failed: bool = False
+    use_petsc: bool = False
     amg: Any = None
     warm_adjoint: tuple[np.ndarray, np.ndarray] | None = None
     warm_tangent: tuple[np.ndarray, np.ndarray] | None = None
