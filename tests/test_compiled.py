@@ -217,6 +217,23 @@ def test_chunks_test_their_own_scalars(monkeypatch):
     np.testing.assert_allclose(sol.grad["x"], 1.5 ** 600, rtol=1e-12)
 
 
+def test_a_block_pull_back_that_overflows_is_caught_after_the_chunks(monkeypatch):
+    """x feeds a block and a node after it: the chunk of that node tests λ_x before the
+    block's pull-back adds to it, so the scan must still look at λ_x (inf here)."""
+    def solve(enabled):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        prog = lp.Program(name="late")
+        x = prog.input("x")
+        z = prog.variable("z")
+        prog.define(z, 0.5 * z + x / z)   # z = sqrt(2x); x is an argument inside the block
+        prog.output(z * 1e150 + x, name="out")
+        with pytest.raises(lp.NonFiniteError) as info:
+            # z = 1e-160 and out = 1e-10 finite, λ_z ≈ 1e150 finite, λ_x = λ_z / z = 1e310 = inf
+            prog.solve(x=5e-321, guess={"z": 1e-160})
+        return str(info.value)
+    assert "multiplier) of input 'x'" in solve(True) and solve(True) == solve(False)
+
+
 def test_evaluate_errors_are_the_interpreters(monkeypatch):
     f, inputs = ERRORS["log_domain"]
     assert _error(monkeypatch, True, f, inputs, evaluate=True) == _error(monkeypatch, False, f, inputs, evaluate=True)
