@@ -180,7 +180,19 @@ ERRORS = {
     "sqrt_derivative": (lambda x: x * lp.sqrt(x) + x, {"x": 0.0}),         # 0.5 / 0.0 in the adjoint
     "array_log": (lambda x: lp.sum(lp.log(x)), {"x": np.array([1.0, -1.0])}),
     "power_negative_base": (lambda x, p: x ** p, {"x": -2.0, "p": 0.5}),
+    # non-finite without raising, found by the chunks' own tests (source.render_chunk)
+    "inf_minus_inf": (lambda x: (x * 1e300 * 1e300) - (x * 1e300 * 1e300) + x, {"x": 2.0}),
+    "log_derivative_overflow": (lambda x: lp.log(x) + x, {"x": 1e-310}),   # 1/x = inf
+    "long_chain_value_overflow": (lambda x: _scaled_chain(x, 2000), {"x": 1.0}),   # 1.5^1751 = inf
+    "long_chain_multiplier_overflow": (lambda x: _scaled_chain(x, 1800), {"x": 1e-320}),
 }
+
+
+def _scaled_chain(z, n: int):
+    """z·1.5ⁿ as n multiplications (several generated chunks, CHUNK statements each)."""
+    for _ in range(n):
+        z = z * 1.5
+    return z
 
 
 @pytest.mark.parametrize("name", ERRORS)
@@ -190,6 +202,36 @@ def test_errors_are_the_interpreters(monkeypatch, name):
     ref = _error(monkeypatch, False, f, inputs)
     assert new == ref
     assert new[0] is lp.NonFiniteError
+
+
+def test_chunks_test_their_own_scalars(monkeypatch):
+    """The generated chunks test the Python floats they write; the scan of the rest skips
+    them, and a huge but finite program (1e300) passes (every term of the test is 0 or NaN)."""
+    monkeypatch.setattr(compiled, "ENABLED", True)
+    prog = lp.trace(lambda x: _scaled_chain(x, 600), x=1e-200)
+    sched = prog.compile()
+    g = compiled.generated(sched)
+    assert g.scalar_ids == [] and sched.index["x"] not in g.lam_ids
+    sol = prog.solve(x=1e-200)
+    np.testing.assert_allclose(float(sol.output), 1e-200 * 1.5 ** 600, rtol=1e-12)
+    np.testing.assert_allclose(sol.grad["x"], 1.5 ** 600, rtol=1e-12)
+
+
+def test_a_block_pull_back_that_overflows_is_caught_after_the_chunks(monkeypatch):
+    """x feeds a block and a node after it: the chunk of that node tests λ_x before the
+    block's pull-back adds to it, so the scan must still look at λ_x (inf here)."""
+    def solve(enabled):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        prog = lp.Program(name="late")
+        x = prog.input("x")
+        z = prog.variable("z")
+        prog.define(z, 0.5 * z + x / z)   # z = sqrt(2x); x is an argument inside the block
+        prog.output(z * 1e150 + x, name="out")
+        with pytest.raises(lp.NonFiniteError) as info:
+            # z = 1e-160 and out = 1e-10 finite, λ_z ≈ 1e150 finite, λ_x = λ_z / z = 1e310 = inf
+            prog.solve(x=5e-321, guess={"z": 1e-160})
+        return str(info.value)
+    assert "multiplier) of input 'x'" in solve(True) and solve(True) == solve(False)
 
 
 def test_evaluate_errors_are_the_interpreters(monkeypatch):

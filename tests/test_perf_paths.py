@@ -325,3 +325,68 @@ def test_int_and_huge_int_inputs():
     assert prog.solve(x=3).grad["x"] == 6.0
     with pytest.raises(lp.InputError, match="'x' must be a real number"):
         prog.solve(x=10**400)
+
+
+# ------------------------------------------------- lp.grad's common call shape
+def _fast_taken(wrapped_f, args) -> bool:
+    """Whether ``lp.grad(f)``'s trace cache answers ``args`` on its fast path (cache.traced)."""
+    from lagrangeprop.transforms.cache import traced
+    lookup = traced(wrapped_f)
+    lookup(*args)
+    return lookup.fast(args) is not None
+
+
+def _two(x, w):
+    return lp.sum(lp.tanh(w * x)) + lp.sin(x) * x
+
+
+@pytest.mark.parametrize("argnum", [0, 1, (0, 1), (1, 0), -1])
+@pytest.mark.parametrize("x", [0.5, np.float64(0.5), np.array(0.5)])
+def test_fast_call_shape_is_the_general_path_bit_for_bit(argnum, x, rng):
+    """Positional float / float64 leaves take the fast path; keywords, ints, float32 and
+    trees take the general one; both give the same numbers, types and dtypes, and both agree
+    with HIPS autograd."""
+    w = rng.normal(size=4)
+    assert _fast_taken(_two, (x, w))
+    assert not _fast_taken(_two, (1, w)) and not _fast_taken(_two, (x, w.astype(np.float32)))
+    fast = lp.value_and_grad(_two, argnum)
+    fast(x, w)                               # traces: the next call is a cache hit
+    v1, g1 = fast(x, w)
+    v2, g2 = lp.value_and_grad(_two, argnum)(x=x, w=w)   # keywords: the general path
+    g3 = lp.grad(_two, argnum)(x, w)
+    ref = autograd.grad(lambda a, b: anp.sum(anp.tanh(b * a)) + anp.sin(a) * a,
+                        argnum)(float(x), w)
+    assert type(v1) is type(v2) and v1 == v2
+    pairs = list(zip(g1, g2, g3, ref)) if isinstance(argnum, tuple) else [(g1, g2, g3, ref)]
+    assert type(g1) is type(g2) is type(g3)
+    for a, b, c, r in pairs:
+        assert type(a) is type(b) is type(c) and np.shape(a) == np.shape(b)
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+        np.testing.assert_allclose(a, r, rtol=1e-13, atol=1e-15)
+
+
+SHIFT = 1.0
+
+
+def _shifted(x):
+    return (x - SHIFT) ** 2
+
+
+def test_fast_call_shape_still_runs_the_guard(rng):
+    """The fast path reuses a trace only after its guard: a rebound global or an array
+    edited in place re-traces (the closed form 2(x - s))."""
+    global SHIFT
+    df = lp.grad(_shifted)
+    assert float(df(3.0)) == 4.0 and float(df(3.0)) == 4.0
+    try:
+        SHIFT = 2.0
+        assert float(df(3.0)) == 2.0
+    finally:
+        SHIFT = 1.0
+    W = rng.normal(size=3)
+    dg = lp.grad(lambda x: lp.sum(W * x ** 2))
+    x = rng.normal(size=3)
+    np.testing.assert_array_equal(dg(x), 2 * W * x)
+    W[1] = 10.0
+    np.testing.assert_array_equal(dg(x), 2 * W * x)
+    assert _fast_taken(_shifted, (3.0,))

@@ -714,3 +714,116 @@ def test_a_captured_object_array_of_arrays_is_watched_element_by_element():
     assert float(g(1.0)) == 2.0
     held[0][...] = 5.0
     assert float(g(1.0)) == 5.0
+
+
+# ------------------------------------------------------ the generated guard test
+class _Holder:
+    def __init__(self):
+        self.w = np.array([1.0, 2.0])
+        self.k = 3.0
+
+
+LISTED = [1.0, np.array([1.0, 2.0])]
+TABLE = {"a": 2.0, "b": np.array([1.0])}
+TAGS = {"x", "y"}
+HOLDER = _Holder()
+GEN = np.random.default_rng(0)
+OBJS = np.empty(2, dtype=object)
+OBJS[0], OBJS[1] = np.array(1.0), np.array(2.0)
+DEFAULT = np.array([0.5])
+
+
+def _reads_every_kind(x, d=DEFAULT):
+    s = len(TAGS) + abs(-1.0)                      # a set, a builtin
+    return (x * LISTED[0] * lp.sum(LISTED[1]) + TABLE["a"] * lp.sum(TABLE["b"])
+            + HOLDER.k * lp.sum(HOLDER.w) + lp.sum(OBJS[0]) * s + lp.sum(d)
+            + GEN.bit_generator.state["state"]["state"] * 0.0)
+
+
+def _edits():
+    """One edit per kind of check (each undone by the next fixture run)."""
+    global LISTED, TABLE, HOLDER
+    yield lambda: LISTED.append(0.0)                  # LEN
+    yield lambda: LISTED.__setitem__(0, 2.0)          # INDEX
+    yield lambda: LISTED[1].__setitem__(0, 9.0)       # ARRAY reached through a list
+    yield lambda: TABLE.__setitem__("a", 3.0)         # GET
+    yield lambda: TAGS.add("z")                       # EQUAL
+    yield lambda: setattr(HOLDER, "k", 4.0)           # an attribute of an object
+    yield lambda: HOLDER.w.__setitem__(1, 0.0)        # ARRAY reached through an attribute
+    yield lambda: GEN.random()                        # RANDOM
+    yield lambda: OBJS.__setitem__(0, np.array(1.0))  # ITEMS (another element object)
+    yield lambda: _reads_every_kind.__defaults__[0].__setitem__(0, 7.0)   # a default argument
+
+
+@pytest.mark.parametrize("k", range(10))
+def test_generated_guard_agrees_with_the_loop_on_every_kind_of_check(k):
+    """Guard.changed runs generated straight-line tests; Guard.changed_loop is the plain loop
+    over the checks: after each kind of edit both name the same change, and before it both
+    say nothing changed."""
+    global LISTED, TABLE, TAGS, HOLDER, OBJS
+    saved = (list(LISTED), LISTED[1].copy(), dict(TABLE), set(TAGS), HOLDER.k, HOLDER.w.copy(),
+             OBJS[0], _reads_every_kind.__defaults__[0].copy())
+    try:
+        g = Guard(_reads_every_kind)
+        kinds = {c[0] for c in g._checks}
+        assert len(kinds) >= 7
+        assert g.changed() is None and g.changed_loop() is None
+        list(_edits())[k]()
+        assert g.changed_loop() is not None
+        assert g.changed() == g.changed_loop()
+    finally:
+        LISTED[:] = saved[0]
+        LISTED[1] = saved[1]
+        TABLE.clear()
+        TABLE.update(saved[2])
+        TAGS.clear()
+        TAGS.update(saved[3])
+        HOLDER.k, HOLDER.w = saved[4], saved[5]
+        OBJS[0] = saved[6]
+        _reads_every_kind.__defaults__[0][:] = saved[7]
+
+
+def test_generated_guard_sees_rebound_globals_builtins_and_cells():
+    """A rebound global, a builtin shadowed by a new global, and a rebound closure cell."""
+    import builtins as bi
+    global SCALE
+    g = Guard(_uses_scale)
+    SCALE = 3.0
+    assert g.changed() == g.changed_loop() and "SCALE" in g.changed()
+    c = 1.0
+
+    def f(x):
+        return x * c + abs(x)
+    h = Guard(f)
+    assert h.changed() is None
+    c = 2.0
+    assert h.changed() == h.changed_loop() and "'c'" in h.changed()
+    h = Guard(f)
+    globals()["abs"] = bi.abs   # the same builtin bound as a global: the same object, no change
+    try:
+        assert h.changed() is None
+        globals()["abs"] = lambda v: v
+        assert h.changed() == h.changed_loop() and "abs" in h.changed()
+    finally:
+        del globals()["abs"]
+    assert h.changed() is None
+
+
+def test_an_unchanged_object_array_or_sparse_matrix_is_not_re_traced():
+    """Shapes are compared by value (``a.shape`` is a new tuple on each read): a captured
+    object array or sparse matrix that did not change reuses the trace."""
+    traces = []
+    held = np.empty(1, dtype=object)
+    held[0] = np.array(2.0)
+    M = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 3.0]]))
+
+    def f(x):
+        traces.append(1)
+        return lp.sum(M @ x) * held[0]
+    g = lp.grad(f)
+    for _ in range(3):
+        np.testing.assert_array_equal(g(np.ones(2)), [2.0, 6.0])
+    assert len(traces) == 1
+    held[0] = np.array(1.0)
+    np.testing.assert_array_equal(g(np.ones(2)), [1.0, 3.0])
+    assert len(traces) == 2

@@ -25,7 +25,7 @@ from .cache import compiled
 from .codegen import BlockRun, Chunk, Code, generate
 from .schedule import Schedule
 
-__all__ = ["HEADER", "Compiled", "source", "build", "render_chunk"]
+__all__ = ["HEADER", "Compiled", "source", "build", "render_chunk", "tested"]
 
 HEADER = '''"""{name}: the method of Lagrange multipliers as straight-line code (lagrangeprop).
 
@@ -51,9 +51,10 @@ class Compiled:
     adjoint: list = field(default_factory=list)
     functions: int = 0          # distinct compiled functions this program uses
     bufs: list = field(default_factory=list)       # the kernels' buffer pool (compile.buffers)
-    scalar_ids: list = field(default_factory=list)  # finite checks, as Plan's fields
-    small_ids: list = field(default_factory=list)
+    scalar_ids: list = field(default_factory=list)  # finite checks, as Plan's fields (less
+    small_ids: list = field(default_factory=list)   # the scalars whose chunk tests them itself)
     array_ids: list = field(default_factory=list)
+    lam_ids: list = field(default_factory=list)     # multipliers no adjoint chunk tests itself
     plain: bool = False          # Python floats only: no numpy call, so no np.errstate needed
 
 
@@ -141,9 +142,36 @@ class _Renderer:
         return out
 
 
-def render_chunk(chunk: Chunk, code: Code, sched: Schedule) -> tuple[str, list, list]:
+# the finiteness test of a chunk's own scalars, one expression for them all. Values: Python
+# floats, and for a float v, v * 0.0 is 0.0 when v is finite and NaN when it is inf or NaN, so
+# a sum of such terms is 0.0 exactly when every one is (no overflow: every term is 0 or NaN).
+# Multipliers: None (zero) or a float or float64 scalar (the seed's type, which would warn on
+# inf * 0.0 outside np.errstate), so math.isfinite per multiplier, in one `and` chain
+_TERMS = 64   # terms per line (one long expression would nest too deep for the compiler)
+
+
+def _finite_test(names: list[str], lams: bool) -> list[str]:
+    """``return <all of names finite>`` as lines (a Python bool)."""
+    if not names:
+        return []
+    lines = []
+    for k in range(0, len(names), _TERMS):
+        part = names[k:k + _TERMS]
+        if lams:
+            expr = " and ".join(f"({n} is None or _isfinite({n}))" for n in part)
+            lines.append(f"_z = {expr}" if k == 0 else f"_z = _z and {expr}")
+        else:
+            expr = " + ".join(f"{n} * 0.0" for n in part)
+            lines.append(f"_z = {expr}" if k == 0 else f"_z = _z + {expr}")
+    return lines + ["return _z" if lams else "return bool(_z == 0.0)"]
+
+
+def render_chunk(chunk: Chunk, code: Code, sched: Schedule, test: str = "") -> tuple[str, list, list]:
     """The positional text of one chunk's function body, its node ids ``I`` and objects ``K``
-    (:class:`_Renderer`'s template mode, written out: it runs once per chunk of a large program)."""
+    (:class:`_Renderer`'s template mode, written out: it runs once per chunk of a large program).
+    ``test="values"`` / ``"lams"``: the function returns whether the Python-float values (the
+    scalar multipliers) it wrote are all finite (:func:`_finite_test`); the caller's scan then
+    skips them."""
     shapes = sched.shapes
     vloc: dict[int, tuple[str, str]] = {}
     lloc: dict[int, str] = {}
@@ -198,7 +226,24 @@ def render_chunk(chunk: Chunk, code: Code, sched: Schedule) -> tuple[str, list, 
         ids.append(n)
         body.append(f"L[I[{len(ids) - 1}]] = " + (f"None if {name} is None else _f64({name})"
                                                   if shapes[n] == () else name))
+    if test == "values":
+        body += _finite_test([vloc[n][0] for n in dict.fromkeys(wv) if vloc[n][1] == "f"], False)
+    elif test == "lams":
+        body += _finite_test([lloc[n] for n in dict.fromkeys(wl) if shapes[n] == ()], True)
     return "    " + "\n    ".join(loads + body) + "\n", ids, objs
+
+
+def tested(chunk: Chunk, sched: Schedule, test: str) -> list[int]:
+    """The nodes whose values (``"values"``) or multipliers (``"lams"``) the function of
+    ``chunk`` tests itself (:func:`render_chunk`): its written Python floats / scalar multipliers."""
+    out: dict[int, None] = {}
+    for _, toks, _ in chunk.statements:
+        for t in toks:
+            if test == "values" and t[0] == "v" and t[3] and t[2] == "f":
+                out[t[1]] = None
+            elif test == "lams" and t[0] == "l" and t[2] and sched.shapes[t[1]] == ():
+                out[t[1]] = None
+    return list(out)
 
 
 _CACHE: dict[tuple[int, str], Any] = {}
@@ -210,12 +255,14 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
     runs: dict[str, list] = {"forward": [], "adjoint": []}
     todo: dict[str, None] = {}
     key = id(namespace)
-    for what in ("forward", "adjoint"):
+    covered: dict[str, set] = {"values": set(), "lams": set()}
+    for what, test in (("forward", "values"), ("adjoint", "lams")):
         for run in getattr(code, what):
             if run.__class__ is BlockRun:
                 runs[what].append(run.block)
                 continue
-            body, ids, objs = render_chunk(run, code, sched)
+            covered[test].update(tested(run, sched, test))
+            body, ids, objs = render_chunk(run, code, sched, test)
             runs[what].append((body, tuple(ids), tuple(objs)))
             if (key, body) not in _CACHE:
                 todo[body] = None
@@ -228,8 +275,13 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
         exec(compile(module, "<lagrangeprop generated>", "exec"), ns)   # noqa: S102 - our own text
         for k, t in enumerate(texts):
             _CACHE[key, t] = ns[f"_c{k}"]
-    out = Compiled(bufs=code.plan.bufs, scalar_ids=code.scalar_ids, small_ids=code.small_ids,
-                   array_ids=code.array_ids,
+    done = covered["values"]
+    if any(r.__class__ is BlockRun for r in code.adjoint):
+        # a block's pull-back adds to its arguments' multipliers after their chunks tested them
+        covered["lams"] = set()
+    out = Compiled(bufs=code.plan.bufs, scalar_ids=[i for i in code.scalar_ids if i not in done],
+                   small_ids=code.small_ids, array_ids=code.array_ids,
+                   lam_ids=[i for i in range(len(sched.names)) if i not in covered["lams"]],
                    plain=code.math_steps == len(code.scalar_ids) + len(code.small_ids) + len(code.array_ids)
                    and not any(r.__class__ is BlockRun for r in code.forward))
     used = set()

@@ -31,7 +31,8 @@ import scipy.sparse as sp
 from .reads import is_library
 
 __all__ = ["Walk", "read", "same_array", "random_state", "equal_state", "MISSING",
-           "GET", "GLOBAL", "CELL", "ATTR", "LEN", "INDEX", "ARRAY", "EQUAL", "RANDOM", "ALWAYS", "ITEMS"]
+           "GET", "GLOBAL", "CELL", "ATTR", "LEN", "INDEX", "ARRAY", "EQUAL", "RANDOM", "ALWAYS", "ITEMS",
+           "SHAPE"]
 
 MISSING = object()
 _SCALARS = (int, float, complex, bool, str, bytes, type(None), type(Ellipsis), slice, range)
@@ -40,7 +41,8 @@ _OBJECT_ITEMS = 100_000   # object-array elements watched one by one
 _SMALL = 1 << 16   # arrays up to this many bytes are snapshotted as bytes
 
 # check kinds: each check is (kind, container, key, expected, description)
-GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM, ALWAYS, ITEMS = range(11)
+# (SHAPE: ``container.shape == expected``, by value: a shape is a new tuple on each read)
+GET, GLOBAL, CELL, ATTR, LEN, INDEX, ARRAY, EQUAL, RANDOM, ALWAYS, ITEMS, SHAPE = range(12)
 
 
 class Walk:
@@ -75,7 +77,7 @@ class Walk:
                 self.add(ALWAYS, None, None, None, f"{what} (an object array of {v.size} elements, "
                          "too many to watch)")
                 return
-            self.add(ATTR, v, "shape", v.shape, f"{what}.shape")
+            self.add(SHAPE, v, None, v.shape, f"{what}.shape")
             flat = v.reshape(-1) if v.flags.c_contiguous else v.ravel()
             self.add(ITEMS, v, None, tuple(map(id, flat)), f"{what} (its elements)")
             for i, e in enumerate(flat):
@@ -137,7 +139,7 @@ class Walk:
                 if not is_library(klass):
                     self.members(klass.__dict__, None, f"{what}", depth)
         elif sp.issparse(v):
-            self.add(ATTR, v, "shape", v.shape, f"{what}.shape")
+            self.add(SHAPE, v, None, v.shape, f"{what}.shape")
             for a, arr in sorted(vars(v).items()):
                 # index and data arrays (coo's coords is a tuple of them; lil's are object arrays)
                 if isinstance(arr, np.ndarray) or (isinstance(arr, tuple) and arr

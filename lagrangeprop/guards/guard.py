@@ -20,15 +20,19 @@ Examples
 
 from __future__ import annotations
 
+import builtins
 import functools
 import types
 from collections.abc import Callable
 
-from .fingerprint import (ALWAYS, ARRAY, CELL, EQUAL, GET, GLOBAL, INDEX, ITEMS, LEN, MISSING, RANDOM, Walk,
-                          equal_state, random_state, read, same_array)
+from .fingerprint import (ALWAYS, ARRAY, CELL, EQUAL, GET, GLOBAL, INDEX, ITEMS, LEN, MISSING, RANDOM, SHAPE,
+                          Walk, equal_state, random_state, read, same_array)
 from .reads import code_reads, is_library, plain_function
 
 __all__ = ["Guard", "RetraceWarning"]
+
+#: checks up to which :meth:`Guard.changed` runs as one generated function (more: the loop)
+COMPILE_MAX = 256
 
 
 class RetraceWarning(UserWarning):
@@ -91,6 +95,7 @@ class Guard:
                 break
             pending.extend(fresh)
         self._checks = walk.checks
+        self._first = None   # the generated check (built on the first call of changed)
 
     @staticmethod
     def _walk(f: Callable, roots: list[tuple], attrs: frozenset, copies: dict | None,
@@ -109,7 +114,22 @@ class Guard:
         return walk
 
     def changed(self) -> str | None:
-        """``None`` when everything read is as it was, else a description of what changed."""
+        """``None`` when everything read is as it was, else a description of what changed.
+
+        Up to :data:`COMPILE_MAX` checks run as one generated function of straight-line
+        tests (:func:`_generate`, the checks of :meth:`changed_loop` inlined, as
+        torch.compile's guards); the loop names what changed."""
+        first = self._first
+        if first is None:
+            first = self._first = (_generate(self._checks) if len(self._checks) <= COMPILE_MAX
+                                   else self._changed_at)
+        return None if first() < 0 else self.changed_loop()
+
+    def _changed_at(self) -> int:
+        return -1 if self.changed_loop() is None else 0
+
+    def changed_loop(self) -> str | None:
+        """:meth:`changed` as a loop over the checks (the reference of the generated test)."""
         for kind, container, key, expected, what in self._checks:
             if kind is ARRAY:
                 if not same_array(container, key, expected):
@@ -127,6 +147,9 @@ class Guard:
                     return what
             elif kind is LEN:
                 if len(container) != expected:
+                    return what
+            elif kind is SHAPE:
+                if container.shape != expected:
                     return what
             elif kind is EQUAL:
                 if frozenset(container) != expected:
@@ -158,3 +181,49 @@ class Guard:
     def array_bytes(self) -> int:
         """Bytes of captured array data compared per call."""
         return sum(c[1].nbytes for c in self._checks if c[0] is ARRAY)
+
+
+def _generate(checks: list[tuple]):
+    """``first() -> int``: the index of the first check that fails now, or -1; each check of
+    :meth:`Guard.changed_loop` as one ``if`` line over names bound to its container, key and
+    expected value (compiled with Python's own ``compile``; nothing but the checks runs)."""
+    ns = {"M": MISSING, "same_array": same_array, "random_state": random_state,
+          "equal_state": equal_state, "read": read, "GLOBAL": GLOBAL, "CELL": CELL,
+          "_builtins": builtins.__dict__}
+    lines = ["def first():"]
+    for i, (kind, container, key, expected, _) in enumerate(checks):
+        c, k, e = f"c{i}", f"k{i}", f"e{i}"
+        ns[c], ns[k], ns[e] = container, key, expected
+        if kind is ARRAY:
+            test = f"not same_array({c}, {k}, {e})"
+        elif kind is ALWAYS:
+            test = "True"
+        elif kind is ITEMS:
+            test = f"tuple(map(id, {c}.ravel())) != {e}"
+        elif kind is GET:
+            test = f"{c}.get({k}, M) is not {e}"
+        elif kind is INDEX:
+            test = f"{c}[{k}] is not {e}"
+        elif kind is LEN:
+            test = f"len({c}) != {e}"
+        elif kind is SHAPE:
+            test = f"{c}.shape != {e}"
+        elif kind is EQUAL:
+            test = f"frozenset({c}) != {e}"
+        elif kind is RANDOM:
+            test = f"not equal_state(random_state({c}), {e})"
+        elif kind is GLOBAL and expected is not MISSING:
+            # the module's own binding first; a builtin (absent from the module) by read()
+            test = f"{c}.get({k}, M) is not {e} and read(GLOBAL, {c}, {k}) is not {e}"
+        elif kind is CELL and expected is not MISSING:
+            lines += ["    try:", f"        if {c}.cell_contents is not {e}:", f"            return {i}",
+                      "    except ValueError:", f"        return {i}"]
+            continue
+        elif kind is GLOBAL or kind is CELL:
+            test = f"read({kind}, {c}, {k}) is not {e}"
+        else:   # ATTR
+            test = f"getattr({c}, {k}, M) is not {e}"
+        lines += [f"    if {test}:", f"        return {i}"]
+    lines.append("    return -1")
+    exec(compile("\n".join(lines), "<lagrangeprop guard>", "exec"), ns)
+    return ns["first"]

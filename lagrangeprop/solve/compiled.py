@@ -39,7 +39,7 @@ from ..compile.schedule import Schedule
 from ..compile.source import Compiled, build
 from ..errors import LagrangePropError, ShapeError
 from ..options import SolveOptions
-from .finite import check_values, values_finite
+from .finite import all_finite, check_finite_pass, check_values, values_finite
 from .kernels import adjoint_matmul, adjoint_raw
 from .local import accumulate, as_value, block_adjoint
 
@@ -126,7 +126,8 @@ NAMESPACE: dict = {
     "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_value": _value,
     "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_reduce": _reduce, "_pow": math.pow,
     "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
-    "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan, "_tanh": math.tanh,
+    "_isfinite": math.isfinite, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan,
+    "_tanh": math.tanh,
 }
 
 # what Python's float arithmetic raises where numpy returns NaN or inf
@@ -149,19 +150,22 @@ def forward(sched: Schedule, vals: list, opts: SolveOptions, guess: dict | None 
     g = generated(sched)
     B = g.bufs
     states: dict = {}
+    finite = True   # each chunk tests its own Python floats (source.render_chunk), the scan the rest
     try:
         if g.plain:   # Python floats only: nothing for np.errstate to silence
             for fn, ids, objs in g.forward:
-                fn(vals, None, ids, objs, B)
-            finite = values_finite(g, vals)
+                if fn(vals, None, ids, objs, B) is False:
+                    finite = False
+            finite = finite and values_finite(g, vals)
         else:
             with np.errstate(all="ignore"):
                 for run in g.forward:
                     if run.__class__ is tuple:
-                        run[0](vals, None, run[1], run[2], B)
+                        if run[0](vals, None, run[1], run[2], B) is False:
+                            finite = False
                     else:
                         states[id(run)] = blocks.solve_forward(run, vals, opts, guess or {})
-                finite = values_finite(g, vals)
+                finite = finite and values_finite(g, vals)
     except LagrangePropError:
         raise
     except _FLOAT_ERRORS:
@@ -174,24 +178,31 @@ def forward(sched: Schedule, vals: list, opts: SolveOptions, guess: dict | None 
 # Aᵀλ = e_o·seed: the generated back-substitution, λ_u += (∂f_d/∂z_u)ᵀ λ_d per edge
 def adjoint(sched: Schedule, vals: list, seed, states: dict, opts: SolveOptions) -> list | None:
     """All multipliers (``None`` where identically zero), or ``None`` when Python's float
-    arithmetic raised. No finiteness test (the caller's, as for the interpreters)."""
+    arithmetic raised. A non-finite multiplier raises :class:`~lagrangeprop.errors.NonFiniteError`
+    as :func:`~lagrangeprop.solve.adjoint.run_adjoint` (the chunks test their own scalars, one
+    scan the rest: ``Compiled.lam_ids``; on any doubt the full check names the node)."""
     g = generated(sched)
     B = g.bufs
     L: list = [None] * len(sched.names)
     L[sched.output] = seed.copy() if seed.__class__ is _ND else seed
+    finite = True
     try:
         if g.plain:
             for fn, ids, objs in g.adjoint:
-                fn(vals, L, ids, objs, B)
+                if fn(vals, L, ids, objs, B) is False:
+                    finite = False
         else:
             with np.errstate(all="ignore"):
                 for run in g.adjoint:
                     if run.__class__ is tuple:
-                        run[0](vals, L, run[1], run[2], B)
+                        if run[0](vals, L, run[1], run[2], B) is False:
+                            finite = False
                     else:
                         block_adjoint(run, vals, L, states, opts)
     except LagrangePropError:
         raise
     except _FLOAT_ERRORS:
         return None
+    if not (finite and all_finite([L[i] for i in g.lam_ids])):
+        check_finite_pass(sched, vals, L, "multiplier")
     return L

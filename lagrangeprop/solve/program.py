@@ -26,10 +26,10 @@ from ..options import SolveOptions
 from . import lagrangian
 from .adjoint import run_adjoint
 from .forward import initial_values, run_forward
-from .inputs import default_seed, parse_guess, parse_inputs, parse_seed, scalarize
+from .inputs import default_seed, input_spec, parse_guess, parse_inputs, parse_seed, scalarize
 from .solution import Solution
 
-__all__ = ["solve_program", "evaluate_program", "forward_program", "lagrangian_value",
+__all__ = ["solve_program", "gradient_program", "evaluate_program", "forward_program", "lagrangian_value",
            "lagrangian_gradient", "constraint_jacobian", "kkt_residuals"]
 
 _ND = np.ndarray
@@ -55,6 +55,30 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
     states = run_forward(sched, vals, opts, guess)
     lam = run_adjoint(sched, vals, seed, states, opts)
     return Solution(prog, sched, vals, lam, states, seed, opts)
+
+
+def gradient_program(prog, inputs: dict, wrt: list[str]) -> tuple:
+    """``(z_o, [λ_x for x in wrt])``: :func:`solve_program` with the default options, seed and
+    guesses, returning just what ``lp.grad`` / ``lp.value_and_grad`` hand back (the same
+    numbers, as the Solution would give them: ``sol.output``, ``sol.grad[x]``), without
+    building the Solution's dicts.
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> prog = lp.trace(lambda x, y: x * y, x=2.0, y=3.0)
+    >>> value, (gx, gy) = gradient_program(prog, {"x": 2.0, "y": 3.0}, ["x", "y"])
+    >>> float(value), float(gx), float(gy)
+    (6.0, 3.0, 2.0)
+    """
+    sched = compiled(prog)
+    opts = SolveOptions.make()
+    vals = initial_values(sched, parse_inputs(sched, inputs, own=True))
+    seed = parse_seed(sched, None)
+    states = run_forward(sched, vals, opts, {})
+    sol = Solution(prog, sched, vals, run_adjoint(sched, vals, seed, states, opts), states, seed, opts)
+    spec = input_spec(sched)
+    return sol.output, [sol._multiplier(spec[x][0]) for x in wrt]
 
 
 def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, method=None,

@@ -67,6 +67,7 @@ def argnum_names(f: Callable, argnum, what: str = "grad") -> Callable:
         return invalid
     single = not isinstance(argnum, (tuple, list))
     sig = None if isinstance(f, ProgramBuilder) else _positional(f)
+    passed: list = []   # non-empty once check() passed
 
     def bad(i: int, n: int, names: list[str] | None) -> InputError:
         params = f"({', '.join(names)})" if names is not None else f"{n} positional argument(s)"
@@ -75,12 +76,16 @@ def argnum_names(f: Callable, argnum, what: str = "grad") -> Callable:
                           f"{what}: argnum {i}, but the function takes no positional argument")
 
     def check() -> None:
-        """The range check that needs no trace (``f`` without ``*args``)."""
+        """The range check that needs no trace (``f`` without ``*args``); ``f``'s signature
+        and ``argnum`` are fixed, so once it passed it is not run again."""
+        if passed:
+            return
         if sig is not None and not sig[1]:
             n = len(sig[0])
             for i in items:
                 if not -n <= i < n:
                     raise bad(i, n, sig[0])
+        passed.append(True)
 
     def names(n_args: int, input_names: list[str]):
         if sig is None:

@@ -25,6 +25,8 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
+import numpy as np
+
 from ..compile.cache import compiled
 from ..graph.builder import ProgramBuilder
 from ..graph.trace import argument_names, record
@@ -32,6 +34,8 @@ from ..guards import Guard, RetraceWarning
 from .trees import bind
 
 __all__ = ["traced", "program_for", "CACHE_SIZE", "RETRACE_WARN"]
+
+_ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
 
 #: traced programs kept per wrapped function (least recently used dropped first)
 CACHE_SIZE = 32
@@ -98,7 +102,33 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
         while len(cache) > cache_size:
             cache.popitem(last=False)
         return prog, call
+    def fast(args: tuple):
+        """``(Program, argument names)`` for the common call shape, else None (then call
+        :func:`lookup`): positional arguments only, each a Python float, a float64 scalar
+        or a float64 ndarray, a signature already cached, and its guard unchanged. The
+        key is :meth:`~lagrangeprop.transforms.trees.Call.key`'s for such a call, built
+        without a Call; the guard runs on every call, as in :func:`lookup`."""
+        names = positional.get(len(args))
+        if names is None:
+            return None
+        key = []
+        for n, a in zip(names, args):
+            cls = a.__class__
+            if cls is float or cls is _F64:
+                key.append((n, ()))
+            elif cls is _ND and a.dtype is _F64DT:
+                key.append((n, a.shape))
+            else:
+                return None
+        key = (tuple(key), ())
+        entry = cache.get(key)
+        if entry is None or entry[1].changed() is not None:
+            return None   # the general path traces (and counts the invalidation)
+        cache.move_to_end(key)
+        streak[0] = 0
+        return entry[0], names
     lookup.cache = cache
+    lookup.fast = fast
     return lookup
 
 

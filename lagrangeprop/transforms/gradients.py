@@ -23,11 +23,11 @@ from ..errors import ShapeError
 from ..graph.coerce import real_array
 from ..solve.adjoint import run_adjoint
 from ..solve.inputs import scalar, scalarize
-from ..solve.program import forward_program, solve_program
+from ..solve.program import forward_program, gradient_program, solve_program
 from .argnum import argnum_names
 from .cache import program_for
 from .nested import has_traced, nested_value_and_grad, reject_traced, require_scalar
-from .trees import bind, output_tree
+from .trees import bind, like, output_tree
 
 __all__ = ["grad", "value_and_grad", "vjp"]
 
@@ -70,9 +70,28 @@ def _reverse(f: Callable, argnum, with_value: bool) -> Callable:
     program = program_for(f, what="grad")
     select = argnum_names(f, argnum, "grad")
     ops: dict = {}   # the nested ops of this wrapper, by call signature
+    fast = getattr(program, "fast", None)   # None for a Program (no trace cache)
+    chosen: dict = {}   # n positional arguments -> (argnum's names, their positions)
+    scalar = [None]     # the last Program found to have a scalar output
 
     def wrapped(*args, **kwargs):
         select.check()
+        hit = None if kwargs or fast is None else fast(args)
+        if hit is not None:   # plain leaves, cached signature, guard unchanged (cache.traced)
+            prog, names = hit
+            picked = chosen.get(len(args))
+            if picked is None:
+                sel = select(len(args), names)
+                wrt = [sel] if sel.__class__ is str else sel
+                picked = chosen[len(args)] = (sel.__class__ is str, wrt, [names.index(n) for n in wrt])
+            if prog is not scalar[0]:
+                require_scalar(prog)
+                scalar[0] = prog
+            one, wrt, at = picked
+            value, grads = gradient_program(prog, dict(zip(names, args)), wrt)
+            g = like(args[at[0]], grads[0]) if one else \
+                tuple([like(args[k], d) for k, d in zip(at, grads)])
+            return (value, g) if with_value else g
         if has_traced(args, kwargs):
             call = bind(f, args, kwargs, "grad")
             return nested_value_and_grad(f, program, call, select(len(args), call.names),

@@ -30,7 +30,7 @@ from ..graph.pytree import LEAF, Argument, OutputTree, TreeDef, flatten_argument
 from ..graph.trace import argument_names
 from .argnum import check_count
 
-__all__ = ["Call", "bind", "output_tree", "leaf_key"]
+__all__ = ["Call", "bind", "output_tree", "leaf_key", "like"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,15 @@ class Call:
         solve itself runs in float64)."""
         structure, paths = self.selected(sel)
         if structure is LEAF:
-            return _like(self.argument(sel).leaves[0], value_of(paths[0]))
+            return like(self.argument(sel).leaves[0], value_of(paths[0]))
         given = self.inputs()
-        return structure.unflatten([_like(given[p], value_of(p)) for p in paths])
+        return structure.unflatten([like(given[p], value_of(p)) for p in paths])
 
 
-def _like(x, g):
+def like(x, g):
+    """The derivative ``g`` of leaf ``x`` as the caller gets it (:meth:`Call.like_arguments`)."""
+    if x.__class__ is float:
+        return g
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind == "f" and dtype != np.float64:
         return np.asarray(g, dtype=dtype)
