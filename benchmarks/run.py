@@ -37,7 +37,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
 from cases import CASES, SINGLE  # noqa: E402
 
-SYSTEMS = ("lagrangeprop", "autograd", "torch", "numpy", "jax", "jax-unrolled", "casadi", "openmdao")
+SYSTEMS = ("lagrangeprop", "autograd", "torch", "numpy", "jax", "jax-unrolled", "casadi", "openmdao", "floor",
+           "chord-splu")
 
 
 def parser() -> argparse.ArgumentParser:

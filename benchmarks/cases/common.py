@@ -61,8 +61,8 @@ CASES: dict[str, tuple[Callable, bool, bool]] = {}
 SINGLE: set[str] = set()   # programs timed by one cold gradient call (no forward column): minutes per call
 
 
-# the peer systems of issue 14 that implement only some programs (a case lists its own in ``peers``)
-PEERS = ("jax", "jax-unrolled", "casadi", "openmdao")
+# the peer systems of issues 14 and 16 that implement only some programs (a case lists its own in ``peers``)
+PEERS = ("jax", "jax-unrolled", "casadi", "openmdao", "floor", "chord-splu")
 
 
 def case(name: str, memory: bool = False, quick: bool = True, single: bool = False,

@@ -29,11 +29,12 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from ..compile.schedule import Block
+from ..linalg.amg import AMGInverse
 from ..linalg.direct import DENSE_MAX_UNKNOWNS
 from ..linalg.krylov import ilu
 from ..options import SolveOptions
 from .assembly import assemble, block_jacobian, dense_jacobian
-from .eliminate import reduced_factor, split_members
+from .eliminate import inner_solver, reduced_factor, split_members, state_size
 from .iteration import MAXITER, fail, finite_or_fail, initial
 from .layout import gather, residual_norm, scatter
 from .linearization import Linearization, linearize, remember
@@ -46,6 +47,8 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 
 
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
+ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
+ETA_CHORD = 0.1                # the loosest step that starts (or continues) chord steps
 
 
 def _elim_plan(block: Block) -> tuple:
@@ -124,6 +127,41 @@ def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
     return lin, A
 
 
+class _Forcing:
+    """The forcing term ``η`` of an inexact step ``||A δ + c|| <= η ||c||`` (AMG-preconditioned Krylov).
+
+    ``chord=False`` (no intermediates: a new ``A_SS`` costs one assembly): true Newton with the
+    Eisenstat–Walker choice 2 (γ = 0.9, α = 2, with its safeguard), loose far from the root and
+    tighter as it converges. ``chord=True`` (a new Jacobian costs a Schur complement, more than the
+    V-cycles it saves): chord steps on the first one, each solved to half the contraction rate
+    observed (a tighter solve cannot beat the stale matrix). Never tighter than the stopping test
+    ``max|c/s| <= tol`` needs."""
+
+    __slots__ = ("chord", "prev", "last")
+
+    def __init__(self, chord: bool):
+        self.chord, self.prev, self.last = chord, None, ETA_MAX
+
+    def _floor(self, eta: float, cn: float, tol: float) -> float:
+        return min(ETA_MAX, max(eta, ETA_MIN, 0.05 * tol / max(cn, 1e-300)))
+
+    def newton(self, norm2: float, cn: float, tol: float) -> float:
+        """η of a Newton step at scaled residual ``norm2 = ||c/s||₂`` (``cn``: its max-norm)."""
+        if self.chord:
+            self.last = ETA_CHORD
+        elif self.prev is not None:
+            ew = 0.9 * (norm2 / max(self.prev, 1e-300)) ** 2
+            safe = 0.9 * self.last**2
+            self.last = max(ew, safe) if safe > 0.1 else ew
+        self.prev = norm2
+        self.last = self._floor(self.last, cn, tol)
+        return self.last
+
+    def chord_step(self, rate: float, cn: float, tol: float) -> float:
+        """η of a chord step after one that contracted ``||c/s||₂`` by ``rate``."""
+        return self._floor(min(ETA_CHORD, 0.5 * rate), cn, tol)
+
+
 # A_SS δ = -c_S(z) on the states (the intermediates by forward substitution), z ← z + α δ with α
 # halved until ||c/s||₂ decreases (Armijo); stop when max_d |c_d| / s_d <= tol (SPEC §1 "Scale").
 def newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockState:
@@ -153,6 +191,9 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     lu = lu_A = None
     memo: dict = {}
     rate, polished = 1.0, False
+    inexact = None
+    if cache_of(block).use_amg and block.size > DENSE_MAX_UNKNOWNS:
+        inexact = _Forcing(chord=state_size(block) < block.size)
     for it in range(maxiter + 1):
         state.iterations = it
         # SPEC §1 "Scale": every constraint on its own scale (lagrangeprop.blocks.scale)
@@ -180,7 +221,10 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         norm2 = float(np.linalg.norm(cs))
         # chord step with the old LU: large blocks while it contracts fast, and the polishing step
         # of small ones (already within tol, so the old Jacobian is accurate enough)
-        if lu is not None and (rate <= 0.25 and block.size > CHORD_MIN or polished and done):
+        if (lu is not None and (inexact is None or inexact.chord)
+                and (rate <= 0.25 and block.size > CHORD_MIN or polished and done)):
+            if inexact is not None and isinstance(inner_solver(lu), AMGInverse):
+                inner_solver(lu).rtol = inexact.chord_step(rate, cn, opts.tol)
             z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
             new = float(np.linalg.norm(c_try / scale))
             if np.isfinite(new) and new <= 0.25 * norm2:
@@ -192,6 +236,8 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
         cache = cache_of(block)
         cache.fill = max(fill, cache.fill)
+        if inexact is not None and isinstance(inner_solver(lu), AMGInverse):
+            inner_solver(lu).rtol = inexact.newton(norm2, cn, opts.tol)
         z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, scale, elim=True)
         rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
     raise fail(block, "newton", state, opts.tol, maxiter)
