@@ -321,3 +321,62 @@ def test_stacked_equations_in_different_units_keep_their_own_scales(method):
     np.testing.assert_allclose(sol.values["w"], [VT * np.log(1e-3 / 1e-15), 3.0], rtol=1e-12)
     assert float(sol.grad["x"]) == pytest.approx(VT / 1e-3, rel=1e-9)
     assert sol.kkt()["primal"] <= TOL
+
+
+# --- the rounding of a matrix product inside a residual (blocks.scale.constraint_noise) -------------
+def _stiff_1d(n: int = 3000):
+    """``K u + u³ - f = 0`` with ``K = 10⁶·tridiag(-1, 2, -1)``: ``K u`` cancels to ``~|u|·10⁶·(π/n)²``
+    while its terms are ``2·10⁶·|u|``, so evaluating the residual errs by ~6e-10 of its scale, above
+    the default tol 1e-10 (the 2-D Bratu program at N = 1000 has the same floor)."""
+    T = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+    K = 1e6 * T
+    xs = np.arange(1, n + 1) / (n + 1)
+    f = K @ np.sin(np.pi * xs) + np.sin(np.pi * xs) ** 3
+    prog = lp.Program(name="stiff_1d")
+    fi = prog.input("f", shape=(n,)); u = prog.variable("u", shape=(n,))
+    prog.residual(u, lp.matmul(K, u) + u**3 - fi)
+    prog.output(lp.sum(u), name="J")
+    return prog, K, f, xs
+
+
+def test_a_residual_at_its_rounding_floor_converges_and_is_certified():
+    import scipy.sparse.linalg as spla
+    prog, K, f, xs = _stiff_1d()
+    sol = prog.solve(f=f)            # the default tol: before the rounding allowance, ConvergenceError
+    v = np.zeros_like(f)             # Newton by hand with scipy, and the adjoint (IFT) by hand
+    for _ in range(30):
+        v -= spla.spsolve((K + sp.diags(3 * v**2)).tocsc(), K @ v + v**3 - f)
+    mu = spla.spsolve((K + sp.diags(3 * v**2)).T.tocsc(), np.ones_like(f))
+    # forward error ~ cond(K)·eps ~ 1e-9 (cond ≈ 3.6e6): the reference is no better than that
+    assert np.max(np.abs(sol.values["u"] - v)) < 5e-9
+    assert np.max(np.abs(sol.grad["f"] - mu)) < 5e-9 * np.max(np.abs(mu))
+    k = sol.kkt()
+    assert k["primal"] <= 1e-10 and k["adjoint"] <= 1e-10
+    # the allowance is the rounding, not a loophole: a 1e-8 change of u or λ is not certified
+    vals, mult = dict(sol.values), dict(sol.multipliers)
+    bent = dict(vals, u=vals["u"] * (1 + 1e-8 * np.cos(7 * xs)))
+    assert kkt_residuals(prog, {"f": f}, bent, mult)["primal"] > 1e-8
+    bent_lam = dict(mult, u=mult["u"] * (1 + 1e-8 * np.cos(7 * xs)))
+    assert kkt_residuals(prog, {"f": f}, vals, bent_lam)["adjoint"] > 1e-9
+
+
+def test_constraint_noise_only_where_a_residual_sums_terms():
+    from lagrangeprop.blocks.scale import ROUNDING, constraint_noise
+    prog, K, f, xs = _stiff_1d(50)
+    sol = prog.solve(f=f)
+    blk = sol.schedule.blocks[0]
+    noise = constraint_noise(blk, sol._vals)
+    u = sol.values["u"]
+    k = blk.position[sol.schedule.index["u"]]
+    assert blk.steps[k].residual
+    a = blk.offsets[k]
+    expect = ROUNDING * np.finfo(float).eps * (abs(K) @ np.abs(u) + np.abs(u) ** 3 + np.abs(f))
+    # T of a sum of terms is their largest T (max rule): at least |K||u|, at most the sum
+    got = noise[a:a + u.size]
+    assert np.all(got >= ROUNDING * np.finfo(float).eps * (abs(K) @ np.abs(u)) * (1 - 1e-12))
+    assert np.all(got <= expect * (1 + 1e-12))
+    w_prog = lp.Program()
+    x = w_prog.input("x"); w = w_prog.variable("w")
+    w_prog.residual(w, w**3 + w - x); w_prog.output(w * 1.0, name="o")
+    wsol = w_prog.solve(x=2.0)
+    assert constraint_noise(wsol.schedule.blocks[0], wsol._vals) is None

@@ -25,9 +25,9 @@ from .eliminate import split_members
 from .policy import choose_linear_solver, choose_method, solve_adjoint, solve_forward, solve_tangent
 from .report import summary
 from .residual import block_residual
-from .scale import TINY, constraint_scale, explicit_scale, scaled_max
+from .scale import ROUNDING, TINY, constraint_noise, constraint_scale, explicit_scale, scaled_max
 from .state import BlockState
 
 __all__ = ["BlockState", "solve_forward", "solve_adjoint", "solve_tangent", "choose_method",
            "choose_linear_solver", "summary", "block_residual", "block_jacobian", "split_members",
-           "constraint_scale", "explicit_scale", "scaled_max", "TINY"]
+           "constraint_scale", "constraint_noise", "explicit_scale", "scaled_max", "TINY", "ROUNDING"]

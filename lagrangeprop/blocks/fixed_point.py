@@ -26,7 +26,7 @@ from ..options import SolveOptions
 from .iteration import MAXITER, fail, finite_or_fail, initial
 from .layout import gather, scatter
 from .residual import block_residual, evaluate, evaluate_step, evaluators
-from .scale import constraint_scale, explicit_scale, scaled_max
+from .scale import constraint_noise, constraint_scale, explicit_scale, scaled_max
 from .state import BlockState, cache_of
 
 __all__ = ["fixed_point", "anderson"]
@@ -63,7 +63,7 @@ def _finish(block, vals, opts, state) -> bool:
     """Verify the true residual at the current values; on success fill ``state.ans``."""
     with np.errstate(all="ignore"):
         c, ans = block_residual(block, vals)
-    r = scaled_max(c, constraint_scale(block, vals))
+    r = scaled_max(c, constraint_scale(block, vals), constraint_noise(block, vals))
     if r <= opts.tol:                          # NaN fails
         state.ans = ans
         state.history.append(r)

@@ -39,7 +39,7 @@ from .iteration import MAXITER, fail, finite_or_fail, initial
 from .layout import gather, residual_norm, scatter
 from .linearization import Linearization, linearize, remember
 from .residual import block_residual, evaluate_step, evaluators, has_jac
-from .scale import constraint_scale, scaled_max
+from .scale import constraint_noise, constraint_scale, scaled_max
 from .state import BlockState, cache_of
 from .sweeps import matvec, sweep
 
@@ -49,6 +49,21 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
 ETA_CHORD = 0.1                # the loosest step that starts (or continues) chord steps
+
+
+def _within_rounding(block: Block, vals: list, c: np.ndarray, scale: np.ndarray, tol: float,
+                     state: BlockState) -> bool:
+    """``max_d max(|c_d| - noise_d, 0) / s_d <= tol``: the violations left are the rounding of
+    evaluating the residuals (:func:`~lagrangeprop.blocks.scale.constraint_noise`), which no step can
+    reduce; the history's last entry becomes that measure."""
+    noise = constraint_noise(block, vals)
+    if noise is None:
+        return False
+    r = scaled_max(c, scale, noise)
+    if r <= tol:
+        state.history[-1] = r
+        return True
+    return False
 
 
 def _elim_plan(block: Block) -> tuple:
@@ -204,6 +219,8 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
             finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
         done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
+        if not done and np.isfinite(cn):
+            done = _within_rounding(block, vals, c, scale, opts.tol, state)
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance
         if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
@@ -263,7 +280,7 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
         scale = constraint_scale(block, vals, z)      # SPEC §1 "Scale"
         state.history.append(scaled_max(c, scale))
         finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
-        if state.history[-1] <= opts.tol:
+        if state.history[-1] <= opts.tol or _within_rounding(block, vals, c, scale, opts.tol, state):
             state.ans = ans
             return state
         if it == maxiter:

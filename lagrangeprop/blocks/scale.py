@@ -68,12 +68,16 @@ import scipy.sparse as sp
 from ..compile.schedule import Block
 from .state import cache_of
 
-__all__ = ["TINY", "constraint_scale", "scaled_max", "explicit_scale"]
+__all__ = ["TINY", "ROUNDING", "constraint_scale", "constraint_noise", "scaled_max", "explicit_scale"]
 
 TINY = 1e-300
 _DEPTH = 64          # the walk through a block's arithmetic members stops here (|value| beyond)
 _UNCOVERED = (ValueError, TypeError, AttributeError, NotImplementedError)   # -> |value| instead
 _ARITH = frozenset({"add", "subtract", "negative", "multiply", "divide", "power", "square"})
+_CONTRACTIONS = frozenset({"matmul", "dot"})
+_SUMMING = _CONTRACTIONS | {"sum", "mean"}
+ROUNDING = 8.0       # c_d within ROUNDING·eps·T_d of zero is zero: the rounding of evaluating it
+_EPS = float(np.finfo(np.float64).eps)
 _STRUCTURE = frozenset({"identity", "copy", "reshape", "transpose", "getitem", "concatenate", "stack"})
 
 
@@ -88,9 +92,10 @@ def explicit_scale(z) -> np.ndarray:
     return np.maximum(1.0, np.abs(z))
 
 
-def _terms(block: Block, k: int, vals: list, memo: dict, depth: int):
+def _terms(block: Block, k: int, vals: list, memo: dict, depth: int, sums: bool = False):
     """``M`` of member ``k``'s op output computed from its arguments (module docstring), or ``None``
-    when its op is not arithmetic."""
+    when its op is not arithmetic. ``sums``: the summed size ``T`` of the terms instead (a sum's
+    entries and a product's ``A_ij b_j`` added, not their largest), which bounds the rounding."""
     s = block.steps[k]
     name = s.prim.name
     if s.prim.user:
@@ -98,37 +103,43 @@ def _terms(block: Block, k: int, vals: list, memo: dict, depth: int):
     args = s.args
     if name in _STRUCTURE:
         # moving or stacking entries moves their terms: the same op on the magnitudes
-        return np.asarray(s.prim.value([_mag(block, u, vals, memo, depth) for u in args], s.params),
+        return np.asarray(s.prim.value([_mag(block, u, vals, memo, depth, sums) for u in args], s.params),
                           dtype=np.float64)
     if name in ("sum", "mean"):
         # the terms of a sum are its entries: their largest magnitude (over the same axes), /n for a mean
-        m = np.broadcast_to(_mag(block, args[0], vals, memo, depth), np.shape(vals[args[0]]))
+        m = np.broadcast_to(_mag(block, args[0], vals, memo, depth, sums), np.shape(vals[args[0]]))
         axis = s.params.get("axis")
-        out = np.max(m, axis=axis, keepdims=bool(s.params.get("keepdims", False)), initial=0.0)
+        keep = bool(s.params.get("keepdims", False))
+        out = np.sum(m, axis=axis, keepdims=keep) if sums else np.max(m, axis=axis, keepdims=keep, initial=0.0)
         return out / max(1, m.size // max(1, np.size(out))) if name == "mean" else out
+    if sums and name in _CONTRACTIONS and not s.params:
+        # T of (A @ b)_i: the summed size of its terms A_ij b_j, |A| @ T(b)
+        a, b = (_mag(block, u, vals, memo, depth, sums) for u in args)
+        return np.asarray(a @ b if name == "matmul" or sp.issparse(a) else np.dot(a, b), dtype=np.float64)
     if s.params or name not in _ARITH:
         return None
     if name in ("add", "subtract"):
-        return np.maximum(_mag(block, args[0], vals, memo, depth), _mag(block, args[1], vals, memo, depth))
+        return np.maximum(_mag(block, args[0], vals, memo, depth, sums), _mag(block, args[1], vals, memo, depth, sums))
     if name == "negative":
-        return _mag(block, args[0], vals, memo, depth)
+        return _mag(block, args[0], vals, memo, depth, sums)
     if name == "square":
-        m = _mag(block, args[0], vals, memo, depth)
+        m = _mag(block, args[0], vals, memo, depth, sums)
         return m * m
     if name == "multiply":
-        return _mag(block, args[0], vals, memo, depth) * _mag(block, args[1], vals, memo, depth)
+        return _mag(block, args[0], vals, memo, depth, sums) * _mag(block, args[1], vals, memo, depth, sums)
     if name == "divide":
         b = np.abs(np.asarray(vals[args[1]], dtype=np.float64))
-        return _mag(block, args[0], vals, memo, depth) / np.where(b > 0, b, np.inf)
+        return _mag(block, args[0], vals, memo, depth, sums) / np.where(b > 0, b, np.inf)
     # power
     p = vals[args[1]]
     if args[1] in block.position or np.ndim(p) or not float(p) > 0:
         return None
-    return _mag(block, args[0], vals, memo, depth) ** float(p)
+    return _mag(block, args[0], vals, memo, depth, sums) ** float(p)
 
 
-def _mag(block: Block, u: int, vals: list, memo: dict, depth: int):
-    """``M(u)``: the magnitude of the terms behind the value of node ``u`` (module docstring)."""
+def _mag(block: Block, u: int, vals: list, memo: dict, depth: int, sums: bool = False):
+    """``M(u)`` (``T(u)`` with ``sums``): the magnitude of the terms behind the value of node ``u``
+    (module docstring)."""
     hit = memo.get(u)
     if hit is not None:
         return hit
@@ -141,7 +152,7 @@ def _mag(block: Block, u: int, vals: list, memo: dict, depth: int):
     else:
         with np.errstate(all="ignore"):
             try:
-                out = _terms(block, k, vals, memo, depth + 1)
+                out = _terms(block, k, vals, memo, depth + 1, sums)
             except _UNCOVERED:      # shapes the rules above do not cover
                 out = None
         if out is None or np.shape(out) != np.shape(v):
@@ -199,10 +210,43 @@ def constraint_scale(block: Block, vals: list, z: np.ndarray | None = None) -> n
     return out
 
 
-def scaled_max(c: np.ndarray, scale: np.ndarray) -> float:
-    """``max |c| / scale`` (0 for an empty vector; NaN when ``c`` holds one)."""
+def constraint_noise(block: Block, vals: list) -> np.ndarray | None:
+    """``ROUNDING·eps·T_d`` for every entry of ``c_S`` (block vector layout; 0 for explicit members), or
+    ``None`` when no residual of the block sums terms (no matmul, dot, sum or mean: the rounding is
+    then far below any tolerance).
+
+    ``T_d`` is the summed size of the terms of ``r_d`` (``|A| @ |b|`` for a product, ``Σ|a_i|`` for a
+    sum): evaluating ``r_d`` in floating point errs by up to about ``eps·T_d``, so a violation below
+    it is no violation at all, only the rounding of computing it. ``L @ u - λeᵘ - f`` on a fine grid
+    has ``T ≈ 8/h²·|u|`` against ``|r|``'s scale ``max(|L u|, λeᵘ, |f|) ~ 1``: at h = 1/1001 the
+    rounding alone is ``1.2e-10`` of the scale, above the default ``tol``.
+    """
+    c = cache_of(block)
+    if c.sums is None:
+        c.sums = any(s.residual for s in block.steps) and any(
+            s.prim.name in _SUMMING and not s.prim.user for s in block.steps)
+    if not c.sums:
+        return None
+    out = np.zeros(block.size)
+    memo: dict = {}
+    for k, a, b in _residual_members(block):
+        with np.errstate(all="ignore"):
+            try:
+                t = _terms(block, k, vals, memo, 1, sums=True)
+            except _UNCOVERED:
+                t = None
+        if t is None or np.shape(t) != block.shapes[k]:
+            continue                             # no summed terms at this root: no allowance
+        out[a:b] = np.ravel(t)
+    return ROUNDING * _EPS * out
+
+
+def scaled_max(c: np.ndarray, scale: np.ndarray, noise: np.ndarray | None = None) -> float:
+    """``max |c| / scale`` (0 for an empty vector; NaN when ``c`` holds one); with ``noise``,
+    ``max max(|c| - noise, 0) / scale``: a violation within the rounding of evaluating the
+    constraint (:func:`constraint_noise`) counts as none."""
     if not c.size:
         return 0.0
     with np.errstate(all="ignore"):
-        r = np.abs(c) / scale
+        r = np.abs(c) / scale if noise is None else np.maximum(np.abs(c) - noise, 0.0) / scale
     return float(r.max()) if not np.isnan(r).any() else float("nan")

@@ -58,6 +58,9 @@ class BlockCache:
         read a previous sweep's value; newton.py, fixed_point.py.
     ``residual_members``
         ``(k, start, stop)`` of the residual members; scale.py.
+    ``sums``
+        Whether a residual member sums terms (matmul, dot, sum, mean), so its rounding is allowed
+        for (``constraint_noise``); scale.py.
     ``dense``
         ``False``: not decided; ``None``: not a dense-Newton block; else its generated residual and
         Jacobian (:class:`lagrangeprop.compile.blockgen.BlockCode`); dense.py.
@@ -108,6 +111,7 @@ class BlockCache:
     sweep_plan: list | None = None
     feedback: tuple[list[int], list[int]] | None = None
     residual_members: list[tuple[int, int, int]] | None = None
+    sums: bool | None = None
     dense: Any = False
     pattern: Any = None
     ew_plan: Any = False

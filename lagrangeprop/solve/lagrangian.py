@@ -21,14 +21,18 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..blocks import block_jacobian, block_residual
-from ..blocks import TINY, constraint_scale, explicit_scale, scaled_max
+from ..blocks import ROUNDING, TINY, constraint_noise, constraint_scale, explicit_scale, scaled_max
 from ..compile.schedule import Block, Schedule
 from ..errors import InputError
 from .local import accumulate
 from .forward import initial_values
 from .inputs import check_names, parse_inputs, point_value, scalarize
+
+_CONTRACTIONS = frozenset({"matmul", "dot"})
+_EPS = float(np.finfo(np.float64).eps)
 
 __all__ = ["Point", "point", "point_values", "lagrangian_value", "lagrangian_gradient",
            "constraint_jacobian", "kkt_residuals"]
@@ -142,32 +146,42 @@ def constraint_jacobian(sched: Schedule, vals: list):
     return A, index
 
 
-def _constraint_scales(sched: Schedule, blk: Block, vals: list) -> np.ndarray:
+def _constraint_scales(sched: Schedule, blk: Block, vals: list) -> tuple[np.ndarray, np.ndarray | None]:
     """``s_d`` for every entry of ``c`` over all defined nodes (layout of ``blk``): ``max(1, |z_d|)`` for
     explicit constraints, the block's own residual scale (:mod:`lagrangeprop.blocks.scale`) for residual ones,
-    so the certificate uses exactly the test the forward block solve used."""
+    so the certificate uses exactly the test the forward block solve used; and the rounding allowance
+    of the residuals that sum terms (``constraint_noise``; ``None`` when there is none)."""
     out = np.empty(blk.size)
+    noise = None
     for n, off, size, shape in zip(blk.nodes, blk.offsets, blk.sizes, blk.shapes):
         out[off:off + size] = np.ravel(np.broadcast_to(explicit_scale(vals[n]), shape))
     for b in sched.blocks:
         if b.explicit:
             continue
-        sb = constraint_scale(b, vals)
+        sb, nb = constraint_scale(b, vals), constraint_noise(b, vals)
+        if nb is not None and noise is None:
+            noise = np.zeros(blk.size)
         for k, n in enumerate(b.nodes):
             if b.steps[k].residual:
                 off = blk.offsets[blk.position[n]]
                 out[off:off + b.sizes[k]] = sb[b.offsets[k]:b.offsets[k] + b.sizes[k]]
-    return out
+                if nb is not None:
+                    noise[off:off + b.sizes[k]] = nb[b.offsets[k]:b.offsets[k] + b.sizes[k]]
+    return out, noise
 
 
 # ∂L/∂z_u = [u = o]·seed - λ_u [u explicit] + Σ_d ±(∂op_d/∂z_u)ᵀ λ_d: its scale t_u is the sum of the
 # magnitudes of these terms, |seed|·[u = o] + |λ_u| [u explicit] + Σ_d |(∂op_d/∂z_u)ᵀ λ_d|
-def _adjoint_scales(sched: Schedule, vals: list, lam: list, ans: dict, seed) -> list:
-    """``t_u`` (node id -> array) for every defined node (``None``: no term at all)."""
+# A matrix product's term (∂(A b)/∂b)ᵀ λ = Aᵀλ is itself a sum of terms A_ji λ_j: evaluating it errs by
+# ~eps·|A|ᵀ|λ|, its rounding allowance (as blocks.scale.constraint_noise for the residuals)
+def _adjoint_scales(sched: Schedule, vals: list, lam: list, ans: dict, seed) -> tuple[list, list]:
+    """``t_u`` (node id -> array) for every defined node (``None``: no term at all), and the rounding
+    allowance of the equations with matrix-product terms (``None``: none)."""
     mag: list = [None] * len(sched.names)
+    noise: list = [None] * len(sched.names)
 
-    def add(u, t):
-        mag[u] = t if mag[u] is None else mag[u] + t
+    def add(u, t, into=mag):
+        into[u] = t if into[u] is None else into[u] + t
     for n in sched.defined:
         if not sched.step_of[n].residual and lam[n] is not None:
             add(n, np.abs(lam[n]))
@@ -184,7 +198,12 @@ def _adjoint_scales(sched: Schedule, vals: list, lam: list, ans: dict, seed) -> 
                 ct = step.prim.vjp(pos, lam[n], ans[n], args, step.params)
                 if ct is not None:
                     add(u, np.abs(ct))
-    return mag
+                    if step.prim.name in _CONTRACTIONS and not step.prim.user and not step.params:
+                        # bilinear: the same vjp on magnitudes sums the terms' sizes
+                        absargs = [abs(a) if sp.issparse(a) else np.abs(a) for a in args]
+                        t = step.prim.vjp(pos, np.abs(lam[n]), np.abs(ans[n]), absargs, step.params)
+                        add(u, ROUNDING * _EPS * np.abs(t), noise)
+    return mag, noise
 
 
 def kkt_residuals(pt: Point) -> dict[str, float]:
@@ -200,13 +219,15 @@ def kkt_residuals(pt: Point) -> dict[str, float]:
     sched, vals, lam = pt.sched, pt.vals, pt.lam
     blk = _all_defined(sched)
     c, ans = block_residual(blk, vals)
-    primal = scaled_max(c, _constraint_scales(sched, blk, vals))
-    mag = _adjoint_scales(sched, vals, lam, ans, pt.seed)
+    primal = scaled_max(c, *_constraint_scales(sched, blk, vals))
+    mag, noise = _adjoint_scales(sched, vals, lam, ans, pt.seed)
     adjoint = 0.0
     for n in sched.defined:
         g = np.abs(np.asarray(gz[sched.names[n]], dtype=np.float64))
         if not g.size:
             continue
+        if noise[n] is not None:          # within the rounding of evaluating the equation: zero
+            g = np.maximum(g - noise[n], 0.0)
         t = np.maximum(np.broadcast_to(0.0 if mag[n] is None else mag[n], g.shape), TINY)
         with np.errstate(all="ignore"):
             r = float(np.max(g / t))
