@@ -40,6 +40,7 @@ from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
 from .validate import validate_graph
 from .pack import as_traced, holds_traced
+from .naming import name_from_caller
 from .var import Var, _Node
 
 __all__ = ["ProgramBuilder", "RESERVED"]
@@ -303,6 +304,7 @@ class ProgramBuilder:
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
+        name_from_caller(self, v.name)
         return v
 
     # implicit constraint (SPEC §1): c_d = r_d(z_pa(d), z_d); z_d enters r directly or through
@@ -321,6 +323,7 @@ class ProgramBuilder:
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
+        name_from_caller(self, v.name)
         return v
 
     def _params(self) -> dict:
@@ -365,6 +368,7 @@ class ProgramBuilder:
             out = self.variable(name or "output")
             self.define(out, e)
         self.graph.graph["output"] = out.name
+        name_from_caller(self, out.name)
         return out
 
     # ---------------------------------------------------------- serialisation

@@ -1,0 +1,153 @@
+"""Node names from the source's local variables (issue 15): a reader meets ``z`` or
+``layer.z`` in a report, not ``matmul_11``.
+
+Three sources, in this order of precedence; only auto-named nodes are ever renamed (an input,
+the output and every name the user chose stay as they are), and a name already in the
+program is never taken:
+
+- the traced function's own locals, as they are when it returns (:mod:`.trace`): ``z``;
+- the locals of the helper functions it calls, each name qualified by the helper:
+  ``layer.z``, and ``layer_2.z`` for the helper's second call (:class:`HelperFrames` finds
+  those frames while the ops are recorded);
+- for a program built with ``prog.define`` / ``prog.residual`` / ``prog.output`` inside a
+  user function, the locals of the caller of that method when it is called
+  (:func:`name_from_caller`): ``i1 = Is * (lp.exp(...) - 1.0)`` names ``i1``; a name used
+  again (a loop) gets ``i1_2``, ``i1_3``; then the unnamed intermediates of each such
+  expression and of the constraint just given are named after it and their op:
+  ``prog.residual(w, w**3 + w - x)`` names ``w.add`` and ``w.power``. These names stay
+  *soft*: the user may still claim such a name later (``prog.variable("i1")``), and
+  ``define(v, i1)`` still renames the root ``i1`` to ``v``, as for any unnamed root (SPEC §2).
+
+Examples
+--------
+>>> import numpy as np
+>>> import lagrangeprop as lp
+>>> def layer(h, W):
+...     z = h @ W
+...     return np.tanh(z)
+>>> def mlp(x, W1, W2):
+...     h = layer(x, W1)
+...     return lp.sum(layer(h, W2))
+>>> prog = lp.trace(mlp, x=np.ones(2), W1=np.ones((2, 2)), W2=np.ones((2, 2)))
+>>> sorted(n for n in prog.graph if prog.graph.nodes[n]["role"] == "defined")
+['h', 'layer.z', 'layer_2.z', 'out', 'tanh_3']
+>>> def build():
+...     prog = lp.Program(); x = prog.input("x"); w = prog.variable("w")
+...     s = lp.exp(x) * 2.0
+...     prog.residual(w, w**3 + w - s)
+...     return prog
+>>> sorted(build().graph)
+['const_1', 'const_4', 's', 's.exp', 'w', 'w.add', 'w.power', 'x']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import CodeType, FrameType
+from typing import Any
+
+from .var import Var
+
+__all__ = ["HelperFrames", "name_from_caller", "is_internal", "qualified"]
+
+_INTERNAL = ("lagrangeprop", "numpy", "scipy", "networkx", "autograd", "torch", "functools", "contextlib")
+_internal_code: dict[CodeType, bool] = {}
+
+
+def _internal_dirs() -> tuple[str, ...]:
+    """The source directories of this package and of the libraries it calls."""
+    dirs = []
+    for name in _INTERNAL:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:   # a package: its directory; a plain module (functools): its file
+            dirs.append(os.path.dirname(path) + os.sep if hasattr(module, "__path__") else path)
+    return tuple(dirs)
+
+
+def is_internal(frame: FrameType) -> bool:
+    """A frame of this package or of a library it calls (numpy, scipy, ...), not the user's
+    (judged by its file: a doctest or a notebook cell is the user's)."""
+    code = frame.f_code
+    known = _internal_code.get(code)
+    if known is None:
+        name = code.co_filename
+        known = _internal_code[code] = name.startswith("<frozen") or name.startswith(_internal_dirs())
+    return known
+
+
+def qualified(function: str, call: int, local: str) -> str:
+    """A helper's local as a node name: ``layer.z``, ``layer_2.z`` on its second call."""
+    return f"{function}.{local}" if call == 1 else f"{function}_{call}.{local}"
+
+
+class HelperFrames:
+    """The frames of the user's helper functions that recorded ops while ``top`` (the traced
+    function's frame) ran, in the order they first did; read when the trace ends."""
+
+    def __init__(self) -> None:
+        self.top: FrameType | None = None
+        self.frames: list[FrameType] = []
+        self._seen: set[int] = set()
+
+    def visit(self, frame: FrameType | None) -> None:
+        """Walk from ``frame`` (an op being recorded) up to ``top``, keeping user frames."""
+        while frame is not None and frame is not self.top:
+            if id(frame) not in self._seen and not is_internal(frame):
+                self._seen.add(id(frame))
+                if frame.f_code.co_name.isidentifier():   # not <listcomp>, <lambda>, <genexpr>
+                    self.frames.append(frame)
+            frame = frame.f_back
+
+    def rename(self, prog: Any) -> None:
+        """Give each helper's final locals their qualified names (auto-named nodes only)."""
+        calls: dict[CodeType, int] = {}
+        for frame in self.frames:
+            k = calls[frame.f_code] = calls.get(frame.f_code, 0) + 1
+            for local, value in dict(frame.f_locals).items():
+                if isinstance(value, Var) and value.program is prog and local.isidentifier():
+                    prog._rename_auto(value.name, qualified(frame.f_code.co_name, k, local))
+        self.frames, self._seen, self.top = [], set(), None
+
+
+def name_from_caller(prog: Any, target: str, depth: int = 2) -> None:
+    """Soft names for the auto-named nodes held in the locals of the user's frame that
+    called a building method of ``prog`` (``depth`` frames up), then for the unnamed
+    intermediates of ``target``'s expression: ``y0.power``, ``y0.add`` (none while tracing)."""
+    if prog._probe is not None:
+        return
+    frame = sys._getframe(depth)
+    if frame is None or is_internal(frame):
+        return
+    roots = [target]
+    for local, value in frame.f_locals.items():
+        if isinstance(value, Var) and value.program is prog and local.isidentifier():
+            roots.append(_soft_name(prog, value.name, local))
+    for root in filter(None, roots):
+        todo, seen = [root], {root}
+        while todo:   # the expression of root: its auto-named ancestors, up to named nodes
+            for u in list(prog.graph.predecessors(todo.pop())):
+                new = None if u in seen else _soft_name(prog, u, f"{root}.{prog.graph.nodes[u].get('op')}")
+                if new is not None:
+                    seen.add(new)
+                    todo.append(new)
+
+
+def _soft_name(prog: Any, old: str, stem: str) -> str | None:
+    """Rename the auto-named defined node ``old`` to ``stem`` (``stem_2``, ... when taken),
+    keeping it renameable (:meth:`ProgramBuilder._claim` may still take the name)."""
+    soft: set[str] = prog.__dict__.setdefault("_soft", set())
+    if old not in prog._auto or old in soft or prog.graph.nodes[old].get("role") != "defined":
+        return None
+    uses: dict[str, int] = prog.__dict__.setdefault("_soft_uses", {})
+    new, k = stem, uses.get(stem, 1)
+    while new in prog.graph:
+        k += 1
+        new = f"{stem}_{k}"
+    uses[stem] = k
+    if not prog._rename_auto(old, new):
+        return None
+    prog._auto.add(new)
+    soft.add(new)
+    return new
