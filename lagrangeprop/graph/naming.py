@@ -37,7 +37,7 @@ Examples
 ...     prog.residual(w, w**3 + w - s)
 ...     return prog
 >>> sorted(build().graph)
-['const_1', 'const_4', 's', 's.exp', 'w', 'w.add', 'w.power', 'x']
+['const_1', 'const_3', 's', 's.exp', 'w', 'w.add', 'w.power', 'x']
 """
 
 from __future__ import annotations
