@@ -40,7 +40,7 @@ from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
 from .validate import validate_graph
 from .pack import as_traced, holds_traced
-from .naming import name_from_caller
+from .naming import name_from_caller, relabel_node
 from .var import Var, _Node
 
 __all__ = ["ProgramBuilder", "RESERVED"]
@@ -98,7 +98,7 @@ class ProgramBuilder:
                                  "has a variable of that name; choose another name")
 
     def _relabel(self, old: str, new: str) -> None:
-        nx.relabel_nodes(self.graph, {old: new}, copy=False)
+        relabel_node(self.graph, old, new)
         handle = self._handles.pop(old)
         handle.name = new
         self._handles[new] = handle
