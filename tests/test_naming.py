@@ -124,7 +124,21 @@ def _kepler():
     return prog
 
 
-def test_builder_callers_locals_and_expression_intermediates():
+@pytest.fixture
+def expression_names(monkeypatch):
+    """Name expression intermediates after their constraint (graph.naming.EXPRESSION_NAMES)."""
+    from lagrangeprop.graph import naming
+    monkeypatch.setattr(naming, "EXPRESSION_NAMES", True)
+
+
+def test_builder_callers_locals_without_expression_names():
+    prog = _kepler()
+    assert "drift" in prog.graph and "E.subtract" not in prog.graph     # the default: locals only
+    np.testing.assert_allclose(prog.solve(M=1.0, e=0.6, guess={"E": 1.0}).grad["e"], lp.check(
+        prog, {"M": 1.0, "e": 0.6}, guess={"E": 1.0}, against=("fd",)).rows[1]["fd"], rtol=1e-6)
+
+
+def test_builder_callers_locals_and_expression_intermediates(expression_names):
     prog = _kepler()
     assert {"drift", "drift.sin", "E.subtract"} <= set(prog.graph)
     assert not [n for n in _defined(prog) if AUTO.match(n)]
@@ -172,7 +186,7 @@ def test_a_local_used_in_a_loop_gets_numbered_names():
 
 
 @pytest.mark.parametrize("case", ["sellar", *SCALED_CASES])
-def test_block_reports_of_the_shared_programs_name_every_node(case):
+def test_block_reports_of_the_shared_programs_name_every_node(case, expression_names):
     if case == "sellar":
         sol = sellar_program().solve(**SELLAR_INPUTS, guess=SELLAR_GUESS)
     else:

@@ -40,7 +40,7 @@ from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
 from .validate import validate_graph
 from .pack import as_traced, holds_traced
-from .naming import name_from_caller, relabel_node
+from .naming import name_from_caller, relabel_many
 from .var import Var, _Node
 
 __all__ = ["ProgramBuilder", "RESERVED"]
@@ -98,23 +98,34 @@ class ProgramBuilder:
                                  "has a variable of that name; choose another name")
 
     def _relabel(self, old: str, new: str) -> None:
-        relabel_node(self.graph, old, new)
-        handle = self._handles.pop(old)
-        handle.name = new
-        self._handles[new] = handle
-        if old in self._auto:
-            self._auto.discard(old)
-            self._auto.add(new)
-        if self.graph.graph.get("output") == old:
-            self.graph.graph["output"] = new
+        self._relabel_many({old: new})
+
+    def _relabel_many(self, mapping: dict[str, str]) -> None:
+        """Rename nodes in place, each keeping its position in graph order (naming.relabel_many)."""
+        relabel_many(self.graph, mapping)
+        for old, new in mapping.items():
+            handle = self._handles.pop(old)
+            handle.name = new
+            self._handles[new] = handle
+            if old in self._auto:
+                self._auto.discard(old)
+                self._auto.add(new)
+            if self.graph.graph.get("output") == old:
+                self.graph.graph["output"] = new
 
     def _rename_auto(self, old: str, new: str) -> bool:
         """Give an auto-named defined node a user-facing name (used by trace)."""
-        if old not in self._auto or new in self.graph or new in RESERVED:
-            return False
-        self._relabel(old, new)
-        self._auto.discard(new)
-        return True
+        return bool(self._rename_auto_many({old: new}))
+
+    def _rename_auto_many(self, wanted: dict[str, str]) -> dict[str, str]:
+        """:meth:`_rename_auto` for many nodes at once (one pass); the renames made."""
+        done: dict[str, str] = {}
+        for old, new in wanted.items():
+            if old in self._auto and new not in self.graph and new not in RESERVED and new not in done.values():
+                done[old] = new
+        self._relabel_many(done)
+        self._auto.difference_update(done.values())
+        return done
 
     def _add(self, name: str | None, stem: str, **attrs) -> Var:
         self._schedule = None

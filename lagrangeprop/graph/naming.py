@@ -14,7 +14,8 @@ program is never taken:
   (:func:`name_from_caller`): ``i1 = Is * (lp.exp(...) - 1.0)`` names ``i1``; a name used
   again (a loop) gets ``i1_2``, ``i1_3``; then the unnamed intermediates of each such
   expression and of the constraint just given are named after it and their op:
-  ``prog.residual(w, w**3 + w - x)`` names ``w.add`` and ``w.power``. These names stay
+  ``prog.residual(w, w**3 + w - x)`` names ``w.add`` and ``w.power`` (only with
+  ``EXPRESSION_NAMES``, off for now: other modules' doctests print auto names). These names stay
   *soft*: the user may still claim such a name later (``prog.variable("i1")``), and
   ``define(v, i1)`` still renames the root ``i1`` to ``v``, as for any unnamed root (SPEC §2).
 
@@ -36,8 +37,8 @@ Examples
 ...     s = lp.exp(x) * 2.0
 ...     prog.residual(w, w**3 + w - s)
 ...     return prog
->>> sorted(build().graph)
-['const_1', 'const_3', 's', 's.exp', 'w', 'w.add', 'w.power', 'x']
+>>> [n for n in build().graph if n in ("s", "w", "x")]
+['x', 'w', 's']
 """
 
 from __future__ import annotations
@@ -47,13 +48,18 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
+import networkx as nx
+
 from .tracked import TrackedDiGraph, clear_nx_cache
 from .var import Var
 
-__all__ = ["HelperFrames", "name_from_caller", "is_internal", "qualified", "relabel_node"]
+__all__ = ["HelperFrames", "name_from_caller", "is_internal", "qualified", "relabel_many"]
 
 _INTERNAL = ("lagrangeprop", "numpy", "scipy", "networkx", "autograd", "torch", "functools", "contextlib")
 _internal_code: dict[CodeType, bool] = {}
+# name an expression's unnamed intermediates after its constraint or local (``w.add``): off until
+# the doctests of blocks/ and compile/, which print auto names, are updated (issue 15)
+EXPRESSION_NAMES = False
 
 
 def _internal_dirs() -> tuple[str, ...]:
@@ -78,30 +84,42 @@ def is_internal(frame: FrameType) -> bool:
     return known
 
 
-def relabel_node(G: Any, old: str, new: str) -> None:
-    """Rename node ``old`` of the DiGraph ``G`` to ``new`` in place, keeping its attributes and
-    edges: what ``nx.relabel_nodes(G, {old: new}, copy=False)`` does, without its pass over
-    every node of ``G`` (a trace renames thousands of nodes)."""
-    if type(G) is TrackedDiGraph:   # move the dicts themselves: attributes and edge data stay shared
-        succ, pred = G._succ, G._pred
-        G._node[new] = G._node.pop(old)
-        out, into = succ[new], pred[new] = succ.pop(old), pred.pop(old)
-        if old in out:                  # a self-loop
-            out[new], into[new] = out.pop(old), into.pop(old)
-        for w in out:
-            if w != new:
-                pred[w][new] = pred[w].pop(old)
-        for u in into:
-            if u != new:
-                succ[u][new] = succ[u].pop(old)
-        G._edits[0] += 1
-        clear_nx_cache(G)
+def _rekey_tail(d: dict, mapping: dict) -> None:
+    """Rename the keys of ``d`` found in ``mapping``, each keeping its place in ``d``'s order:
+    only the tail from the first renamed key on is re-inserted (renamed nodes are recent)."""
+    left = sum(1 for k in mapping if k in d) if len(mapping) < len(d) else sum(1 for k in d if k in mapping)
+    if not left:
         return
-    G.add_node(new, **G.nodes[old])
-    edges = [(new, new if w == old else w, d) for _, w, d in G.out_edges(old, data=True)]
-    edges += [(u, new, d) for u, _, d in G.in_edges(old, data=True) if u != old]
-    G.remove_node(old)
-    G.add_edges_from(edges)
+    tail = []
+    for k in reversed(d):
+        tail.append(k)
+        left -= k in mapping
+        if not left:
+            break
+    for k in reversed(tail):
+        d[mapping.get(k, k)] = d.pop(k)
+
+
+def relabel_many(G: Any, mapping: dict) -> None:
+    """Rename nodes of the DiGraph ``G`` in place (``mapping``: old -> new, new names not in
+    ``G``), keeping attributes, edges and the graph order the compiler reads (a traced program
+    stays in topological order). ``nx.relabel_nodes`` moves each node to the end and walks
+    every node per call."""
+    if not mapping:
+        return
+    if type(G) is not TrackedDiGraph:
+        nx.relabel_nodes(G, mapping, copy=False)
+        return
+    succ, pred = G._succ, G._pred
+    touched = {w for old in mapping for w in (*succ[old], *pred[old])}
+    for d in (G._node, succ, pred):
+        _rekey_tail(d, mapping)
+    for w in touched:
+        w = mapping.get(w, w)
+        _rekey_tail(succ[w], mapping)
+        _rekey_tail(pred[w], mapping)
+    G._edits[0] += 1
+    clear_nx_cache(G)
 
 
 def qualified(function: str, call: int, local: str) -> str:
@@ -117,12 +135,17 @@ class HelperFrames:
         self.top: FrameType | None = None
         self.frames: list[FrameType] = []
         self._seen: set[int] = set()
+        self._kept: list[FrameType] = []
 
     def visit(self, frame: FrameType | None) -> None:
         """Walk from ``frame`` (an op being recorded) up to ``top``, keeping user frames."""
+        seen = self._seen
         while frame is not None and frame is not self.top:
-            if id(frame) not in self._seen and not is_internal(frame):
-                self._seen.add(id(frame))
+            if id(frame) in seen:      # this frame's callers were walked when it was first seen
+                return
+            if not is_internal(frame):
+                seen.add(id(frame))
+                self._kept.append(frame)   # alive while the trace runs: its id is not reused
                 if frame.f_code.co_name.isidentifier():   # not <listcomp>, <lambda>, <genexpr>
                     self.frames.append(frame)
             frame = frame.f_back
@@ -130,12 +153,14 @@ class HelperFrames:
     def rename(self, prog: Any) -> None:
         """Give each helper's final locals their qualified names (auto-named nodes only)."""
         calls: dict[CodeType, int] = {}
+        wanted: dict[str, str] = {}
         for frame in self.frames:
             k = calls[frame.f_code] = calls.get(frame.f_code, 0) + 1
             for local, value in dict(frame.f_locals).items():
                 if isinstance(value, Var) and value.program is prog and local.isidentifier():
-                    prog._rename_auto(value.name, qualified(frame.f_code.co_name, k, local))
-        self.frames, self._seen, self.top = [], set(), None
+                    wanted.setdefault(value.name, qualified(frame.f_code.co_name, k, local))
+        prog._rename_auto_many(wanted)
+        self.frames, self._seen, self._kept, self.top = [], set(), [], None
 
 
 def name_from_caller(prog: Any, target: str, depth: int = 2) -> None:
@@ -147,11 +172,11 @@ def name_from_caller(prog: Any, target: str, depth: int = 2) -> None:
     frame = sys._getframe(depth)
     if frame is None or is_internal(frame):
         return
-    roots = [target]
+    roots = [target] if EXPRESSION_NAMES else []
     for local, value in frame.f_locals.items():
         if isinstance(value, Var) and value.program is prog and local.isidentifier():
             roots.append(_soft_name(prog, value.name, local))
-    for root in filter(None, roots):
+    for root in filter(None, roots if EXPRESSION_NAMES else ()):
         todo, seen = [root], {root}
         while todo:   # the expression of root: its auto-named ancestors, up to named nodes
             for u in list(prog.graph.predecessors(todo.pop())):

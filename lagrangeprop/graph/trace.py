@@ -119,9 +119,11 @@ class _LocalNames:
     def rename(self) -> None:
         """``f``'s own locals first, then its helpers' (qualified by the helper's name)."""
         prog = self.prog
+        wanted: dict[str, str] = {}
         for local, value in self.locals.items():
             if isinstance(value, Var) and value.program is prog and local.isidentifier():
-                prog._rename_auto(value.name, local)
+                wanted.setdefault(value.name, local)
+        prog._rename_auto_many(wanted)
         self.locals = {}
         self.helpers.rename(prog)
 
