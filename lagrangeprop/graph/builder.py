@@ -98,11 +98,11 @@ class ProgramBuilder:
                                  "has a variable of that name; choose another name")
 
     def _relabel(self, old: str, new: str) -> None:
-        self._relabel_many({old: new})
+        self._relabel_many({old: new}, keep_order=False)
 
-    def _relabel_many(self, mapping: dict[str, str]) -> None:
-        """Rename nodes in place, each keeping its position in graph order (naming.relabel_many)."""
-        relabel_many(self.graph, mapping)
+    def _relabel_many(self, mapping: dict[str, str], keep_order: bool = True) -> None:
+        """Rename nodes in place, keeping their place in graph order or not (naming.relabel_many)."""
+        relabel_many(self.graph, mapping, keep_order)
         for old, new in mapping.items():
             handle = self._handles.pop(old)
             handle.name = new
@@ -115,15 +115,15 @@ class ProgramBuilder:
 
     def _rename_auto(self, old: str, new: str) -> bool:
         """Give an auto-named defined node a user-facing name (used by trace)."""
-        return bool(self._rename_auto_many({old: new}))
+        return bool(self._rename_auto_many({old: new}, keep_order=False))
 
-    def _rename_auto_many(self, wanted: dict[str, str]) -> dict[str, str]:
+    def _rename_auto_many(self, wanted: dict[str, str], keep_order: bool = True) -> dict[str, str]:
         """:meth:`_rename_auto` for many nodes at once (one pass); the renames made."""
         done: dict[str, str] = {}
         for old, new in wanted.items():
             if old in self._auto and new not in self.graph and new not in RESERVED and new not in done.values():
                 done[old] = new
-        self._relabel_many(done)
+        self._relabel_many(done, keep_order)
         self._auto.difference_update(done.values())
         return done
 

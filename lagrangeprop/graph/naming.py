@@ -100,15 +100,19 @@ def _rekey_tail(d: dict, mapping: dict) -> None:
         d[mapping.get(k, k)] = d.pop(k)
 
 
-def relabel_many(G: Any, mapping: dict) -> None:
+def relabel_many(G: Any, mapping: dict, keep_order: bool = True) -> None:
     """Rename nodes of the DiGraph ``G`` in place (``mapping``: old -> new, new names not in
-    ``G``), keeping attributes, edges and the graph order the compiler reads (a traced program
-    stays in topological order). ``nx.relabel_nodes`` moves each node to the end and walks
-    every node per call."""
+    ``G``), keeping attributes and edges. ``keep_order``: each node keeps its place in the
+    graph order the compiler reads (its block members' order); else each moves to the end,
+    as ``nx.relabel_nodes`` does (which also walks every node per call)."""
     if not mapping:
         return
     if type(G) is not TrackedDiGraph:
         nx.relabel_nodes(G, mapping, copy=False)
+        return
+    if not keep_order:
+        for old, new in mapping.items():
+            _move_to_end(G, old, new)
         return
     succ, pred = G._succ, G._pred
     touched = {w for old in mapping for w in (*succ[old], *pred[old])}
@@ -120,6 +124,15 @@ def relabel_many(G: Any, mapping: dict) -> None:
         _rekey_tail(pred[w], mapping)
     G._edits[0] += 1
     clear_nx_cache(G)
+
+
+def _move_to_end(G: Any, old: str, new: str) -> None:
+    """Rename ``old`` to ``new``, the node moving to the end of graph order (as networkx does)."""
+    G.add_node(new, **G.nodes[old])
+    edges = [(new, new if w == old else w, d) for _, w, d in G.out_edges(old, data=True)]
+    edges += [(u, new, d) for u, _, d in G.in_edges(old, data=True) if u != old]
+    G.remove_node(old)
+    G.add_edges_from(edges)
 
 
 def qualified(function: str, call: int, local: str) -> str:
@@ -159,7 +172,7 @@ class HelperFrames:
             for local, value in dict(frame.f_locals).items():
                 if isinstance(value, Var) and value.program is prog and local.isidentifier():
                     wanted.setdefault(value.name, qualified(frame.f_code.co_name, k, local))
-        prog._rename_auto_many(wanted)
+        prog._rename_auto_many(wanted, keep_order=False)
         self.frames, self._seen, self._kept, self.top = [], set(), [], None
 
 
@@ -198,7 +211,7 @@ def _soft_name(prog: Any, old: str, stem: str) -> str | None:
         k += 1
         new = f"{stem}_{k}"
     uses[stem] = k
-    if not prog._rename_auto(old, new):
+    if not prog._rename_auto_many({old: new}):     # keeping graph order: a block's members stay put
         return None
     prog._auto.add(new)
     soft.add(new)

@@ -123,7 +123,7 @@ class _LocalNames:
         for local, value in self.locals.items():
             if isinstance(value, Var) and value.program is prog and local.isidentifier():
                 wanted.setdefault(value.name, local)
-        prog._rename_auto_many(wanted)
+        prog._rename_auto_many(wanted, keep_order=False)   # as networkx: to the end
         self.locals = {}
         self.helpers.rename(prog)
 
