@@ -1,4 +1,4 @@
-"""``python -m lagrangeprop``: the worked example, and ``check MODULE:FUNCTION`` (see :mod:`.cli`)."""
+"""``python -m lagrangeprop``: the worked example and the commands check, draw, source (see :mod:`.cli`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""``python -m lagrangeprop``: exit 0 when the check agrees, 1 when it disagrees (or the check
-fails), 2 on a usage error, with a one-line message and no traceback (SPEC §2).
+"""``python -m lagrangeprop``: exit 0 when the check agrees, 1 when it disagrees (or solving
+fails), 2 on a usage error, with a one-line message and no traceback (SPEC §2); the same for
+``draw`` and ``source``.
 
 Every test runs the CLI in a subprocess with this checkout's package on PYTHONPATH."""
 
@@ -10,6 +11,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import lagrangeprop as lp
@@ -48,6 +50,10 @@ def domain(x):
 
 def boom(x):
     return 1 / 0
+
+
+def untraceable(x):
+    return np.exp(x, dtype=np.float32)
 
 
 def uses_rtol(rtol):
@@ -147,6 +153,23 @@ USAGE_ERRORS = [
     (["--x", "nan"], ["--x", "'nan'"]),
     (["bogus"], ["invalid choice: 'bogus'"]),
     (["--rtol", "1"], ["invalid choice: '1'"]),
+    (["check", "cli_mod:boom", "--x", "0.5"], ["tracing cli_mod:boom raised ZeroDivisionError", "--traceback"]),
+    (["draw", "nomod_xyz:f", "--x", "1"], ["cannot import module 'nomod_xyz'"]),
+    (["draw", "cli_mod:nope", "--x", "1"], ["has no function 'nope'"]),
+    (["draw", "cli_mod:f", "--x", "abc", "--y", "1"], ["--x", "cannot read 'abc'"]),
+    (["draw", "cli_mod:f", "--x", "0.5", "--y", "1", "--rtl", "1e-3"], ["unknown option --rtl"]),
+    (["draw", "cli_mod:f", "--x", "0.5", "--y", "1", "--dpi", "x"], ["--dpi", "'x'"]),
+    (["draw", "cli_mod:f", "--x", "0.5", "--y", "1", "-o", "no_dir/g.png"], ["no such directory"]),
+    (["draw", "cli_mod:f", "--x", "0.5", "--y", "1", "-o", "g.notaformat"], ["notaformat"]),
+    (["draw", "cli_mod:f", "--x", "0.5", "--y", "1", "--method", "nope"], ["method='nope'"]),
+    (["draw", "cli_mod:boom", "--x", "0.5"], ["tracing cli_mod:boom raised ZeroDivisionError"]),
+    (["draw", "cli_mod:f", "--x", "0.5"], ["missing inputs: ['y']"]),
+    (["source", "nomod_xyz:f", "--x", "1"], ["cannot import module 'nomod_xyz'"]),
+    (["source", "cli_mod:f", "--x", "1", "--y", "1", "--rtl", "1e-3"], ["unknown option --rtl"]),
+    (["source", "cli_mod:f", "--x", "[1, 'a']", "--y", "1"], ["--x", "real number"]),
+    (["source", "cli_mod:untraceable", "--x", "[1, 2]"], ["tracing cli_mod:untraceable raised GraphError",
+                                                        "'dtype' is not supported"]),
+    (["source"], ["MODULE:FUNCTION"]),
 ]
 
 
@@ -165,7 +188,9 @@ SUBPROCESS = {k for k, (args, _) in enumerate(USAGE_ERRORS)
               if args[:2] in (["check", "nomod_xyz:f"], ["check", "cli_mod:nope"], ["check", "cli_mod"])
               or args[-2:] in (["--x", "abc"], ["--rtl", "1e-3"], ["--method", "nope"], ["--x", "nan"])
               or args[2:4] in (["--x", "abc"], ["--x", "1j"])
-              or args == ["check", "cli_mod:f", "--x", "0.5"] or args == ["bogus"]}
+              or args == ["check", "cli_mod:f", "--x", "0.5"] or args == ["bogus"]
+              or args[0] in ("draw", "source") and args[1:2] in (["nomod_xyz:f"], ["cli_mod:untraceable"])
+              or args[-2:] == ["--rtl", "1e-3"]}
 
 
 @pytest.mark.parametrize("k", sorted(SUBPROCESS), ids=[" ".join(USAGE_ERRORS[k][0])[:60] for k in sorted(SUBPROCESS)])
@@ -187,13 +212,16 @@ def test_usage_error_table_in_process(cli, tmp_path, monkeypatch, capsys, args, 
     _one_line_usage_error(status, out, err, words)
 
 
-def test_failure_while_solving_or_tracing_exits_1_with_one_line(cli):
+def test_failure_while_solving_exits_1_tracing_exits_2_with_one_line(cli):
     proc = cli("check", "cli_mod:domain", "--x", "-0.5", status=1)
     assert proc.stderr.count("\n") == 1 and "NonFiniteError" in proc.stderr and "'sqrt'" in proc.stderr
-    proc = cli("check", "cli_mod:boom", "--x", "0.5", status=1)
+    proc = cli("draw", "cli_mod:domain", "--x", "-0.5", "-o", "d.png", status=1)
+    assert proc.stderr.count("\n") == 1 and "NonFiniteError" in proc.stderr and "'sqrt'" in proc.stderr
+    proc = cli("check", "cli_mod:boom", "--x", "0.5", status=2)     # a function that cannot be traced
     assert proc.stderr.count("\n") == 1 and "ZeroDivisionError" in proc.stderr and "--traceback" in proc.stderr
-    proc = cli("check", "cli_mod:boom", "--x", "0.5", "--traceback", status=1)
-    assert "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
+    for command in ("check", "draw", "source"):
+        proc = cli(command, "cli_mod:boom", "--x", "0.5", "--traceback")
+        assert proc.returncode != 0 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 
 
 def test_in_process_entry_point(tmp_path, capsys):
@@ -211,3 +239,62 @@ def test_in_process_entry_point(tmp_path, capsys):
         with pytest.raises(lp.InputError) as info:
             parse_value(bad)
         assert len(str(info.value)) < 300   # never echoes a huge argument back
+
+
+def test_help_of_every_command_lists_its_options(cli):
+    top = cli("--help", status=0).stdout
+    for command in ("demo", "check", "draw", "source"):
+        assert command in top
+    for command, options in {"draw": ("--output", "-o", "--no-values", "--no-constants", "--title", "--dpi",
+                                      "--seed", "--guess", "--tol", "--maxiter", "--method", "--linear-solver"),
+                             "source": (), "check": ("--verbose",), "demo": ("--x",)}.items():
+        text = cli(command, "--help", status=0).stdout
+        for option in options + (() if command == "demo" else ("--input", "--traceback", "MODULE:FUNCTION",
+                                                                "--NAME VALUE", "exit status")):
+            assert option in text, (command, option)
+        assert "``" not in text and ":func:" not in text and ":mod:" not in text   # no raw RST
+        # every option has a description next to it
+        assert all(line.split()[-1] != "--help" for line in text.splitlines() if line.startswith("  --"))
+
+
+def test_source_prints_the_generated_multiplier_program(cli):
+    proc = cli("source", "cli_mod:f", "--x", "0.5", "--input", "y=[1, 2]", status=0)
+
+    def f(x, y):   # cli_mod.f, traced here: the reference text
+        return lp.sum(lp.exp(x) * y) + x ** 2
+    assert proc.stdout.strip() == lp.trace(f, x=0.5, y=np.array([1.0, 2.0])).source().strip()
+    assert "def adjoint" in proc.stdout and proc.stderr == ""
+
+
+def test_draw_writes_the_picture(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    proc = cli("draw", "cli_mod:f", "--x", "0.5", "--y", "[1, 2]", "-o", "g.png", status=0)
+    assert "wrote g.png" in proc.stdout and "solved" in proc.stdout
+    png = (tmp_path / "g.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    cli("draw", "cli_mod:f", "--input", "x=0.5", "--y", "1", "--output", "h.svg", "--no-values", "--dpi", "72",
+        status=0)
+    assert (tmp_path / "h.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_draw_without_matplotlib_exits_2_with_the_pip_command(tmp_path, monkeypatch, capsys):
+    from lagrangeprop.cli import main
+    text = MODULE.replace("cli_wrong_exp", "nompl_w").replace("cli_right_exp", "nompl_r")
+    (tmp_path / "nompl_mod.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+    assert main(["draw", "nompl_mod:f", "--x", "0.5", "--y", "1", "-o", str(tmp_path / "g.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "pip install lagrangeprop[plot]" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_check_verbose_reports_stages_on_stderr(cli):
+    proc = cli("check", "cli_mod:f", "--x", "0.5", "--y", "[1, 2]", "--against", "autograd,fd", "--verbose",
+               status=0)
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith("lp.check: compile") for line in lines)
+    assert any(line.startswith("lp.check: tape autograd") for line in lines)
+    assert any(line.startswith("lp.check: finite differences") for line in lines)
+    assert lines[-1].startswith("lp.check: done") and "OK" in proc.stdout
+    assert cli("check", "cli_mod:f", "--x", "0.5", "--y", "[1, 2]", "--against", "fd", status=0).stderr == ""

@@ -41,6 +41,7 @@ from ..solve.program import solve_program
 from .compare import compare, node_multipliers
 from .finite_differences import (FD_DIFFERENCES, H_REL, SMALL_ENTRY, Objective, central, dot,
                                  fd_plan, fd_row, unit)
+from .progress import Progress
 from .references import FD_NAME, TAPE_NAMES, convergence, run_tapes
 from .report import CheckReport
 from .rounding import EPS, FLOOR, magnitudes
@@ -56,7 +57,8 @@ __all__ = ["check", "CheckReport"]
 def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd"), rtol: float = 1e-8,
           fd_rtol: float = 1e-5, atol: float | None = None, seed=None, guess=None, tol=None,
           maxiter=None, method=None, linear_solver=None, rng=0, fd_max_elements: int = 12,
-          fd_budget: int = FD_DIFFERENCES, **kw_inputs) -> CheckReport:
+          fd_budget: int = FD_DIFFERENCES, verbose: bool | int = 0, callback=None,
+          **kw_inputs) -> CheckReport:
     """Check the multipliers of ``prog`` against tape autodiff and finite differences.
 
     Parameters
@@ -91,6 +93,13 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
         per input (a random direction, or per element for small inputs while the budget
         lasts); inputs beyond it are checked by finite differences jointly only, and the
         report says so.
+    verbose : bool or int
+        Show progress: a tqdm bar when tqdm is installed, else a line on stderr per stage
+        and per chunk of central differences (``2``: per difference). Default silent.
+    callback : callable, optional
+        Called with a :class:`~lagrangeprop.crosscheck.progress.Stage` (``stage``,
+        ``detail``, ``done``, ``total``, ``elapsed``) after each stage: compiling, the
+        solve, each tape replay, each central difference, and ``"done"`` at the end.
 
     Returns
     -------
@@ -107,13 +116,30 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     """
     against = check_options(inputs=inputs, against=against, rtol=rtol, fd_rtol=fd_rtol, atol=atol,
                             rng=rng, fd_max_elements=fd_max_elements)
-    inputs = merge_inputs(inputs, kw_inputs)
+    progress = Progress(verbose, callback)
+    try:
+        report = _check(progress, prog, merge_inputs(inputs, kw_inputs), against, rtol, fd_rtol, atol, seed,
+                        guess, dict(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver),
+                        rng, fd_max_elements, fd_budget)
+    except BaseException:
+        progress.close(finished=False)
+        raise
+    progress.close()
+    return report
+
+
+def _check(progress: Progress, prog: Any, inputs: dict, against: tuple, rtol: float, fd_rtol: float,
+           atol: float | None, seed: Any, guess: Any, opts: dict, rng: Any, fd_max_elements: int,
+           fd_budget: int) -> CheckReport:
+    """The work of :func:`check`, each stage reported to ``progress``."""
+    progress.expect(2 + sum(b in against for b in TAPE_NAMES))
     prog = _program(prog, inputs)
     rng = np.random.default_rng(rng)
     sched = compiled(prog)
+    progress.step("compile", f"{prog.name}: {len(sched.names)} nodes, {len(sched.blocks)} cyclic blocks")
     seed, seed_note = _seed(sched, seed, rng)
-    opts = dict(tol=tol, maxiter=maxiter, method=method, linear_solver=linear_solver)
     sol = solve_program(prog, inputs, guess=guess, seed=seed, **opts)
+    progress.step("solve", "forward pass and multipliers")
     seed = np.asarray(sol.seed, dtype=np.float64)
     xin = {k: np.asarray(sol.values[k], dtype=np.float64) for k in sched.input_names}
     lam = {k: np.asarray(v, dtype=np.float64) for k, v in sol.multipliers.items()}
@@ -121,12 +147,14 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     floor, dir_floor, roundoff = _floors(sched, sol.values, lam, seed, extra)
 
     # the references: the tapes, then central differences of the forward pass
-    tapes, references, notes = run_tapes(sched, against, xin, seed, guess)
+    tapes, references, notes = run_tapes(sched, against, xin, seed, guess, progress.step)
     plan = fd_plan(xin, fd_max_elements, fd_budget)
     F = None
     if "fd" in against:
         F = Objective(prog, sched, seed, {n: sol.values[n] for b in sched.blocks for n in b.names}, opts)
         F.roundoff = roundoff
+        progress.expect(1 + sum(xin[k].size if m == "elementwise" else m is not None for k, m in plan.items()))
+        F.on_difference = lambda v: progress.step("finite differences", _along(v, len(xin)))
         _describe_fd(references, notes, plan, fd_max_elements, fd_budget)
 
     # the comparisons: per input, along one direction, per node, the output value
@@ -135,7 +163,7 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
     direction = _direction(F, xin, lam, tapes, rng, rtol, fd_rtol, dir_floor) if (F or tapes) else None
     multipliers, summary = node_multipliers(lam, tapes, rtol, floor)
     value = _value(tapes, float(np.sum(seed * np.asarray(sol.output))), rtol, 16 * roundoff + extra)
-    blocks = convergence(sched, tapes, xin, seed, guess, lam) if sched.blocks else []
+    blocks = convergence(sched, tapes, xin, seed, guess, lam, progress) if sched.blocks else []
     if F is not None and not tapes:
         user = [s.prim.name for s in sched.step_of.values() if s.prim.user]
         if user:
@@ -156,6 +184,15 @@ def check(prog, inputs: dict | None = None, *, against=("autograd", "torch", "fd
 
 
 # ------------------------------------------------------------------ the steps of check
+def _along(direction: dict, n_inputs: int) -> str:
+    """What a central difference moved: an input (and the entry, per element), or all of them."""
+    if len(direction) == n_inputs > 1:
+        return "along a random direction over all inputs"
+    (k, v), = direction.items()
+    nz = np.flatnonzero(np.asarray(v))
+    return f"{k}[{', '.join(map(str, np.unravel_index(nz[0], np.shape(v))))}]" if nz.size == 1 and np.ndim(v) else k
+
+
 def _program(prog: Any, inputs: dict) -> Any:
     """``prog`` itself, or the program traced from a function at ``inputs``."""
     if isinstance(prog, ProgramBuilder):

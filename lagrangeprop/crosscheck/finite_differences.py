@@ -52,6 +52,7 @@ class Objective:
             self.tol = min(1e-13, options.get("tol") or 1e-13)
         self.evaluations = 0
         self.roundoff = 0.0      # eps·Σ_d |λ_d|·|z_d| at the checked point (set by check)
+        self.on_difference = None   # called with each direction differenced (check's progress)
 
     def __call__(self, inputs: dict) -> float:
         self.evaluations += 1
@@ -107,6 +108,7 @@ def central(F: Objective, inputs: dict, direction: dict) -> tuple[float, float, 
                 for k, v in direction.items())
     if not small:
         d, noise = difference(F, inputs, direction, H_REL * scale)
+        _done(F, direction)
         return d, noise, direction
     rel = {k: v * np.where(np.asarray(inputs[k]) != 0, np.abs(inputs[k]), 1.0) for k, v in direction.items()}
     cands.append((rel, H_REL))
@@ -121,9 +123,15 @@ def central(F: Objective, inputs: dict, direction: dict) -> tuple[float, float, 
         est = abs(d1 - d2) + n2
         if np.isfinite(est) and (best is None or est < best[0]):
             best = (est, (4 * d2 - d1) / 3, 5 * n2 / 3, u)
+    _done(F, direction)
     if best is None:
         raise error if error is not None else FloatingPointError("no finite central difference")
     return best[1], best[2], best[3]
+
+
+def _done(F: Objective, direction: dict) -> None:
+    if getattr(F, "on_difference", None) is not None:
+        F.on_difference(direction)
 
 
 def fd_elements(F: Objective, inputs: dict, name: str) -> tuple[np.ndarray, float]:

@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,37 +33,47 @@ TAPE_NAMES = {"autograd": "autograd (tape)", "torch": "torch (tape)"}
 FD_NAME = "finite differences"
 
 
-def run_tapes(sched: Schedule, against: tuple, xin: dict, seed: np.ndarray,
-              guess: Any) -> tuple[dict[str, TapeResult], dict[str, str], list[str]]:
+def run_tapes(sched: Schedule, against: tuple, xin: dict, seed: np.ndarray, guess: Any,
+              step: Callable[[str, str], Any] | None = None) -> tuple[dict[str, TapeResult], dict[str, str], list[str]]:
     """``(tapes, references, notes)``: backend -> its result, reference name -> what was used
-    (or why it was skipped), and the tapes' notes (each once)."""
+    (or why it was skipped), and the tapes' notes (each once); ``step("tape", backend)`` after
+    each backend's replay (or its skip)."""
     tapes: dict[str, TapeResult] = {}
     references: dict[str, str] = {}
     notes: list[str] = []
     for backend in ("autograd", "torch"):
-        if backend not in against:
-            continue
-        name = TAPE_NAMES[backend]
-        try:
-            if backend == "torch":
-                import torch  # noqa: F401 - optional
-            res = tape_gradients(sched, backend, xin, seed, guess)
-        except ImportError:
-            references[name] = "not installed (skipped)"
-            continue
-        except NoTapeEquivalent as exc:
-            references[name] = f"skipped: {exc}"
-            continue
-        except Exception as exc:  # the tape itself failed: say so, do not guess
-            references[name] = f"failed to run: {type(exc).__name__}: {exc}"
-            continue
-        tapes[backend] = res
-        how = f"{_version(backend)}, its own derivative rules"
-        if res.iterations is not None:
-            how += f"; cyclic blocks unrolled: {res.iterations} Newton iterations on the tape"
-        references[name] = how
-        notes.extend(n for n in res.notes if n not in notes)
+        if backend in against:
+            res = _replay(sched, backend, xin, seed, guess, references)
+            if step is not None:
+                step("tape", backend)
+            if res is not None:
+                tapes[backend] = res
+                notes.extend(n for n in res.notes if n not in notes)
     return tapes, references, notes
+
+
+def _replay(sched: Schedule, backend: str, xin: dict, seed: np.ndarray, guess: Any,
+            references: dict) -> TapeResult | None:
+    """One backend's tape replay, its line in ``references`` (None when skipped or failed)."""
+    name = TAPE_NAMES[backend]
+    try:
+        if backend == "torch":
+            import torch  # noqa: F401 - optional
+        res = tape_gradients(sched, backend, xin, seed, guess)
+    except ImportError:
+        references[name] = "not installed (skipped)"
+        return None
+    except NoTapeEquivalent as exc:
+        references[name] = f"skipped: {exc}"
+        return None
+    except Exception as exc:  # the tape itself failed: say so, do not guess
+        references[name] = f"failed to run: {type(exc).__name__}: {exc}"
+        return None
+    how = f"{_version(backend)}, its own derivative rules"
+    if res.iterations is not None:
+        how += f"; cyclic blocks unrolled: {res.iterations} Newton iterations on the tape"
+    references[name] = how
+    return res
 
 
 def _version(backend: str) -> str:
@@ -75,8 +86,9 @@ def _version(backend: str) -> str:
 
 
 def convergence(sched: Schedule, tapes: dict, xin: dict, seed: np.ndarray, guess: Any,
-                lam: dict) -> list[dict]:
-    """Unrolled tape gradient vs the multipliers as the Newton iterations grow."""
+                lam: dict, progress: Any = None) -> list[dict]:
+    """Unrolled tape gradient vs the multipliers as the Newton iterations grow (each replay
+    reported to ``progress``, a :class:`~lagrangeprop.crosscheck.progress.Progress`)."""
     if not tapes:
         return []
     backend = "autograd" if "autograd" in tapes else next(iter(tapes))
@@ -84,6 +96,8 @@ def convergence(sched: Schedule, tapes: dict, xin: dict, seed: np.ndarray, guess
     steps = sorted({k for k in (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32) if k < total} | {total})
     scale = max([float(np.max(np.abs(lam[k]), initial=0.0)) for k in xin] + [1e-300])
     table = []
+    if progress is not None:
+        progress.expect(len(steps))
     for k in steps:
         try:
             res = tape_gradients(sched, backend, xin, seed, guess, iterations=k)
@@ -91,4 +105,6 @@ def convergence(sched: Schedule, tapes: dict, xin: dict, seed: np.ndarray, guess
         except Exception:  # an early iterate may leave the domain (nan on the tape)
             err = np.nan
         table.append((k, err if np.isfinite(err) else np.nan))
+        if progress is not None:
+            progress.step("convergence", f"{backend} tape unrolled {k} iterations")
     return [{"backend": TAPE_NAMES[backend], "iterations": k, "rel_error": e} for k, e in table]

@@ -40,6 +40,7 @@ from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
 from .validate import validate_graph
 from .pack import as_traced, holds_traced
+from .naming import name_from_caller, relabel_many
 from .var import Var, _Node
 
 __all__ = ["ProgramBuilder", "RESERVED"]
@@ -97,23 +98,34 @@ class ProgramBuilder:
                                  "has a variable of that name; choose another name")
 
     def _relabel(self, old: str, new: str) -> None:
-        nx.relabel_nodes(self.graph, {old: new}, copy=False)
-        handle = self._handles.pop(old)
-        handle.name = new
-        self._handles[new] = handle
-        if old in self._auto:
-            self._auto.discard(old)
-            self._auto.add(new)
-        if self.graph.graph.get("output") == old:
-            self.graph.graph["output"] = new
+        self._relabel_many({old: new}, keep_order=False)
+
+    def _relabel_many(self, mapping: dict[str, str], keep_order: bool = True) -> None:
+        """Rename nodes in place, keeping their place in graph order or not (naming.relabel_many)."""
+        relabel_many(self.graph, mapping, keep_order)
+        for old, new in mapping.items():
+            handle = self._handles.pop(old)
+            handle.name = new
+            self._handles[new] = handle
+            if old in self._auto:
+                self._auto.discard(old)
+                self._auto.add(new)
+            if self.graph.graph.get("output") == old:
+                self.graph.graph["output"] = new
 
     def _rename_auto(self, old: str, new: str) -> bool:
         """Give an auto-named defined node a user-facing name (used by trace)."""
-        if old not in self._auto or new in self.graph or new in RESERVED:
-            return False
-        self._relabel(old, new)
-        self._auto.discard(new)
-        return True
+        return bool(self._rename_auto_many({old: new}, keep_order=False))
+
+    def _rename_auto_many(self, wanted: dict[str, str], keep_order: bool = True) -> dict[str, str]:
+        """:meth:`_rename_auto` for many nodes at once (one pass); the renames made."""
+        done: dict[str, str] = {}
+        for old, new in wanted.items():
+            if old in self._auto and new not in self.graph and new not in RESERVED and new not in done.values():
+                done[old] = new
+        self._relabel_many(done, keep_order)
+        self._auto.difference_update(done.values())
+        return done
 
     def _add(self, name: str | None, stem: str, **attrs) -> Var:
         self._schedule = None
@@ -303,6 +315,7 @@ class ProgramBuilder:
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
+        name_from_caller(self, v.name)
         return v
 
     # implicit constraint (SPEC §1): c_d = r_d(z_pa(d), z_d); z_d enters r directly or through
@@ -321,6 +334,7 @@ class ProgramBuilder:
             if G.nodes[v.name].get("shape") is None:
                 G.nodes[v.name]["shape"] = G.nodes[arg.name].get("shape")
             self._connect(v.name, [arg.name])
+        name_from_caller(self, v.name)
         return v
 
     def _params(self) -> dict:
@@ -365,6 +379,7 @@ class ProgramBuilder:
             out = self.variable(name or "output")
             self.define(out, e)
         self.graph.graph["output"] = out.name
+        name_from_caller(self, out.name)
         return out
 
     # ---------------------------------------------------------- serialisation

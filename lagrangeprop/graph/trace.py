@@ -35,6 +35,7 @@ from .coerce import real_array
 from .ops import concatenate, reshape
 from .pack import as_traced
 from .pytree import OutputTree, flatten, flatten_arguments
+from .naming import HelperFrames
 from .var import Var
 
 __all__ = ["record", "paused_gc", "argument_names"]
@@ -73,18 +74,21 @@ def _code_of(f: Callable):
 
 class _LocalNames:
     """Capture the local variables of ``f`` as they are when it returns, so traced
-    intermediates get the names the user gave them.
+    intermediates get the names the user gave them, and those of the helper functions
+    ``f`` calls (``layer.z``, :mod:`.naming`).
 
     The first op recorded while ``f`` runs calls :meth:`probe`, which finds ``f``'s frame
-    on the stack and keeps a reference to it; a finished frame still holds its final
-    locals. Nothing runs per Python call (no ``sys.setprofile`` hook), and profilers and
-    debuggers active during tracing keep working.
+    on the stack and keeps a reference to it; every op then notes the user frames between
+    it and ``f``'s (the helpers; :class:`~.naming.HelperFrames`). A finished frame still
+    holds its final locals. Nothing runs per Python call (no ``sys.setprofile`` hook), and
+    profilers and debuggers active during tracing keep working.
     """
 
     def __init__(self, prog, f: Callable):
         self.prog = prog
         self.code = _code_of(f)
         self.frame = None
+        self.helpers = HelperFrames()
         self.locals: dict[str, Any] = {}
 
     def __enter__(self):
@@ -93,12 +97,17 @@ class _LocalNames:
         return self
 
     def probe(self) -> None:
-        """Called by the first recorded op: keep the innermost frame running ``f``."""
-        self.prog._probe = None
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_code is not self.code:
-            frame = frame.f_back
-        self.frame = frame
+        """Called by every recorded op: the first finds the innermost frame running ``f``."""
+        caller = sys._getframe(2)      # the caller of ProgramBuilder._apply
+        if self.frame is None:
+            frame = caller
+            while frame is not None and frame.f_code is not self.code:
+                frame = frame.f_back
+            if frame is None:           # f is not on the stack: no local names
+                self.prog._probe = None
+                return
+            self.frame = self.helpers.top = frame
+        self.helpers.visit(caller)
 
     def __exit__(self, *exc):
         self.prog._probe = None
@@ -106,6 +115,17 @@ class _LocalNames:
             self.locals = dict(self.frame.f_locals)
             self.frame = None
         return False
+
+    def rename(self) -> None:
+        """``f``'s own locals first, then its helpers' (qualified by the helper's name)."""
+        prog = self.prog
+        wanted: dict[str, str] = {}
+        for local, value in self.locals.items():
+            if isinstance(value, Var) and value.program is prog and local.isidentifier():
+                wanted.setdefault(value.name, local)
+        prog._rename_auto_many(wanted, keep_order=False)   # as networkx: to the end
+        self.locals = {}
+        self.helpers.rename(prog)
 
 
 def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = None,
@@ -143,9 +163,7 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
     pos, kw = traced[:len(names)], dict(zip(example_inputs, traced[len(names):]))
     with paused_gc(), _LocalNames(prog, f) as local_names:
         result = f(*pos, **kw)
-    for local, value in local_names.locals.items():
-        if isinstance(value, Var) and value.program is prog and local.isidentifier():
-            prog._rename_auto(value.name, local)
+    local_names.rename()
     result = _one_output(prog, result)
     named = isinstance(result, Var) and result.name not in prog._auto
     out_name = "out" if "out" not in prog.graph or "out" in prog._auto else prog._fresh("out")
