@@ -17,6 +17,9 @@ the block's vector layout (member ``k`` is entry ``k``):
   Jacobian Newton iterates with), by forward tangents through the intermediates.
 - ``start(V, z, free)``: the start of :func:`lagrangeprop.blocks.iteration.initial`: every
   ``free`` explicit member (no guess) evaluated once in block order, kept when finite.
+- ``pullback(L, V, z, a, l)``: the block's multipliers ``l`` (floats, one per member) pulled back
+  to the arguments outside the block, ``L[u] += sign·(∂f_d/∂z_u) λ_d`` (``sign`` -1 for a residual
+  member), in the order and with the formulas of :func:`lagrangeprop.solve.local.accumulate`.
 
 ``V`` holds the values of the block's outside operands (inputs, constants, earlier nodes), read
 as floats. Python's float arithmetic raises where numpy returns NaN or inf (``math.sqrt(-1.0)``,
@@ -68,6 +71,7 @@ class BlockCode:
     jacobian: Callable
     reduced: Callable
     start: Callable
+    pullback: Callable | None     # None: an argument without an elementwise partial (generic path)
     states: tuple[int, ...]
     text: str
 
@@ -271,12 +275,45 @@ def _start_text(block: Block, objs: dict) -> str:
     return "\n".join(["def start(V, z, free):", *names.loads(), *body, ret])
 
 
+def _pull_term(names: _Names, k: int, pos: int) -> str:
+    """``(∂f_d/∂z_u)·λ_d`` of member ``k`` for its argument at ``pos``, as the VJP rule writes it."""
+    s = names.block.steps[k]
+    args = [names.of(u) for u in s.args]
+    if not _is_math(s):      # the registry's elementwise partial(ans, *args) times the cotangent
+        return f"l{k} * float({names.call(s.prim.raw_partials[pos])}(a{k}, {', '.join(args)}))"
+    rule = MATH[s.prim.name][1][pos]
+    if rule in ("+", "-"):
+        return f"l{k}" if rule == "+" else f"-l{k}"
+    return _fmt(rule, G=f"l{k}", X=args[0], Y=args[-1], A=f"a{k}")
+
+
+def _pullback_text(block: Block, objs: dict) -> str:
+    # λ_u += sign·(∂f_d/∂z_u)ᵀ λ_d for the arguments u outside S (solve.local.accumulate's order)
+    names = _Names(block, objs)
+    n = len(block.steps)
+    body = []
+    for k, s in enumerate(block.steps):
+        for pos, u in s.diff:
+            if u in block.position:
+                continue
+            if not _is_math(s) and s.prim.raw_partials[pos] is None:
+                return ""        # no elementwise partial for this argument: the generic pull-back
+            term = _pull_term(names, k, pos)
+            if s.residual:
+                term = {f"l{k}": f"-l{k}", f"-l{k}": f"l{k}"}.get(term, f"-({term})")
+            body += [f"    t = L[{u}]", f"    c = {term}", f"    L[{u}] = c if t is None else t + c"]
+    return "\n".join(["def pullback(L, V, z, a, l):", *names.loads(), _unpack(n, "z"), _unpack(n, "a"),
+                      _unpack(n, "l"), *body, "    return None"])
+
+
 def generate_block(block: Block, states: list[int], inter: list[int]) -> BlockCode:
     """The generated functions of a :func:`generable` block; ``states`` and ``inter`` (the
     intermediates, in evaluation order) are member positions (:func:`lagrangeprop.blocks.eliminate.split_members`)."""
     objs: dict = {}
     text = "\n\n".join([_residual_text(block, states, inter, objs), _jacobian_text(block, objs),
-                        _reduced_text(block, states, inter, objs), _start_text(block, objs)]) + "\n"
+                        _reduced_text(block, states, inter, objs), _start_text(block, objs),
+                        _pullback_text(block, objs)]) + "\n"
     ns = dict(_NAMESPACE, **objs)
     exec(compile(text, f"<lagrangeprop block {', '.join(block.names[:4])}>", "exec"), ns)   # noqa: S102
-    return BlockCode(ns["residual"], ns["jacobian"], ns["reduced"], ns["start"], tuple(states), text)
+    return BlockCode(ns["residual"], ns["jacobian"], ns["reduced"], ns["start"], ns.get("pullback"),
+                     tuple(states), text)

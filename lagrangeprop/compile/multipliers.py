@@ -57,7 +57,8 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
         elif kernel.__class__ is RawKernel:
             _raw_edges(b, s, kernel, state, names, cond, comments)
         else:
-            _pull(b, s, kernel, state, names, cond, sched.names[d], comments)
+            index = _int_index(s, sched.shapes) if kernel is None else None
+            _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
     return b.runs
 
 
@@ -143,12 +144,12 @@ def _later(expr: str, p: str) -> str:
 
 
 def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: bool, name: str,
-          comments: bool) -> None:
+          comments: bool, index=None) -> None:
     d = s.node
     targets = tuple(dict.fromkeys(u for _, u in s.diff))
     if cond:
         _guard(b, d, targets, state, names)
-    pull = Pull(s, kernel, targets, name)
+    pull = Pull(s, kernel, targets, name, index)
     toks: list = [("l", d, False), ("k", pull, f"pull_{names[d]}"), ("v", d, "n", False)]
     argfmt = []
     for a in s.args:
@@ -173,6 +174,16 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
         edges = ", ".join(f"λ_{names[u]}" for u in targets)
         comment = f"∂L/∂z = 0:  {edges} += (∂{names[d]}/∂·)ᵀ λ_{names[d]}  ({s.prim.name})"
     b.add(("if {0} is not None: " if cond else "") + line, tuple(toks), comment)
+
+
+def _int_index(s: Step, shapes: list):
+    """The index of a built-in ``getitem`` that selects one entry of an array by ints, else ``None``."""
+    if s.prim.name != "getitem" or s.prim.user or set(s.params) != {"index"} or shapes[s.node] != ():
+        return None
+    index = s.params["index"]
+    ints = index if index.__class__ is tuple else (index,)
+    ok = ints and len(ints) == len(shapes[s.args[0]]) and all(k.__class__ is int for k in ints)
+    return index if ok else None
 
 
 def _store(b, state: list, u: int, d: int, expr: str, p, toks: list, prefix: str, cond: bool,

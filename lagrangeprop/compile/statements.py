@@ -75,6 +75,7 @@ class Pull:
     kernel: Any
     targets: tuple[int, ...]
     name: str                # the node's name (for error messages)
+    index: Any = None        # a built-in getitem by ints (one entry): the scatter λ_x[index] += λ_d
 
 
 
