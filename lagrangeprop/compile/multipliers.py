@@ -23,7 +23,7 @@ import functools
 
 from .plan import BlockItem, Plan, RawKernel
 from .schedule import Schedule, Step
-from .statements import MATH, Pull, _Builder, _fmt, _ref, _tuple
+from .statements import MATH, Pull, _Builder, _fmt, _int_index, _ref, _tuple
 
 __all__ = ["adjoint_statements"]
 
@@ -174,16 +174,6 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
         edges = ", ".join(f"λ_{names[u]}" for u in targets)
         comment = f"∂L/∂z = 0:  {edges} += (∂{names[d]}/∂·)ᵀ λ_{names[d]}  ({s.prim.name})"
     b.add(("if {0} is not None: " if cond else "") + line, tuple(toks), comment)
-
-
-def _int_index(s: Step, shapes: list):
-    """The index of a built-in ``getitem`` that selects one entry of an array by ints, else ``None``."""
-    if s.prim.name != "getitem" or s.prim.user or set(s.params) != {"index"} or shapes[s.node] != ():
-        return None
-    index = s.params["index"]
-    ints = index if index.__class__ is tuple else (index,)
-    ok = ints and len(ints) == len(shapes[s.args[0]]) and all(k.__class__ is int for k in ints)
-    return index if ok else None
 
 
 def _store(b, state: list, u: int, d: int, expr: str, p, toks: list, prefix: str, cond: bool,

@@ -61,6 +61,13 @@ def _apply(step, args: tuple):
     return out
 
 
+def _item(step, x, index):
+    """``z_d = x[index]`` (one entry by ints) as :func:`_apply` computes it: a 0-d float64 array."""
+    if x.__class__ is _ND and x.dtype is _F64_DTYPE:
+        return np.array(x[index])
+    return _apply(step, (x,))
+
+
 def _value(out):
     cls = out.__class__
     if cls is not _F64_TYPE and (cls is not _ND or out.dtype is not _F64_DTYPE):
@@ -132,7 +139,7 @@ def _pow_dexp(ans: float, x: float) -> float:
 
 
 NAMESPACE: dict = {
-    "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_value": _value,
+    "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_item": _item, "_value": _value,
     "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_reduce": _reduce, "_pow": math.pow,
     "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_isfinite": math.isfinite, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan,
