@@ -116,9 +116,16 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
             expr = "{0}" if p == "+" else "-{0}"
         else:
             expr = "{0}"
-        if red is not None:
-            expr = "_reduce(" + expr + ", " + _ref(len(toks)) + (", True)" if unit == -1.0 else ", False)")
-            toks.append(("k", red, repr(red)))
+        if red is not None:     # the sums over broadcast axes: np.add.reduce, as ndarray.sum calls it
+            lead, kept = red
+            if lead:
+                expr = "_addr(" + expr + ", " + _ref(len(toks)) + ")"
+                toks.append(("k", lead, repr(lead)))
+            if kept:
+                expr = "_addr(" + expr + ", " + _ref(len(toks)) + ", None, None, True)"
+                toks.append(("k", kept, repr(kept)))
+            if unit == -1.0:
+                expr = "-" + expr
         _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ")
 
 

@@ -119,15 +119,6 @@ def _scaled(g, partial, ans, *args):
     return g * p
 
 
-def _reduce(ct, red: tuple, negate: bool):
-    lead, kept = red
-    if lead:
-        ct = ct.sum(axis=lead)
-    if kept:
-        ct = ct.sum(axis=kept, keepdims=True)
-    return -ct if negate else ct
-
-
 def _pow_dbase(x: float, p: float) -> float:
     # p * x**(p-1), exactly 0 where p == 0 (rules.ufuncs._power_dbase)
     return p * math.pow(x, 1.0 if p == 0 else p - 1.0)
@@ -140,7 +131,7 @@ def _pow_dexp(ans: float, x: float) -> float:
 
 NAMESPACE: dict = {
     "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_item": _item, "_value": _value,
-    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_reduce": _reduce, "_pow": math.pow,
+    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_addr": np.add.reduce, "_pow": math.pow,
     "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_isfinite": math.isfinite, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan,
     "_tanh": math.tanh,
