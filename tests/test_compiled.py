@@ -268,7 +268,8 @@ def test_source_shows_blocks_and_registry_calls():
     text = source(sellar_program())
     assert "_block_forward(block_y1_y2_" in text and "_block_adjoint(block_y1_y2_" in text
     assert "for S = {y1, y2, " in text
-    assert "_pull(pull_" in text and "_apply(step_" in text
+    assert "_pull(pull_" in text and "_item(step_" in text      # z[0]: one entry by ints
+    assert "_apply(step_" in source(CASES["mixed"]()[0])           # lp.sum: the registry's rule
 
 
 @pytest.mark.parametrize("name", ["blog", "wide", "logistic", "mixed"])

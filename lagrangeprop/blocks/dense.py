@@ -49,12 +49,14 @@ from .residual import has_jac
 from .scale import constraint_scale
 from .state import BlockState, cache_of
 
-__all__ = ["ENABLED", "MAX_UNKNOWNS", "applies", "code_of", "try_dense", "dense_newton", "linear_solve"]
+__all__ = ["ENABLED", "MAX_UNKNOWNS", "applies", "code_of", "try_dense", "dense_newton", "linear_solve",
+           "adjoint"]
 
 ENABLED = True      # False: every block takes the generic path (tests compare the two)
 MAX_UNKNOWNS = 32   # blocks up to this many scalar unknowns
 
 _FLOAT_ERRORS = (ArithmeticError, ValueError)   # Python floats raise where numpy gives NaN/inf
+_F64_TYPE = np.float64
 
 
 def code_of(block: Block, vals: list) -> BlockCode | None:
@@ -79,19 +81,99 @@ def dense_newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> B
 
 
 # A_SSᵀ λ_S = b_S (adjoint) or A_SS ż_S = b_S (tangent), with the LU of A_SS at the solution
-def linear_solve(block: Block, state: BlockState, rhs: list, trans: bool) -> list | None:
+def linear_solve(block: Block, state: BlockState, rhs: list, trans: bool, vals: list | None = None) -> list | None:
     """The block's linear solve on a dense state (scalar members), the factorization of ``state.A``
     made on first use as :func:`lagrangeprop.blocks.linear.direct` makes it (the same singularity
     test and report); per member a 0-d array, as :func:`~lagrangeprop.blocks.layout.split` gives.
-    ``None`` for a right-hand side that is not one real scalar per member (the generic solve)."""
-    if not all(r is None or (np.shape(r) == () and np.isrealobj(r)) for r in rhs):
-        return None
+    ``None`` for a right-hand side that is not one real scalar per member (the generic solve).
+    With ``vals`` (the values at the solution) the adjoint solves by elimination (:func:`_tsolve`)."""
+    x = _solve_floats(block, state, rhs, trans, vals)
+    return None if x is None else [np.array(t) for t in x]
+
+
+def _real_scalar(r) -> bool:
+    cls = r.__class__
+    if cls is float or cls is _F64_TYPE:
+        return True
+    if cls is np.ndarray:
+        return r.shape == () and r.dtype.kind in "fiu"
+    return np.shape(r) == () and np.isrealobj(r)
+
+
+def _solve_floats(block: Block, state: BlockState, rhs: list, trans: bool, vals: list | None) -> list | None:
+    """:func:`linear_solve`'s solution as Python floats (``None``: not one real scalar per member)."""
+    for r in rhs:
+        if r is not None and not _real_scalar(r):
+            return None
+    if trans and vals is not None:
+        code = cache_of(block).dense
+        if code:
+            x = _tsolve(block, code, state, vals, [0.0 if r is None else float(r) for r in rhs])
+            if x is not None:
+                return x
     if state.lu is None:
         state.lu, _ = reduced_factor(block, state.A, "at the solution")
     b = np.array([0.0 if r is None else float(r) for r in rhs])
     with np.errstate(all="ignore"):
         x = state.lu.solve(b, trans="T" if trans else "N")
-    return [np.array(t) for t in x.tolist()]
+    return x.tolist()
+
+
+# A_SSᵀ λ_S = b_S - Σ_{d ∉ S} (∂c_d/∂z_S)ᵀ λ_d (the outside terms already in lam[S]), then
+# λ_u += sign·(∂f_s/∂z_u) λ_s for the arguments u outside S, by the block's generated pull-back
+def adjoint(block: Block, vals: list, lam: list, state: BlockState, linear_solver: str) -> bool:
+    """The block's adjoint on a dense state (:func:`try_dense`'s), as
+    :func:`lagrangeprop.solve.local.block_adjoint` computes it with ``solve_adjoint`` and the
+    members' VJP rules; ``False`` (nothing written) where that generic path must run instead."""
+    if linear_solver not in ("auto", "direct") or state.A.__class__ is not np.ndarray:
+        return False
+    code = cache_of(block).dense
+    if not code or code.pullback is None or not ENABLED:
+        return False
+    rhs = [lam[n] for n in block.nodes]
+    x = _solve_floats(block, state, rhs, True, vals)
+    if x is None:
+        return False
+    state.used = state.linear = "direct"
+    for n, t in zip(block.nodes, x):
+        lam[n] = np.array(t)
+    ans = state.ans
+    code.pullback(lam, vals, [float(vals[n]) for n in block.nodes], [float(ans[n]) for n in block.nodes], x)
+    return True
+
+
+# A_SSᵀ λ = b by elimination of the intermediates (blockgen's tsweep): F(λ_T) = Sᵀ λ_T + F(0), so
+# Sᵀ λ_T = -F(0) from m + 1 sweeps, then one more for every λ
+def _tsolve(block: Block, code: BlockCode, state: BlockState, vals: list, b: list) -> list | None:
+    """``A_SSᵀ λ = b`` on floats through the states' reduced system ``Sᵀ`` at the solution; ``None``
+    where ``Sᵀ`` looks singular or the arithmetic overflowed (the LU of ``A_SS`` then decides)."""
+    z = [float(vals[n]) for n in block.nodes]
+    a = [float(state.ans[n]) for n in block.nodes]
+    m = len(code.states)
+    sweep = code.tsweep
+    try:
+        _, f0 = sweep(vals, z, a, b, [0.0] * m)
+        zero = [0.0] * len(b)
+        cols = [sweep(vals, z, a, zero, [1.0 if i == j else 0.0 for i in range(m)])[1] for j in range(m)]
+        if m == 1:
+            s = cols[0][0]
+            if s == 0.0 or s - s != 0.0:
+                return None
+            lt = [-f0[0] / s]
+        else:
+            M = np.array(cols).T
+            if not np.isfinite(M).all():
+                return None
+            labels = labels_of(block)
+            try:
+                lu = factor(block, M, "at the solution", labels=[labels[t] for t in code.states])
+            except SingularSystemError:
+                return None
+            lt = lu.solve(-np.array(f0)).tolist()
+        x, _ = sweep(vals, z, a, b, lt)
+    except _FLOAT_ERRORS:
+        return None
+    return x if _finite(x) else None
 
 
 def _evaluate(code: BlockCode, vals: list, z: list):

@@ -186,7 +186,7 @@ def choose_linear_solver(block: Block, vals: list, state: BlockState, opts: Solv
 def _solve(block: Block, vals: list, rhs: list, state: BlockState, opts: SolveOptions, trans: bool) -> list:
     """The block linear solve by the chosen solver, with the ``auto`` fallbacks."""
     if opts.linear_solver in ("auto", "direct") and isinstance(state.A, np.ndarray) and dense.applies(block, vals):
-        out = dense.linear_solve(block, state, rhs, trans)    # a dense block: the LU of A_SS on floats
+        out = dense.linear_solve(block, state, rhs, trans, vals)   # a dense block, on floats
         if out is not None:
             state.used = state.linear = "direct"
             return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..compile.schedule import Block
 from ..linalg import amg
 from ..linalg.petsc import PETScInverse
@@ -23,6 +25,10 @@ def _linear_kind(block: Block, state: BlockState) -> str:
     if inner is not None:
         return ("dense LU (LAPACK)" if hasattr(inner, "piv") else "sparse LU (splu)") + on
     choice = state.linear or state.used
+    if choice == "direct" and state.A.__class__ is np.ndarray:    # blocks.dense's elimination, no LU made
+        k = state_size(block)
+        return (f"elimination onto the Schur complement ({k} state{'s' if k != 1 else ''}, floats), "
+                "else the adjoint dense LU (LAPACK)")
     if choice == "sweep":
         return "transposed Gauss–Seidel sweeps"
     return choice or "not solved (no multiplier reached the block)"
@@ -43,7 +49,7 @@ def summary(block: Block, state: BlockState) -> str:
     ...     print(part)  # doctest: +ELLIPSIS
     [w, power_1, add_2]: 3 unknowns (Newton on 1 state, the rest eliminated)
     forward newton, ...max|c| ...
-    adjoint dense LU (LAPACK)
+    adjoint elimination onto the Schur complement (1 state, floats), else the adjoint dense LU (LAPACK)
     """
     n = block.size
     head = f"[{describe(block)}]: {n} unknown{'s' if n != 1 else ''}"

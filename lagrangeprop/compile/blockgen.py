@@ -17,6 +17,13 @@ the block's vector layout (member ``k`` is entry ``k``):
   Jacobian Newton iterates with), by forward tangents through the intermediates.
 - ``start(V, z, free)``: the start of :func:`lagrangeprop.blocks.iteration.initial`: every
   ``free`` explicit member (no guess) evaluated once in block order, kept when finite.
+- ``tsweep(V, z, a, b, lt)``: ``A_SSᵀ λ = b`` by elimination: given the states' multipliers
+  ``lt``, the intermediates' by a reverse sweep (``λ_m = b_m - Σ_k A'_km λ_k``, ``A'`` = ``A_SS``
+  less its identity), and the states' equations' residuals ``F_t = (Aᵀλ - b)_t``; ``F`` is affine
+  in ``lt`` with matrix ``Sᵀ`` (the Schur complement's transpose), so ``m + 2`` sweeps solve it.
+- ``pullback(L, V, z, a, l)``: the block's multipliers ``l`` (floats, one per member) pulled back
+  to the arguments outside the block, ``L[u] += sign·(∂f_d/∂z_u) λ_d`` (``sign`` -1 for a residual
+  member), in the order and with the formulas of :func:`lagrangeprop.solve.local.accumulate`.
 
 ``V`` holds the values of the block's outside operands (inputs, constants, earlier nodes), read
 as floats. Python's float arithmetic raises where numpy returns NaN or inf (``math.sqrt(-1.0)``,
@@ -68,6 +75,8 @@ class BlockCode:
     jacobian: Callable
     reduced: Callable
     start: Callable
+    tsweep: Callable
+    pullback: Callable | None     # None: an argument without an elementwise partial (generic path)
     states: tuple[int, ...]
     text: str
 
@@ -271,12 +280,72 @@ def _start_text(block: Block, objs: dict) -> str:
     return "\n".join(["def start(V, z, free):", *names.loads(), *body, ret])
 
 
+def _tsweep_text(block: Block, states: list[int], inter: list[int], objs: dict) -> str:
+    # Aᵀλ = b: λ_m = b_m - Σ_k A'_km λ_k for the intermediates in reverse order (their consumers are
+    # later intermediates or states), then F_t = [t explicit] λ_t + Σ_k A'_kt λ_k - b_t on the states
+    names = _Names(block, objs)
+    steps, pos = block.steps, block.position
+    n = len(steps)
+
+    def terms(m: int) -> list[str]:      # -A'_km λ_k: +∂f_k/∂z_m λ_k (explicit k), -∂r_k/∂z_m λ_k
+        out = []
+        for k, s in enumerate(steps):
+            for p, u in enumerate(s.args):
+                if pos.get(u) == m:
+                    out.append(("- " if s.residual else "+ ") + _times(_partial(names, k, p), f"l{k}"))
+        return out
+    body = [f"    l{t} = lt[{i}]" for i, t in enumerate(states)]
+    for m in reversed(inter):
+        body.append(f"    l{m} = b{m} " + " ".join(terms(m)))
+    res = []
+    for t in states:
+        own = "" if steps[t].residual else f"l{t} "
+        flipped = [("+ " if e.startswith("- ") else "- ") + e[2:] for e in terms(t)]
+        res.append(f"{own or '0.0 '}{' '.join(flipped)} - b{t}")
+    return "\n".join(["def tsweep(V, z, a, b, lt):", *names.loads(), _unpack(n, "z"), _unpack(n, "a"),
+                      _unpack(n, "b"), *body,
+                      f"    return [{', '.join(f'l{k}' for k in range(n))}], [{', '.join(res)}]"])
+
+
+def _pull_term(names: _Names, k: int, pos: int) -> str:
+    """``(∂f_d/∂z_u)·λ_d`` of member ``k`` for its argument at ``pos``, as the VJP rule writes it."""
+    s = names.block.steps[k]
+    args = [names.of(u) for u in s.args]
+    if not _is_math(s):      # the registry's elementwise partial(ans, *args) times the cotangent
+        return f"l{k} * float({names.call(s.prim.raw_partials[pos])}(a{k}, {', '.join(args)}))"
+    rule = MATH[s.prim.name][1][pos]
+    if rule in ("+", "-"):
+        return f"l{k}" if rule == "+" else f"-l{k}"
+    return _fmt(rule, G=f"l{k}", X=args[0], Y=args[-1], A=f"a{k}")
+
+
+def _pullback_text(block: Block, objs: dict) -> str:
+    # λ_u += sign·(∂f_d/∂z_u)ᵀ λ_d for the arguments u outside S (solve.local.accumulate's order)
+    names = _Names(block, objs)
+    n = len(block.steps)
+    body = []
+    for k, s in enumerate(block.steps):
+        for pos, u in s.diff:
+            if u in block.position:
+                continue
+            if not _is_math(s) and s.prim.raw_partials[pos] is None:
+                return ""        # no elementwise partial for this argument: the generic pull-back
+            term = _pull_term(names, k, pos)
+            if s.residual:
+                term = {f"l{k}": f"-l{k}", f"-l{k}": f"l{k}"}.get(term, f"-({term})")
+            body += [f"    t = L[{u}]", f"    c = {term}", f"    L[{u}] = c if t is None else t + c"]
+    return "\n".join(["def pullback(L, V, z, a, l):", *names.loads(), _unpack(n, "z"), _unpack(n, "a"),
+                      _unpack(n, "l"), *body, "    return None"])
+
+
 def generate_block(block: Block, states: list[int], inter: list[int]) -> BlockCode:
     """The generated functions of a :func:`generable` block; ``states`` and ``inter`` (the
     intermediates, in evaluation order) are member positions (:func:`lagrangeprop.blocks.eliminate.split_members`)."""
     objs: dict = {}
     text = "\n\n".join([_residual_text(block, states, inter, objs), _jacobian_text(block, objs),
-                        _reduced_text(block, states, inter, objs), _start_text(block, objs)]) + "\n"
+                        _reduced_text(block, states, inter, objs), _start_text(block, objs),
+                        _tsweep_text(block, states, inter, objs), _pullback_text(block, objs)]) + "\n"
     ns = dict(_NAMESPACE, **objs)
     exec(compile(text, f"<lagrangeprop block {', '.join(block.names[:4])}>", "exec"), ns)   # noqa: S102
-    return BlockCode(ns["residual"], ns["jacobian"], ns["reduced"], ns["start"], tuple(states), text)
+    return BlockCode(ns["residual"], ns["jacobian"], ns["reduced"], ns["start"], ns["tsweep"], ns.get("pullback"),
+                     tuple(states), text)

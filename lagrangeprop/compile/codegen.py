@@ -41,7 +41,7 @@ from ..graph.trace import paused_gc
 from .multipliers import adjoint_statements
 from .plan import FINITE_BATCH_MAX, BlockItem, Plan, StepItem, _float_nodes, _kernel, _pool
 from .schedule import Schedule, Step
-from .statements import CHUNK, MATH, BlockRun, Chunk, Pull, _Builder, _fmt, _ref, _tuple
+from .statements import CHUNK, MATH, BlockRun, Chunk, Pull, _Builder, _fmt, _int_index, _ref, _tuple
 
 __all__ = ["MATH", "CHUNK", "Chunk", "BlockRun", "Pull", "Code", "generate", "node_names"]
 
@@ -147,6 +147,12 @@ def _forward(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], co
             fmt = "{0} = {1}(" + argfmt + ")"
             if not s.prim.differentiable:
                 fmt = "{0} = _value({1}(" + argfmt + "))"
+        elif _int_index(s, sched.shapes) is not None:    # one entry of an array: rules.structure._getitem
+            toks += [("k", s, f"step_{names[d]}"), ("k", s.params["index"], repr(s.params["index"]))]
+            fmt = "{0} = _item({1}, {3}, {2})"
+            toks.append(("v", args[0], "n", False))
+            b.add(fmt, tuple(toks), comment)
+            continue
         else:
             toks.append(("k", s, f"step_{names[d]}"))
             fmt = "{0} = _apply({1}, " + _tuple([_ref(k + 2) for k in range(len(args))]) + ")"

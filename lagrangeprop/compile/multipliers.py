@@ -23,7 +23,7 @@ import functools
 
 from .plan import BlockItem, Plan, RawKernel
 from .schedule import Schedule, Step
-from .statements import MATH, Pull, _Builder, _fmt, _ref, _tuple
+from .statements import MATH, Pull, _Builder, _fmt, _int_index, _ref, _tuple
 
 __all__ = ["adjoint_statements"]
 
@@ -57,7 +57,8 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
         elif kernel.__class__ is RawKernel:
             _raw_edges(b, s, kernel, state, names, cond, comments)
         else:
-            _pull(b, s, kernel, state, names, cond, sched.names[d], comments)
+            index = _int_index(s, sched.shapes) if kernel is None else None
+            _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
     return b.runs
 
 
@@ -115,9 +116,16 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
             expr = "{0}" if p == "+" else "-{0}"
         else:
             expr = "{0}"
-        if red is not None:
-            expr = "_reduce(" + expr + ", " + _ref(len(toks)) + (", True)" if unit == -1.0 else ", False)")
-            toks.append(("k", red, repr(red)))
+        if red is not None:     # the sums over broadcast axes: np.add.reduce, as ndarray.sum calls it
+            lead, kept = red
+            if lead:
+                expr = "_addr(" + expr + ", " + _ref(len(toks)) + ")"
+                toks.append(("k", lead, repr(lead)))
+            if kept:
+                expr = "_addr(" + expr + ", " + _ref(len(toks)) + ", None, None, True)"
+                toks.append(("k", kept, repr(kept)))
+            if unit == -1.0:
+                expr = "-" + expr
         _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ")
 
 
@@ -143,12 +151,12 @@ def _later(expr: str, p: str) -> str:
 
 
 def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: bool, name: str,
-          comments: bool) -> None:
+          comments: bool, index=None) -> None:
     d = s.node
     targets = tuple(dict.fromkeys(u for _, u in s.diff))
     if cond:
         _guard(b, d, targets, state, names)
-    pull = Pull(s, kernel, targets, name)
+    pull = Pull(s, kernel, targets, name, index)
     toks: list = [("l", d, False), ("k", pull, f"pull_{names[d]}"), ("v", d, "n", False)]
     argfmt = []
     for a in s.args:

@@ -276,9 +276,12 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
         for k, t in enumerate(texts):
             _CACHE[key, t] = ns[f"_c{k}"]
     done = covered["values"]
-    if any(r.__class__ is BlockRun for r in code.adjoint):
-        # a block's pull-back adds to its arguments' multipliers after their chunks tested them
-        covered["lams"] = set()
+    for run in code.adjoint:
+        if run.__class__ is BlockRun:
+            # a block's pull-back writes its members' multipliers and adds to its outside arguments'
+            # after their chunks tested them: those are scanned (the block writes nothing else)
+            covered["lams"].difference_update(run.block.nodes)
+            covered["lams"].difference_update(u for st in run.block.steps for _, u in st.diff)
     out = Compiled(bufs=code.plan.bufs, scalar_ids=[i for i in code.scalar_ids if i not in done],
                    small_ids=code.small_ids, array_ids=code.array_ids,
                    lam_ids=[i for i in range(len(sched.names)) if i not in covered["lams"]],

@@ -75,7 +75,18 @@ class Pull:
     kernel: Any
     targets: tuple[int, ...]
     name: str                # the node's name (for error messages)
+    index: Any = None        # a built-in getitem by ints (one entry): the scatter λ_x[index] += λ_d
 
+
+
+def _int_index(s: Step, shapes: list):
+    """The index of a built-in ``getitem`` that selects one entry of an array by ints, else ``None``."""
+    if s.prim.name != "getitem" or s.prim.user or set(s.params) != {"index"} or shapes[s.node] != ():
+        return None
+    index = s.params["index"]
+    ints = index if index.__class__ is tuple else (index,)
+    ok = ints and len(ints) == len(shapes[s.args[0]]) and all(k.__class__ is int for k in ints)
+    return index if ok else None
 
 
 def _ref(k: int) -> str:

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from .. import blocks
+from ..blocks.dense import adjoint as block_dense_adjoint
 from ..compile.buffers import keep, take
 from ..compile.codegen import Pull, generate
 from ..compile.plan import RawKernel
@@ -48,6 +49,7 @@ __all__ = ["ENABLED", "NAMESPACE", "generated", "forward", "adjoint"]
 ENABLED = True   # False: solve/evaluate run the interpreters' plan (tests compare the two)
 
 _ND, _F64_TYPE, _F64_DTYPE = np.ndarray, np.float64, np.dtype(np.float64)
+_SCALARS = (float, np.float64)
 
 
 def _apply(step, args: tuple):
@@ -57,6 +59,13 @@ def _apply(step, args: tuple):
     if cls is not _F64_TYPE and (cls is not _ND or out.dtype is not _F64_DTYPE):
         out = as_value(out)
     return out
+
+
+def _item(step, x, index):
+    """``z_d = x[index]`` (one entry by ints) as :func:`_apply` computes it: a 0-d float64 array."""
+    if x.__class__ is _ND and x.dtype is _F64_DTYPE:
+        return np.array(x[index])
+    return _apply(step, (x,))
 
 
 def _value(out):
@@ -79,6 +88,13 @@ def _pooled(fn, bufs: list, k: int, *args):
 # (solve.local.accumulate, or the plan's kernel), on dicts of just this step's nodes
 def _pull(pull: Pull, bufs: list, g, ans, args: tuple, lams: tuple) -> tuple:
     step, kernel = pull.step, pull.kernel
+    if pull.index is not None:      # one entry by ints: rules.structure._getitem_vjp's scatter
+        x = args[0]
+        if x.__class__ is _ND and x.dtype is _F64_DTYPE and g.__class__ in _SCALARS:
+            ct = np.zeros(x.shape)
+            ct[pull.index] += g
+            prev = lams[0]
+            return (ct if prev is None else prev + ct),
     vals = dict(zip(step.args, args))
     lam = dict(zip(pull.targets, lams))
     if kernel is None:
@@ -103,15 +119,6 @@ def _scaled(g, partial, ans, *args):
     return g * p
 
 
-def _reduce(ct, red: tuple, negate: bool):
-    lead, kept = red
-    if lead:
-        ct = ct.sum(axis=lead)
-    if kept:
-        ct = ct.sum(axis=kept, keepdims=True)
-    return -ct if negate else ct
-
-
 def _pow_dbase(x: float, p: float) -> float:
     # p * x**(p-1), exactly 0 where p == 0 (rules.ufuncs._power_dbase)
     return p * math.pow(x, 1.0 if p == 0 else p - 1.0)
@@ -123,8 +130,8 @@ def _pow_dexp(ans: float, x: float) -> float:
 
 
 NAMESPACE: dict = {
-    "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_value": _value,
-    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_reduce": _reduce, "_pow": math.pow,
+    "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_item": _item, "_value": _value,
+    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_addr": np.add.reduce, "_pow": math.pow,
     "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_isfinite": math.isfinite, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan,
     "_tanh": math.tanh,
@@ -175,6 +182,15 @@ def forward(sched: Schedule, vals: list, opts: SolveOptions, guess: dict | None 
     return states
 
 
+# A_SSᵀ λ_S = b_S, then λ_S to the arguments: a small block solved by the dense Newton on its own
+# generated pull-back (blocks.dense.adjoint), else the interpreters' block_adjoint
+def _dense_adjoint(block, vals: list, L: list, states: dict, opts: SolveOptions) -> bool:
+    for n in block.nodes:
+        if L[n] is not None:
+            return block_dense_adjoint(block, vals, L, states[id(block)], opts.linear_solver)
+    return True    # no multiplier reaches the block: nothing to solve (as block_adjoint)
+
+
 # Aᵀλ = e_o·seed: the generated back-substitution, λ_u += (∂f_d/∂z_u)ᵀ λ_d per edge
 def adjoint(sched: Schedule, vals: list, seed, states: dict, opts: SolveOptions) -> list | None:
     """All multipliers (``None`` where identically zero), or ``None`` when Python's float
@@ -197,7 +213,7 @@ def adjoint(sched: Schedule, vals: list, seed, states: dict, opts: SolveOptions)
                     if run.__class__ is tuple:
                         if run[0](vals, L, run[1], run[2], B) is False:
                             finite = False
-                    else:
+                    elif not _dense_adjoint(run, vals, L, states, opts):
                         block_adjoint(run, vals, L, states, opts)
     except LagrangePropError:
         raise

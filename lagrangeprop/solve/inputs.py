@@ -187,6 +187,11 @@ def parse_guess(sched: Schedule, guess: dict | None) -> dict[int, np.ndarray]:
             raise InputError(f"guess names {why}; a guess starts the variables of cyclic blocks: "
                              f"{_block_names(sched)}")
         i = sched.index[k]
+        if v.__class__ is float and sched.shapes[i] == () and math.isfinite(v):
+            out[i] = np.array(v)      # the common case: a finite float for a scalar variable
+            if i not in _block_nodes(sched):
+                unused.append(k)
+            continue
         arr = real_array(v, f"guess for {k!r}")
         if arr.shape not in ((), sched.shapes[i]):
             raise InputError(f"guess for {k!r} has shape {arr.shape}, the variable has "
