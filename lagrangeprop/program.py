@@ -37,6 +37,7 @@ from .graph.coerce import merge_inputs
 from .graph.trace import record
 from .solve.program import (constraint_jacobian, evaluate_program, lagrangian_gradient, lagrangian_value,
                             solve_program)
+from .progress import reporting
 from .solve.solution import Solution
 from .viz import to_dot
 
@@ -65,28 +66,39 @@ class Program(ProgramBuilder):
         return [set(b.names) for b in compiled(self).blocks]
 
     def solve(self, inputs: dict | None = None, /, *, guess=None, seed=None, tol=None, maxiter=None,
-              method=None, linear_solver=None, **kw_inputs) -> Solution:
+              method=None, linear_solver=None, verbose=0, callback=None, **kw_inputs) -> Solution:
         """Forward pass and multipliers at the inputs -> :class:`~lagrangeprop.solve.solution.Solution`.
 
         Inputs are keywords (``prog.solve(x=0.5)``) or one dict (``prog.solve({"x": 0.5})``, for
         inputs named like an option); a name given both ways raises :class:`InputError`. A
         traced parameter tree is given whole (``params={"W1": ..., "b1": ...}``) or by its
         inputs' names (``**{"params.W1": ...}``). For a function that returned a tuple or dict
-        the output is its leaves raveled and concatenated; ``seed`` may have that structure."""
+        the output is its leaves raveled and concatenated; ``seed`` may have that structure.
+
+        Progress of long block solves (silent by default): ``verbose=1`` shows each iteration of a
+        cyclic block's forward method (a tqdm bar when installed, else lines on stderr);
+        ``callback(it)`` receives each :class:`lagrangeprop.progress.Iteration` (block, method,
+        iteration, scaled residual, tol, elapsed)."""
         inputs = merge_inputs(inputs, kw_inputs)
         tree = getattr(self, "output_tree", None)
         if tree is not None and seed is not None and not isinstance(seed, np.ndarray):
             seed = tree.join(seed, "seed")
+        if verbose or callback is not None:
+            with reporting(verbose, callback):
+                return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
+                                     method=method, linear_solver=linear_solver)
         return solve_program(self, inputs, guess=guess, seed=seed, tol=tol, maxiter=maxiter,
                              method=method, linear_solver=linear_solver)
 
     def evaluate(self, inputs: dict | None = None, /, *, guess=None, tol=None, maxiter=None, method=None,
-                 linear_solver=None, **kw_inputs) -> Any:
+                 linear_solver=None, verbose=0, callback=None, **kw_inputs) -> Any:
         """The forward pass only: the output value ``z_o`` (``linear_solver`` is the Newton steps').
-        Inputs as in :meth:`solve`; a traced function's tuple or dict result comes back as such."""
+        Inputs, ``verbose`` and ``callback`` as in :meth:`solve`; a traced function's tuple or dict
+        result comes back as such."""
         inputs = merge_inputs(inputs, kw_inputs)
-        out = evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
-                               method=method, linear_solver=linear_solver)
+        with reporting(verbose, callback):
+            out = evaluate_program(self, inputs, guess=guess, tol=tol, maxiter=maxiter,
+                                   method=method, linear_solver=linear_solver)
         tree = getattr(self, "output_tree", None)
         return out if tree is None else tree.split(out)
 

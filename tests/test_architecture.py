@@ -23,6 +23,7 @@ ROOT = pathlib.Path(lagrangeprop.__file__).parent
 LAYERS = [
     "lagrangeprop.errors",
     "lagrangeprop.options",
+    "lagrangeprop.progress",
     "lagrangeprop.rules",
     "lagrangeprop.graph",
     "lagrangeprop.compile",

@@ -41,6 +41,7 @@ from ..compile.blockgen import BlockCode, generable, generate_block
 from ..compile.schedule import Block
 from ..errors import SingularSystemError
 from ..options import SolveOptions
+from ..progress import report
 from .eliminate import factor, reduced_factor, split_members
 from .layout import labels_of
 from .iteration import MAXITER
@@ -319,6 +320,7 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
         scale = _scale(block, code, vals, z)
         cn, norm2 = _scaled(c, scale)
         state.history.append(cn)
+        report(block.names, "newton", it, cn, tol)     # lagrangeprop.progress (solve(verbose=))
         if cn != cn:
             return None
         done = cn <= tol                              # max_d |c_d| / s_d <= tol

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..compile.schedule import Block
 from ..options import SolveOptions
+from ..progress import report
 from .iteration import MAXITER, fail, finite_or_fail, initial
 from .layout import gather, scatter
 from .residual import block_residual, evaluate, evaluate_step, evaluators
@@ -116,6 +117,7 @@ def fixed_point(block: Block, vals: list, opts: SolveOptions, guess: dict) -> Bl
                 z = gather(block, vals)
                 finite_or_fail(block, "fixed-point", state, opts.tol, maxiter, z, z)
             rel = max(float((d / explicit_scale(vals[n])).max()) if d.size else 0.0 for n, d in zip(watch, steps))
+            report(block.names, "fixed-point", it, rel, opts.tol)
             if rel <= opts.tol and _finish_swept(block, vals, opts, state):   # SPEC §1 "Scale"
                 return state
     raise fail(block, "fixed-point", state, opts.tol, maxiter)
@@ -139,6 +141,7 @@ def anderson(block: Block, vals: list, opts: SolveOptions, guess: dict, memory: 
             f = g - z
             step = scaled_max(f, explicit_scale(g))     # each entry on its own scale max(1, |z_d|)
             state.history.append(step)
+            report(block.names, "anderson", it, step, opts.tol)
             finite_or_fail(block, "anderson", state, opts.tol, maxiter, f, g)
             if step <= opts.tol and _finish(block, vals, opts, state):
                 return state

@@ -33,6 +33,7 @@ from ..linalg.amg import AMGInverse
 from ..linalg.direct import DENSE_MAX_UNKNOWNS
 from ..linalg.krylov import ilu
 from ..options import SolveOptions
+from ..progress import report
 from .assembly import assemble, block_jacobian, dense_jacobian
 from .eliminate import inner_solver, reduced_factor, split_members, state_size
 from .iteration import MAXITER, fail, finite_or_fail, initial
@@ -216,6 +217,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         cs = c / scale
         cn = residual_norm(cs)                           # NaN or inf anywhere shows in these maxima
         state.history.append(cn)
+        report(block.names, "newton", it, cn, opts.tol)   # lagrangeprop.progress (solve(verbose=))
         if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
             finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
         done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
@@ -279,6 +281,7 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
         state.iterations = it
         scale = constraint_scale(block, vals, z)      # SPEC §1 "Scale"
         state.history.append(scaled_max(c, scale))
+        report(block.names, "newton-krylov", it, state.history[-1], opts.tol)
         finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
         if state.history[-1] <= opts.tol or _within_rounding(block, vals, c, scale, opts.tol, state):
             state.ans = ans

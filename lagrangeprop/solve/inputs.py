@@ -38,7 +38,7 @@ __all__ = ["parse_inputs", "input_spec", "parse_guess", "parse_seed", "default_s
 
 _ND, _F64DT = np.ndarray, np.dtype(np.float64)
 _ONE = np.float64(1.0)   # the seed of a scalar output (a numpy scalar: immutable, so shared)
-_OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver")
+_OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver", "verbose", "callback")
 
 
 def scalar(v: np.ndarray):
