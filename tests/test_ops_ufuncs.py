@@ -396,3 +396,21 @@ def test_numpy_module_itself_is_the_value_reference(name):
     x = np.array([-2.5, -0.5, 0.5, 1.5, 2.5, -0.0, 1e-300, 3.0])
     f = getattr(numpy, name)
     np.testing.assert_array_equal(lp.trace(lambda x: f(x) + 0.0, x).evaluate(x=x), f(x) + 0.0)
+
+
+@pytest.mark.parametrize("x", [0.3, -2.0, 8.5, 20.0, 40.0, -30.0, 300.0])
+def test_saturated_tanh_and_sigmoid_derivatives_keep_full_relative_accuracy(x):
+    """1 - tanh² and σ(1 - σ) from the saturated value lose every digit (1 - ans is the rounding
+    of ans): at x = 20 the old rules gave 0 and 3.6e-8 relative error. References from x:
+    1/cosh² and e^{-|x|}/(1 + e^{-|x|})² (accurate to a few ulps, no cancellation)."""
+    sech2 = 1.0 / np.cosh(x) ** 2
+    e = np.exp(-abs(x))
+    dsig = e / (1.0 + e) ** 2
+    for prog_f, want in ((lambda x: lp.tanh(x), sech2), (lambda x: lp.sigmoid(x), dsig)):
+        prog = lp.trace(prog_f, x=x)
+        g = float(prog.solve(x=x).grad["x"])
+        assert g == pytest.approx(want, rel=1e-14, abs=0.0)
+        assert float(lp.grad(prog_f)(x)) == pytest.approx(want, rel=1e-14, abs=0.0)
+    # second derivative of tanh: -2 tanh(x) sech²(x)
+    h = float(lp.hessian(lambda x: lp.tanh(x))(x))
+    assert h == pytest.approx(-2.0 * np.tanh(x) * sech2, rel=1e-13, abs=0.0)

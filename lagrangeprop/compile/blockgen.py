@@ -60,6 +60,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .floats import pow_dbase, pow_dexp, sech2
 from .codegen import _BUILTIN
 from .schedule import Block, Step
 from .statements import MATH, _fmt
@@ -81,19 +82,10 @@ class BlockCode:
     text: str
 
 
-def _pow_dbase(x: float, p: float) -> float:
-    # p * x**(p-1), exactly 0 where p == 0 (rules.ufuncs._power_dbase)
-    return p * math.pow(x, 1.0 if p == 0 else p - 1.0)
-
-
-def _pow_dexp(ans: float, x: float) -> float:
-    # ans * log(x) for x > 0, 0 at x == 0, NaN for x < 0 (rules.ufuncs._power_dexp)
-    return ans * math.log(x) if x > 0 else (0.0 if x == 0 else math.nan)
-
-
-_NAMESPACE = {"_pow": math.pow, "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp,
+_NAMESPACE = {"_pow": math.pow, "_pow_dbase": pow_dbase, "_pow_dexp": pow_dexp, "_exp": math.exp,
               "_log": math.log, "_log1p": math.log1p, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos,
-              "_tan": math.tan, "_tanh": math.tanh, "_nan": math.nan, "_FLOAT_ERRORS": (ArithmeticError, ValueError)}
+              "_tan": math.tan, "_tanh": math.tanh, "_sech2": sech2, "_nan": math.nan,
+              "_FLOAT_ERRORS": (ArithmeticError, ValueError)}
 
 
 def _scalar_float(v) -> bool:

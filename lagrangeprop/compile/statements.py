@@ -46,7 +46,7 @@ MATH: dict[str, tuple[str, tuple[str, ...]]] = {
     "sin": ("_sin({X})", ("{G} * _cos({X})",)),
     "cos": ("_cos({X})", ("{G} * -_sin({X})",)),
     "tan": ("_tan({X})", ("{G} * (1.0 / _cos({X}) ** 2)",)),
-    "tanh": ("_tanh({X})", ("{G} * (1.0 - {A} * {A})",)),
+    "tanh": ("_tanh({X})", ("{G} * _sech2({X})",)),
 }
 
 Statement = tuple[str, tuple, str]

@@ -188,18 +188,25 @@ elementwise("tan", np.tan, lambda ans, x: 1.0 / np.cos(x) ** 2, tape=_named("tan
 # Array partials below reuse their own temporary (``out=``): the same ufuncs on the same
 # operands, so the same numbers, with one allocation instead of two (fresh pages are the
 # dominant cost of large temporaries).
+def _sech2(x: Any) -> Any:
+    """``1 - tanh²(x) = sech²(x) = 4e / (1 + e)²`` with ``e = exp(-2|x|)``: from ``x``, not from
+    ``ans = tanh(x)``. Near saturation ``1 - ans²`` keeps only the rounding of ``ans`` (at
+    ``x = 8.5`` one ulp of ``ans`` moves it by 1.4e-9 relative, and two correct tanh's, numpy's
+    and ``math.tanh``, differ by that ulp); this form has full relative accuracy at every ``x``
+    and never overflows (``cosh`` would beyond 710)."""
+    e = np.exp(-2.0 * np.abs(x))
+    d = 1.0 + e
+    return 4.0 * e / (d * d)
+
+
 def _tanh_d(ans: Any, x: Any) -> Any:
-    if ans.__class__ is np.ndarray and ans.ndim:
-        sq = np.square(ans)   # what ans**2 computes
-        return np.subtract(1.0, sq, out=sq)
-    return 1.0 - ans**2
+    return _sech2(x)
 
 
 def _sigmoid_d(ans: Any, x: Any) -> Any:
-    if ans.__class__ is np.ndarray and ans.ndim:
-        t = np.subtract(1.0, ans)
-        return np.multiply(ans, t, out=t)
-    return ans * (1.0 - ans)
+    # σ'(x) = σ(x)(1 - σ(x)) = σ(x)·σ(-x): 1 - ans would keep only the rounding of ans once it
+    # saturates (5e-8 relative at x = 20), σ(-x) has full accuracy
+    return ans * scipy.special.expit(-x)
 
 
 def _exp_diff(a: Any, b: Any) -> Any:
@@ -222,10 +229,10 @@ def _logaddexp_second(ans, x, y):
 
 
 elementwise("tanh", np.tanh, _tanh_d, tape=_named("tanh"),
-            second=lambda ans, x: [[-2.0 * ans * (1.0 - ans**2)]])
+            second=lambda ans, x: [[-2.0 * ans * _sech2(x)]])
 elementwise("sigmoid", scipy.special.expit, _sigmoid_d,
             tape=Tape(autograd=_sigmoid_autograd, torch=lambda torch: torch.sigmoid),
-            second=lambda ans, x: [[ans * (1.0 - ans) * (1.0 - 2.0 * ans)]])
+            second=lambda ans, x: [[ans * scipy.special.expit(-x) * (scipy.special.expit(-x) - ans)]])
 elementwise("logaddexp", np.logaddexp, lambda ans, x, y: _exp_diff(x, ans),
             lambda ans, x, y: _exp_diff(y, ans), tape=_named("logaddexp"), second=_logaddexp_second)
 

@@ -35,6 +35,7 @@ from .. import blocks
 from ..blocks.dense import adjoint as block_dense_adjoint
 from ..compile.buffers import keep, take
 from ..compile.codegen import Pull, generate
+from ..compile.floats import pow_dbase, pow_dexp, sech2
 from ..compile.plan import RawKernel
 from ..compile.schedule import Schedule
 from ..compile.source import Compiled, build
@@ -119,22 +120,12 @@ def _scaled(g, partial, ans, *args):
     return g * p
 
 
-def _pow_dbase(x: float, p: float) -> float:
-    # p * x**(p-1), exactly 0 where p == 0 (rules.ufuncs._power_dbase)
-    return p * math.pow(x, 1.0 if p == 0 else p - 1.0)
-
-
-def _pow_dexp(ans: float, x: float) -> float:
-    # ans * log(x) for x > 0, 0 at x == 0, NaN for x < 0 (rules.ufuncs._power_dexp)
-    return ans * math.log(x) if x > 0 else (0.0 if x == 0 else math.nan)
-
-
 NAMESPACE: dict = {
     "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_item": _item, "_value": _value,
     "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_addr": np.add.reduce, "_pow": math.pow,
-    "_pow_dbase": _pow_dbase, "_pow_dexp": _pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
+    "_pow_dbase": pow_dbase, "_pow_dexp": pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_isfinite": math.isfinite, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan,
-    "_tanh": math.tanh,
+    "_tanh": math.tanh, "_sech2": sech2,
 }
 
 # what Python's float arithmetic raises where numpy returns NaN or inf
