@@ -131,9 +131,11 @@ def expression_names(monkeypatch):
     monkeypatch.setattr(naming, "EXPRESSION_NAMES", True)
 
 
-def test_builder_callers_locals_without_expression_names():
+def test_builder_callers_locals_without_expression_names(monkeypatch):
+    from lagrangeprop.graph import naming
+    monkeypatch.setattr(naming, "EXPRESSION_NAMES", False)
     prog = _kepler()
-    assert "drift" in prog.graph and "E.subtract" not in prog.graph     # the default: locals only
+    assert "drift" in prog.graph and "E.subtract" not in prog.graph     # switched off: locals only
     np.testing.assert_allclose(prog.solve(M=1.0, e=0.6, guess={"E": 1.0}).grad["e"], lp.check(
         prog, {"M": 1.0, "e": 0.6}, guess={"E": 1.0}, against=("fd",)).rows[1]["fd"], rtol=1e-6)
 

@@ -10,7 +10,7 @@ Examples
 >>> import numpy as np, lagrangeprop as lp
 >>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; blk.names
-['a', 'b', 'multiply_1']
+['a', 'b', 'a.multiply']
 >>> A = block_jacobian(blk, sol._vals, sol._states[id(blk)].ans)   # rows/cols in block order
 >>> A.toarray().tolist()
 [[1.0, 0.0, -1.0], [-0.25, 1.0, 0.0], [0.0, -0.5, 1.0]]

@@ -20,7 +20,7 @@ Examples
 >>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]
 >>> [blk.names[k] for k in split_members(blk)[0]], [blk.names[k] for k in split_members(blk)[1]]
-(['multiply_1'], ['a', 'b'])
+(['a.multiply'], ['a', 'b'])
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ Examples
 >>> import numpy as np, lagrangeprop as lp
 >>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; blk.names
-['a', 'b', 'multiply_1']
+['a', 'b', 'a.multiply']
 >>> z = gather(blk, sol._vals); [round(float(v), 6) for v in z]
 [1.142857, 0.285714, 0.142857]
 >>> [p.shape for p in split(blk, z)], describe(blk)
-([(), (), ()], 'a, b, multiply_1')
+([(), (), ()], 'a, b, a.multiply')
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Examples
 >>> import numpy as np, lagrangeprop as lp
 >>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; blk.names
-['a', 'b', 'multiply_1']
+['a', 'b', 'a.multiply']
 >>> lin = linearize(blk, sol._vals, sol._states[id(blk)].ans)
 >>> [(k, e.m) for k, row in enumerate(lin.edges) for e in row]     # (member, the member it reads)
 [(0, 2), (1, 0), (2, 1)]

@@ -47,7 +47,7 @@ def summary(block: Block, state: BlockState) -> str:
     >>> blk = sol.schedule.blocks[0]
     >>> for part in summary(blk, sol._states[id(blk)]).split("; "):
     ...     print(part)  # doctest: +ELLIPSIS
-    [w, power_1, add_2]: 3 unknowns (Newton on 1 state, the rest eliminated)
+    [w, w.power, w.add]: 3 unknowns (Newton on 1 state, the rest eliminated)
     forward newton, ...max|c| ...
     adjoint elimination onto the Schur complement (1 state, floats), else the adjoint dense LU (LAPACK)
     """

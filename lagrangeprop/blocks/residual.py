@@ -9,7 +9,7 @@ Examples
 >>> import numpy as np, lagrangeprop as lp
 >>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; blk.names
-['a', 'b', 'multiply_1']
+['a', 'b', 'a.multiply']
 >>> c, ans = block_residual(blk, sol._vals)
 >>> bool(abs(c).max() < 1e-12), has_jac(blk)
 (True, True)

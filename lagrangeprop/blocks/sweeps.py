@@ -12,7 +12,7 @@ Examples
 >>> import numpy as np, lagrangeprop as lp
 >>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
 >>> blk = sol.schedule.blocks[0]; blk.names
-['a', 'b', 'multiply_1']
+['a', 'b', 'a.multiply']
 >>> ans = sol._states[id(blk)].ans
 >>> matvec(blk, sol._vals, ans, np.array([1.0, 0.0, 0.0])).tolist()     # the first column of A_SS
 [1.0, -0.25, 0.0]

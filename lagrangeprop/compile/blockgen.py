@@ -39,7 +39,7 @@ Examples
 >>> sched = prog.compile(); blk = sched.blocks[0]
 >>> vals = [None] * len(sched.names); vals[sched.index["x"]] = 2.0
 >>> blk.names
-['w', 'multiply_0', 'multiply_1', 'add_2']
+['w', 'w.multiply_2', 'w.multiply', 'w.add']
 >>> generable(blk, vals)
 True
 >>> code = generate_block(blk, [0], [1, 2, 3])      # the state w, three intermediates

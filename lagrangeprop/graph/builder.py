@@ -17,7 +17,7 @@ Examples
 >>> _ = prog.define(y, 0.5 * y + x)      # a cycle: y = 0.5 y + x
 >>> out = prog.output(y ** 2, name="obj")
 >>> prog.graph.nodes["y"]["op"], sorted(prog.graph.predecessors("y"))
-('add', ['multiply_1', 'x'])
+('add', ['x', 'y.multiply'])
 >>> prog.graph.graph["output"]
 'obj'
 """

@@ -15,7 +15,7 @@ program is never taken:
   again (a loop) gets ``i1_2``, ``i1_3``; then the unnamed intermediates of each such
   expression and of the constraint just given are named after it and their op:
   ``prog.residual(w, w**3 + w - x)`` names ``w.add`` and ``w.power`` (only with
-  ``EXPRESSION_NAMES``, off for now: other modules' doctests print auto names). These names stay
+  ``EXPRESSION_NAMES``, on by default). These names stay
   *soft*: the user may still claim such a name later (``prog.variable("i1")``), and
   ``define(v, i1)`` still renames the root ``i1`` to ``v``, as for any unnamed root (SPEC §2).
 
@@ -57,9 +57,9 @@ __all__ = ["HelperFrames", "name_from_caller", "is_internal", "qualified", "rela
 
 _INTERNAL = ("lagrangeprop", "numpy", "scipy", "networkx", "autograd", "torch", "functools", "contextlib")
 _internal_code: dict[CodeType, bool] = {}
-# name an expression's unnamed intermediates after its constraint or local (``w.add``): off until
-# the doctests of blocks/ and compile/, which print auto names, are updated (issue 15)
-EXPRESSION_NAMES = False
+# name an expression's unnamed intermediates after its constraint or local (``w.add``); False keeps
+# the op-based auto names (``add_2``)
+EXPRESSION_NAMES = True
 
 
 def _internal_dirs() -> tuple[str, ...]:

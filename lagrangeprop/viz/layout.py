@@ -42,7 +42,7 @@ def graph_blocks(prog: Any) -> list[list[str]]:
     >>> prog = lp.Program(name="loop"); x = prog.input("x"); y = prog.variable("y")
     >>> _ = prog.define(y, 0.5 * y + x); _ = prog.output(2 * y, name="o")
     >>> [sorted(b) for b in graph_blocks(prog)]
-    [['multiply_1', 'y']]
+    [['y', 'y.multiply']]
     """
     return cyclic_blocks(prog.graph)
 
