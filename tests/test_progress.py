@@ -13,21 +13,11 @@ import pytest
 import lagrangeprop as lp
 from lagrangeprop.crosscheck.finite_differences import fd_plan
 from lagrangeprop.crosscheck.progress import STAGES, Progress, Stage
+from programs import sellar_program
 
 
 def f(x, y):
     return lp.sum(lp.exp(x) * y) + x ** 2
-
-
-def _sellar():
-    prog = lp.Program(name="sellar")
-    x = prog.input("x")
-    z = prog.input("z", shape=(2,))
-    y1, y2 = prog.variable("y1"), prog.variable("y2")
-    prog.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    prog.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    prog.output(x ** 2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return prog
 
 
 INPUTS = {"x": 0.5, "y": np.linspace(0.0, 1.0, 30)}
@@ -61,7 +51,7 @@ def test_per_element_differences_are_each_reported():
 def test_cyclic_program_reports_each_unrolled_tape_replay():
     seen: list[Stage] = []
     inputs = dict(x=1.0, z=np.array([5.0, 2.0]))
-    report = lp.check(_sellar(), inputs, guess={"y1": 1.0, "y2": 1.0}, against=("autograd",),
+    report = lp.check(sellar_program(), inputs, guess={"y1": 1.0, "y2": 1.0}, against=("autograd",),
                       callback=seen.append)
     replays = [s for s in seen if s.stage == "convergence"]
     assert len(replays) == len(report.convergence) > 0
@@ -93,27 +83,38 @@ def test_verbose_without_tqdm_prints_lines_on_stderr(capsys, monkeypatch):
     assert len(fd) == 42            # -vv: every difference (x, y[0..39], the joint direction)
 
 
-def test_verbose_uses_tqdm_when_installed(monkeypatch, capsys):
-    bars = []
+class FakeBar:
+    """A stand-in for ``tqdm.tqdm`` that records what it is told (``FakeBar.made``)."""
 
-    class FakeBar:
-        def __init__(self, total, **kw):
-            self.total, self.n, self.kw, self.descriptions, self.closed = total, 0, kw, [], False
-            bars.append(self)
+    made: list = []
 
-        def update(self, k):
-            self.n += k
+    def __init__(self, total=0, **kw):
+        self.total, self.n, self.kw, self.descriptions, self.closed = total, 0, kw, [], False
+        FakeBar.made.append(self)
 
-        def refresh(self):
-            pass
+    def update(self, k):
+        self.n += k
 
-        def set_description_str(self, text, refresh=True):
-            self.descriptions.append(text)
+    def refresh(self):
+        pass
 
-        def close(self):
-            self.closed = True
+    def set_description_str(self, text, refresh=True):
+        self.descriptions.append(text)
 
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_tqdm(monkeypatch):
+    """tqdm "installed" as :class:`FakeBar`; the bars made."""
+    FakeBar.made = []
     monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    return FakeBar.made
+
+
+def test_verbose_uses_tqdm_when_installed(fake_tqdm, capsys):
+    bars = fake_tqdm
     seen: list[Stage] = []
     lp.check(f, dict(INPUTS), against=("autograd", "fd"), verbose=1, callback=seen.append)
     (bar,) = bars
@@ -122,27 +123,8 @@ def test_verbose_uses_tqdm_when_installed(monkeypatch, capsys):
     assert capsys.readouterr().err == ""     # the bar, not lines
 
 
-def test_a_failing_check_closes_the_bar(monkeypatch):
-    bars = []
-
-    class FakeBar:
-        def __init__(self, total, **kw):
-            self.n, self.closed = 0, False
-            bars.append(self)
-
-        def update(self, k):
-            self.n += k
-
-        def refresh(self):
-            pass
-
-        def set_description_str(self, text, refresh=True):
-            pass
-
-        def close(self):
-            self.closed = True
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+def test_a_failing_check_closes_the_bar(fake_tqdm):
+    bars = fake_tqdm
     seen: list[Stage] = []
     with pytest.raises(lp.NonFiniteError):
         lp.check(lambda x: lp.sqrt(x), {"x": -1.0}, verbose=True, callback=seen.append)
