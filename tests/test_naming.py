@@ -43,10 +43,12 @@ def test_helper_locals_name_the_nodes_of_each_call(weights):
     sol = prog.solve(x=x, W1=W1, W2=W2)
     np.testing.assert_allclose(sol.values["layer.z"], x @ W1, rtol=1e-14)        # numpy, independently
     np.testing.assert_allclose(sol.values["layer_2.z"], np.tanh(x @ W1) @ W2, rtol=1e-14)
-    # the gradient by hand: d sum(tanh(z2)^2)/dz2 = 2 t (1 - t^2), back through both layers
-    t2 = np.tanh(np.tanh(x @ W1) @ W2)
-    g_z2 = 2 * t2 * (1 - t2 ** 2)
-    g_z1 = (W2 @ g_z2) * (1 - np.tanh(x @ W1) ** 2)
+    # the gradient by hand: d sum(tanh(z2)^2)/dz2 = 2 t sech²(z2), back through both layers
+    # (sech² = 1/cosh², not 1 - t², which keeps only the rounding of t where tanh saturates)
+    z2 = np.tanh(x @ W1) @ W2
+    t2 = np.tanh(z2)
+    g_z2 = 2 * t2 / np.cosh(z2) ** 2
+    g_z1 = (W2 @ g_z2) / np.cosh(x @ W1) ** 2
     np.testing.assert_allclose(sol.multipliers["layer_2.z"], g_z2, rtol=1e-12)
     np.testing.assert_allclose(sol.multipliers["layer.z"], g_z1, rtol=1e-12)
     np.testing.assert_allclose(sol.grad["x"], W1 @ g_z1, rtol=1e-12)

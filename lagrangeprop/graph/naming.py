@@ -43,6 +43,7 @@ Examples
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 from types import CodeType, FrameType
@@ -60,6 +61,7 @@ _internal_code: dict[CodeType, bool] = {}
 # name an expression's unnamed intermediates after its constraint or local (``w.add``); False keeps
 # the op-based auto names (``add_2``)
 EXPRESSION_NAMES = True
+EXPRESSION_MAX = 32      # intermediates named per building call
 
 
 def _internal_dirs() -> tuple[str, ...]:
@@ -189,12 +191,19 @@ def name_from_caller(prog: Any, target: str, depth: int = 2) -> None:
     for local, value in frame.f_locals.items():
         if isinstance(value, Var) and value.program is prog and local.isidentifier():
             roots.append(_soft_name(prog, value.name, local))
+    budget = EXPRESSION_MAX
     for root in filter(None, roots if EXPRESSION_NAMES else ()):
-        todo, seen = [root], {root}
-        while todo:   # the expression of root: its auto-named ancestors, up to named nodes
-            for u in list(prog.graph.predecessors(todo.pop())):
+        todo, seen = collections.deque([root]), {root}
+        # the expression of root: its auto-named ancestors, up to named nodes, nearest first, at
+        # most EXPRESSION_MAX per call (a 10⁵-op chain given to output() is not an expression a
+        # reader names, and each rename costs a pass over the graph's tail)
+        while todo and budget > 0:
+            for u in list(prog.graph.predecessors(todo.popleft())):
+                if budget <= 0:
+                    break
                 new = None if u in seen else _soft_name(prog, u, f"{root}.{prog.graph.nodes[u].get('op')}")
                 if new is not None:
+                    budget -= 1
                     seen.add(new)
                     todo.append(new)
 
