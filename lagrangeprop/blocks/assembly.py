@@ -153,6 +153,9 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
     is fixed per block) or, with ``dense=True``, an ndarray."""
     lin.jacobians()
     pat = _pattern(block, lin)
+    n = block.size
+    if not dense and pat.size == pat.nnz:
+        return _scatter(pat, lin, n)
     data = np.empty(pat.size)
     data[:pat.n_id] = 1.0
     i = 0
@@ -173,10 +176,35 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
         np.negative(data[pat.n_id:], out=data[pat.n_id:])
     else:
         data *= pat.sign
-    n = block.size
     if dense and pat.flat is not None:
         return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
     vals = np.bincount(pat.slot, weights=data, minlength=pat.nnz)
+    # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
+    return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
+
+
+def _scatter(pat: _Pattern, lin: Linearization, n: int) -> sp.csc_matrix:
+    """:func:`assemble` when no two local entries share a slot (the usual case): every partial,
+    its sign applied, goes straight to its slots of the CSC data, one pass and no temporary."""
+    vals = np.empty(pat.nnz)
+    slot = pat.slot
+    vals[slot[:pat.n_id]] = 1.0
+    i = 0
+    for row in lin.edges:
+        for e in row:
+            f = pat.fill[i]
+            i += 1
+            if f is None:
+                continue
+            at, n_out, shape = f
+            where = slot[at:at + n_out]
+            sign = pat.sign[at] if n_out else 1.0
+            p = e.J.data if shape is False else e.p
+            if shape is None or np.ndim(p) == 0:
+                vals[where] = -p if sign < 0 else p
+            else:
+                p = np.broadcast_to(p, shape).ravel() if shape is not False and np.shape(p) != shape else np.ravel(p)
+                vals[where] = -p if sign < 0 else p
     # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
     return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
 

@@ -35,7 +35,7 @@ from ..errors import SingularSystemError
 from ..linalg import direct
 from ..linalg.amg import AMGInverse
 from ..linalg.direct import fill_ratio
-from ..linalg.krylov import krylov
+from ..linalg.krylov import backward_error, krylov
 from ..linalg.petsc import PETScInverse
 from .layout import labels_of
 from .residual import evaluate, evaluators
@@ -181,10 +181,11 @@ class Partition:
     """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
     unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
 
-    __slots__ = ("t", "i", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
+    __slots__ = ("t", "i", "A", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
 
     def __init__(self, block: Block, A):
         self.t, self.i = t, i = _indices(block)
+        self.A = A
         if isinstance(A, sp.csc_matrix) and A.has_canonical_format:
             c = cache_of(block)
             maps = c.partition_maps
@@ -243,6 +244,19 @@ class Partition:
         return x
 
 
+    def operator(self) -> spla.LinearOperator:
+        """``S`` as a ``LinearOperator`` (:meth:`smatvec`; ``rmatvec``: ``Sᵀ``)."""
+        n = self.t.size
+        return spla.LinearOperator((n, n), matvec=lambda v: self.smatvec(v, False),
+                                   rmatvec=lambda v: self.smatvec(v, True), dtype=float)
+
+    def check(self, b: np.ndarray, trans: bool):
+        """``x_T ↦`` the componentwise backward error of the full solution :meth:`expand` gives, on
+        ``A_SS x = b`` (``A_SSᵀ x = b``): every equation of the block on its own terms (SPEC §1)."""
+        err = backward_error(self.A.T if trans else self.A, b)
+        return lambda xt: err(self.expand(xt, b, trans))
+
+
 class ReducedLU:
     """``A_SS`` solves through the LU of the Schur complement on the states (module docstring)."""
 
@@ -255,11 +269,14 @@ class ReducedLU:
         """``A_SS⁻¹ b`` (``A_SS⁻ᵀ b``); ``x0`` (a full block vector) starts an iterative inner solver."""
         b = np.asarray(b, dtype=np.float64)
         tr = trans != "N"
-        rhs = self.part.rhs(b, tr)
-        if x0 is not None and b.ndim == 1 and isinstance(self.lu, AMGInverse):   # iterative: warm start
-            xt = self.lu.solve(rhs, trans="T" if tr else "N", x0=np.asarray(x0)[self.part.t])
-        else:
-            xt = self.lu.solve(rhs, trans="T" if tr else "N")
+        if not isinstance(self.lu, AMGInverse):
+            return self.part.expand(self.lu.solve(self.part.rhs(b, tr), trans="T" if tr else "N"), b, tr)
+        if b.ndim == 2:
+            return np.stack([self.solve(b[:, k], trans) for k in range(b.shape[1])], axis=1)
+        # iterative: warm-started, and a full-accuracy answer checked on the whole block, per equation
+        xt = self.lu.solve(self.part.rhs(b, tr), trans="T" if tr else "N",
+                           x0=None if x0 is None else np.asarray(x0)[self.part.t],
+                           residual=None if self.lu.loose else self.part.check(b, tr))
         return self.part.expand(xt, b, tr)
 
 
@@ -303,8 +320,12 @@ def reduced_factor(block: Block, A, where: str):
         loose = where.startswith("at Newton")
         if i.size == 0:
             return AMGInverse(A, cache, names=block.names, loose=loose), 1.0
+        # matrix-free on the states: S v by smatvec; S is formed only to build a hierarchy (the
+        # first Newton matrix; a warm solve of the same block forms none)
         part = Partition(block, A)
-        return ReducedLU(part, AMGInverse(part.schur(), cache, names=block.names, loose=loose), 1.0), 1.0
+        inv = AMGInverse(part.operator(), cache, names=block.names, loose=loose, matrix=part.schur,
+                         key=("schur", A.nnz))
+        return ReducedLU(part, inv, 1.0), 1.0
     if i.size == 0 or A.shape[0] == 0:
         lu = factor(block, A, where)
         return lu, (fill_ratio(lu, A) if lu is not None else 1.0)

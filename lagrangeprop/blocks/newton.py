@@ -49,6 +49,7 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
 ETA_CHORD = 0.1                # the loosest step that starts (or continues) chord steps
+CHORD_SCHUR = False
 
 
 def _within_rounding(block: Block, vals: list, c: np.ndarray, scale: np.ndarray, tol: float,
@@ -208,7 +209,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     rate, polished = 1.0, False
     inexact = None
     if cache_of(block).use_amg and block.size > DENSE_MAX_UNKNOWNS:
-        inexact = _Forcing(chord=state_size(block) < block.size)
+        inexact = _Forcing(chord=CHORD_SCHUR and state_size(block) < block.size)
     for it in range(maxiter + 1):
         state.iterations = it
         # SPEC §1 "Scale": every constraint on its own scale (lagrangeprop.blocks.scale)
