@@ -121,6 +121,18 @@ def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:
     return c.indices
 
 
+def _spans(block: Block) -> tuple:
+    """:func:`_indices` as slices where they are contiguous ranges (else the index arrays). Cached."""
+    c = cache_of(block)
+    if c.spans is None:
+        def span(idx):
+            if idx.size and idx[-1] - idx[0] + 1 == idx.size and np.all(np.diff(idx) == 1):
+                return slice(int(idx[0]), int(idx[-1]) + 1)
+            return idx
+        c.spans = tuple(span(idx) for idx in _indices(block))
+    return c.spans
+
+
 def state_size(block: Block) -> int:
     """How many scalar unknowns Newton iterates on (the states; the Schur complement's size)."""
     return int(_indices(block)[0].size)
@@ -156,8 +168,9 @@ class _Maps:
     def __init__(self, block: Block, A):
         self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
         numbered = sp.csc_matrix((np.arange(1, A.nnz + 1, dtype=np.float64), A.indices, A.indptr), shape=A.shape)
-        t, i = _indices(block)
+        t, i = _spans(block)            # slices where contiguous: submatrices without fancy indexing
         R = numbered.tocsr()
+        del numbered
         R_T, R_I = R[t], R[i]
         parts = {"A_TT": R_T[:, t], "A_TI": R_T[:, i], "A_IT": R_I[:, t]}
         bounds, lower = _lower_blocks(block, R_I[:, i].tocsr())
@@ -165,26 +178,55 @@ class _Maps:
         self.subs = {}
         for key, M in parts.items():
             M = M.tocsr()
-            self.subs[key] = (M.indptr, M.indices, M.shape, M.data.astype(np.int64) - 1)
+            n = M.shape[0]
+            diagonal = (M.shape[1] == n and M.nnz == n and np.array_equal(M.indptr, np.arange(n + 1))
+                        and np.array_equal(M.indices, np.arange(n)))
+            where = M.data.astype(np.int32 if A.nnz < 2**31 else np.int64)
+            where -= 1
+            self.subs[key] = (None if diagonal else M.indptr, None if diagonal else M.indices, M.shape, where)
         self.subs["bounds"] = bounds
 
     def matches(self, A) -> bool:
         return (A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
                 and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
 
-    def take(self, key, data: np.ndarray) -> sp.csr_matrix:
+    def take(self, key, data: np.ndarray):
         indptr, indices, shape, where = self.subs[key]
+        if indptr is None:
+            return _Diag(data[where])
         return sp.csr_matrix((data[where], indices, indptr), shape=shape)
+
+
+class _Diag:
+    """A diagonal sub-block (an elementwise partial) kept as its diagonal: a product is one multiply."""
+
+    __slots__ = ("d", "shape")
+
+    def __init__(self, d: np.ndarray):
+        self.d, self.shape = d, (d.size, d.size)
+
+    @property
+    def T(self) -> _Diag:
+        return self
+
+    def tocsr(self) -> sp.csr_matrix:
+        return sp.diags(self.d, format="csr")
+
+    def __matmul__(self, x):
+        if sp.issparse(x):
+            return self.tocsr() @ x
+        return self.d * x if np.ndim(x) == 1 else self.d[:, None] * x
 
 
 class Partition:
     """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
     unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
 
-    __slots__ = ("t", "i", "A", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
+    __slots__ = ("t", "i", "ts", "is_", "A", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
 
     def __init__(self, block: Block, A):
         self.t, self.i = t, i = _indices(block)
+        self.ts, self.is_ = _spans(block)       # slices where contiguous: views, not gathers
         self.A = A
         if isinstance(A, sp.csc_matrix) and A.has_canonical_format:
             c = cache_of(block)
@@ -208,11 +250,13 @@ class Partition:
         X = [self.A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
         for (j, m), L in self.blocks.items():          # keys in increasing j: X_m is final
             X[j] = X[j] - L @ X[m]
-        return (self.A_TT - self.A_TI @ sp.vstack(X, format="csr")).tocsc()
+        A_TT = self.A_TT.tocsr() if isinstance(self.A_TT, _Diag) else self.A_TT
+        return (A_TT - self.A_TI @ sp.vstack(X, format="csr")).tocsc()
 
-    def tri(self, b: np.ndarray, trans: bool) -> np.ndarray:
-        """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member."""
-        x = np.array(b, dtype=np.float64)
+    def tri(self, b: np.ndarray, trans: bool, overwrite: bool = False) -> np.ndarray:
+        """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member; in place
+        in ``b`` with ``overwrite`` (a float64 temporary of the caller)."""
+        x = b if overwrite and b.dtype == np.float64 else np.array(b, dtype=np.float64)
         bd = self.bounds
         if not trans:
             for (j, m), L in self.blocks.items():
@@ -225,22 +269,26 @@ class Partition:
     def smatvec(self, v: np.ndarray, trans: bool) -> np.ndarray:
         """``S v`` or ``Sᵀ v`` without forming ``S``."""
         if not trans:
-            return self.A_TT @ v - self.A_TI @ self.tri(self.A_IT @ v, False)
-        return self.A_TT.T @ v - self.A_IT.T @ self.tri(self.A_TI.T @ v, True)
+            out = -(self.A_TI @ self.tri(self.A_IT @ v, False, overwrite=True))
+        else:
+            out = -(self.A_IT.T @ self.tri(self.A_TI.T @ v, True, overwrite=True))
+        if self.A_TT.nnz if sp.issparse(self.A_TT) else True:
+            out += self.A_TT.T @ v if trans else self.A_TT @ v
+        return out
 
     def rhs(self, b: np.ndarray, trans: bool) -> np.ndarray:
         """The reduced right-hand side ``b_T - A_TI A_II⁻¹ b_I`` (transposed:
         ``b_T - A_ITᵀ A_II⁻ᵀ b_I``)."""
         if not trans:
-            return b[self.t] - self.A_TI @ self.tri(b[self.i], False)
-        return b[self.t] - self.A_IT.T @ self.tri(b[self.i], True)
+            return b[self.ts] - self.A_TI @ self.tri(b[self.is_], False)
+        return b[self.ts] - self.A_IT.T @ self.tri(b[self.is_], True)
 
     def expand(self, xt: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
         """The full solution from its states: ``x_I = A_II⁻¹ (b_I - A_IT x_T)`` (transposed:
         ``A_II⁻ᵀ (b_I - A_TIᵀ x_T)``)."""
         x = np.empty_like(b)
-        x[self.t] = xt
-        x[self.i] = self.tri(b[self.i] - (self.A_TI.T @ xt if trans else self.A_IT @ xt), trans)
+        x[self.ts] = xt
+        x[self.is_] = self.tri(b[self.is_] - (self.A_TI.T @ xt if trans else self.A_IT @ xt), trans)
         return x
 
 

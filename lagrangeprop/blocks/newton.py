@@ -50,6 +50,7 @@ CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smoot
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
 ETA_CHORD = 0.1                # the loosest step that starts (or continues) chord steps
 CHORD_SCHUR = False
+NOISE_NEAR = 1e3     # the rounding allowance is looked at from max|c/s| <= NOISE_NEAR·tol on (or on a stall)
 
 
 def _within_rounding(block: Block, vals: list, c: np.ndarray, scale: np.ndarray, tol: float,
@@ -220,7 +221,8 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
             finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
         done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
-        if not done and np.isfinite(cn):
+        if not done and np.isfinite(cn) and (cn <= NOISE_NEAR * opts.tol or it and rate > 0.5):
+            # near tol, or stalled: what is left may be the rounding of evaluating c (scale.py)
             done = _within_rounding(block, vals, c, scale, opts.tol, state)
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance

@@ -51,8 +51,9 @@ class BlockCache:
         A name per scalar unknown (``u[3]``) for singularity reports; layout.py.
     ``split``
         ``(states, intermediates)`` member positions of the elimination; eliminate.py.
-    ``indices``
-        Scalar indices of the states and the intermediates; eliminate.py.
+    ``indices``, ``spans``
+        Scalar indices of the states and the intermediates, and the same as slices where they are
+        contiguous; eliminate.py.
     ``elim_plan``, ``sweep_plan``, ``feedback``
         The precomputed loops of Newton on the states, of a Gauss–Seidel sweep, and which members
         read a previous sweep's value; newton.py, fixed_point.py.
@@ -107,6 +108,7 @@ class BlockCache:
     labels: list[str] | None = None
     split: tuple[list[int], list[int]] | None = None
     indices: tuple[np.ndarray, np.ndarray] | None = None
+    spans: tuple | None = None
     elim_plan: tuple | None = None
     sweep_plan: list | None = None
     feedback: tuple[list[int], list[int]] | None = None

@@ -41,7 +41,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import ConvergenceError, InputError
 from ..options import PYAMG_MISSING, pyamg_installed
-from .krylov import krylov
+from .krylov import LIN_ACCEPT, LIN_RTOL, krylov
 
 __all__ = ["AMG_MIN", "available", "require", "HierarchySlot", "AMGInverse", "hierarchy_for"]
 
@@ -125,6 +125,13 @@ def hierarchy_for(cache, A, symmetric: bool | None = None, key=None, matrix=None
     return h, True
 
 
+def _full_rtol(residual) -> float:
+    """Where a full-accuracy Krylov solve stops: ``LIN_RTOL`` (relative to ``‖b‖``), or ``LIN_ACCEPT``
+    when the caller checks the answer per equation (``residual``), the level that check demands
+    (``krylov`` restarts tighter from there when it is not met)."""
+    return LIN_RTOL if residual is None else LIN_ACCEPT
+
+
 class _Counter:
     """A Krylov callback counting iterations."""
 
@@ -198,7 +205,7 @@ class AMGInverse:
             self.iterations.append(tick.n)
             if x is not None:
                 # V-cycles per digit of residual reduction: comparable across forcing terms
-                digits = max(1.0, -np.log10(self.rtol if self.loose else 1e-12))
+                digits = max(1.0, -np.log10(self.rtol if self.loose else _full_rtol(residual)))
                 if x0 is None:   # a warm start's count says nothing about the hierarchy
                     first = h.first.setdefault((tr, self.loose), max(tick.n, 1) / digits)
                 else:
@@ -233,7 +240,8 @@ class AMGInverse:
         for kind in kinds:      # cg needs a definite matrix: gmres when it does not get there
             try:
                 return krylov(A, b, kind, M=M, names=self.names, what="AMG-preconditioned solve",
-                              maxiter=MAXITER, callback=tick, x0=x0, residual=residual)
+                              maxiter=MAXITER, callback=tick, x0=x0, residual=residual,
+                              rtol=_full_rtol(residual))
             except ConvergenceError:
                 if kind == kinds[-1]:
                     return None
