@@ -247,11 +247,11 @@ class Partition:
     def schur(self) -> sp.csc_matrix:
         """``S = A_TT - A_TI A_II⁻¹ A_IT`` (``A_II⁻¹ A_IT`` by block forward substitution)."""
         bd = self.bounds
-        X = [self.A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
+        A_TT, A_TI, A_IT = (M.tocsr() if isinstance(M, _Diag) else M for M in (self.A_TT, self.A_TI, self.A_IT))
+        X = [A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
         for (j, m), L in self.blocks.items():          # keys in increasing j: X_m is final
             X[j] = X[j] - L @ X[m]
-        A_TT = self.A_TT.tocsr() if isinstance(self.A_TT, _Diag) else self.A_TT
-        return (A_TT - self.A_TI @ sp.vstack(X, format="csr")).tocsc()
+        return (A_TT - A_TI @ sp.vstack(X, format="csr")).tocsc()
 
     def tri(self, b: np.ndarray, trans: bool, overwrite: bool = False) -> np.ndarray:
         """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member; in place
