@@ -1,0 +1,272 @@
+"""A block split into states and intermediates (SPEC §1), and ``A_SS`` partitioned accordingly.
+
+:func:`split_members` picks the states T (every residual member, plus a feedback set of the
+explicit ones) and the intermediates I (evaluation order); :class:`Partition` holds ``A_SS`` in
+that order, ``A_TT``, ``A_TI``, ``A_IT`` and the unit lower triangular ``A_II`` by member blocks,
+and applies the Schur complement ``S = A_TT - A_TI A_II⁻¹ A_IT`` with or without forming it
+(:mod:`lagrangeprop.blocks.eliminate` solves with it). The index maps that cut ``A_SS`` into these
+parts are made once per sparsity pattern (``BlockCache.partition_maps``).
+
+Examples
+--------
+>>> import numpy as np, lagrangeprop as lp
+>>> sol = two_cycle()   # a = 0.5 b + x, b = 0.25 a (o = a + b) solved at x = 1: conftest.py
+>>> blk = sol.schedule.blocks[0]; state = sol._states[id(blk)]
+>>> part = Partition(blk, state.A)
+>>> S = part.schur().toarray()             # 1 - 0.25·0.5: the one state's reduced Jacobian
+>>> S.round(6).tolist(), bool(np.allclose(part.smatvec(np.ones(1), False), S @ np.ones(1)))
+([[0.875]], True)
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..compile.schedule import Block
+from ..linalg.krylov import backward_error
+from .state import cache_of
+
+__all__ = ["split_members", "state_size", "Partition"]
+
+
+def split_members(block: Block) -> tuple[list[int], list[int]]:
+    """``(states, intermediates)`` as member positions; intermediates in evaluation order.
+
+    The feedback set is greedy (not minimum): within each cyclic strongly connected
+    component of the explicit members' dependency graph, the member with the largest
+    ``in-degree × out-degree`` (ties: latest in block order) becomes a state, until no
+    cycle is left. Cached (``BlockCache.split``).
+    """
+    c = cache_of(block)
+    if c.split is not None:
+        return c.split
+    pos = block.position
+    explicit = [k for k, s in enumerate(block.steps) if not s.residual]
+    states = {k for k, s in enumerate(block.steps) if s.residual}
+    G = nx.DiGraph()
+    G.add_nodes_from(explicit)
+    for k in explicit:
+        for u in block.steps[k].args:          # every operand, differentiable or not: evaluation order
+            m = pos.get(u)
+            if m is not None and m not in states:
+                G.add_edge(m, k)
+    while True:
+        cyclic = [c for c in nx.strongly_connected_components(G)
+                  if len(c) > 1 or G.has_edge(next(iter(c)), next(iter(c)))]
+        if not cyclic:
+            break
+        for comp in cyclic:
+            sub = G.subgraph(comp)
+            k = max(sorted(comp), key=lambda n: (sub.in_degree(n) * sub.out_degree(n), n))
+            states.add(k)
+            G.remove_node(k)
+    order = list(nx.lexicographical_topological_sort(G))
+    c.split = (sorted(states), order)
+    return c.split
+
+
+def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """Scalar indices of the states and (in evaluation order) the intermediates."""
+    c = cache_of(block)
+    if c.indices is None:
+        T, inter = split_members(block)
+
+        def idx(ks):
+            parts = [np.arange(block.offsets[k], block.offsets[k] + block.sizes[k]) for k in ks]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        c.indices = (idx(T), idx(inter))
+    return c.indices
+
+
+def _spans(block: Block) -> tuple:
+    """:func:`_indices` as slices where they are contiguous ranges (else the index arrays). Cached."""
+    c = cache_of(block)
+    if c.spans is None:
+        def span(idx):
+            if idx.size and idx[-1] - idx[0] + 1 == idx.size and np.all(np.diff(idx) == 1):
+                return slice(int(idx[0]), int(idx[-1]) + 1)
+            return idx
+        c.spans = tuple(span(idx) for idx in _indices(block))
+    return c.spans
+
+
+def state_size(block: Block) -> int:
+    """How many scalar unknowns Newton iterates on (the states; the Schur complement's size)."""
+    return int(_indices(block)[0].size)
+
+
+def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
+    """Member bounds in ``A_II`` and its nonzero strictly lower blocks ``{(j, m): CSR}``
+    (``j`` depends on ``m``, both positions in the intermediates' order)."""
+    _, inter = split_members(block)
+    where = {k: j for j, k in enumerate(inter)}
+    bounds = np.concatenate([[0], np.cumsum([block.sizes[k] for k in inter])]).astype(np.int64)
+    blocks = {}
+    for j, k in enumerate(inter):
+        preds = sorted({where[m] for m in (block.position.get(u) for u in block.steps[k].args) if m in where})
+        if not preds:
+            continue
+        R = A_II[bounds[j]:bounds[j + 1]]
+        for m in preds:
+            L = R[:, bounds[m]:bounds[m + 1]]
+            if L.nnz:
+                blocks[(j, m)] = L.tocsr()
+    return bounds, blocks
+
+
+class _Maps:
+    """Where each sub-block of :class:`Partition` takes its entries from in ``A.data``, for one
+    sparsity pattern of ``A`` (``A_SS``'s pattern is fixed per block): slicing a matrix whose
+    data are the entry numbers gives, once, index maps that later partitions apply with one
+    gather per sub-block instead of slicing again (seconds at 10⁶ unknowns)."""
+
+    __slots__ = ("indptr", "indices", "subs")
+
+    def __init__(self, block: Block, A):
+        self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
+        numbered = sp.csc_matrix((np.arange(1, A.nnz + 1, dtype=np.float64), A.indices, A.indptr), shape=A.shape)
+        t, i = _spans(block)            # slices where contiguous: submatrices without fancy indexing
+        R = numbered.tocsr()
+        del numbered
+        R_T, R_I = R[t], R[i]
+        parts = {"A_TT": R_T[:, t], "A_TI": R_T[:, i], "A_IT": R_I[:, t]}
+        bounds, lower = _lower_blocks(block, R_I[:, i].tocsr())
+        parts.update({key: L for key, L in lower.items()})
+        self.subs = {}
+        for key, M in parts.items():
+            M = M.tocsr()
+            n = M.shape[0]
+            diagonal = (M.shape[1] == n and M.nnz == n and np.array_equal(M.indptr, np.arange(n + 1))
+                        and np.array_equal(M.indices, np.arange(n)))
+            where = M.data.astype(np.int32 if A.nnz < 2**31 else np.int64)
+            where -= 1
+            self.subs[key] = (None if diagonal else M.indptr, None if diagonal else M.indices, M.shape, where)
+        self.subs["bounds"] = bounds
+
+    def matches(self, A) -> bool:
+        return (A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
+                and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
+
+    def take(self, key, data: np.ndarray):
+        indptr, indices, shape, where = self.subs[key]
+        if indptr is None:
+            return _Diag(data[where])
+        return sp.csr_matrix((data[where], indices, indptr), shape=shape)
+
+
+class _Diag:
+    """A diagonal sub-block (an elementwise partial) kept as its diagonal: a product is one multiply."""
+
+    __slots__ = ("d", "shape")
+
+    def __init__(self, d: np.ndarray):
+        self.d, self.shape = d, (d.size, d.size)
+
+    @property
+    def T(self) -> _Diag:
+        return self
+
+    def tocsr(self) -> sp.csr_matrix:
+        return sp.diags(self.d, format="csr")
+
+    def __matmul__(self, x):
+        if sp.issparse(x):
+            return self.tocsr() @ x
+        return self.d * x if np.ndim(x) == 1 else self.d[:, None] * x
+
+    def __ne__(self, other):     # like a sparse matrix's: the entries that differ, as a sparse matrix
+        return self.tocsr() != (other.tocsr() if isinstance(other, _Diag) else other)
+
+    __hash__ = None
+
+
+class Partition:
+    """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
+    unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
+
+    __slots__ = ("t", "i", "ts", "is_", "A", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
+
+    def __init__(self, block: Block, A):
+        self.t, self.i = t, i = _indices(block)
+        self.ts, self.is_ = _spans(block)       # slices where contiguous: views, not gathers
+        self.A = A
+        if isinstance(A, sp.csc_matrix) and A.has_canonical_format:
+            c = cache_of(block)
+            maps = c.partition_maps
+            if maps is None or not maps.matches(A):
+                maps = c.partition_maps = _Maps(block, A)
+            data = A.data
+            self.A_TT, self.A_TI, self.A_IT = (maps.take(k, data) for k in ("A_TT", "A_TI", "A_IT"))
+            self.bounds = maps.subs["bounds"]
+            self.blocks = {k: maps.take(k, data) for k in maps.subs if isinstance(k, tuple)}
+            return
+        A = sp.csr_matrix(A)
+        A_T, A_I = A[t], A[i]
+        self.A_TT, self.A_TI = A_T[:, t].tocsr(), A_T[:, i].tocsr()
+        self.A_IT = A_I[:, t].tocsr()
+        self.bounds, self.blocks = _lower_blocks(block, A_I[:, i].tocsr())
+
+    def schur(self) -> sp.csc_matrix:
+        """``S = A_TT - A_TI A_II⁻¹ A_IT`` (``A_II⁻¹ A_IT`` by block forward substitution)."""
+        bd = self.bounds
+        A_TT, A_TI, A_IT = (M.tocsr() if isinstance(M, _Diag) else M for M in (self.A_TT, self.A_TI, self.A_IT))
+        X = [A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
+        for (j, m), L in self.blocks.items():          # keys in increasing j: X_m is final
+            X[j] = X[j] - L @ X[m]
+        return (A_TT - A_TI @ sp.vstack(X, format="csr")).tocsc()
+
+    def tri(self, b: np.ndarray, trans: bool, overwrite: bool = False) -> np.ndarray:
+        """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member; in place
+        in ``b`` with ``overwrite`` (a float64 temporary of the caller)."""
+        x = b if overwrite and b.dtype == np.float64 else np.array(b, dtype=np.float64)
+        bd = self.bounds
+        if not trans:
+            for (j, m), L in self.blocks.items():
+                x[bd[j]:bd[j + 1]] -= L @ x[bd[m]:bd[m + 1]]
+        else:
+            for (j, m), L in reversed(self.blocks.items()):
+                x[bd[m]:bd[m + 1]] -= L.T @ x[bd[j]:bd[j + 1]]
+        return x
+
+    def smatvec(self, v: np.ndarray, trans: bool) -> np.ndarray:
+        """``S v`` or ``Sᵀ v`` without forming ``S``."""
+        if not trans:
+            out = -(self.A_TI @ self.tri(self.A_IT @ v, False, overwrite=True))
+        else:
+            out = -(self.A_IT.T @ self.tri(self.A_TI.T @ v, True, overwrite=True))
+        if self.A_TT.nnz if sp.issparse(self.A_TT) else True:
+            out += self.A_TT.T @ v if trans else self.A_TT @ v
+        return out
+
+    def rhs(self, b: np.ndarray, trans: bool) -> np.ndarray:
+        """The reduced right-hand side ``b_T - A_TI A_II⁻¹ b_I`` (transposed:
+        ``b_T - A_ITᵀ A_II⁻ᵀ b_I``)."""
+        if not trans:
+            return b[self.ts] - self.A_TI @ self.tri(b[self.is_], False)
+        return b[self.ts] - self.A_IT.T @ self.tri(b[self.is_], True)
+
+    def expand(self, xt: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
+        """The full solution from its states: ``x_I = A_II⁻¹ (b_I - A_IT x_T)`` (transposed:
+        ``A_II⁻ᵀ (b_I - A_TIᵀ x_T)``)."""
+        x = np.empty_like(b)
+        x[self.ts] = xt
+        x[self.is_] = self.tri(b[self.is_] - (self.A_TI.T @ xt if trans else self.A_IT @ xt), trans)
+        return x
+
+
+    def operator(self) -> spla.LinearOperator:
+        """``S`` as a ``LinearOperator`` (:meth:`smatvec`; ``rmatvec``: ``Sᵀ``)."""
+        n = self.t.size
+        return spla.LinearOperator((n, n), matvec=lambda v: self.smatvec(v, False),
+                                   rmatvec=lambda v: self.smatvec(v, True), dtype=float)
+
+    def check(self, b: np.ndarray, trans: bool):
+        """``x_T ↦`` the componentwise backward error of the full solution :meth:`expand` gives, on
+        ``A_SS x = b`` (``A_SSᵀ x = b``): every equation of the block on its own terms (SPEC §1)."""
+        err = backward_error(self.A.T if trans else self.A, b)
+        return lambda xt: err(self.expand(xt, b, trans))
+
+
