@@ -18,6 +18,8 @@ Examples
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -87,7 +89,9 @@ class _Pattern:
         self.flat = rows.astype(np.int64) * n + cols if n * n <= 16 * 10**6 else None
         self.indptr, self.indices, self.slot = csc_slots(rows, cols, n)
         del rows, cols
+        self.indptr.flags.writeable = self.indices.flags.writeable = False   # shared by every assembled A
         self.nnz = self.indices.size
+        self.last = None      # (a weak reference to the data last scattered, what each partial was)
 
     @property
     def sign(self) -> np.ndarray:
@@ -168,14 +172,15 @@ def _pattern(block: Block, lin: Linearization) -> _Pattern:
 
 
 # A_SS = ∂c_S/∂z_S: I - J_d for an explicit row d, ∂r_d/∂z for a residual row (SPEC §1).
-def assemble(block: Block, lin: Linearization, dense: bool = False):
+def assemble(block: Block, lin: Linearization, dense: bool = False, prev=None):
     """``A_SS`` at the linearization's point: a CSC matrix (explicit zeros kept, the pattern
-    is fixed per block) or, with ``dense=True``, an ndarray."""
+    is fixed per block; its index arrays read-only) or, with ``dense=True``, an ndarray. ``prev``: the
+    block's previous ``A_SS``, whose unchanged entries need not be written again."""
     lin.jacobians()
     pat = _pattern(block, lin)
     n = block.size
     if not dense and pat.size == pat.nnz:
-        return _scatter(pat, lin, n)
+        return _scatter(pat, lin, n, prev)
     data = np.empty(pat.size)
     data[:pat.n_id] = 1.0
     i = 0
@@ -203,30 +208,48 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
     return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
 
 
-def _scatter(pat: _Pattern, lin: Linearization, n: int) -> sp.csc_matrix:
+def _scatter(pat: _Pattern, lin: Linearization, n: int, prev=None) -> sp.csc_matrix:
     """:func:`assemble` when no two local entries share a slot (the usual case): every partial,
-    its sign applied, goes straight to its slots of the CSC data, one pass and no temporary."""
-    vals = np.empty(pat.nnz)
+    its sign applied, goes straight to its slots of the CSC data, one pass and no temporary.
+
+    ``prev``: the block's previous matrix from this function; its data are copied and only the
+    partials that changed are written again (a scalar partial of another value, a Jacobian that
+    is not the pattern's constant one, every array partial)."""
+    last = pat.last
+    reuse = (prev is not None and last is not None and last[0]() is prev.data and prev.data.size == pat.nnz)
     slot = pat.slot
-    vals[slot[:pat.n_id]] = 1.0
+    if reuse:
+        vals, marks = prev.data.copy(), last[1]
+    else:
+        vals, marks = np.empty(pat.nnz), None
+        vals[slot[:pat.n_id]] = 1.0
+    new_marks = []
     i = 0
     for row in lin.edges:
         for e in row:
             f = pat.fill[i]
             i += 1
             if f is None:
+                new_marks.append(None)
                 continue
             at, n_out, shape = f
+            p = e.J.data if shape is False else e.p
+            # what says this partial is unchanged: its float value, or the pattern's own (constant) Jacobian
+            mark = (float(p) if np.ndim(p) == 0 else None) if shape is not False else (
+                e.J if e.J is pat.keys[i - 1] else None)
+            new_marks.append(mark)
+            if marks is not None and mark is not None and (marks[i - 1] is mark or marks[i - 1] == mark):
+                continue
             where = slot[at:at + n_out]
             sign = pat.fill_sign[i - 1]
-            p = e.J.data if shape is False else e.p
             if shape is None or np.ndim(p) == 0:
                 vals[where] = -p if sign < 0 else p
             else:
                 p = np.broadcast_to(p, shape).ravel() if shape is not False and np.shape(p) != shape else np.ravel(p)
                 vals[where] = -p if sign < 0 else p
-    # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
-    return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
+    pat.last = (weakref.ref(vals), new_marks)
+    # the pattern's index arrays, shared read-only (a caller that prunes copies them first)
+    return sp.csc_matrix((vals, pat.indices, pat.indptr), shape=(n, n), copy=False)
 
 
 def _ew_plan(block: Block, lin: Linearization | None):
@@ -286,5 +309,6 @@ def dense_jacobian(block: Block, vals: list, ans: dict):
 def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
     """``A_SS = ∂c_S/∂z_S`` assembled from the ops' sparse ``jac`` rules (explicit zeros removed)."""
     A = assemble(block, linearize(block, vals, ans))
+    A.indices, A.indptr = A.indices.copy(), A.indptr.copy()    # pruned in place below
     A.eliminate_zeros()
     return A

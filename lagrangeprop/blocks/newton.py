@@ -130,16 +130,16 @@ def _same(A, B) -> bool:
             and np.array_equal(A.indices, B.indices) and np.array_equal(A.data, B.data))
 
 
-def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
+def _jacobian(block: Block, vals: list, ans: dict, memo: dict, prev=None):
     """``A_SS`` at the current point (dense for small blocks) and its linearization (``None`` when a
     small block's dense ``A_SS`` came straight from its elementwise partials); ``memo`` keeps the
-    local Jacobians that stay constant during this solve (``W @ z``)."""
+    local Jacobians that stay constant during this solve (``W @ z``); ``prev``: the last ``A_SS``."""
     if block.size <= DENSE_MAX_UNKNOWNS:
         A = dense_jacobian(block, vals, ans)
         if A is not None:
             return None, A
     lin = Linearization(block, vals, ans, memo)
-    A = assemble(block, lin, dense=block.size <= DENSE_MAX_UNKNOWNS)
+    A = assemble(block, lin, dense=block.size <= DENSE_MAX_UNKNOWNS, prev=prev)
     remember(block, lin)     # the adjoint's matrix-free products reuse it
     return lin, A
 
@@ -229,7 +229,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
             polished = True
         elif done:
-            state.lin, A = _jacobian(block, vals, ans, memo)
+            state.lin, A = _jacobian(block, vals, ans, memo, lu_A)
             state.ans, state.A = ans, A
             if _same(A, lu_A):
                 state.lu = lu
@@ -252,7 +252,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
                 continue
             scatter(block, vals, z)
         lu = None            # free the old factors before making new ones (peak memory)
-        _, lu_A = _jacobian(block, vals, ans, memo)
+        _, lu_A = _jacobian(block, vals, ans, memo, lu_A)
         lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
         cache = cache_of(block)
         cache.fill = max(fill, cache.fill)

@@ -119,34 +119,68 @@ def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
 
 class _Maps:
     """Where each sub-block of :class:`Partition` takes its entries from in ``A.data``, for one
-    sparsity pattern of ``A`` (``A_SS``'s pattern is fixed per block): slicing a matrix whose
-    data are the entry numbers gives, once, index maps that later partitions apply with one
-    gather per sub-block instead of slicing again (seconds at 10⁶ unknowns)."""
+    sparsity pattern of ``A`` (``A_SS``'s pattern is fixed per block): made once, in O(nnz) from
+    the entries' rows and columns (slicing took seconds at 10⁶ unknowns), and applied by later
+    partitions with one gather per sub-block; a diagonal sub-block's map gives its diagonal."""
 
     __slots__ = ("indptr", "indices", "subs")
 
     def __init__(self, block: Block, A):
-        self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
-        numbered = sp.csc_matrix((np.arange(1, A.nnz + 1, dtype=np.float64), A.indices, A.indptr), shape=A.shape)
-        t, i = _spans(block)            # slices where contiguous: submatrices without fancy indexing
-        R = numbered.tocsr()
-        del numbered
-        R_T, R_I = R[t], R[i]
-        parts = {"A_TT": R_T[:, t], "A_TI": R_T[:, i], "A_IT": R_I[:, t]}
-        bounds, lower = _lower_blocks(block, R_I[:, i].tocsr())
-        parts.update({key: L for key, L in lower.items()})
+        # the assembly's read-only index arrays are kept as they are (then matched by identity)
+        shared = not (A.indptr.flags.writeable or A.indices.flags.writeable)
+        self.indptr, self.indices = (A.indptr, A.indices) if shared else (A.indptr.copy(), A.indices.copy())
         self.subs = {}
-        for key, M in parts.items():
-            M = M.tocsr()
-            n = M.shape[0]
-            diagonal = (M.shape[1] == n and M.nnz == n and np.array_equal(M.indptr, np.arange(n + 1))
-                        and np.array_equal(M.indices, np.arange(n)))
-            where = M.data.astype(np.int32 if A.nnz < 2**31 else np.int64)
-            where -= 1
-            self.subs[key] = (None if diagonal else M.indptr, None if diagonal else M.indices, M.shape, where)
+        self._cut(block, A)
+
+    def _cut(self, block: Block, A) -> None:
+        """One vectorized pass over ``A``'s entries (no slicing, O(nnz)): each entry's part and its row
+        and column in that part; a part's CSR structure from its entries, their numbers the map."""
+        n, it = A.shape[0], (np.int32 if A.nnz < 2**31 else np.int64)
+        t, i = _indices(block)
+        _, inter = split_members(block)
+        pos = np.empty(n, dtype=it)                  # an unknown's place among the states or the intermediates
+        pos[t], pos[i] = np.arange(t.size, dtype=it), np.arange(i.size, dtype=it)
+        in_t = np.zeros(n, dtype=bool)
+        in_t[t] = True
+        rows = A.indices
+        cols = np.repeat(np.arange(n, dtype=it), np.diff(A.indptr))
+        rt, ct = in_t[rows], in_t[cols]
+        every = np.arange(A.nnz, dtype=it)
+        for key, mask, shape in (("A_TT", rt & ct, (t.size, t.size)), ("A_TI", rt & ~ct, (t.size, i.size)),
+                                 ("A_IT", ~rt & ct, (i.size, t.size))):
+            k = every[mask]
+            self._part(key, k, pos[rows[k]], pos[cols[k]], shape)
+        del rt, ct, cols
+        # the strictly lower member blocks of A_II: member j reads member m (evaluation order); the
+        # entries of m's columns are one contiguous range of A.data (CSC)
+        where = {k: j for j, k in enumerate(inter)}
+        bounds = np.concatenate([[0], np.cumsum([block.sizes[k] for k in inter])]).astype(np.int64)
+        offsets, sizes = block.offsets, block.sizes
+        for j, kj in enumerate(inter):
+            preds = sorted({where[m] for m in (block.position.get(u) for u in block.steps[kj].args) if m in where})
+            r0, r1 = offsets[kj], offsets[kj] + sizes[kj]
+            for m in preds:
+                km = inter[m]
+                a, b = A.indptr[offsets[km]], A.indptr[offsets[km] + sizes[km]]
+                r = rows[a:b]
+                k = every[a:b][(r >= r0) & (r < r1)]
+                if k.size:
+                    self._part((j, m), k, pos[rows[k]] - bounds[j], pos[_cols(A, k)] - bounds[m],
+                               (sizes[kj], sizes[km]))
         self.subs["bounds"] = bounds
 
+    def _part(self, key, k: np.ndarray, r: np.ndarray, c: np.ndarray, shape: tuple) -> None:
+        """The sub-block ``key`` of the entries numbered ``k`` at local rows ``r`` and columns ``c``."""
+        M = sp.coo_matrix((k, (r, c)), shape=shape).tocsr()
+        M.sort_indices()
+        rows = shape[0]
+        diagonal = (shape[1] == rows and M.nnz == rows and np.array_equal(M.indptr, np.arange(rows + 1))
+                    and np.array_equal(M.indices, np.arange(rows)))
+        self.subs[key] = (None if diagonal else M.indptr, None if diagonal else M.indices, shape, M.data)
+
     def matches(self, A) -> bool:
+        if A.indptr is self.indptr and A.indices is self.indices:
+            return True
         return (A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
                 and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
 
@@ -155,6 +189,11 @@ class _Maps:
         if indptr is None:
             return _Diag(data[where])
         return sp.csr_matrix((data[where], indices, indptr), shape=shape)
+
+
+def _cols(A, k: np.ndarray) -> np.ndarray:
+    """The columns of the CSC entries numbered ``k`` (sorted): where they fall among ``A.indptr``."""
+    return np.searchsorted(A.indptr, k, side="right") - 1
 
 
 class _Diag:
