@@ -149,7 +149,7 @@ class _Maps:
         for key, mask, shape in (("A_TT", rt & ct, (t.size, t.size)), ("A_TI", rt & ~ct, (t.size, i.size)),
                                  ("A_IT", ~rt & ct, (i.size, t.size))):
             k = every[mask]
-            self._part(key, k, pos[rows[k]], pos[cols[k]], shape)
+            self._part(key, k, pos[rows[k]], pos[cols[k]], shape, csc=key == "A_TI")
         del rt, ct, cols
         # the strictly lower member blocks of A_II: member j reads member m (evaluation order); the
         # entries of m's columns are one contiguous range of A.data (CSC)
@@ -168,15 +168,30 @@ class _Maps:
                     self._part((j, m), k, pos[rows[k]] - bounds[j], pos[_cols(A, k)] - bounds[m],
                                (sizes[kj], sizes[km]))
         self.subs["bounds"] = bounds
+        # per intermediate member j: its rows of A_IT (a row range of the CSR) and its columns of A_TI
+        # (a column range of the CSC), views of the maps above
+        for key, part in (("IT", "A_IT"), ("TI", "A_TI")):
+            indptr, indices, shape, where, fmt = self.subs[part]
+            for j in range(len(inter)):
+                lo, hi = int(bounds[j]), int(bounds[j + 1])
+                ip = indptr[lo:hi + 1]
+                a, b = int(ip[0]), int(ip[-1])
+                if b > a:
+                    sub = (hi - lo, shape[1]) if key == "IT" else (shape[0], hi - lo)
+                    self._store((key, j), ip - a, indices[a:b], sub, where[a:b], fmt)
 
-    def _part(self, key, k: np.ndarray, r: np.ndarray, c: np.ndarray, shape: tuple) -> None:
+    def _part(self, key, k: np.ndarray, r: np.ndarray, c: np.ndarray, shape: tuple, csc: bool = False) -> None:
         """The sub-block ``key`` of the entries numbered ``k`` at local rows ``r`` and columns ``c``."""
-        M = sp.coo_matrix((k, (r, c)), shape=shape).tocsr()
+        M = sp.coo_matrix((k, (r, c)), shape=shape)
+        M = M.tocsc() if csc else M.tocsr()
         M.sort_indices()
-        rows = shape[0]
-        diagonal = (shape[1] == rows and M.nnz == rows and np.array_equal(M.indptr, np.arange(rows + 1))
-                    and np.array_equal(M.indices, np.arange(rows)))
-        self.subs[key] = (None if diagonal else M.indptr, None if diagonal else M.indices, shape, M.data)
+        self._store(key, M.indptr, M.indices, shape, M.data, "csc" if csc else "csr")
+
+    def _store(self, key, indptr, indices, shape, where, fmt) -> None:
+        n = shape[0]
+        diagonal = (key not in ("A_TI", "A_IT") and shape[1] == n and where.size == n and np.array_equal(indptr, np.arange(n + 1))
+                    and np.array_equal(indices, np.arange(n)))
+        self.subs[key] = (None, None, shape, where, fmt) if diagonal else (indptr, indices, shape, where, fmt)
 
     def matches(self, A) -> bool:
         if A.indptr is self.indptr and A.indices is self.indices:
@@ -185,10 +200,10 @@ class _Maps:
                 and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
 
     def take(self, key, data: np.ndarray):
-        indptr, indices, shape, where = self.subs[key]
+        indptr, indices, shape, where, fmt = self.subs[key]
         if indptr is None:
             return _Diag(data[where])
-        return sp.csr_matrix((data[where], indices, indptr), shape=shape)
+        return (sp.csc_matrix if fmt == "csc" else sp.csr_matrix)((data[where], indices, indptr), shape=shape)
 
 
 def _cols(A, k: np.ndarray) -> np.ndarray:
@@ -224,9 +239,11 @@ class _Diag:
 
 class Partition:
     """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
-    unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
+    unit lower triangular ``A_II`` as its nonzero member blocks (module docstring). The products use
+    ``A_IT`` by the intermediate members' rows and ``A_TI`` by their columns (``it``, ``ti``: a
+    diagonal one is a multiply, an empty one is skipped)."""
 
-    __slots__ = ("t", "i", "ts", "is_", "A", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
+    __slots__ = ("t", "i", "ts", "is_", "A", "A_TT", "it", "ti", "bounds", "blocks", "_whole")
 
     def __init__(self, block: Block, A):
         self.t, self.i = t, i = _indices(block)
@@ -238,24 +255,45 @@ class Partition:
             if maps is None or not maps.matches(A):
                 maps = c.partition_maps = _Maps(block, A)
             data = A.data
-            self.A_TT, self.A_TI, self.A_IT = (maps.take(k, data) for k in ("A_TT", "A_TI", "A_IT"))
-            self.bounds = maps.subs["bounds"]
-            self.blocks = {k: maps.take(k, data) for k in maps.subs if isinstance(k, tuple)}
+            self.A_TT = maps.take("A_TT", data)
+            self.bounds = bd = maps.subs["bounds"]
+            self.blocks = {k: maps.take(k, data) for k in maps.subs if isinstance(k[0], int)}
+            self.it, self.ti = ([(slice(int(bd[k[1]]), int(bd[k[1] + 1])), maps.take(k, data))
+                                 for k in maps.subs if k[0] == kind] for kind in ("IT", "TI"))
+            self._whole = lambda key: maps.take(key, data)
             return
         A = sp.csr_matrix(A)
         A_T, A_I = A[t], A[i]
-        self.A_TT, self.A_TI = A_T[:, t].tocsr(), A_T[:, i].tocsr()
-        self.A_IT = A_I[:, t].tocsr()
+        self.A_TT = A_T[:, t].tocsr()
+        A_TI, A_IT = A_T[:, i].tocsc(), A_I[:, t].tocsr()
         self.bounds, self.blocks = _lower_blocks(block, A_I[:, i].tocsr())
+        bd = self.bounds
+        sl = [slice(int(bd[j]), int(bd[j + 1])) for j in range(len(bd) - 1)]
+        self.it = [(s, A_IT[s]) for s in sl if A_IT[s].nnz]
+        self.ti = [(s, A_TI[:, s]) for s in sl if A_TI[:, s].nnz]
+        self._whole = {"A_TI": A_TI.tocsr(), "A_IT": A_IT}.get
+
+    @property
+    def A_TI(self) -> sp.spmatrix:
+        return self._whole("A_TI")
+
+    @property
+    def A_IT(self) -> sp.spmatrix:
+        return self._whole("A_IT")
 
     def schur(self) -> sp.csc_matrix:
         """``S = A_TT - A_TI A_II⁻¹ A_IT`` (``A_II⁻¹ A_IT`` by block forward substitution)."""
         bd = self.bounds
-        A_TT, A_TI, A_IT = (M.tocsr() if isinstance(M, _Diag) else M for M in (self.A_TT, self.A_TI, self.A_IT))
-        X = [A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
+        nt = self.t.size
+        X = [sp.csr_matrix((int(bd[j + 1] - bd[j]), nt)) for j in range(len(bd) - 1)]
+        for s, M in self.it:
+            X[np.searchsorted(bd, s.start)] = M.tocsr()
         for (j, m), L in self.blocks.items():          # keys in increasing j: X_m is final
             X[j] = X[j] - L @ X[m]
-        return (A_TT - A_TI @ sp.vstack(X, format="csr")).tocsc()
+        S = self.A_TT.tocsr() if isinstance(self.A_TT, _Diag) else self.A_TT
+        for s, M in self.ti:
+            S = S - (M.tocsr() if isinstance(M, _Diag) else M) @ X[np.searchsorted(bd, s.start)]
+        return sp.csc_matrix(S)
 
     def tri(self, b: np.ndarray, trans: bool, overwrite: bool = False) -> np.ndarray:
         """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member; in place
@@ -270,12 +308,24 @@ class Partition:
                 x[bd[m]:bd[m + 1]] -= L.T @ x[bd[j]:bd[j + 1]]
         return x
 
+    def _to_i(self, x: np.ndarray, trans: bool) -> np.ndarray:
+        """``A_IT x`` (``A_TIᵀ x`` with ``trans``): a vector on the intermediates, zero where no member reads T."""
+        y = np.zeros((self.i.size,) + np.shape(x)[1:])
+        for s, M in (self.ti if trans else self.it):
+            y[s] = M.T @ x if trans else M @ x
+        return y
+
+    def _to_t(self, y: np.ndarray, trans: bool) -> np.ndarray:
+        """``A_TI y`` (``A_ITᵀ y`` with ``trans``): a vector on the states."""
+        out = np.zeros((self.t.size,) + np.shape(y)[1:])
+        for s, M in (self.it if trans else self.ti):
+            out += M.T @ y[s] if trans else M @ y[s]
+        return out
+
     def smatvec(self, v: np.ndarray, trans: bool) -> np.ndarray:
         """``S v`` or ``Sᵀ v`` without forming ``S``."""
-        if not trans:
-            out = -(self.A_TI @ self.tri(self.A_IT @ v, False, overwrite=True))
-        else:
-            out = -(self.A_IT.T @ self.tri(self.A_TI.T @ v, True, overwrite=True))
+        out = self._to_t(self.tri(self._to_i(v, trans), trans, overwrite=True), trans)
+        np.negative(out, out=out)
         if self.A_TT.nnz if sp.issparse(self.A_TT) else True:
             out += self.A_TT.T @ v if trans else self.A_TT @ v
         return out
@@ -283,18 +333,15 @@ class Partition:
     def rhs(self, b: np.ndarray, trans: bool) -> np.ndarray:
         """The reduced right-hand side ``b_T - A_TI A_II⁻¹ b_I`` (transposed:
         ``b_T - A_ITᵀ A_II⁻ᵀ b_I``)."""
-        if not trans:
-            return b[self.ts] - self.A_TI @ self.tri(b[self.is_], False)
-        return b[self.ts] - self.A_IT.T @ self.tri(b[self.is_], True)
+        return b[self.ts] - self._to_t(self.tri(b[self.is_], trans), trans)
 
     def expand(self, xt: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
         """The full solution from its states: ``x_I = A_II⁻¹ (b_I - A_IT x_T)`` (transposed:
         ``A_II⁻ᵀ (b_I - A_TIᵀ x_T)``)."""
         x = np.empty_like(b)
         x[self.ts] = xt
-        x[self.is_] = self.tri(b[self.is_] - (self.A_TI.T @ xt if trans else self.A_IT @ xt), trans)
+        x[self.is_] = self.tri(b[self.is_] - self._to_i(xt, trans), trans, overwrite=True)
         return x
-
 
     def operator(self) -> spla.LinearOperator:
         """``S`` as a ``LinearOperator`` (:meth:`smatvec`; ``rmatvec``: ``Sᵀ``)."""
