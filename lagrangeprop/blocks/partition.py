@@ -189,8 +189,8 @@ class _Maps:
 
     def _store(self, key, indptr, indices, shape, where, fmt) -> None:
         n = shape[0]
-        diagonal = (key not in ("A_TI", "A_IT") and shape[1] == n and where.size == n and np.array_equal(indptr, np.arange(n + 1))
-                    and np.array_equal(indices, np.arange(n)))
+        diagonal = (key not in ("A_TI", "A_IT") and shape[1] == n and where.size == n
+                    and np.array_equal(indptr, np.arange(n + 1)) and np.array_equal(indices, np.arange(n)))
         self.subs[key] = (None, None, shape, where, fmt) if diagonal else (indptr, indices, shape, where, fmt)
 
     def matches(self, A) -> bool:
