@@ -101,15 +101,11 @@ def test_a_badly_scaled_block_is_solved_on_its_own_scale(scale):
 def test_eisenstat_walker_forcing_follows_its_formula():
     """Choice 2 (γ = 0.9, α = 2): η_k = 0.9 (‖F_k‖/‖F_{k-1}‖)², safeguarded by 0.9 η_{k-1}² when that
     exceeds 0.1, clipped to [ETA_MIN, ETA_MAX] and never below what tol needs (0.05 tol / max|c/s|)."""
-    F = newton_mod._Forcing(chord=False)
+    F = newton_mod._Forcing()
     assert F.newton(1.0, 1.0, 1e-10) == newton_mod.ETA_MAX            # the first step: loose
     assert F.newton(0.5, 0.5, 1e-10) == pytest.approx(max(0.9 * 0.25, 0.9 * 0.5 ** 2))
     assert F.newton(0.01, 0.01, 1e-10) == pytest.approx(0.9 * (0.01 / 0.5) ** 2)
     assert F.newton(1e-9, 1e-9, 1e-10) == pytest.approx(0.05 * 1e-10 / 1e-9)   # the tol floor
-    C = newton_mod._Forcing(chord=True)
-    assert C.newton(1.0, 1.0, 1e-10) == newton_mod.ETA_CHORD
-    assert C.chord_step(0.02, 1e-3, 1e-10) == pytest.approx(0.01)    # half the observed contraction
-    assert C.chord_step(1e-9, 1e-3, 1e-10) == newton_mod.ETA_MIN
 
 
 def test_a_loose_amg_solve_meets_its_forcing_term():
