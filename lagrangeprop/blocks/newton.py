@@ -224,7 +224,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
             state.ans, state.A = ans, A
             if _same(A, lu_A):
                 state.lu = lu
-            elif lu is not None:
+            elif lu is not None and inexact is None:    # an AMG block's adjoint never uses a stale one
                 state.stale_lu = lu
             return state
         if it == maxiter:

@@ -76,7 +76,8 @@ class BlockCache:
     ``partition_maps``
         Index maps of the (states, intermediates) partition of ``A_SS``; eliminate.py.
     ``const_jac``
-        Jacobians of edges with a constant sparse operand, ``{(k, pos): (W, J, Jᵀ)}``; linearization.py.
+        Jacobians of edges with a constant sparse operand, ``{(k, pos): [W, J, Jᵀ]}`` (``Jᵀ`` ``None`` until a
+        product needs it); linearization.py.
     ``lin``
         A weak reference to the current linearization (whoever needs it keeps it alive); linearization.py.
 
