@@ -101,15 +101,11 @@ def test_a_badly_scaled_block_is_solved_on_its_own_scale(scale):
 def test_eisenstat_walker_forcing_follows_its_formula():
     """Choice 2 (γ = 0.9, α = 2): η_k = 0.9 (‖F_k‖/‖F_{k-1}‖)², safeguarded by 0.9 η_{k-1}² when that
     exceeds 0.1, clipped to [ETA_MIN, ETA_MAX] and never below what tol needs (0.05 tol / max|c/s|)."""
-    F = newton_mod._Forcing(chord=False)
+    F = newton_mod._Forcing()
     assert F.newton(1.0, 1.0, 1e-10) == newton_mod.ETA_MAX            # the first step: loose
     assert F.newton(0.5, 0.5, 1e-10) == pytest.approx(max(0.9 * 0.25, 0.9 * 0.5 ** 2))
     assert F.newton(0.01, 0.01, 1e-10) == pytest.approx(0.9 * (0.01 / 0.5) ** 2)
     assert F.newton(1e-9, 1e-9, 1e-10) == pytest.approx(0.05 * 1e-10 / 1e-9)   # the tol floor
-    C = newton_mod._Forcing(chord=True)
-    assert C.newton(1.0, 1.0, 1e-10) == newton_mod.ETA_CHORD
-    assert C.chord_step(0.02, 1e-3, 1e-10) == pytest.approx(0.01)    # half the observed contraction
-    assert C.chord_step(1e-9, 1e-3, 1e-10) == newton_mod.ETA_MIN
 
 
 def test_a_loose_amg_solve_meets_its_forcing_term():
@@ -145,3 +141,76 @@ def test_the_benchmark_peers_agree_with_the_implicit_function_theorem(peer):
         assert np.allclose(g["f"], mu, rtol=1e-8, atol=1e-12 * np.max(np.abs(mu)))
         assert float(g["lam"]) == pytest.approx(glam, rel=1e-8)
     assert impl.fwd() == pytest.approx(h * h * u.sum(), rel=1e-10)
+
+
+# ---- round 2: the matrix-free Schur operator, the assembly's reuse, the partition's parts
+@pytest.mark.parametrize("solver", ["amg", "auto"])
+def test_the_schur_complement_is_formed_once_and_never_when_warm(case30, solver, monkeypatch):
+    """Newton steps and the adjoint run cg on ``Partition.smatvec``: ``S`` is formed for the hierarchy
+    only (the first Newton matrix); a second solve at other inputs forms none and still matches
+    ``scipy.optimize.root`` + the implicit function theorem."""
+    from lagrangeprop.blocks.partition import Partition
+    prog, L, h, lam, f, u, (mu, glam) = case30
+    monkeypatch.setattr(amg, "AMG_MIN", 100)
+    formed = []
+    real = Partition.schur
+    monkeypatch.setattr(Partition, "schur", lambda self: formed.append(1) or real(self))
+    prog.compile().blocks[0].cache.amg = None            # earlier tests left a hierarchy
+    prog.solve(lam=lam, f=f * 0.9, linear_solver=solver)
+    assert len(formed) == 1
+    sol = prog.solve(lam=lam, f=f, linear_solver=solver)   # the kept hierarchy: no S at all
+    assert len(formed) == 1
+    assert np.allclose(sol.values["u"], u, rtol=1e-9, atol=1e-12)
+    assert np.allclose(sol.grad["f"], mu, rtol=1e-8, atol=1e-14 * np.max(np.abs(mu)))
+    assert float(sol.grad["lam"]) == pytest.approx(glam, rel=1e-8)
+
+
+def test_a_new_lambda_rewrites_the_scalar_partials_of_a_reused_assembly(case30):
+    """The assembly copies the previous ``A_SS`` and rewrites only changed partials: solving at
+    another λ (a scalar partial of ``λ·eᵘ``) must give that λ's answer (scipy reference)."""
+    prog, L, h, _, f, _, _ = case30
+    for lam in (1.0, 2.5, 1.0):
+        sol = prog.solve(lam=lam, f=f, linear_solver="amg")
+        u = scipy_root(L, lam, f)
+        mu, glam = ift_gradient(L, h, lam, u)
+        assert np.allclose(sol.values["u"], u, rtol=1e-9, atol=1e-12)
+        assert float(sol.grad["lam"]) == pytest.approx(glam, rel=1e-8)
+
+
+def test_an_assembly_from_a_previous_matrix_equals_a_fresh_one(case30):
+    """``assemble(..., prev=A0)`` at a new point equals ``assemble(...)`` there, entry for entry."""
+    from lagrangeprop.blocks.assembly import assemble
+    from lagrangeprop.blocks.linearization import Linearization
+    from lagrangeprop.blocks.residual import block_residual
+    prog, L, h, lam, f, _, _ = case30
+    sol = prog.solve(lam=lam, f=f, linear_solver="amg")
+    blk = sol.schedule.blocks[0]
+    vals = list(sol._vals)
+    A0 = assemble(blk, Linearization(blk, vals, sol._states[id(blk)].ans, {}))
+    vals[blk.nodes[0]] = np.asarray(vals[blk.nodes[0]]) + 0.1 * np.random.default_rng(3).standard_normal(L.shape[0])
+    _, ans = block_residual(blk, vals)
+    reused = assemble(blk, Linearization(blk, vals, ans, {}), prev=A0)
+    fresh = assemble(blk, Linearization(blk, vals, ans, {}))
+    assert abs(reused - fresh).max() == 0.0 and abs(reused - A0).max() > 0.0
+    with pytest.raises(ValueError):                 # the shared index arrays are read-only
+        reused.indices[0] = 1
+
+
+def test_the_partition_parts_apply_the_schur_complement_and_the_block_solve(case30):
+    """``smatvec`` (both ways) against the formed ``S``, and ``rhs`` + an ``S`` solve + ``expand``
+    against a dense numpy solve of the whole ``A_SS`` (and of ``A_SSᵀ``)."""
+    from lagrangeprop.blocks.partition import Partition
+    prog, L, h, lam, f, _, _ = case30
+    sol = prog.solve(lam=lam, f=f, linear_solver="amg")
+    blk = sol.schedule.blocks[0]
+    A = sol._states[id(blk)].A
+    part = Partition(blk, A)
+    S = part.schur().toarray()
+    rng = np.random.default_rng(8)
+    v, b = rng.standard_normal(S.shape[0]), rng.standard_normal(A.shape[0])
+    assert np.allclose(part.smatvec(v, False), S @ v, rtol=1e-12, atol=1e-9)
+    assert np.allclose(part.smatvec(v, True), S.T @ v, rtol=1e-12, atol=1e-9)
+    for trans in (False, True):
+        x = part.expand(np.linalg.solve(S.T if trans else S, part.rhs(b, trans)), b, trans)
+        ref = np.linalg.solve(A.toarray().T if trans else A.toarray(), b)
+        assert np.allclose(x, ref, rtol=1e-9, atol=1e-12 * np.max(np.abs(ref)))

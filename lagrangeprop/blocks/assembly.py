@@ -18,6 +18,8 @@ Examples
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -41,12 +43,13 @@ class _Pattern:
 
     def __init__(self, block: Block, lin: Linearization):
         n = block.size
-        rows, cols, signs, self.keys, self.fill = [], [], [], [], []
+        it = np.int32 if n < 2**31 else np.int64       # index arrays: half the memory of int64
+        rows, cols, self.keys, self.fill, self.fill_sign = [], [], [], [], []
         n_id = 0
         for k, s in enumerate(block.steps):
             if not s.residual:
-                idx = np.arange(block.offsets[k], block.offsets[k] + block.sizes[k])
-                rows.append(idx); cols.append(idx); signs.append(np.ones(idx.size))
+                idx = np.arange(block.offsets[k], block.offsets[k] + block.sizes[k], dtype=it)
+                rows.append(idx); cols.append(idx)
                 n_id += idx.size
         self.n_id = n_id
         at = n_id
@@ -57,8 +60,9 @@ class _Pattern:
                 c0 = block.offsets[e.m]
                 if e.p is not None:
                     n_out, n_arg = int(np.prod(e.out_shape)), int(np.prod(e.arg_shape))
-                    rows.append(r0 + np.arange(n_out))
-                    cols.append(c0 + np.broadcast_to(np.arange(n_arg).reshape(e.arg_shape), e.out_shape).ravel())
+                    rows.append(np.arange(r0, r0 + n_out, dtype=it))
+                    cols.append(np.broadcast_to(np.arange(c0, c0 + n_arg, dtype=it).reshape(e.arg_shape),
+                                                e.out_shape).ravel())
                     self.keys.append(None)
                     # a scalar output fills one entry; else a view of the slice in the output's shape
                     self.fill.append((at, n_out, e.out_shape if e.out_shape != () else None))
@@ -67,24 +71,41 @@ class _Pattern:
                     if J is None:
                         self.keys.append(False)
                         self.fill.append(None)
+                        self.fill_sign.append(sign)
                         continue
                     n_out = J.nnz
-                    rows.append(r0 + np.repeat(np.arange(J.shape[0]), np.diff(J.indptr)))
-                    cols.append(c0 + J.indices)
+                    rows.append(np.repeat(np.arange(r0, r0 + J.shape[0], dtype=it), np.diff(J.indptr)))
+                    cols.append(J.indices.astype(it) + it(c0))
                     self.keys.append(J)
                     self.fill.append((at, n_out, False))
-                signs.append(np.full(n_out, sign))
+                self.fill_sign.append(sign)
                 at += n_out
         self.size = at
-        self.sign = np.concatenate(signs) if signs else np.zeros(0)
-        self.all_negative = bool(np.all(self.sign[n_id:] < 0))
-        rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
-        cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
+        self.all_negative = all(sg < 0 for f, sg in zip(self.fill, self.fill_sign) if f is not None and f[1])
+        rows = np.concatenate(rows) if rows else np.zeros(0, it)
+        cols = np.concatenate(cols) if cols else np.zeros(0, it)
         self.n = n
         # flat positions in a dense matrix: only small blocks are ever assembled dense
-        self.flat = rows * n + cols if n * n <= 16 * 10**6 else None
+        self.flat = rows.astype(np.int64) * n + cols if n * n <= 16 * 10**6 else None
         self.indptr, self.indices, self.slot = csc_slots(rows, cols, n)
+        del rows, cols
+        self.indptr.flags.writeable = self.indices.flags.writeable = False   # shared by every assembled A
         self.nnz = self.indices.size
+        self.last = None      # (a weak reference to the data last scattered, what each partial was)
+
+    @property
+    def sign(self) -> np.ndarray:
+        """The sign of every local entry (+1: identity and residual rows, -1: ``-J`` of explicit rows);
+        kept for small blocks only (the dense assembly's hot path), large ones rarely need it."""
+        out = getattr(self, "_sign", None)
+        if out is None:
+            out = np.ones(self.size)
+            for f, sg in zip(self.fill, self.fill_sign):
+                if f is not None and sg < 0:
+                    out[f[0]:f[0] + f[1]] = sg
+            if self.size <= 1 << 16:
+                self._sign = out
+        return out
 
     def matches(self, lin: Linearization) -> bool:
         i = 0
@@ -121,21 +142,24 @@ def csc_slots(rows: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray, n
     """
     m = rows.size
     if _coo_tocsr is None or m >= 2**31 or n >= 2**31:    # pragma: no cover - fallback
+        rows, cols = rows.astype(np.int64), cols.astype(np.int64)
         uniq, slot = np.unique(cols * n + rows, return_inverse=True)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // max(n, 1), minlength=n))])
         return indptr.astype(np.int32), (uniq % max(n, 1)).astype(np.int32), slot.ravel()
-    # the CSR layout of Aᵀ is the CSC layout of A; the data carry each entry's number
-    Bp, Bj, Bx = np.empty(n + 1, np.int32), np.empty(m, np.int32), np.empty(m, np.int64)
-    _coo_tocsr(n, n, m, cols.astype(np.int32), rows.astype(np.int32), np.arange(m, dtype=np.int64), Bp, Bj, Bx)
+    # the CSR layout of Aᵀ is the CSC layout of A; the data carry each entry's number (int32 throughout)
+    Bp, Bj, Bx = np.empty(n + 1, np.int32), np.empty(m, np.int32), np.empty(m, np.int32)
+    _coo_tocsr(n, n, m, cols.astype(np.int32, copy=False), rows.astype(np.int32, copy=False),
+               np.arange(m, dtype=np.int32), Bp, Bj, Bx)
     _csr_sort_indices(n, Bp, Bj, Bx)
     new = np.ones(m, dtype=bool)                  # first of its (column, row) run
     if m:
-        new[1:] = Bj[1:] != Bj[:-1]
+        np.not_equal(Bj[1:], Bj[:-1], out=new[1:])
         new[Bp[:-1][np.diff(Bp) > 0]] = True      # a column's first entry is new even if the rows repeat
-    first = np.cumsum(new)
-    slot = np.empty(m, dtype=np.int64)
+    first = np.cumsum(new, dtype=np.int32)
+    slot = np.empty(m, dtype=np.int32)
     slot[Bx] = first - 1
-    indptr = np.concatenate([[0], first])[Bp].astype(np.int32)
+    del Bx
+    indptr = np.concatenate([np.zeros(1, np.int32), first])[Bp]
     return indptr, Bj[new], slot
 
 
@@ -148,11 +172,15 @@ def _pattern(block: Block, lin: Linearization) -> _Pattern:
 
 
 # A_SS = ∂c_S/∂z_S: I - J_d for an explicit row d, ∂r_d/∂z for a residual row (SPEC §1).
-def assemble(block: Block, lin: Linearization, dense: bool = False):
+def assemble(block: Block, lin: Linearization, dense: bool = False, prev=None):
     """``A_SS`` at the linearization's point: a CSC matrix (explicit zeros kept, the pattern
-    is fixed per block) or, with ``dense=True``, an ndarray."""
+    is fixed per block; its index arrays read-only) or, with ``dense=True``, an ndarray. ``prev``: the
+    block's previous ``A_SS``, whose unchanged entries need not be written again."""
     lin.jacobians()
     pat = _pattern(block, lin)
+    n = block.size
+    if not dense and pat.size == pat.nnz:
+        return _scatter(pat, lin, n, prev)
     data = np.empty(pat.size)
     data[:pat.n_id] = 1.0
     i = 0
@@ -173,12 +201,55 @@ def assemble(block: Block, lin: Linearization, dense: bool = False):
         np.negative(data[pat.n_id:], out=data[pat.n_id:])
     else:
         data *= pat.sign
-    n = block.size
     if dense and pat.flat is not None:
         return np.bincount(pat.flat, weights=data, minlength=n * n).reshape(n, n)
     vals = np.bincount(pat.slot, weights=data, minlength=pat.nnz)
     # copies of the index arrays: callers may prune the matrix in place (eliminate_zeros)
     return sp.csc_matrix((vals, pat.indices.copy(), pat.indptr.copy()), shape=(n, n))
+
+
+def _scatter(pat: _Pattern, lin: Linearization, n: int, prev=None) -> sp.csc_matrix:
+    """:func:`assemble` when no two local entries share a slot (the usual case): every partial,
+    its sign applied, goes straight to its slots of the CSC data, one pass and no temporary.
+
+    ``prev``: the block's previous matrix from this function; its data are copied and only the
+    partials that changed are written again (a scalar partial of another value, a Jacobian that
+    is not the pattern's constant one, every array partial)."""
+    last = pat.last
+    reuse = (prev is not None and last is not None and last[0]() is prev.data and prev.data.size == pat.nnz)
+    slot = pat.slot
+    if reuse:
+        vals, marks = prev.data.copy(), last[1]
+    else:
+        vals, marks = np.empty(pat.nnz), None
+        vals[slot[:pat.n_id]] = 1.0
+    new_marks = []
+    i = 0
+    for row in lin.edges:
+        for e in row:
+            f = pat.fill[i]
+            i += 1
+            if f is None:
+                new_marks.append(None)
+                continue
+            at, n_out, shape = f
+            p = e.J.data if shape is False else e.p
+            # what says this partial is unchanged: its float value, or the pattern's own (constant) Jacobian
+            mark = (float(p) if np.ndim(p) == 0 else None) if shape is not False else (
+                e.J if e.J is pat.keys[i - 1] else None)
+            new_marks.append(mark)
+            if marks is not None and mark is not None and (marks[i - 1] is mark or marks[i - 1] == mark):
+                continue
+            where = slot[at:at + n_out]
+            sign = pat.fill_sign[i - 1]
+            if shape is None or np.ndim(p) == 0:
+                vals[where] = -p if sign < 0 else p
+            else:
+                p = np.broadcast_to(p, shape).ravel() if shape is not False and np.shape(p) != shape else np.ravel(p)
+                vals[where] = -p if sign < 0 else p
+    pat.last = (weakref.ref(vals), new_marks)
+    # the pattern's index arrays, shared read-only (a caller that prunes copies them first)
+    return sp.csc_matrix((vals, pat.indices, pat.indptr), shape=(n, n), copy=False)
 
 
 def _ew_plan(block: Block, lin: Linearization | None):
@@ -238,5 +309,6 @@ def dense_jacobian(block: Block, vals: list, ans: dict):
 def block_jacobian(block: Block, vals: list, ans: dict) -> sp.csc_matrix:
     """``A_SS = ∂c_S/∂z_S`` assembled from the ops' sparse ``jac`` rules (explicit zeros removed)."""
     A = assemble(block, linearize(block, vals, ans))
+    A.indices, A.indptr = A.indices.copy(), A.indptr.copy()    # pruned in place below
     A.eliminate_zeros()
     return A

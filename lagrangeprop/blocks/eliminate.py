@@ -25,7 +25,6 @@ Examples
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
@@ -38,47 +37,12 @@ from ..linalg.direct import fill_ratio
 from ..linalg.krylov import krylov
 from ..linalg.petsc import PETScInverse
 from .layout import labels_of
+from .partition import Partition, _indices, split_members, state_size
 from .residual import evaluate, evaluators
 from .state import cache_of
 
 __all__ = ["split_members", "state_size", "substitute", "residual", "Partition", "ReducedLU", "inner_solver",
            "factor", "reduced_factor", "reduced_krylov"]
-
-
-def split_members(block: Block) -> tuple[list[int], list[int]]:
-    """``(states, intermediates)`` as member positions; intermediates in evaluation order.
-
-    The feedback set is greedy (not minimum): within each cyclic strongly connected
-    component of the explicit members' dependency graph, the member with the largest
-    ``in-degree × out-degree`` (ties: latest in block order) becomes a state, until no
-    cycle is left. Cached (``BlockCache.split``).
-    """
-    c = cache_of(block)
-    if c.split is not None:
-        return c.split
-    pos = block.position
-    explicit = [k for k, s in enumerate(block.steps) if not s.residual]
-    states = {k for k, s in enumerate(block.steps) if s.residual}
-    G = nx.DiGraph()
-    G.add_nodes_from(explicit)
-    for k in explicit:
-        for u in block.steps[k].args:          # every operand, differentiable or not: evaluation order
-            m = pos.get(u)
-            if m is not None and m not in states:
-                G.add_edge(m, k)
-    while True:
-        cyclic = [c for c in nx.strongly_connected_components(G)
-                  if len(c) > 1 or G.has_edge(next(iter(c)), next(iter(c)))]
-        if not cyclic:
-            break
-        for comp in cyclic:
-            sub = G.subgraph(comp)
-            k = max(sorted(comp), key=lambda n: (sub.in_degree(n) * sub.out_degree(n), n))
-            states.add(k)
-            G.remove_node(k)
-    order = list(nx.lexicographical_topological_sort(G))
-    c.split = (sorted(states), order)
-    return c.split
 
 
 def substitute(block: Block, vals: list) -> None:
@@ -108,141 +72,6 @@ def residual(block: Block, vals: list) -> tuple[np.ndarray, dict]:
     return c, ans
 
 
-def _indices(block: Block) -> tuple[np.ndarray, np.ndarray]:
-    """Scalar indices of the states and (in evaluation order) the intermediates."""
-    c = cache_of(block)
-    if c.indices is None:
-        T, inter = split_members(block)
-
-        def idx(ks):
-            parts = [np.arange(block.offsets[k], block.offsets[k] + block.sizes[k]) for k in ks]
-            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        c.indices = (idx(T), idx(inter))
-    return c.indices
-
-
-def state_size(block: Block) -> int:
-    """How many scalar unknowns Newton iterates on (the states; the Schur complement's size)."""
-    return int(_indices(block)[0].size)
-
-
-def _lower_blocks(block: Block, A_II: sp.csr_matrix) -> tuple[np.ndarray, dict]:
-    """Member bounds in ``A_II`` and its nonzero strictly lower blocks ``{(j, m): CSR}``
-    (``j`` depends on ``m``, both positions in the intermediates' order)."""
-    _, inter = split_members(block)
-    where = {k: j for j, k in enumerate(inter)}
-    bounds = np.concatenate([[0], np.cumsum([block.sizes[k] for k in inter])]).astype(np.int64)
-    blocks = {}
-    for j, k in enumerate(inter):
-        preds = sorted({where[m] for m in (block.position.get(u) for u in block.steps[k].args) if m in where})
-        if not preds:
-            continue
-        R = A_II[bounds[j]:bounds[j + 1]]
-        for m in preds:
-            L = R[:, bounds[m]:bounds[m + 1]]
-            if L.nnz:
-                blocks[(j, m)] = L.tocsr()
-    return bounds, blocks
-
-
-class _Maps:
-    """Where each sub-block of :class:`Partition` takes its entries from in ``A.data``, for one
-    sparsity pattern of ``A`` (``A_SS``'s pattern is fixed per block): slicing a matrix whose
-    data are the entry numbers gives, once, index maps that later partitions apply with one
-    gather per sub-block instead of slicing again (seconds at 10⁶ unknowns)."""
-
-    __slots__ = ("indptr", "indices", "subs")
-
-    def __init__(self, block: Block, A):
-        self.indptr, self.indices = A.indptr.copy(), A.indices.copy()
-        numbered = sp.csc_matrix((np.arange(1, A.nnz + 1, dtype=np.float64), A.indices, A.indptr), shape=A.shape)
-        t, i = _indices(block)
-        R = numbered.tocsr()
-        R_T, R_I = R[t], R[i]
-        parts = {"A_TT": R_T[:, t], "A_TI": R_T[:, i], "A_IT": R_I[:, t]}
-        bounds, lower = _lower_blocks(block, R_I[:, i].tocsr())
-        parts.update({key: L for key, L in lower.items()})
-        self.subs = {}
-        for key, M in parts.items():
-            M = M.tocsr()
-            self.subs[key] = (M.indptr, M.indices, M.shape, M.data.astype(np.int64) - 1)
-        self.subs["bounds"] = bounds
-
-    def matches(self, A) -> bool:
-        return (A.indptr.shape == self.indptr.shape and A.indices.shape == self.indices.shape
-                and np.array_equal(A.indptr, self.indptr) and np.array_equal(A.indices, self.indices))
-
-    def take(self, key, data: np.ndarray) -> sp.csr_matrix:
-        indptr, indices, shape, where = self.subs[key]
-        return sp.csr_matrix((data[where], indices, indptr), shape=shape)
-
-
-class Partition:
-    """``A_SS`` in the order (states T, intermediates I): ``A_TT``, ``A_TI``, ``A_IT`` and the
-    unit lower triangular ``A_II`` as its nonzero member blocks (module docstring)."""
-
-    __slots__ = ("t", "i", "A_TT", "A_TI", "A_IT", "bounds", "blocks")
-
-    def __init__(self, block: Block, A):
-        self.t, self.i = t, i = _indices(block)
-        if isinstance(A, sp.csc_matrix) and A.has_canonical_format:
-            c = cache_of(block)
-            maps = c.partition_maps
-            if maps is None or not maps.matches(A):
-                maps = c.partition_maps = _Maps(block, A)
-            data = A.data
-            self.A_TT, self.A_TI, self.A_IT = (maps.take(k, data) for k in ("A_TT", "A_TI", "A_IT"))
-            self.bounds = maps.subs["bounds"]
-            self.blocks = {k: maps.take(k, data) for k in maps.subs if isinstance(k, tuple)}
-            return
-        A = sp.csr_matrix(A)
-        A_T, A_I = A[t], A[i]
-        self.A_TT, self.A_TI = A_T[:, t].tocsr(), A_T[:, i].tocsr()
-        self.A_IT = A_I[:, t].tocsr()
-        self.bounds, self.blocks = _lower_blocks(block, A_I[:, i].tocsr())
-
-    def schur(self) -> sp.csc_matrix:
-        """``S = A_TT - A_TI A_II⁻¹ A_IT`` (``A_II⁻¹ A_IT`` by block forward substitution)."""
-        bd = self.bounds
-        X = [self.A_IT[bd[j]:bd[j + 1]] for j in range(len(bd) - 1)]
-        for (j, m), L in self.blocks.items():          # keys in increasing j: X_m is final
-            X[j] = X[j] - L @ X[m]
-        return (self.A_TT - self.A_TI @ sp.vstack(X, format="csr")).tocsc()
-
-    def tri(self, b: np.ndarray, trans: bool) -> np.ndarray:
-        """``A_II⁻¹ b`` (forward substitution) or ``A_II⁻ᵀ b`` (backward), member by member."""
-        x = np.array(b, dtype=np.float64)
-        bd = self.bounds
-        if not trans:
-            for (j, m), L in self.blocks.items():
-                x[bd[j]:bd[j + 1]] -= L @ x[bd[m]:bd[m + 1]]
-        else:
-            for (j, m), L in reversed(self.blocks.items()):
-                x[bd[m]:bd[m + 1]] -= L.T @ x[bd[j]:bd[j + 1]]
-        return x
-
-    def smatvec(self, v: np.ndarray, trans: bool) -> np.ndarray:
-        """``S v`` or ``Sᵀ v`` without forming ``S``."""
-        if not trans:
-            return self.A_TT @ v - self.A_TI @ self.tri(self.A_IT @ v, False)
-        return self.A_TT.T @ v - self.A_IT.T @ self.tri(self.A_TI.T @ v, True)
-
-    def rhs(self, b: np.ndarray, trans: bool) -> np.ndarray:
-        """The reduced right-hand side ``b_T - A_TI A_II⁻¹ b_I`` (transposed:
-        ``b_T - A_ITᵀ A_II⁻ᵀ b_I``)."""
-        if not trans:
-            return b[self.t] - self.A_TI @ self.tri(b[self.i], False)
-        return b[self.t] - self.A_IT.T @ self.tri(b[self.i], True)
-
-    def expand(self, xt: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
-        """The full solution from its states: ``x_I = A_II⁻¹ (b_I - A_IT x_T)`` (transposed:
-        ``A_II⁻ᵀ (b_I - A_TIᵀ x_T)``)."""
-        x = np.empty_like(b)
-        x[self.t] = xt
-        x[self.i] = self.tri(b[self.i] - (self.A_TI.T @ xt if trans else self.A_IT @ xt), trans)
-        return x
-
-
 class ReducedLU:
     """``A_SS`` solves through the LU of the Schur complement on the states (module docstring)."""
 
@@ -255,11 +84,14 @@ class ReducedLU:
         """``A_SS⁻¹ b`` (``A_SS⁻ᵀ b``); ``x0`` (a full block vector) starts an iterative inner solver."""
         b = np.asarray(b, dtype=np.float64)
         tr = trans != "N"
-        rhs = self.part.rhs(b, tr)
-        if x0 is not None and b.ndim == 1 and isinstance(self.lu, AMGInverse):   # iterative: warm start
-            xt = self.lu.solve(rhs, trans="T" if tr else "N", x0=np.asarray(x0)[self.part.t])
-        else:
-            xt = self.lu.solve(rhs, trans="T" if tr else "N")
+        if not isinstance(self.lu, AMGInverse):
+            return self.part.expand(self.lu.solve(self.part.rhs(b, tr), trans="T" if tr else "N"), b, tr)
+        if b.ndim == 2:
+            return np.stack([self.solve(b[:, k], trans) for k in range(b.shape[1])], axis=1)
+        # iterative: warm-started, and a full-accuracy answer checked on the whole block, per equation
+        xt = self.lu.solve(self.part.rhs(b, tr), trans="T" if tr else "N",
+                           x0=None if x0 is None else np.asarray(x0)[self.part.t],
+                           residual=None if self.lu.loose else self.part.check(b, tr))
         return self.part.expand(xt, b, tr)
 
 
@@ -303,8 +135,12 @@ def reduced_factor(block: Block, A, where: str):
         loose = where.startswith("at Newton")
         if i.size == 0:
             return AMGInverse(A, cache, names=block.names, loose=loose), 1.0
+        # matrix-free on the states: S v by smatvec; S is formed only to build a hierarchy (the
+        # first Newton matrix; a warm solve of the same block forms none)
         part = Partition(block, A)
-        return ReducedLU(part, AMGInverse(part.schur(), cache, names=block.names, loose=loose), 1.0), 1.0
+        inv = AMGInverse(part.operator(), cache, names=block.names, loose=loose, matrix=part.schur,
+                         key=("schur", A.nnz))
+        return ReducedLU(part, inv, 1.0), 1.0
     if i.size == 0 or A.shape[0] == 0:
         lu = factor(block, A, where)
         return lu, (fill_ratio(lu, A) if lu is not None else 1.0)

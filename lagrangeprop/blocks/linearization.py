@@ -35,12 +35,12 @@ __all__ = ["Edge", "Linearization", "static_edges", "linearize", "remember"]
 class Edge:
     """``∂op_k/∂z_m`` at one point: ``jvp(t)`` (arg -> out shape), ``vjp(g)`` (out -> arg shape)."""
 
-    __slots__ = ("k", "m", "pos", "step", "args", "ans", "p", "J", "JT", "bcast", "arg_shape", "out_shape")
+    __slots__ = ("k", "m", "pos", "step", "args", "ans", "p", "J", "JT", "bcast", "arg_shape", "out_shape", "const")
 
     def __init__(self, k, m, pos, step, args, ans, memo, kind, d, const, fargs, arg_shape, out_shape):
         self.k, self.m, self.pos, self.step, self.args, self.ans = k, m, pos, step, args, ans
         self.arg_shape, self.out_shape = arg_shape, out_shape
-        self.p = self.J = self.JT = None
+        self.p = self.J = self.JT = self.const = None
         self.bcast = arg_shape != out_shape
         if kind == "ew":
             self.p = d(*fargs)
@@ -57,9 +57,8 @@ class Edge:
                     self.J = sp.csr_matrix(W, dtype=np.float64)      # d(W z)/dz = W
                 else:
                     self.jac()
-                if self.J is not False:
-                    self.JT = self.J.T.tocsr()
-                const[(k, pos)] = (W, self.J, self.JT)
+                hit = const[(k, pos)] = [W, self.J, None]           # Jᵀ made by the first vjp that needs it
+            self.const = hit
 
     def jac(self):
         """The CSR local Jacobian (``None`` = zero); computed once."""
@@ -68,6 +67,14 @@ class Edge:
             J = s.prim.jac(self.pos, self.ans, self.args, s.params)
             self.J = False if J is None else J
         return self.J if self.J is not False else None
+
+    def _jt(self):
+        """``Jᵀ`` as CSR, made once (and kept with a constant operand's Jacobian)."""
+        if self.JT is None:
+            self.JT = self.J.T.tocsr()
+            if self.const is not None:
+                self.const[2] = self.JT
+        return self.JT
 
     def jvp(self, t):
         if self.p is not None:
@@ -88,9 +95,7 @@ class Edge:
         if self.J is False:
             return None
         if self.J is not None:
-            if self.JT is None:
-                self.JT = self.J.T.tocsr()
-            return (self.JT @ np.ravel(g)).reshape(self.arg_shape)
+            return (self._jt() @ np.ravel(g)).reshape(self.arg_shape)
         s = self.step
         return s.prim.vjp(self.pos, g, self.ans, self.args, s.params)
 
@@ -127,9 +132,7 @@ class Edge:
         if self.J is False:
             return
         if self.J is not None:
-            if self.JT is None:
-                self.JT = self.J.T.tocsr()
-            spmv_into(self.JT, g, out)
+            spmv_into(self._jt(), g, out)
             return
         ct = self.vjp(g)
         if ct is not None:

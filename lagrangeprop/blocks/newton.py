@@ -2,7 +2,9 @@
 
 - :func:`newton`: the step with a factorization (through the Schur complement on the states,
   :mod:`lagrangeprop.blocks.eliminate`), backtracking on the scaled ``||c / s||₂``; large blocks
-  reuse a factorization (chord steps) while it contracts fast, and linear blocks factor once.
+  reuse a factorization (chord steps) while it contracts fast, and linear blocks factor once; with
+  AMG every step is an inexact Newton step (Eisenstat–Walker forcing) by cg/gmres on the
+  matrix-free Schur operator, preconditioned by the block's kept hierarchy.
 - :func:`newton_krylov`: the same step solved inexactly by ``gmres`` on JVP products
   (matrix-free), preconditioned by a Gauss–Seidel sweep (explicit blocks), the block's
   factorization (small blocks) or ILU.
@@ -35,7 +37,7 @@ from ..linalg.krylov import ilu
 from ..options import SolveOptions
 from ..progress import report
 from .assembly import assemble, block_jacobian, dense_jacobian
-from .eliminate import inner_solver, reduced_factor, split_members, state_size
+from .eliminate import inner_solver, reduced_factor, split_members
 from .iteration import MAXITER, fail, finite_or_fail, initial
 from .layout import gather, residual_norm, scatter
 from .linearization import Linearization, linearize, remember
@@ -49,7 +51,7 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
-ETA_CHORD = 0.1                # the loosest step that starts (or continues) chord steps
+NOISE_NEAR = 1e3     # the rounding allowance is looked at from max|c/s| <= NOISE_NEAR·tol on (or on a stall)
 
 
 def _within_rounding(block: Block, vals: list, c: np.ndarray, scale: np.ndarray, tol: float,
@@ -129,53 +131,44 @@ def _same(A, B) -> bool:
             and np.array_equal(A.indices, B.indices) and np.array_equal(A.data, B.data))
 
 
-def _jacobian(block: Block, vals: list, ans: dict, memo: dict):
+def _jacobian(block: Block, vals: list, ans: dict, memo: dict, prev=None):
     """``A_SS`` at the current point (dense for small blocks) and its linearization (``None`` when a
     small block's dense ``A_SS`` came straight from its elementwise partials); ``memo`` keeps the
-    local Jacobians that stay constant during this solve (``W @ z``)."""
+    local Jacobians that stay constant during this solve (``W @ z``); ``prev``: the last ``A_SS``."""
     if block.size <= DENSE_MAX_UNKNOWNS:
         A = dense_jacobian(block, vals, ans)
         if A is not None:
             return None, A
     lin = Linearization(block, vals, ans, memo)
-    A = assemble(block, lin, dense=block.size <= DENSE_MAX_UNKNOWNS)
+    A = assemble(block, lin, dense=block.size <= DENSE_MAX_UNKNOWNS, prev=prev)
     remember(block, lin)     # the adjoint's matrix-free products reuse it
     return lin, A
 
 
 class _Forcing:
-    """The forcing term ``η`` of an inexact step ``||A δ + c|| <= η ||c||`` (AMG-preconditioned Krylov).
+    """The forcing term ``η`` of an inexact step ``||A δ + c|| <= η ||c||`` (AMG-preconditioned Krylov):
+    true Newton with the Eisenstat–Walker choice 2 (γ = 0.9, α = 2, with its safeguard), loose far
+    from the root and tighter as it converges, never tighter than the stopping test
+    ``max|c/s| <= tol`` needs. A new Jacobian costs one assembly: on a block with intermediates the
+    steps run on the matrix-free Schur operator (:mod:`lagrangeprop.blocks.partition`), no ``S`` formed."""
 
-    ``chord=False`` (no intermediates: a new ``A_SS`` costs one assembly): true Newton with the
-    Eisenstat–Walker choice 2 (γ = 0.9, α = 2, with its safeguard), loose far from the root and
-    tighter as it converges. ``chord=True`` (a new Jacobian costs a Schur complement, more than the
-    V-cycles it saves): chord steps on the first one, each solved to half the contraction rate
-    observed (a tighter solve cannot beat the stale matrix). Never tighter than the stopping test
-    ``max|c/s| <= tol`` needs."""
+    __slots__ = ("prev", "last")
 
-    __slots__ = ("chord", "prev", "last")
-
-    def __init__(self, chord: bool):
-        self.chord, self.prev, self.last = chord, None, ETA_MAX
+    def __init__(self):
+        self.prev, self.last = None, ETA_MAX
 
     def _floor(self, eta: float, cn: float, tol: float) -> float:
         return min(ETA_MAX, max(eta, ETA_MIN, 0.05 * tol / max(cn, 1e-300)))
 
     def newton(self, norm2: float, cn: float, tol: float) -> float:
         """η of a Newton step at scaled residual ``norm2 = ||c/s||₂`` (``cn``: its max-norm)."""
-        if self.chord:
-            self.last = ETA_CHORD
-        elif self.prev is not None:
+        if self.prev is not None:
             ew = 0.9 * (norm2 / max(self.prev, 1e-300)) ** 2
             safe = 0.9 * self.last**2
             self.last = max(ew, safe) if safe > 0.1 else ew
         self.prev = norm2
         self.last = self._floor(self.last, cn, tol)
         return self.last
-
-    def chord_step(self, rate: float, cn: float, tol: float) -> float:
-        """η of a chord step after one that contracted ``||c/s||₂`` by ``rate``."""
-        return self._floor(min(ETA_CHORD, 0.5 * rate), cn, tol)
 
 
 # A_SS δ = -c_S(z) on the states (the intermediates by forward substitution), z ← z + α δ with α
@@ -209,7 +202,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     rate, polished = 1.0, False
     inexact = None
     if cache_of(block).use_amg and block.size > DENSE_MAX_UNKNOWNS:
-        inexact = _Forcing(chord=state_size(block) < block.size)
+        inexact = _Forcing()
     for it in range(maxiter + 1):
         state.iterations = it
         # SPEC §1 "Scale": every constraint on its own scale (lagrangeprop.blocks.scale)
@@ -221,18 +214,19 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         if not np.isfinite(cn):    # a non-finite z shows here too: through c_d = z_d - f_d or the scale
             finite_or_fail(block, "newton", state, opts.tol, maxiter, c, z)
         done = cn <= opts.tol                            # max_d |c_d| / s_d <= tol
-        if not done and np.isfinite(cn):
+        if not done and np.isfinite(cn) and (cn <= NOISE_NEAR * opts.tol or it and rate > 0.5):
+            # near tol, or stalled: what is left may be the rounding of evaluating c (scale.py)
             done = _within_rounding(block, vals, c, scale, opts.tol, state)
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance
         if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
             polished = True
         elif done:
-            state.lin, A = _jacobian(block, vals, ans, memo)
+            state.lin, A = _jacobian(block, vals, ans, memo, lu_A)
             state.ans, state.A = ans, A
             if _same(A, lu_A):
                 state.lu = lu
-            elif lu is not None:
+            elif lu is not None and inexact is None:    # an AMG block's adjoint never uses a stale one
                 state.stale_lu = lu
             return state
         if it == maxiter:
@@ -240,10 +234,8 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         norm2 = float(np.linalg.norm(cs))
         # chord step with the old LU: large blocks while it contracts fast, and the polishing step
         # of small ones (already within tol, so the old Jacobian is accurate enough)
-        if (lu is not None and (inexact is None or inexact.chord)
+        if (lu is not None and inexact is None
                 and (rate <= 0.25 and block.size > CHORD_MIN or polished and done)):
-            if inexact is not None and isinstance(inner_solver(lu), AMGInverse):
-                inner_solver(lu).rtol = inexact.chord_step(rate, cn, opts.tol)
             z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
             new = float(np.linalg.norm(c_try / scale))
             if np.isfinite(new) and new <= 0.25 * norm2:
@@ -251,7 +243,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
                 continue
             scatter(block, vals, z)
         lu = None            # free the old factors before making new ones (peak memory)
-        _, lu_A = _jacobian(block, vals, ans, memo)
+        _, lu_A = _jacobian(block, vals, ans, memo, lu_A)
         lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
         cache = cache_of(block)
         cache.fill = max(fill, cache.fill)

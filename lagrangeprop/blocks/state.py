@@ -51,8 +51,9 @@ class BlockCache:
         A name per scalar unknown (``u[3]``) for singularity reports; layout.py.
     ``split``
         ``(states, intermediates)`` member positions of the elimination; eliminate.py.
-    ``indices``
-        Scalar indices of the states and the intermediates; eliminate.py.
+    ``indices``, ``spans``
+        Scalar indices of the states and the intermediates, and the same as slices where they are
+        contiguous; eliminate.py.
     ``elim_plan``, ``sweep_plan``, ``feedback``
         The precomputed loops of Newton on the states, of a Gauss–Seidel sweep, and which members
         read a previous sweep's value; newton.py, fixed_point.py.
@@ -75,7 +76,8 @@ class BlockCache:
     ``partition_maps``
         Index maps of the (states, intermediates) partition of ``A_SS``; eliminate.py.
     ``const_jac``
-        Jacobians of edges with a constant sparse operand, ``{(k, pos): (W, J, Jᵀ)}``; linearization.py.
+        Jacobians of edges with a constant sparse operand, ``{(k, pos): [W, J, Jᵀ]}`` (``Jᵀ`` ``None`` until a
+        product needs it); linearization.py.
     ``lin``
         A weak reference to the current linearization (whoever needs it keeps it alive); linearization.py.
 
@@ -107,6 +109,7 @@ class BlockCache:
     labels: list[str] | None = None
     split: tuple[list[int], list[int]] | None = None
     indices: tuple[np.ndarray, np.ndarray] | None = None
+    spans: tuple | None = None
     elim_plan: tuple | None = None
     sweep_plan: list | None = None
     feedback: tuple[list[int], list[int]] | None = None

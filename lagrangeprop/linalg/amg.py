@@ -41,7 +41,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import ConvergenceError, InputError
 from ..options import PYAMG_MISSING, pyamg_installed
-from .krylov import krylov
+from .krylov import LIN_ACCEPT, LIN_RTOL, krylov
 
 __all__ = ["AMG_MIN", "available", "require", "HierarchySlot", "AMGInverse", "hierarchy_for"]
 
@@ -81,20 +81,22 @@ def _build(A: sp.csr_matrix, symmetric: bool):
 
 
 class _Hierarchy:
-    """A pyamg hierarchy (and, for non-symmetric matrices, one of ``Aᵀ``) with its first iteration counts."""
+    """A pyamg hierarchy (and, for non-symmetric matrices, one of ``Aᵀ``) with its first iteration counts;
+    ``key`` names the matrices it serves (a pattern's nnz, or the owner's token of an operator)."""
 
-    __slots__ = ("shape", "nnz", "symmetric", "ml", "mlT", "first")
+    __slots__ = ("shape", "key", "symmetric", "ml", "mlT", "first")
 
-    def __init__(self, A: sp.csr_matrix, symmetric: bool):
-        self.shape, self.nnz, self.symmetric = A.shape, A.nnz, symmetric
+    def __init__(self, A: sp.csr_matrix, symmetric: bool, key):
+        self.shape, self.key, self.symmetric = A.shape, key, symmetric
         self.ml = _build(A, symmetric)
         self.mlT = None
         self.first: dict = {}
 
-    def preconditioner(self, A: sp.csr_matrix, trans: bool) -> spla.LinearOperator:
+    def preconditioner(self, matrix, trans: bool) -> spla.LinearOperator:
+        """The V-cycle of ``A`` (``Aᵀ``); ``matrix()`` gives ``A`` for a first hierarchy of ``Aᵀ``."""
         if trans and not self.symmetric:
             if self.mlT is None:
-                self.mlT = _build(A.T.tocsr(), False)
+                self.mlT = _build(matrix().T.tocsr(), False)
             return self.mlT.aspreconditioner(cycle="V")
         return self.ml.aspreconditioner(cycle="V")
 
@@ -109,14 +111,25 @@ class HierarchySlot:
         self.amg: _Hierarchy | None = None
 
 
-def hierarchy_for(cache, A: sp.csr_matrix, symmetric: bool) -> tuple[_Hierarchy, bool]:
-    """The hierarchy in ``cache.amg`` when it was built for a matrix of ``A``'s shape and pattern
-    size, else a new one (kept there); and whether it is new."""
+def hierarchy_for(cache, A, symmetric: bool | None = None, key=None, matrix=None) -> tuple[_Hierarchy, bool]:
+    """The hierarchy in ``cache.amg`` when it was built for ``A``'s shape and ``key`` (default: the
+    pattern size ``A.nnz``) and symmetry (``None``: whichever it was judged), else a new one built from
+    ``matrix()`` (default ``A``; its symmetry judged there when ``symmetric`` is ``None``) and kept
+    there; and whether it is new."""
+    key = A.nnz if key is None else key
     h = cache.amg
-    if h is not None and h.shape == A.shape and h.nnz == A.nnz and h.symmetric == symmetric:
+    if h is not None and h.shape == A.shape and h.key == key and symmetric in (None, h.symmetric):
         return h, False
-    h = cache.amg = _Hierarchy(A, symmetric)
+    M = A if matrix is None else sp.csr_matrix(matrix(), dtype=np.float64)
+    h = cache.amg = _Hierarchy(M, _symmetric(M) if symmetric is None else symmetric, key)
     return h, True
+
+
+def _full_rtol(residual) -> float:
+    """Where a full-accuracy Krylov solve stops: ``LIN_RTOL`` (relative to ``‖b‖``), or ``LIN_ACCEPT``
+    when the caller checks the answer per equation (``residual``), the level that check demands
+    (``krylov`` restarts tighter from there when it is not met)."""
+    return LIN_RTOL if residual is None else LIN_ACCEPT
 
 
 class _Counter:
@@ -138,44 +151,61 @@ class AMGInverse:
     :class:`HierarchySlot`) keeps the hierarchy between matrices of the same pattern;
     ``loose=True`` solves to ``rtol`` (default :data:`FORWARD_RTOL`; Newton sets its forcing term
     there) without raising (Newton steps);
-    otherwise the relative residual must reach 1e-10 (``krylov``) or :class:`ConvergenceError`.
+    otherwise the relative residual must reach 1e-10 (``krylov``, or the caller's ``residual``) or
+    :class:`ConvergenceError`.
+
+    Matrix-free: ``A`` a ``LinearOperator`` (with ``rmatvec``) and ``matrix()`` the matrix it applies,
+    formed only when a hierarchy is built (none kept for ``key``, or the kept one got worse); the
+    symmetry (cg or gmres) is judged on that matrix and kept with the hierarchy.
     """
 
-    __slots__ = ("A", "symmetric", "cache", "names", "loose", "rtol", "iterations")
+    __slots__ = ("A", "symmetric", "cache", "names", "loose", "rtol", "iterations", "key", "_matrix")
 
-    def __init__(self, A, cache=None, *, names=(), loose: bool = False):
+    def __init__(self, A, cache=None, *, names=(), loose: bool = False, matrix=None, key=None):
         require()
-        self.A = sp.csr_matrix(A, dtype=np.float64)
-        self.symmetric = _symmetric(self.A)
         self.cache = HierarchySlot() if cache is None else cache
         self.names, self.loose, self.rtol = list(names), loose, FORWARD_RTOL
         self.iterations: list[int] = []
+        if matrix is None:
+            self.A = sp.csr_matrix(A, dtype=np.float64)
+            self.symmetric, self.key, self._matrix = _symmetric(self.A), self.A.nnz, None
+        else:
+            self.A, self.key, self._matrix = A, key, matrix
+            self.symmetric = self._hierarchy()[0].symmetric
 
-    def _hierarchy(self) -> _Hierarchy:
-        return hierarchy_for(self.cache, self.A, self.symmetric)[0]
+    def _hierarchy(self) -> tuple[_Hierarchy, bool]:
+        if self._matrix is None:
+            return hierarchy_for(self.cache, self.A, self.symmetric)
+        h, fresh = hierarchy_for(self.cache, self.A, None, self.key, self._matrix)
+        self.symmetric = h.symmetric
+        return h, fresh
+
+    def _matrix_now(self):
+        return self.A if self._matrix is None else self._matrix()
 
     def precondition(self, r: np.ndarray, trans: bool = False) -> np.ndarray:
         """One V-cycle: ``≈ A⁻¹ r`` (``≈ A⁻ᵀ r``)."""
-        return self._hierarchy().preconditioner(self.A, trans).matvec(r)
+        return self.operator(trans).matvec(r)
 
     def operator(self, trans: bool) -> spla.LinearOperator:
         """The V-cycle as a ``LinearOperator`` (a Krylov preconditioner)."""
-        return self._hierarchy().preconditioner(self.A, trans)
+        return self._hierarchy()[0].preconditioner(self._matrix_now, trans)
 
-    def solve(self, b: np.ndarray, trans: str = "N", x0: np.ndarray | None = None) -> np.ndarray:
-        """``A⁻¹ b`` (``A⁻ᵀ b``); ``x0`` starts the Krylov iteration (a warm start)."""
+    def solve(self, b: np.ndarray, trans: str = "N", x0: np.ndarray | None = None, residual=None) -> np.ndarray:
+        """``A⁻¹ b`` (``A⁻ᵀ b``); ``x0`` starts the Krylov iteration (a warm start); ``residual(x)``, the
+        relative residual a full-accuracy answer must bring below 1e-10 (default: ``krylov``'s)."""
         b = np.asarray(b, dtype=np.float64)
         if b.ndim == 2:
             return np.stack([self.solve(b[:, k], trans) for k in range(b.shape[1])], axis=1)
         tr = trans != "N"
         while True:
-            h, fresh = hierarchy_for(self.cache, self.A, self.symmetric)
+            h, fresh = self._hierarchy()
             tick = _Counter()
-            x = self._krylov(b, tr, h.preconditioner(self.A, tr), tick, x0)
+            x = self._krylov(b, tr, h.preconditioner(self._matrix_now, tr), tick, x0, residual)
             self.iterations.append(tick.n)
             if x is not None:
                 # V-cycles per digit of residual reduction: comparable across forcing terms
-                digits = max(1.0, -np.log10(self.rtol if self.loose else 1e-12))
+                digits = max(1.0, -np.log10(self.rtol if self.loose else _full_rtol(residual)))
                 if x0 is None:   # a warm start's count says nothing about the hierarchy
                     first = h.first.setdefault((tr, self.loose), max(tick.n, 1) / digits)
                 else:
@@ -190,7 +220,7 @@ class AMGInverse:
                     iterations=tick.n)
             self.cache.amg = None               # a hierarchy from another matrix failed: build one for this
 
-    def _krylov(self, b, trans: bool, M, tick, x0=None):
+    def _krylov(self, b, trans: bool, M, tick, x0=None, residual=None):
         A = self.A.T if trans else self.A
         if self.loose:
             kind = "cg" if self.symmetric else "gmres"
@@ -210,7 +240,8 @@ class AMGInverse:
         for kind in kinds:      # cg needs a definite matrix: gmres when it does not get there
             try:
                 return krylov(A, b, kind, M=M, names=self.names, what="AMG-preconditioned solve",
-                              maxiter=MAXITER, callback=tick, x0=x0)
+                              maxiter=MAXITER, callback=tick, x0=x0, residual=residual,
+                              rtol=_full_rtol(residual))
             except ConvergenceError:
                 if kind == kinds[-1]:
                     return None

@@ -48,7 +48,7 @@ def backward_error(A, b: np.ndarray):
     """``x ↦ max_i |A x - b|_i / (|A| |x| + |b|)_i``: the componentwise (Oettli–Prager) backward
     error of ``x`` for ``A x = b``, every equation measured against the magnitudes of its own terms
     (a ``1e-300`` floor avoids ``0/0`` only). ``A``: an ndarray or a scipy.sparse matrix."""
-    absA = np.abs(A) if isinstance(A, np.ndarray) else abs(sp.csr_matrix(A))
+    absA = np.abs(A) if isinstance(A, np.ndarray) else _abs(A)
     babs = np.abs(np.asarray(b, dtype=np.float64))
 
     def residual(x: np.ndarray) -> float:
@@ -56,6 +56,13 @@ def backward_error(A, b: np.ndarray):
             r = np.abs(A @ x - b) / np.maximum(absA @ np.abs(x) + babs, 1e-300)
         return float(r.max()) if r.size and not np.isnan(r).any() else (0.0 if not r.size else float("nan"))
     return residual
+
+
+def _abs(A):
+    """``|A|`` of a sparse matrix; a CSR or CSC one shares its index arrays (only the data are new)."""
+    if isinstance(A, (sp.csr_matrix, sp.csc_matrix)):
+        return type(A)((np.abs(A.data), A.indices, A.indptr), shape=A.shape, copy=False)
+    return abs(sp.csr_matrix(A))
 
 
 def krylov(A, b: np.ndarray, kind: str, *, M=None, names=(), x0=None, rtol: float = LIN_RTOL,
