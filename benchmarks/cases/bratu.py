@@ -161,21 +161,28 @@ def _chord_splu(L, f0, h, lam0, N):
     return Impl(grad, fwd, _flat, note="chord on one splu, adjoint refined with it")
 
 
+def program(N: int):
+    """The lagrangeprop program (a ``build()`` function) and its inputs; petsc_bratu.py uses it too."""
+    L, f0, h = _bratu_data(N)
+
+    def build():
+        import lagrangeprop as lp
+        prog = lp.Program(name=f"bratu_{N}")
+        lam = prog.input("lam")
+        f = prog.input("f", shape=(N * N,))
+        u = prog.variable("u", shape=(N * N,))
+        prog.residual(u, lp.matmul(L, u) - lam * lp.exp(u) - f)
+        prog.output(h * h * lp.sum(u), name="J")
+        return prog
+    return build, {"lam": 1.0, "f": f0}
+
+
 def _bratu(system: str, N: int):
+    if system == "lagrangeprop":
+        build, inputs = program(N)
+        return lp_impl(build, inputs, tol=TOL)
     L, f0, h = _bratu_data(N)
     lam0 = 1.0
-    if system == "lagrangeprop":
-        import lagrangeprop as lp
-
-        def build():
-            prog = lp.Program(name=f"bratu_{N}")
-            lam = prog.input("lam")
-            f = prog.input("f", shape=(N * N,))
-            u = prog.variable("u", shape=(N * N,))
-            prog.residual(u, lp.matmul(L, u) - lam * lp.exp(u) - f)
-            prog.output(h * h * lp.sum(u), name="J")
-            return prog
-        return lp_impl(build, {"lam": lam0, "f": f0}, tol=TOL)
     peers = {"numpy": _newton_splu, "floor": _floor, "chord-splu": _chord_splu}
     if system not in peers:
         return None   # no sparse implicit solve in autograd / torch

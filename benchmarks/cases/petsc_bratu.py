@@ -18,25 +18,10 @@ import time
 
 import numpy as np
 
-from .bratu import _bratu, _bratu_data
+from .bratu import _bratu, program
 from .common import Impl, case, lp_impl
 
 N = 300
-
-
-def _program(n: int):
-    import lagrangeprop as lp
-    L, f, h = _bratu_data(n)
-
-    def build():
-        prog = lp.Program(name=f"bratu_{n}")
-        lam = prog.input("lam")
-        fv = prog.input("f", shape=(n * n,))
-        u = prog.variable("u", shape=(n * n,))
-        prog.residual(u, lp.matmul(L, u) - lam * lp.exp(u) - fv)
-        prog.output(h * h * lp.sum(u), name="J")
-        return prog
-    return build, {"lam": 1.0, "f": f}
 
 
 def _petsc_bratu(system: str, n: int = N) -> Impl | None:
@@ -46,7 +31,7 @@ def _petsc_bratu(system: str, n: int = N) -> Impl | None:
         return None
     if system == "petsc":
         from petsc4py import PETSc  # noqa: F401 - ImportError: the harness says "not installed"
-    build, inputs = _program(n)
+    build, inputs = program(n)
     impl = lp_impl(build, inputs, linear_solver="amg" if system == "lagrangeprop" else "petsc")
     impl.note = "linear_solver='amg' (pyamg)" if system == "lagrangeprop" else "linear_solver='petsc' (1 rank)"
     return impl
@@ -60,7 +45,7 @@ def main(n: int) -> None:
     from petsc4py import PETSc
     comm = PETSc.COMM_WORLD
     t0 = time.perf_counter()
-    build, inputs = _program(n)
+    build, inputs = program(n)
     prog = build()
     g = prog.solve(**inputs, linear_solver="petsc").grad
     cold = time.perf_counter() - t0
