@@ -32,7 +32,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["Iteration", "Reporter", "reporting", "report", "check_progress_options"]
+__all__ = ["Iteration", "Reporter", "reporting", "report", "check_progress_options", "tqdm_bar"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,16 @@ def check_progress_options(verbose: Any, callback: Any, where: str = "solve") ->
                          "lagrangeprop.progress.Iteration, or None")
 
 
+def tqdm_bar(desc: str, unit: str, stream, total: int | None = None):
+    """A tqdm progress bar on ``stream`` when tqdm is installed (imported here, only when a bar is
+    asked for), else ``None`` (the caller prints plain lines)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False)
+
+
 class Reporter:
     """Where iterations go: ``callback(Iteration)`` and, with ``verbose``, a tqdm bar (when
     installed) or one line per iteration on ``stream``."""
@@ -78,14 +88,7 @@ class Reporter:
         self.verbose, self.callback = int(verbose), callback
         self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
-        self.bar = None
-        if self.verbose:
-            try:
-                from tqdm import tqdm   # optional; imported only when asked to show progress
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(desc="lp.solve", unit="it", file=self.stream, leave=False)
+        self.bar = tqdm_bar("lp.solve", "it", self.stream) if self.verbose else None
 
     def __call__(self, info: Iteration) -> None:
         if self.callback is not None:

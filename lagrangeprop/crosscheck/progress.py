@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..progress import tqdm_bar
 
 __all__ = ["Stage", "Progress", "STAGES"]
 
@@ -68,15 +69,8 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
         self.done = self.total = 0
-        self.bar = None
         self._last = ("", -1)
-        if self.verbose:
-            try:
-                from tqdm import tqdm   # optional; imported only when asked to show progress
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=0, desc="lp.check", unit="step", file=self.stream, leave=False)
+        self.bar = tqdm_bar("lp.check", "step", self.stream, total=0) if self.verbose else None
 
     def expect(self, units: int) -> None:
         """``units`` more steps are coming (the bar's total grows)."""
