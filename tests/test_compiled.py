@@ -204,6 +204,17 @@ def test_errors_are_the_interpreters(monkeypatch, name):
     assert new[0] is lp.NonFiniteError
 
 
+def test_a_singular_matrix_op_is_named_by_both_paths(monkeypatch):
+    """np.linalg.inv of a singular matrix: the generated pass hands over to the interpreter,
+    which names the node that raised, as it does on its own."""
+    def f(A):
+        return lp.sum(np.linalg.inv(A * 2.0)) + lp.sum(A)
+    new = _error(monkeypatch, True, f, {"A": np.ones((2, 2))})
+    ref = _error(monkeypatch, False, f, {"A": np.ones((2, 2))})
+    assert new == ref and new[0] is lp.SingularSystemError
+    assert "(op 'inv')" in new[1] and "singular" in new[1]
+
+
 def test_chunks_test_their_own_scalars(monkeypatch):
     """The generated chunks test the Python floats they write; the scan of the rest skips
     them, and a huge but finite program (1e300) passes (every term of the test is 0 or NaN)."""

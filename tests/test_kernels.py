@@ -1,11 +1,10 @@
-"""The compiled plan (solve.kernels) against the reference interpreters (STYLE 11).
+"""The compiled path's pullback kernels (solve.kernels) against the interpreters' rules (STYLE 11).
 
-Every program runs through the plain walks of the schedule (``forward_reference``,
-``adjoint_reference``: each op's ``Primitive.value`` / rules) and through the plan that a solve
-uses (``run_forward``, ``run_adjoint``: raw kernels, inline scalar steps, matmul products,
-groups, pooled buffers). Per-step kernels make the same numpy calls as the rules, so values and
-multipliers agree bitwise; grouped scalars are evaluated by one vectorized numpy call, which may
-round differently in the last place, so those are held to a few ulps.
+``adjoint_raw`` and ``adjoint_matmul`` are what the generated adjoint calls for a step with a
+plan kernel; each is held bitwise to ``solve.local.accumulate`` (each op's vjp rule through
+``Primitive.vjp``) on the interpreter's own values, with and without a multiplier already
+accumulated. ``PROGRAMS`` and ``_run`` are shared with tests/test_compiled.py, which holds the
+whole generated passes to the interpreters (``forward_reference``, ``adjoint_reference``).
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from lagrangeprop.compile.plan import MatmulKernel, RawKernel, StepItem, plan_of
 from lagrangeprop.options import SolveOptions
 from lagrangeprop.solve.adjoint import adjoint_reference, run_adjoint
 from lagrangeprop.solve.forward import forward_reference, initial_values, run_forward
+from lagrangeprop.solve.kernels import adjoint_matmul, adjoint_raw
+from lagrangeprop.solve.local import accumulate
 
 from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
 
@@ -115,39 +116,60 @@ def _same(a, b) -> bool:
     return np.shape(a) == np.shape(b) and np.array_equal(a, b)
 
 
+def _kernel_items(sched):
+    """The per-step kernels of ``sched`` without scalar groups (what the generated code calls)."""
+    plan = plan_of(sched, min_group=10**9)
+    return plan, [it for it in plan.items if it.__class__ is StepItem and it.kernel is not None]
+
+
+@pytest.mark.parametrize("prior", [False, True])
 @pytest.mark.parametrize("name", PROGRAMS)
-def test_plan_matches_the_reference(name):
+def test_kernels_pull_back_what_the_rules_do(name, prior):
     prog, inputs, guess = PROGRAMS[name]()
-    sched, ref_vals, ref_lam = _run(prog, inputs, guess, forward_reference, adjoint_reference)
-    _, vals, lam = _run(prog, inputs, guess, run_forward, run_adjoint)
-    grouped = plan_of(sched).grouped
-    for i, n in enumerate(sched.names):
-        if sched.roles[i] == "constant":
-            continue
-        if grouped:
-            close = ref_vals[i] is None or np.allclose(vals[i], ref_vals[i], rtol=4e-16, atol=0)
-            assert close, f"value of {n!r}"
-            assert (ref_lam[i] is None) == (lam[i] is None), n
-            if lam[i] is not None:
-                scale = max(1.0, float(np.max(np.abs(ref_lam[i]))))
-                assert np.max(np.abs(np.asarray(lam[i]) - ref_lam[i])) <= 1e-15 * scale, n
+    sched, vals, _ = _run(prog, inputs, guess, forward_reference, adjoint_reference)
+    plan, items = _kernel_items(sched)
+    rng = np.random.default_rng(len(items))
+    for item in items:
+        step, kernel = item.step, item.kernel
+        ans = vals[step.node]
+        g = rng.standard_normal(np.shape(ans))
+        g = np.float64(g) if g.ndim == 0 else g
+        ref, lam = [None] * len(vals), [None] * len(vals)
+        if prior:    # a multiplier already there: the kernel adds to it as accumulate does
+            for _, u in step.diff:
+                ref[u] = lam[u] = rng.standard_normal(np.shape(vals[u]))
+        accumulate(step, g, ans, vals, ref)
+        if kernel.__class__ is RawKernel:
+            adjoint_raw(kernel, g, ans, vals, lam)
         else:
+            adjoint_matmul(step, kernel, g, vals, lam, plan.bufs)
+        for _, u in step.diff:
+            assert _same(lam[u], ref[u]), f"{name}: the cotangent of {sched.names[u]!r} from {sched.names[step.node]!r}"
+
+
+def test_generated_code_equals_the_interpreter_with_the_kernels(monkeypatch):
+    """run_forward / run_adjoint with the generated code on (kernels) and off (the interpreter)."""
+    from lagrangeprop.solve import compiled
+    prog, inputs, guess = PROGRAMS["mlp"]()
+    monkeypatch.setattr(compiled, "ENABLED", False)
+    sched, ref_vals, ref_lam = _run(prog, inputs, guess, run_forward, run_adjoint)
+    monkeypatch.setattr(compiled, "ENABLED", True)
+    _, vals, lam = _run(prog, inputs, guess, run_forward, run_adjoint)
+    for i, n in enumerate(sched.names):
+        if sched.roles[i] != "constant":
             assert _same(vals[i], ref_vals[i]), f"value of {n!r}"
             assert _same(lam[i], ref_lam[i]), f"multiplier of {n!r}"
 
 
-def test_the_programs_reach_every_kind_of_plan_item():
+def test_the_programs_reach_every_kind_of_kernel():
     kinds = set()
     for make in PROGRAMS.values():
-        plan = plan_of(make()[0].compile())
-        for item in plan.items:
-            kernel = getattr(item, "kernel", None)
-            kinds.add(type(item).__name__ if item.__class__ is not StepItem else type(kernel).__name__)
-            if kernel.__class__ is RawKernel and kernel.scalar is not None:
-                kinds.add("scalar")
-        if plan.nbufs:
-            kinds.add("pool")
-    assert kinds >= {"RawKernel", "NoneType", "scalar", MatmulKernel.__name__, "Group", "BlockItem", "pool"}
+        plan, items = _kernel_items(make()[0].compile())
+        kinds |= {type(it.kernel).__name__ for it in items}
+        kinds |= {"pool"} if plan.nbufs else set()
+        kinds |= {"broadcast"} if any(p.reduce for it in items if it.kernel.__class__ is RawKernel
+                                       for p in it.kernel.partials) else set()
+    assert kinds >= {RawKernel.__name__, MatmulKernel.__name__, "pool", "broadcast"}
 
 
 def test_reference_names_the_non_finite_node():

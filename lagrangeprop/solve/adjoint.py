@@ -6,10 +6,10 @@ is back-substitution, read in reverse like autograd's ``backward_pass``:
 ``A_SSᵀ λ_S = b_S`` with everything outside S already accumulated into ``b_S``
 (:mod:`lagrangeprop.blocks.policy`). Inputs end with ``λ_x = ∂L/∂x = ∇_x z_o``.
 
-:func:`adjoint_reference` is the semantics; :func:`run_adjoint`, what a solve calls, runs the
-compiled plan (:func:`~lagrangeprop.solve.kernels.adjoint_plan`: bare partials, scalar steps
-inline, grouped scalars as one scatter-add per argument position, pooled buffers), which the
-tests hold to the reference's multipliers.
+:func:`adjoint_reference` is the interpreter: one reverse loop, each op's rules.
+:func:`run_adjoint`, what a solve calls, runs the generated code
+(:mod:`~lagrangeprop.solve.compiled`) and falls back to the interpreter, which the tests hold
+it to.
 
 Examples
 --------
@@ -24,12 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import compiled
-from ..compile.plan import plan_of
 from ..compile.schedule import Schedule, Step
 from ..errors import ShapeError
 from ..options import SolveOptions
 from .finite import check_finite_pass
-from .kernels import adjoint_plan
 from .local import accumulate, block_adjoint
 
 __all__ = ["run_adjoint", "adjoint_reference"]
@@ -39,12 +37,11 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                 opts: SolveOptions) -> list:
     """All multipliers (``None`` where identically zero), indexed by node id: the generated
     code while ``compiled.ENABLED`` (:mod:`~lagrangeprop.solve.compiled`), else (and where
-    Python's float arithmetic raised) the plan. A non-finite multiplier raises
-    :class:`~lagrangeprop.errors.NonFiniteError`."""
+    Python's float arithmetic raised) :func:`adjoint_reference`. A non-finite multiplier
+    raises :class:`~lagrangeprop.errors.NonFiniteError`."""
     lam = compiled.adjoint(sched, vals, seed, states, opts) if compiled.ENABLED else None
     if lam is None:   # (the compiled pass tests its own multipliers)
-        lam = adjoint_plan(plan_of(sched), sched.names, sched.output, vals, seed, states, opts)
-        check_finite_pass(sched, vals, lam, "multiplier")
+        lam = adjoint_reference(sched, vals, seed, states, opts)
     return lam
 
 
@@ -54,7 +51,7 @@ def run_adjoint(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
 def adjoint_reference(sched: Schedule, vals: list, seed: np.ndarray, states: dict,
                       opts: SolveOptions) -> list:
     """:func:`run_adjoint` as a plain reverse walk of the schedule with each op's rules
-    (the reference semantics).
+    (the interpreter).
 
     Examples
     --------
@@ -70,6 +67,7 @@ def adjoint_reference(sched: Schedule, vals: list, seed: np.ndarray, states: dic
     6.0
     """
     lam: list = [None] * len(sched.names)
+    # a private copy: no gradient may alias the caller's seed array
     lam[sched.output] = seed.copy() if isinstance(seed, np.ndarray) else seed
     with np.errstate(all="ignore"):
         for step in reversed(sched.steps):

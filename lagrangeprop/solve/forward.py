@@ -1,11 +1,11 @@
 """The forward pass: ∂L/∂λ = 0, i.e. every constraint holds (SPEC §1, condition 1).
 
 Acyclic steps evaluate ``z_d = f_d(z_pa(d))`` in topological order; cyclic blocks are handed
-to :mod:`lagrangeprop.blocks.policy`. :func:`forward_reference` is the semantics, like JAX's
-``eval_jaxpr``: one loop, single assignment. :func:`run_forward`, what a solve calls, runs the
-compiled plan instead (:func:`~lagrangeprop.solve.kernels.forward_plan`: bare numpy functions,
-same-op scalar constraints of one level as one numpy call, pooled buffers), which the tests
-hold to the reference's values.
+to :mod:`lagrangeprop.blocks.policy`. :func:`forward_reference` is the interpreter, like JAX's
+``eval_jaxpr``: one loop, single assignment, each op's
+:meth:`~lagrangeprop.rules.registry.Primitive.value`. :func:`run_forward`, what a solve calls,
+runs the generated code (:mod:`~lagrangeprop.solve.compiled`) and falls back to the
+interpreter, which the tests hold it to.
 
 Examples
 --------
@@ -21,28 +21,15 @@ import numpy as np
 
 from .. import blocks
 from . import compiled
-from ..compile.plan import plan_of
 from ..compile.schedule import Schedule, Step
 from ..errors import SingularSystemError
 from ..options import SolveOptions
 from .finite import check_values
-from .kernels import forward_plan
 
-__all__ = ["run_forward", "forward_reference", "initial_values", "Values"]
-
-
-class Values(list):
-    """The value slots, indexed by node id; ``scalars`` keeps the forward pass's register
-    array of grouped scalars for the adjoint (``None`` until :func:`run_forward` ran)."""
-
-    __slots__ = ("scalars",)
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.scalars = None
+__all__ = ["run_forward", "forward_reference", "initial_values"]
 
 
-def initial_values(sched: Schedule, inputs: dict[int, np.ndarray]) -> Values:
+def initial_values(sched: Schedule, inputs: dict[int, np.ndarray]) -> list:
     """A value slot per node, with inputs and constants filled in.
 
     Examples
@@ -59,7 +46,7 @@ def initial_values(sched: Schedule, inputs: dict[int, np.ndarray]) -> Values:
         for i, v in sched.constants:
             base[i] = v
         sched.base_values = base
-    vals = Values(base)
+    vals = list(base)
     for i, v in inputs.items():
         vals[i] = v
     return vals
@@ -71,40 +58,16 @@ def run_forward(sched: Schedule, vals: list, opts: SolveOptions,
     value raises :class:`~lagrangeprop.errors.NonFiniteError` naming the first node that
     made it, a singular matrix op :class:`~lagrangeprop.errors.SingularSystemError` naming
     its node. The generated code runs (:mod:`~lagrangeprop.solve.compiled`) while
-    ``compiled.ENABLED``; otherwise, and where Python's float arithmetic raised, the plan."""
+    ``compiled.ENABLED``; otherwise, and where it cannot name the node or Python's float
+    arithmetic raised, :func:`forward_reference`."""
     if compiled.ENABLED:
         try:
             states = compiled.forward(sched, vals, opts, guess)
-        except SingularSystemError:   # the plan below fills vals step by step: it names the node
+        except SingularSystemError:   # the interpreter fills vals step by step: it names the node
             states = None
         if states is not None:
-            if isinstance(vals, Values):
-                vals.scalars = None
             return states
-    try:
-        states, registers, finite = forward_plan(plan_of(sched), vals, opts, guess)
-    except SingularSystemError as exc:
-        raise _named(sched, vals, exc) from None
-    if not finite:
-        check_values(sched, vals)
-    if isinstance(vals, Values):
-        vals.scalars = registers
-    return states
-
-
-def _named(sched: Schedule, vals: list, exc: SingularSystemError) -> SingularSystemError:
-    """An op's own SingularSystemError (np.linalg.inv of a singular matrix) with the name of
-    the node that raised it: the first step whose value the pass did not fill."""
-    if exc.nodes:
-        return exc
-    for step in sched.steps:
-        nodes = [step.node] if type(step) is Step else list(step.nodes)
-        if any(vals[n] is None for n in nodes):
-            names = [sched.names[n] for n in nodes]
-            what = f"node {names[0]!r} (op {step.prim.name!r})" if type(step) is Step \
-                else f"block {names}"
-            return SingularSystemError(f"{what}: {exc}", nodes=names, rcond=exc.rcond)
-    return exc
+    return forward_reference(sched, vals, opts, guess)
 
 
 # ∂L/∂λ_d = -c_d = 0 for every d, in topological order: z_d = f_d(z_pa(d)) for a step;
@@ -112,7 +75,7 @@ def _named(sched: Schedule, vals: list, exc: SingularSystemError) -> SingularSys
 def forward_reference(sched: Schedule, vals: list, opts: SolveOptions,
                       guess: dict[int, np.ndarray] | None = None) -> dict:
     """:func:`run_forward` as a plain walk of the schedule with each op's
-    :meth:`~lagrangeprop.rules.registry.Primitive.value` (the reference semantics).
+    :meth:`~lagrangeprop.rules.registry.Primitive.value` (the interpreter).
 
     Examples
     --------
@@ -128,9 +91,26 @@ def forward_reference(sched: Schedule, vals: list, opts: SolveOptions,
     states: dict = {}
     with np.errstate(all="ignore"):
         for step in sched.steps:
-            if type(step) is Step:
-                vals[step.node] = step.prim.value([vals[a] for a in step.args], step.params)
-            else:
-                states[id(step)] = blocks.solve_forward(step, vals, opts, guess or {})
+            try:
+                if type(step) is Step:
+                    vals[step.node] = step.prim.value([vals[a] for a in step.args], step.params)
+                else:
+                    states[id(step)] = blocks.solve_forward(step, vals, opts, guess or {})
+            except SingularSystemError as exc:
+                raise _named(sched, step, exc) from None
     check_values(sched, vals)
     return states
+
+
+def _named(sched: Schedule, step, exc: SingularSystemError) -> SingularSystemError:
+    """An op's own SingularSystemError (np.linalg.inv of a singular matrix) with the name of
+    the step that raised it (a block's solver names its own unknowns)."""
+    if exc.nodes:
+        return exc
+    if type(step) is Step:
+        names = [sched.names[step.node]]
+        what = f"node {names[0]!r} (op {step.prim.name!r})"
+    else:
+        names = [sched.names[n] for n in step.nodes]
+        what = f"block {names}"
+    return SingularSystemError(f"{what}: {exc}", nodes=names, rcond=exc.rcond)

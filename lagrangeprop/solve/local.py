@@ -6,8 +6,8 @@
 - a cyclic block's adjoint: ``A_SSᵀ λ_S = b_S``, then ``λ_S`` pulled back to the arguments
   outside the block (:func:`block_adjoint`).
 
-The reference interpreters and the plan's kernels (:mod:`lagrangeprop.solve.kernels`) share
-these, so both make the same numpy calls for a constraint without a kernel.
+The interpreters and the generated code (:mod:`lagrangeprop.solve.compiled`) share these, so
+both make the same numpy calls for a constraint the generated code does not write out itself.
 
 Examples
 --------
