@@ -11,7 +11,7 @@ compiles a handful of functions).
 - Scalar float64 constraints of the arithmetic and ``math`` ops (:data:`MATH`) are Python
   float expressions: ``+ - * /`` are the same IEEE operations numpy makes, ``math.exp`` and
   the like are within 1 ulp of numpy's.
-- Every other constraint calls what the fast interpreter calls: the plan's kernel (bare
+- Every other constraint calls the plan's kernel (bare
   numpy function, pooled ``out=`` buffers) or the op's registry entry (``prim.fn`` /
   ``prim.vjp`` through the solve layer's helpers), so every op works, user primitives and
   ops added later included.
@@ -169,7 +169,7 @@ def generate(sched: Schedule, use_math: bool = True, comments: bool = False) -> 
         ismath = set()
         plan = sched.plan
         if plan is not None and not plan.grouped:
-            # the interpreters' plan is already built, in schedule order: its kernels, and its
+            # the plan is already built, in schedule order: its kernels, and its
             # buffer pool, shared (a large result reuses the same memory whichever path runs)
             if use_math:
                 ismath = {it.step.node for it in plan.items

@@ -1,4 +1,4 @@
-"""The execution plan: a :class:`Schedule` rewritten for the fast interpreters.
+"""The execution plan: a :class:`Schedule` rewritten as typed items for the compiled path.
 
 The plan lists the schedule's constraints in a topological order as typed items:
 
@@ -9,9 +9,12 @@ The plan lists the schedule's constraints in a topological order as typed items:
   register array;
 - :class:`BlockItem`: a cyclic block.
 
-:mod:`lagrangeprop.solve.kernels` runs it; the reference interpreters
+:mod:`lagrangeprop.compile.codegen` turns its items into generated statements (the kernels of
+:mod:`lagrangeprop.solve.kernels` for the pull-backs); the reference interpreters
 (:func:`~lagrangeprop.solve.forward.forward_reference`,
-:func:`~lagrangeprop.solve.adjoint.adjoint_reference`) walk the schedule itself.
+:func:`~lagrangeprop.solve.adjoint.adjoint_reference`) walk the schedule itself. ``Group`` items
+(vectorized scalar levels) are no longer run by anything: the code generator rebuilds a plan
+without them (left for the compile layer's owner to remove).
 
 Examples
 --------

@@ -47,14 +47,14 @@ from .local import accumulate, as_value, block_adjoint
 
 __all__ = ["ENABLED", "NAMESPACE", "generated", "forward", "adjoint"]
 
-ENABLED = True   # False: solve/evaluate run the interpreters' plan (tests compare the two)
+ENABLED = True   # False: solve/evaluate run the reference interpreters (tests compare the two)
 
 _ND, _F64_TYPE, _F64_DTYPE = np.ndarray, np.float64, np.dtype(np.float64)
 _SCALARS = (float, np.float64)
 
 
 def _apply(step, args: tuple):
-    """``z_d = prim.fn(*args, **params)`` as the fast interpreter computes it."""
+    """``z_d = prim.fn(*args, **params)`` as the reference interpreter computes it."""
     out = step.prim.fn(*args, **step.params)
     cls = out.__class__
     if cls is not _F64_TYPE and (cls is not _ND or out.dtype is not _F64_DTYPE):
