@@ -11,7 +11,7 @@ Examples
 >>> import numpy as np, scipy.sparse as sp
 >>> A = sp.csr_matrix(np.array([[1.0, 2.0], [2.0, 4.0]]))
 >>> print(diagnose(A, ["a", "b"]))  # doctest: +NORMALIZE_WHITESPACE
-the equations of a, b are linearly dependent (1·c[a] + -0.5·c[b] = 0 to first order); the variables a, b
+the equations of a, b are linearly dependent (c[a] - 0.5·c[b] = 0 to first order); the variables a, b
 are not determined (null vector of A_SS)
 >>> entry_names(["y", "u"], [1, 2], [(), (2,)])
 ['y', 'u[0]', 'u[1]']
@@ -87,13 +87,29 @@ def diagnose(A: sp.spmatrix, labels: list[str], r: np.ndarray | None = None,
             u = uh if r is None else uh * r
             rows = np.flatnonzero(np.abs(uh) > 1e-8 * np.abs(uh).max())
             cols = np.flatnonzero(np.abs(vh) > 1e-8 * np.abs(vh).max())
-            combo = " + ".join(f"{u[i] / u[rows[0]]:.3g}·c[{labels[i]}]" for i in rows[:6])
+            combo = _combination([u[i] / u[rows[0]] for i in rows[:6]], [labels[i] for i in rows[:6]])
             elim = ", with the intermediates eliminated," if reduced else ""
             msgs.append(f"the equations of {short_list([labels[i] for i in rows])}{elim} are linearly "
                         f"dependent ({combo} = 0 to first order)")
             msgs.append(f"the variables {short_list([labels[j] for j in cols])} are not determined "
                         f"(null vector of {'S' if reduced else 'A_SS'})")
     return "; ".join(msgs)
+
+
+def _combination(coefs: list[float], labels: list[str]) -> str:
+    """``Σ coef_i·c[label_i]`` as a reader writes it: ``c[a] - 0.5·c[b]``, not ``1·c[a] + -0.5·c[b]``.
+
+    Examples
+    --------
+    >>> _combination([1.0, -0.5, 2.0, -1.0], ["a", "b", "c", "d"])
+    'c[a] - 0.5·c[b] + 2·c[c] - c[d]'
+    """
+    out = ""
+    for k, (v, lab) in enumerate(zip(coefs, labels)):
+        mag = f"{abs(v):.3g}"
+        term = f"c[{lab}]" if mag == "1" else f"{mag}·c[{lab}]"
+        out += ("-" if v < 0 else "") + term if k == 0 else (" - " if v < 0 else " + ") + term
+    return out
 
 
 def singular_error(names: list[str], A, where: str, reason: str, rcond: float, labels: list[str],
