@@ -414,3 +414,19 @@ def test_saturated_tanh_and_sigmoid_derivatives_keep_full_relative_accuracy(x):
     # second derivative of tanh: -2 tanh(x) sech²(x)
     h = float(lp.hessian(lambda x: lp.tanh(x))(x))
     assert h == pytest.approx(-2.0 * np.tanh(x) * sech2, rel=1e-13, abs=0.0)
+
+
+def test_nan_to_num_of_finite_values_is_the_identity_as_autograd():
+    # every accepted value is finite, so numpy's replacement never applies: autograd's rule is
+    # g where isfinite(x); a non-finite intermediate raises before nan_to_num sees it
+    x = np.array([0.3, 2.0, 5.0])
+
+    def f(m, **kw):   # autograd's vjp takes no keywords
+        return lambda v: m.sum(m.nan_to_num(m.log(v) * v, **kw) ** 2)
+    val, g = lp.value_and_grad(f(np, nan=0.0, posinf=1e300))(x)
+    assert val == pytest.approx(float(f(np)(x)), rel=1e-15)
+    np.testing.assert_allclose(g, autograd.grad(f(anp))(x), rtol=1e-13)
+    with pytest.raises(lp.NonFiniteError, match="log"):
+        lp.grad(f(np))(np.array([-1.0, 2.0, 5.0]))
+    with pytest.raises(lp.GraphError, match="replacement must be a constant"):
+        lp.grad(lambda v: np.sum(np.nan_to_num(v, nan=v[0])))(x)

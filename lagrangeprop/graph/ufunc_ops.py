@@ -177,6 +177,33 @@ def real_if_close(a: Any, tol: float = 100) -> Any:
     return apply("identity", (a,)) if isinstance(a, Var) else np.real_if_close(a, tol)
 
 
+def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
+               neginf: Any = None) -> Any:
+    """``numpy.nan_to_num`` of a traced value: the value itself (primitive ``'identity'``).
+
+    Every value a solve accepts is finite (a NaN or inf raises
+    :class:`~lagrangeprop.errors.NonFiniteError` naming the node that made it), so the
+    replacement never happens and the derivative is 1, as autograd's where ``x`` is finite.
+    To mask entries a program may make non-finite, write ``lp.where`` on the arguments of
+    the op that would make them. The replacement values must be constants.
+
+    Examples
+    --------
+    >>> import lagrangeprop as lp
+    >>> float(lp.grad(lambda x: np.nan_to_num(x * 3.0, nan=0.0))(2.0))
+    3.0
+    """
+    if not isinstance(x, Var):
+        return np.nan_to_num(x, copy=copy, nan=nan, posinf=posinf, neginf=neginf)
+    for arg, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
+        if isinstance(value, Var) or not (value is None or np.ndim(value) == 0):
+            raise GraphError(f"np.nan_to_num(..., {arg}=...){traced_name(x)}: the replacement must be "
+                             "a constant scalar or None")
+    if not isinstance(copy, (bool, np.bool_)):
+        raise GraphError(f"np.nan_to_num(..., copy={copy!r}){traced_name(x)}: copy must be True or False")
+    return apply("identity", (x,))
+
+
 def angle(z: Any, deg: bool = False) -> Any:
     """``numpy.angle`` of a real value: 0 where ``z >= 0``, π (180 with ``deg``) where
     ``z < 0``; piecewise constant, derivative 0 (a ``where`` of constants)."""
@@ -186,7 +213,7 @@ def angle(z: Any, deg: bool = False) -> Any:
 
 
 # numpy's dispatch (``__array_function__``; ufuncs arrive by name through __array_ufunc__)
-HANDLED_FUNCTIONS.update(real_if_close=real_if_close, angle=angle)
+HANDLED_FUNCTIONS.update(real_if_close=real_if_close, angle=angle, nan_to_num=nan_to_num)
 HANDLED_FUNCTIONS.update((name, globals()[name]) for name in __all__)
 
 # ndarray methods (``v.clip(0, 1)``, ``v.round(2)``, ``v.conj()``)
