@@ -36,7 +36,11 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
     b = _Builder()
     state = [_ZERO] * len(sched.names)
     state[sched.output] = _SET
-    for item in reversed(plan.items):
+    items = plan.items[::-1]
+    skip = -1
+    for k, item in enumerate(items):
+        if k <= skip:
+            continue   # folded into the previous statement (_gather)
         if item.__class__ is BlockItem:
             block = item.block
             if all(state[n] == _ZERO for n in block.nodes):
@@ -58,8 +62,60 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
             _raw_edges(b, s, kernel, state, names, cond, comments)
         else:
             index = _int_index(s, sched.shapes) if kernel is None else None
-            _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
+            run = _entries(sched, items, k, state) if index is not None else [s]
+            if len(run) > 1:
+                _gather(b, run, state, names, sched.names, comments)
+                skip = k + len(run) - 1
+            else:
+                _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
     return b.runs
+
+
+def _entries(sched: Schedule, items: list, k: int, state: list) -> list[Step]:
+    """The run of built-in ``getitem`` steps by ints starting at ``items[k]`` that read the same
+    array (entries of it, consecutive in the back-substitution), with distinct indices: their
+    scatters into ``λ_x`` fold into one (:func:`_gather`). Steps whose multiplier is zero
+    extend the run (they write nothing)."""
+    first = items[k].step
+    x, run, seen = first.args[0], [first], {first.params["index"]}
+    for item in items[k + 1:]:
+        if item.__class__ is BlockItem or item.kernel is not None:
+            break
+        s = item.step
+        if not s.diff or s.args[0] != x or _int_index(s, sched.shapes) is None or s.params["index"] in seen:
+            break
+        seen.add(s.params["index"])
+        run.append(s)
+    while len(run) > 1 and state[run[-1].node] == _ZERO:
+        run.pop()
+    return run
+
+
+# λ_x += Σ_k (∂x[i_k]/∂x)ᵀ λ_{d_k} for a run of entries x[i_k] with distinct indices: one scatter
+# of all the λ_{d_k} (the same numbers as one scatter each, solve.kernels.gather_entries)
+def _gather(b: _Builder, run: list[Step], state: list, names: list[str], nodes: list, comments: bool) -> None:
+    x = run[0].args[0]
+    pulls = tuple(Pull(s, None, (x,), nodes[s.node], s.params["index"]) for s in run)
+    prev = "None" if state[x] == _ZERO else "{0}"
+    toks: list = [("l", x, True if state[x] == _ZERO else "rw"), ("k", pulls, f"entries_{names[run[0].node]}"),
+                  ("v", x, "n", False)]
+    gs = []
+    for s in run:
+        if state[s.node] == _ZERO:
+            gs.append("None")
+        else:
+            gs.append(_ref(len(toks)))
+            toks.append(("l", s.node, False))
+    vals = []
+    for s in run:
+        vals.append(_ref(len(toks)))
+        toks.append(("v", s.node, "n", False))
+    state[x] = max(state[x], _MAYBE)
+    comment = ""
+    if comments:
+        comment = (f"∂L/∂z = 0:  λ_{names[x]} += " + " + ".join(f"(∂{names[s.node]}/∂{names[x]})ᵀ λ_{names[s.node]}"
+                                                            for s in run) + "  (getitem)")
+    b.add("{0} = _gather({1}, {2}, " + _tuple(gs) + ", " + _tuple(vals) + ", " + prev + ")", tuple(toks), comment)
 
 
 def _guard(b: _Builder, d: int, targets, state: list, names: list[str]) -> None:
@@ -97,7 +153,13 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
     if cond:
         _guard(b, d, [rp.arg for rp in kernel.partials], state, names)
     prefix = "if {0} is not None: " if cond else ""
+    # the same cotangent g·z_f for the same u twice (x * x): written once (_store's ``twice``)
+    same = [(rp.arg, rp.unit, rp.reduce, rp.factor) if rp.unit is None and rp.factor >= 0 else k
+            for k, rp in enumerate(kernel.partials)]
     for k, (u, partial, unit, red, factor) in enumerate(kernel.partials):
+        if k and same[k - 1] == same[k]:
+            continue
+        twice = k + 1 < len(same) and same[k + 1] == same[k]
         toks: list = [("l", d, False), ("l", u, True if state[u] == _ZERO else "rw")]
         p = ""
         if unit is None:
@@ -126,7 +188,7 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
                 toks.append(("k", kept, repr(kept)))
             if unit == -1.0:
                 expr = "-" + expr
-        _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ")
+        _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ", twice)
 
 
 @functools.cache
@@ -184,9 +246,13 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
 
 
 def _store(b, state: list, u: int, d: int, expr: str, p, toks: list, prefix: str, cond: bool,
-           names: list, comments: bool, transpose: str) -> None:
+           names: list, comments: bool, transpose: str, twice: bool = False) -> None:
     """Emit ``λ_u += (∂z_d/∂z_u)ᵀ λ_d`` as an assignment (λ_u still zero), an accumulation
-    (λ_u set) or a conditional one (λ_u set on some paths only), commented with the equation."""
+    (λ_u set) or a conditional one (λ_u set on some paths only), commented with the equation.
+    ``twice``: ``u`` fills two arguments with the same cotangent (``x * x``): it is computed
+    once, ``λ_u = (λ_u + ct) + ct`` (or ``ct + ct``), the interpreters' two sums in their order."""
+    if twice:
+        expr, p = "(_t := " + expr + ") + _t", ""
     if state[u] == _ZERO:
         line = "{1} = " + expr
     elif state[u] == _SET:
