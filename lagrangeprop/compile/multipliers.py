@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 
+from ..rules import registry
 from .plan import BlockItem, Plan, RawKernel
 from .schedule import Schedule, Step
 from .statements import MATH, Pull, _Builder, _fmt, _int_index, _ref, _tuple
@@ -28,6 +29,11 @@ from .statements import MATH, Pull, _Builder, _fmt, _int_index, _ref, _tuple
 __all__ = ["adjoint_statements"]
 
 _ZERO, _MAYBE, _SET = 0, 1, 2
+
+# built-in ops whose vjp rule returns an array for every differentiable argument, never None
+# (rules.reductions.reduction's, rules.contractions._matmul_vjp, rules.structure._getitem_vjp)
+_NEVER_ZERO = ("sum", "mean", "logsumexp", "matmul", "getitem")
+_BUILTIN = {name: registry.REGISTRY.get(name) for name in _NEVER_ZERO}
 
 
 # Aᵀλ = e_o·seed by back-substitution in reverse topological order (autograd's backward_pass):
@@ -232,10 +238,12 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
             lams.append(_ref(len(toks)))
             toks.append(("l", u, False))
     outs = []
+    # a built-in rule that always returns a cotangent sets λ_u for certain (no None tests after)
+    known = not cond and s.prim.name in _NEVER_ZERO and s.prim is _BUILTIN[s.prim.name]
     for u in targets:
         outs.append(_ref(len(toks)))
         toks.append(("l", u, True))
-        state[u] = max(state[u], _MAYBE)
+        state[u] = _SET if known else max(state[u], _MAYBE)
     line = ", ".join(outs) + ("," if len(outs) == 1 else "") + " = _pull({1}, B, {0}, {2}, " \
         + _tuple(argfmt) + ", " + _tuple(lams) + ")"
     comment = ""
