@@ -6,7 +6,9 @@ For each constraint ``d`` in reverse topological order and each differentiable a
 ops on arrays, and a call of the op's registry rules (``_pull``) for everything else. Whether
 ``λ_u`` is still identically zero is known here, from the graph alone (``_ZERO``, ``_MAYBE``,
 ``_SET``), so the first contribution is an assignment and no ``None`` test is written where
-none is needed.
+none is needed. Two forms fold edges with the interpreters' numbers: ``x * x`` computes its
+cotangent once and adds it twice, and a run of entries ``x[i]`` of one array scatters all its
+multipliers into ``λ_x`` in one call (``_gather``).
 
 Examples
 --------
