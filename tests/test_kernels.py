@@ -117,8 +117,8 @@ def _same(a, b) -> bool:
 
 
 def _kernel_items(sched):
-    """The per-step kernels of ``sched`` without scalar groups (what the generated code calls)."""
-    plan = plan_of(sched, min_group=10**9)
+    """The per-step kernels of ``sched`` (what the generated code calls)."""
+    plan = plan_of(sched)
     return plan, [it for it in plan.items if it.__class__ is StepItem and it.kernel is not None]
 
 

@@ -1,8 +1,8 @@
-"""Vectorized scalar groups (compile.plan.plan_of) agree with the per-step path and with autograd."""
+"""Wide scalar programs (many same-op scalar constraints per level, the shape the removed
+vectorized groups served): the generated code agrees with the reference interpreters and with
+autograd, around cyclic blocks too, and names the node of a non-finite value."""
 
 from __future__ import annotations
-
-import contextlib
 
 import autograd
 import autograd.numpy as anp
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lagrangeprop as lp
-from lagrangeprop.compile.plan import MIN_GROUP, plan_of
+from lagrangeprop.solve import compiled
 
 UNARY = ("sin", "cos", "tanh", "sigmoid", "negative")
 BINARY = ("add", "subtract", "multiply", "maximum", "logaddexp")
@@ -55,20 +55,14 @@ def random_wide(rng, width: int, depth: int):
     return make
 
 
-@contextlib.contextmanager
-def use_plan(prog, min_group: int):
-    """Run ``prog`` grouping buckets of at least ``min_group`` scalars (10**9: the per-step path)."""
-    sched = prog.compile()
-    saved = sched.plan
-    sched.plan = plan_of(sched, min_group=min_group)
-    try:
-        yield sched.plan
-    finally:
-        sched.plan = saved if saved is not None else plan_of(sched, MIN_GROUP)
-
-
-def per_step(prog):
-    return use_plan(prog, 10**9)
+def _both(monkeypatch, prog, **inputs):
+    """``prog`` solved by the generated code and by the reference interpreters (fresh copies)."""
+    out = []
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        out.append(lp.Program.from_json(prog.to_json()).solve(**inputs))
+    monkeypatch.setattr(compiled, "ENABLED", True)
+    return out
 
 
 def _assert_close(a: dict, b: dict, rtol: float = 1e-15) -> None:
@@ -80,17 +74,13 @@ def _assert_close(a: dict, b: dict, rtol: float = 1e-15) -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_random_wide_graph_vectorized_equals_per_step_and_autograd(seed):
+def test_random_wide_graph_generated_equals_reference_and_autograd(monkeypatch, seed):
     rng = np.random.default_rng(seed)
     width, depth = int(rng.integers(10, 40)), int(rng.integers(2, 6))
     make = random_wide(rng, width, depth)
     inputs = {"x": 0.7, "y": -0.3, "v": rng.standard_normal(width)}
     prog = lp.trace(make(lp), **inputs)
-    with use_plan(prog, 2) as plan:
-        assert plan.grouped >= width            # the test exercises groups
-        sol = prog.solve(**inputs)
-    with per_step(prog):
-        ref = prog.solve(**inputs)
+    sol, ref = _both(monkeypatch, prog, **inputs)
     _assert_close(sol.values, ref.values)
     _assert_close(sol.multipliers, ref.multipliers)
     f = make(anp)
@@ -101,8 +91,8 @@ def test_random_wide_graph_vectorized_equals_per_step_and_autograd(seed):
     assert sol.kkt()["adjoint"] < 1e-12
 
 
-def test_groups_around_a_cyclic_block():
-    """Groups feed a block and read its members; the multipliers agree with per-step."""
+def test_wide_levels_around_a_cyclic_block(monkeypatch):
+    """Wide scalar levels feed a block and read its members; both paths agree."""
     prog = lp.Program(name="wide_block")
     x = prog.input("x")
     a = [lp.sin(x * (1.0 + k / 10)) for k in range(12)]
@@ -117,10 +107,7 @@ def test_groups_around_a_cyclic_block():
     for t in b[1:]:
         out = out + t * t
     prog.output(out, name="o")
-    assert plan_of(prog.compile()).grouped >= 24
-    sol = prog.solve(x=0.4)
-    with per_step(prog):
-        ref = prog.solve(x=0.4)
+    sol, ref = _both(monkeypatch, prog, x=0.4)
     _assert_close(sol.values, ref.values, rtol=1e-14)
     _assert_close(sol.multipliers, ref.multipliers, rtol=1e-13)
     h = 1e-6
@@ -128,7 +115,7 @@ def test_groups_around_a_cyclic_block():
     np.testing.assert_allclose(float(sol.grad["x"]), fd, rtol=1e-7)
 
 
-def test_output_inside_a_group_and_repeated_evaluate():
+def test_wide_sum_output_and_repeated_evaluate():
     def f(x):
         return sum(lp.tanh(x * k) for k in range(1, 20))
     prog = lp.trace(f, x=0.2)
@@ -140,29 +127,12 @@ def test_output_inside_a_group_and_repeated_evaluate():
                                    rtol=1e-14)
 
 
-def test_non_finite_in_a_group_names_the_node():
+def test_non_finite_in_a_wide_level_names_the_node():
     def f(x):
         ys = [lp.log(x - k) for k in range(10)]   # log of a negative number from k = 1 on
         return sum(ys)
     prog = lp.trace(f, x=0.5)
-    assert plan_of(prog.compile()).grouped >= 10
     with pytest.raises(lp.NonFiniteError, match=r"op 'log'"):
         prog.solve(x=0.5)
     with pytest.raises(lp.NonFiniteError, match="non-finite"):
         prog.evaluate(x=0.5)
-
-
-def test_adjoint_rebuilds_registers_from_a_plain_value_list():
-    """run_adjoint works on values that did not come from run_forward's Values list."""
-    from lagrangeprop.solve.adjoint import run_adjoint
-    from lagrangeprop.solve.forward import initial_values, run_forward
-    from lagrangeprop.options import SolveOptions
-    prog = lp.trace(lambda x: sum(lp.sin(x * k) for k in range(1, 12)), x=0.3)
-    sched = prog.compile()
-    vals = initial_values(sched, {sched.index["x"]: np.asarray(0.3)})
-    states = run_forward(sched, vals, SolveOptions.make())
-    a = run_adjoint(sched, vals, np.float64(1.0), states, SolveOptions.make())
-    b = run_adjoint(sched, list(vals), np.float64(1.0), states, SolveOptions.make())
-    x = sched.index["x"]
-    assert float(a[x]) == float(b[x])
-    np.testing.assert_allclose(float(a[x]), sum(k * np.cos(0.3 * k) for k in range(1, 12)), rtol=1e-14)

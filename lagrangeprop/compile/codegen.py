@@ -39,7 +39,7 @@ from typing import Any
 from ..rules import registry
 from ..graph.trace import paused_gc
 from .multipliers import adjoint_statements
-from .plan import FINITE_BATCH_MAX, BlockItem, Plan, StepItem, _float_nodes, _kernel, _pool
+from .plan import FINITE_BATCH_MAX, BlockItem, Plan, StepItem, _float_nodes, plan_of
 from .schedule import Schedule, Step
 from .statements import CHUNK, MATH, BlockRun, Chunk, Pull, _Builder, _fmt, _int_index, _ref, _tuple
 
@@ -165,26 +165,14 @@ def generate(sched: Schedule, use_math: bool = True, comments: bool = False) -> 
     ``use_math=False`` keeps numpy's calls for scalars too (bitwise the interpreters');
     ``comments`` names the locals after the nodes and writes each line's equation."""
     with paused_gc():   # ~10 tuples per step: no gen-2 sweeps of a large graph
-        floats = _float_nodes(sched)
+        # the plan's kernels and its buffer pool, shared with anything else that runs the
+        # plan (a large result reuses the same memory whichever path runs)
+        plan = plan_of(sched)
         ismath = set()
-        plan = sched.plan
-        if plan is not None and not plan.grouped:
-            # the plan is already built, in schedule order: its kernels, and its
-            # buffer pool, shared (a large result reuses the same memory whichever path runs)
-            if use_math:
-                ismath = {it.step.node for it in plan.items
-                          if it.__class__ is StepItem and _is_math(sched, it.step, floats)}
-        else:
-            items: list = []
-            for st in sched.steps:
-                if st.__class__ is not Step:
-                    items.append(BlockItem(st, []))
-                elif use_math and _is_math(sched, st, floats):
-                    ismath.add(st.node)
-                    items.append(StepItem(st, -1, None))
-                else:
-                    items.append(StepItem(st, -1, _kernel(sched, st, floats)))
-            plan = _pool(sched, Plan(items))   # per-step kernels' buffers (compile.buffers)
+        if use_math:
+            floats = _float_nodes(sched)
+            ismath = {it.step.node for it in plan.items
+                      if it.__class__ is StepItem and _is_math(sched, it.step, floats)}
         steps = [it.step for it in plan.items if it.__class__ is StepItem]
         names = node_names(sched.names) if comments else sched.names
         shapes = sched.shapes

@@ -6,7 +6,9 @@ For each constraint ``d`` in reverse topological order and each differentiable a
 ops on arrays, and a call of the op's registry rules (``_pull``) for everything else. Whether
 ``λ_u`` is still identically zero is known here, from the graph alone (``_ZERO``, ``_MAYBE``,
 ``_SET``), so the first contribution is an assignment and no ``None`` test is written where
-none is needed.
+none is needed. Two forms fold edges with the interpreters' numbers: ``x * x`` computes its
+cotangent once and adds it twice, and a run of entries ``x[i]`` of one array scatters all its
+multipliers into ``λ_x`` in one call (``_gather``).
 
 Examples
 --------
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 
+from ..rules import registry
 from .plan import BlockItem, Plan, RawKernel
 from .schedule import Schedule, Step
 from .statements import MATH, Pull, _Builder, _fmt, _int_index, _ref, _tuple
@@ -29,6 +32,11 @@ __all__ = ["adjoint_statements"]
 
 _ZERO, _MAYBE, _SET = 0, 1, 2
 
+# built-in ops whose vjp rule returns an array for every differentiable argument, never None
+# (rules.reductions.reduction's, rules.contractions._matmul_vjp, rules.structure._getitem_vjp)
+_NEVER_ZERO = ("sum", "mean", "logsumexp", "matmul", "getitem")
+_BUILTIN = {name: registry.REGISTRY.get(name) for name in _NEVER_ZERO}
+
 
 # Aᵀλ = e_o·seed by back-substitution in reverse topological order (autograd's backward_pass):
 # λ_u += (∂f_d/∂z_u)ᵀ λ_d, one statement per edge u -> d
@@ -36,7 +44,11 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
     b = _Builder()
     state = [_ZERO] * len(sched.names)
     state[sched.output] = _SET
-    for item in reversed(plan.items):
+    items = plan.items[::-1]
+    skip = -1
+    for k, item in enumerate(items):
+        if k <= skip:
+            continue   # folded into the previous statement (_gather)
         if item.__class__ is BlockItem:
             block = item.block
             if all(state[n] == _ZERO for n in block.nodes):
@@ -58,8 +70,60 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
             _raw_edges(b, s, kernel, state, names, cond, comments)
         else:
             index = _int_index(s, sched.shapes) if kernel is None else None
-            _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
+            run = _entries(sched, items, k, state) if index is not None else [s]
+            if len(run) > 1:
+                _gather(b, run, state, names, sched.names, comments)
+                skip = k + len(run) - 1
+            else:
+                _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
     return b.runs
+
+
+def _entries(sched: Schedule, items: list, k: int, state: list) -> list[Step]:
+    """The run of built-in ``getitem`` steps by ints starting at ``items[k]`` that read the same
+    array (entries of it, consecutive in the back-substitution), with distinct indices: their
+    scatters into ``λ_x`` fold into one (:func:`_gather`). Steps whose multiplier is zero
+    extend the run (they write nothing)."""
+    first = items[k].step
+    x, run, seen = first.args[0], [first], {first.params["index"]}
+    for item in items[k + 1:]:
+        if item.__class__ is BlockItem or item.kernel is not None:
+            break
+        s = item.step
+        if not s.diff or s.args[0] != x or _int_index(s, sched.shapes) is None or s.params["index"] in seen:
+            break
+        seen.add(s.params["index"])
+        run.append(s)
+    while len(run) > 1 and state[run[-1].node] == _ZERO:
+        run.pop()
+    return run
+
+
+# λ_x += Σ_k (∂x[i_k]/∂x)ᵀ λ_{d_k} for a run of entries x[i_k] with distinct indices: one scatter
+# of all the λ_{d_k} (the same numbers as one scatter each, solve.kernels.gather_entries)
+def _gather(b: _Builder, run: list[Step], state: list, names: list[str], nodes: list, comments: bool) -> None:
+    x = run[0].args[0]
+    pulls = tuple(Pull(s, None, (x,), nodes[s.node], s.params["index"]) for s in run)
+    prev = "None" if state[x] == _ZERO else "{0}"
+    toks: list = [("l", x, True if state[x] == _ZERO else "rw"), ("k", pulls, f"entries_{names[run[0].node]}"),
+                  ("v", x, "n", False)]
+    gs = []
+    for s in run:
+        if state[s.node] == _ZERO:
+            gs.append("None")
+        else:
+            gs.append(_ref(len(toks)))
+            toks.append(("l", s.node, False))
+    vals = []
+    for s in run:
+        vals.append(_ref(len(toks)))
+        toks.append(("v", s.node, "n", False))
+    state[x] = max(state[x], _MAYBE)
+    comment = ""
+    if comments:
+        comment = (f"∂L/∂z = 0:  λ_{names[x]} += " + " + ".join(f"(∂{names[s.node]}/∂{names[x]})ᵀ λ_{names[s.node]}"
+                                                            for s in run) + "  (getitem)")
+    b.add("{0} = _gather({1}, {2}, " + _tuple(gs) + ", " + _tuple(vals) + ", " + prev + ")", tuple(toks), comment)
 
 
 def _guard(b: _Builder, d: int, targets, state: list, names: list[str]) -> None:
@@ -97,7 +161,13 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
     if cond:
         _guard(b, d, [rp.arg for rp in kernel.partials], state, names)
     prefix = "if {0} is not None: " if cond else ""
+    # the same cotangent g·z_f for the same u twice (x * x): written once (_store's ``twice``)
+    same = [(rp.arg, rp.unit, rp.reduce, rp.factor) if rp.unit is None and rp.factor >= 0 else k
+            for k, rp in enumerate(kernel.partials)]
     for k, (u, partial, unit, red, factor) in enumerate(kernel.partials):
+        if k and same[k - 1] == same[k]:
+            continue
+        twice = k + 1 < len(same) and same[k + 1] == same[k]
         toks: list = [("l", d, False), ("l", u, True if state[u] == _ZERO else "rw")]
         p = ""
         if unit is None:
@@ -126,7 +196,7 @@ def _raw_edges(b: _Builder, s: Step, kernel: RawKernel, state: list, names: list
                 toks.append(("k", kept, repr(kept)))
             if unit == -1.0:
                 expr = "-" + expr
-        _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ")
+        _store(b, state, u, d, expr, p, toks, prefix, cond, names, comments, "ᵀ", twice)
 
 
 @functools.cache
@@ -170,10 +240,12 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
             lams.append(_ref(len(toks)))
             toks.append(("l", u, False))
     outs = []
+    # a built-in rule that always returns a cotangent sets λ_u for certain (no None tests after)
+    known = not cond and s.prim.name in _NEVER_ZERO and s.prim is _BUILTIN[s.prim.name]
     for u in targets:
         outs.append(_ref(len(toks)))
         toks.append(("l", u, True))
-        state[u] = max(state[u], _MAYBE)
+        state[u] = _SET if known else max(state[u], _MAYBE)
     line = ", ".join(outs) + ("," if len(outs) == 1 else "") + " = _pull({1}, B, {0}, {2}, " \
         + _tuple(argfmt) + ", " + _tuple(lams) + ")"
     comment = ""
@@ -184,9 +256,13 @@ def _pull(b: _Builder, s: Step, kernel, state: list, names: list[str], cond: boo
 
 
 def _store(b, state: list, u: int, d: int, expr: str, p, toks: list, prefix: str, cond: bool,
-           names: list, comments: bool, transpose: str) -> None:
+           names: list, comments: bool, transpose: str, twice: bool = False) -> None:
     """Emit ``λ_u += (∂z_d/∂z_u)ᵀ λ_d`` as an assignment (λ_u still zero), an accumulation
-    (λ_u set) or a conditional one (λ_u set on some paths only), commented with the equation."""
+    (λ_u set) or a conditional one (λ_u set on some paths only), commented with the equation.
+    ``twice``: ``u`` fills two arguments with the same cotangent (``x * x``): it is computed
+    once, ``λ_u = (λ_u + ct) + ct`` (or ``ct + ct``), the interpreters' two sums in their order."""
+    if twice:
+        expr, p = "(_t := " + expr + ") + _t", ""
     if state[u] == _ZERO:
         line = "{1} = " + expr
     elif state[u] == _SET:

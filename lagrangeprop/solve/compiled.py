@@ -42,7 +42,7 @@ from ..compile.source import Compiled, build
 from ..errors import LagrangePropError, ShapeError
 from ..options import SolveOptions
 from .finite import all_finite, check_finite_pass, check_values, values_finite
-from .kernels import adjoint_matmul, adjoint_raw
+from .kernels import adjoint_matmul, adjoint_raw, gather_entries
 from .local import accumulate, as_value, block_adjoint
 
 __all__ = ["ENABLED", "NAMESPACE", "generated", "forward", "adjoint"]
@@ -122,7 +122,8 @@ def _scaled(g, partial, ans, *args):
 
 NAMESPACE: dict = {
     "np": np, "math": math, "_f64": np.float64, "_apply": _apply, "_item": _item, "_value": _value,
-    "_pooled": _pooled, "_pull": _pull, "_scaled": _scaled, "_addr": np.add.reduce, "_pow": math.pow,
+    "_pooled": _pooled, "_pull": _pull, "_gather": gather_entries, "_scaled": _scaled, "_addr": np.add.reduce,
+    "_pow": math.pow,
     "_pow_dbase": pow_dbase, "_pow_dexp": pow_dexp, "_exp": math.exp, "_log": math.log, "_log1p": math.log1p,
     "_isfinite": math.isfinite, "_sqrt": math.sqrt, "_sin": math.sin, "_cos": math.cos, "_tan": math.tan,
     "_tanh": math.tanh, "_sech2": sech2,

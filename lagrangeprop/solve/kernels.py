@@ -7,7 +7,9 @@ The generated adjoint calls these for a step whose plan item carries a kernel
 - :func:`adjoint_raw` for a :class:`~lagrangeprop.compile.plan.RawKernel` (an elementwise
   built-in on float64 arguments): ``g · ∂f/∂z_u`` from the op's bare partials;
 - :func:`adjoint_matmul` for a :class:`~lagrangeprop.compile.plan.MatmulKernel`: ``np.matmul``'s
-  two products, large ones into pooled buffers (:mod:`lagrangeprop.compile.buffers`).
+  two products, large ones into pooled buffers (:mod:`lagrangeprop.compile.buffers`);
+- :func:`gather_entries` for a run of ``getitem`` steps that read entries of one array (the
+  coefficients ``c[k]`` of a polynomial): their scatters into ``λ_x`` as one.
 
 The interpreters (:func:`~lagrangeprop.solve.forward.forward_reference`,
 :func:`~lagrangeprop.solve.adjoint.adjoint_reference`) use none of them.
@@ -32,11 +34,13 @@ import numpy as np
 
 from ..compile.buffers import keep, take
 from ..compile.plan import MatmulKernel, RawKernel
+from ..errors import ShapeError
 from .local import accumulate
 
-__all__ = ["adjoint_raw", "adjoint_matmul"]
+__all__ = ["adjoint_raw", "adjoint_matmul", "gather_entries"]
 
 _ND, _F64_DTYPE = np.ndarray, np.dtype(np.float64)
+_SCALARS = (float, np.float64)
 
 
 def adjoint_raw(kernel: RawKernel, g, ans, vals: list, lam: list) -> None:
@@ -101,3 +105,31 @@ def adjoint_matmul(step, kernel: MatmulKernel, g, vals: list, lam: list, bufs: l
         prev = lam[u]
         # ct is this call's own array: the sum goes into it (prev + ct, the same numbers)
         lam[u] = ct if prev is None else np.add(prev, ct, out=ct)
+
+
+def gather_entries(pulls: tuple, x, gs: tuple, ans: tuple, prev):
+    """``λ_x`` after the pull-backs of entries ``z_k = x[i_k]`` (distinct ``i_k``, in this
+    order) with multipliers ``gs`` (``None``: zero): one scatter ``acc[i_k] += g_k`` into
+    zeros, then ``prev + acc``, the same numbers as one scatter and one sum per entry (each
+    entry of ``acc`` is ``0 + g_k``; adding the other entries' zeros changes no number).
+    Anything but a float64 array and float multipliers: one pull-back at a time, the op's rule."""
+    if x.__class__ is _ND and x.dtype is _F64_DTYPE and all(g is None or g.__class__ in _SCALARS for g in gs):
+        acc = None
+        for p, g in zip(pulls, gs):
+            if g is not None:
+                if acc is None:
+                    acc = np.zeros(x.shape)
+                acc[p.index] += g
+        if acc is None:
+            return prev
+        return acc if prev is None else prev + acc
+    for p, g, a in zip(pulls, gs, ans):
+        if g is not None:
+            u = p.step.args[0]
+            lam = {u: prev}
+            try:
+                accumulate(p.step, g, a, {u: x}, lam)
+            except ShapeError as exc:
+                raise ShapeError(f"node {p.name!r}: {exc}") from None
+            prev = lam[u]
+    return prev
