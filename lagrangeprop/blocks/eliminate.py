@@ -87,6 +87,7 @@ def chain_schur(block: Block, lin) -> sp.csr_matrix | None:
     t = T[0]
     n = block.sizes[t]
     X: dict = {t: 1.0}        # a float: that multiple of the identity; a vector: a diagonal; else CSR
+    cache = cache_of(block)
 
     def total(k: int):
         acc = None
@@ -97,7 +98,7 @@ def chain_schur(block: Block, lin) -> sp.csr_matrix | None:
             if e.p is not None:
                 if e.bcast or (np.ndim(e.p) and np.shape(e.p) != e.out_shape):
                     return None
-                term = e.p * Xm if not sp.issparse(Xm) else sp.csr_matrix(Xm.multiply(np.reshape(e.p, (-1, 1))))
+                term = e.p * Xm if not sp.issparse(Xm) else _scale_rows(Xm, e.p)
             else:
                 J = e.jac()
                 if J is None:
@@ -110,7 +111,7 @@ def chain_schur(block: Block, lin) -> sp.csr_matrix | None:
                     term = sp.csr_matrix(J @ Xm)
                 else:
                     term = sp.csr_matrix(J.multiply(np.reshape(Xm, (1, -1))))
-            acc = term if acc is None else _add(acc, term)
+            acc = term if acc is None else _add(acc, term, cache)
         return 0.0 if acc is None else acc
 
     for k in inter:
@@ -126,7 +127,16 @@ def chain_schur(block: Block, lin) -> sp.csr_matrix | None:
     return sp.csr_matrix(S, dtype=np.float64)
 
 
-def _add(a, b):
+def _scale_rows(X: sp.csr_matrix, p) -> sp.csr_matrix:
+    """``diag(p) X`` (``p X`` for a scalar ``p``; ``X`` itself, never written to, for ``p = 1``)."""
+    if np.ndim(p) == 0:
+        return X if p == 1.0 else X * float(p)
+    X = sp.csr_matrix(X)
+    data = X.data * np.repeat(np.ravel(p), np.diff(X.indptr))
+    return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape, copy=False)
+
+
+def _add(a, b, cache=None):
     """``a + b`` of two sensitivities (a scalar multiple of the identity, a diagonal, or CSR); a
     diagonal added to a CSR matrix that stores its whole diagonal (a discretized operator) is one
     copy of the data, the index arrays shared."""
@@ -137,7 +147,15 @@ def _add(a, b):
     if not sp.issparse(b):
         n = a.shape[0]
         d = np.broadcast_to(np.ravel(b), (n,)) if np.ndim(b) else np.full(n, float(b))
-        pos = _diagonal_slots(a) if isinstance(a, sp.csr_matrix) and a.shape == (n, n) else None
+        pos = None
+        if isinstance(a, sp.csr_matrix) and a.shape == (n, n):
+            hit = None if cache is None else cache.schur_diag       # the same index arrays: the same slots
+            if hit is not None and hit[0] is a.indices and hit[1] is a.indptr:
+                pos = hit[2]
+            else:
+                pos = _diagonal_slots(a)
+                if cache is not None and pos is not None:
+                    cache.schur_diag = (a.indices, a.indptr, pos)
         if pos is not None:
             data = a.data.astype(np.float64, copy=True)
             data[pos] += d

@@ -3,8 +3,9 @@
 - :func:`newton`: the step with a factorization (through the Schur complement on the states,
   :mod:`lagrangeprop.blocks.eliminate`), backtracking on the scaled ``||c / s||₂``; large blocks
   reuse a factorization (chord steps) while it contracts fast, and linear blocks factor once; with
-  AMG every step is an inexact Newton step (Eisenstat–Walker forcing) by cg/gmres on the
-  matrix-free Schur operator, preconditioned by the block's kept hierarchy.
+  AMG every step is an inexact Newton step (Eisenstat–Walker forcing) by cg/gmres on the Schur
+  complement formed by the chain rule from the local partials (``A_SS`` is not assembled),
+  preconditioned by the block's kept hierarchy.
 - :func:`newton_krylov`: the same step solved inexactly by ``gmres`` on JVP products
   (matrix-free), preconditioned by a Gauss–Seidel sweep (explicit blocks), the block's
   factorization (small blocks) or ILU.
@@ -150,8 +151,8 @@ class _Forcing:
     """The forcing term ``η`` of an inexact step ``||A δ + c|| <= η ||c||`` (AMG-preconditioned Krylov):
     true Newton with the Eisenstat–Walker choice 2 (γ = 0.9, α = 2, with its safeguard), loose far
     from the root and tighter as it converges, never tighter than the stopping test
-    ``max|c/s| <= tol`` needs. A new Jacobian costs one assembly: on a block with intermediates the
-    steps run on the matrix-free Schur operator (:mod:`lagrangeprop.blocks.partition`), no ``S`` formed."""
+    ``max|c/s| <= tol`` needs. A new Jacobian costs one ``S`` by the chain rule (:func:`_schur_step`),
+    else one assembly and the matrix-free Schur operator (:mod:`lagrangeprop.blocks.partition`)."""
 
     __slots__ = ("prev", "last")
 
@@ -187,7 +188,12 @@ def _schur_step(block: Block, vals: list, ans: dict, memo: dict, c: np.ndarray, 
     if S is None:
         return None
     del lin
-    inv = AMGInverse(S, cache_of(block), names=block.names, loose=True)
+    # a loose step takes the symmetry judged at the hierarchy's matrix (a wrong guess only costs
+    # the step's check: the hierarchy is then rebuilt and judged again); the adjoint judges its own
+    cache = cache_of(block)
+    h = cache.amg
+    symmetric = h.symmetric if h is not None and h.shape == S.shape and h.key == S.nnz else None
+    inv = AMGInverse(S, cache, names=block.names, loose=True, symmetric=symmetric)
     inv.rtol = eta
     delta = np.zeros(block.size)
     delta[t] = inv.solve(-c[t])
