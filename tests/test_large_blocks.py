@@ -146,20 +146,23 @@ def test_the_benchmark_peers_agree_with_the_implicit_function_theorem(peer):
 # ---- round 2: the matrix-free Schur operator, the assembly's reuse, the partition's parts
 @pytest.mark.parametrize("solver", ["amg", "auto"])
 def test_the_schur_complement_is_formed_once_and_never_when_warm(case30, solver, monkeypatch):
-    """Newton steps and the adjoint run cg on ``Partition.smatvec``: ``S`` is formed for the hierarchy
-    only (the first Newton matrix); a second solve at other inputs forms none and still matches
-    ``scipy.optimize.root`` + the implicit function theorem."""
+    """Newton steps and the adjoint run cg on ``S`` formed by the chain rule (``chain_schur``, one per
+    Jacobian, ``A_SS`` never assembled nor partitioned); the hierarchy is built once, at the first Newton
+    matrix, and a second solve at other inputs builds none and still matches ``scipy.optimize.root`` +
+    the implicit function theorem."""
     from lagrangeprop.blocks.partition import Partition
     prog, L, h, lam, f, u, (mu, glam) = case30
     monkeypatch.setattr(amg, "AMG_MIN", 100)
-    formed = []
-    real = Partition.schur
+    formed, built = [], []
+    real, build = Partition.schur, amg._build
     monkeypatch.setattr(Partition, "schur", lambda self: formed.append(1) or real(self))
+    monkeypatch.setattr(amg, "_build", lambda *a: built.append(1) or build(*a))
     prog.compile().blocks[0].cache.amg = None            # earlier tests left a hierarchy
     prog.solve(lam=lam, f=f * 0.9, linear_solver=solver)
-    assert len(formed) == 1
-    sol = prog.solve(lam=lam, f=f, linear_solver=solver)   # the kept hierarchy: no S at all
-    assert len(formed) == 1
+    assert len(built) == 1 and not formed
+    sol = prog.solve(lam=lam, f=f, linear_solver=solver)   # the kept hierarchy
+    assert len(built) == 1 and not formed
+    assert sol._states[id(prog.compile().blocks[0])].A is None
     assert np.allclose(sol.values["u"], u, rtol=1e-9, atol=1e-12)
     assert np.allclose(sol.grad["f"], mu, rtol=1e-8, atol=1e-14 * np.max(np.abs(mu)))
     assert float(sol.grad["lam"]) == pytest.approx(glam, rel=1e-8)
@@ -199,11 +202,12 @@ def test_an_assembly_from_a_previous_matrix_equals_a_fresh_one(case30):
 def test_the_partition_parts_apply_the_schur_complement_and_the_block_solve(case30):
     """``smatvec`` (both ways) against the formed ``S``, and ``rhs`` + an ``S`` solve + ``expand``
     against a dense numpy solve of the whole ``A_SS`` (and of ``A_SSᵀ``)."""
+    from lagrangeprop.blocks.linear import matrix
     from lagrangeprop.blocks.partition import Partition
     prog, L, h, lam, f, _, _ = case30
     sol = prog.solve(lam=lam, f=f, linear_solver="amg")
     blk = sol.schedule.blocks[0]
-    A = sol._states[id(blk)].A
+    A = matrix(blk, sol._vals, sol._states[id(blk)])      # assembled on demand (the AMG path has none)
     part = Partition(blk, A)
     S = part.schur().toarray()
     rng = np.random.default_rng(8)

@@ -28,7 +28,7 @@ from ..linalg import amg
 from ..linalg.direct import DENSE_MAX_UNKNOWNS
 from ..linalg.krylov import backward_error, ilu, krylov
 from .assembly import assemble
-from .eliminate import Partition, ReducedLU, inner_solver, reduced_factor, reduced_krylov
+from .eliminate import ChainPartition, Partition, ReducedLU, chain_schur, inner_solver, reduced_factor, reduced_krylov
 from .linearization import linearize
 from .residual import has_jac
 from .state import BlockState, cache_of
@@ -46,10 +46,18 @@ def matrix(block: Block, vals: list, state: BlockState):
 
 def direct(block: Block, vals: list, state: BlockState, b: np.ndarray, trans: bool) -> np.ndarray:
     """``A_SS⁻ᵀ b`` (``trans``) or ``A_SS⁻¹ b`` with the factorization at the solution (made on first use)."""
+    cache = cache_of(block)
+    if state.lu is None and state.A is None and state.lin is not None and cache.use_amg and not cache.use_petsc:
+        # an AMG block whose Newton formed S by the chain rule: S at the solution, A_SS never assembled
+        S = chain_schur(block, state.lin)
+        if S is not None:
+            state.lu = ReducedLU(ChainPartition(block, state.lin), amg.AMGInverse(S, cache, names=block.names), 1.0)
     if state.lu is None:
         A = matrix(block, vals, state)
-        state.lu, fill = reduced_factor(block, A, "at the solution")
-        cache = cache_of(block)
+        schur = None
+        if cache.use_amg and not cache.use_petsc and not isinstance(A, np.ndarray):
+            schur = chain_schur(block, state.lin if state.lin is not None else linearize(block, vals, state.ans))
+        state.lu, fill = reduced_factor(block, A, "at the solution", schur=schur)
         cache.fill = max(fill, cache.fill)
     lu = state.lu
     if isinstance(inner_solver(lu), amg.AMGInverse):     # an iterative solve after all: warm start it

@@ -3,8 +3,9 @@
 - :func:`newton`: the step with a factorization (through the Schur complement on the states,
   :mod:`lagrangeprop.blocks.eliminate`), backtracking on the scaled ``||c / s||₂``; large blocks
   reuse a factorization (chord steps) while it contracts fast, and linear blocks factor once; with
-  AMG every step is an inexact Newton step (Eisenstat–Walker forcing) by cg/gmres on the
-  matrix-free Schur operator, preconditioned by the block's kept hierarchy.
+  AMG every step is an inexact Newton step (Eisenstat–Walker forcing) by cg/gmres on the Schur
+  complement formed by the chain rule from the local partials (``A_SS`` is not assembled),
+  preconditioned by the block's kept hierarchy.
 - :func:`newton_krylov`: the same step solved inexactly by ``gmres`` on JVP products
   (matrix-free), preconditioned by a Gauss–Seidel sweep (explicit blocks), the block's
   factorization (small blocks) or ILU.
@@ -37,8 +38,9 @@ from ..linalg.krylov import ilu
 from ..options import SolveOptions
 from ..progress import report
 from .assembly import assemble, block_jacobian, dense_jacobian
-from .eliminate import inner_solver, reduced_factor, split_members
+from .eliminate import chain_schur, inner_solver, reduced_factor, split_members
 from .iteration import MAXITER, fail, finite_or_fail, initial
+from .partition import _indices
 from .layout import gather, residual_norm, scatter
 from .linearization import Linearization, linearize, remember
 from .residual import block_residual, evaluate_step, evaluators, has_jac
@@ -149,8 +151,8 @@ class _Forcing:
     """The forcing term ``η`` of an inexact step ``||A δ + c|| <= η ||c||`` (AMG-preconditioned Krylov):
     true Newton with the Eisenstat–Walker choice 2 (γ = 0.9, α = 2, with its safeguard), loose far
     from the root and tighter as it converges, never tighter than the stopping test
-    ``max|c/s| <= tol`` needs. A new Jacobian costs one assembly: on a block with intermediates the
-    steps run on the matrix-free Schur operator (:mod:`lagrangeprop.blocks.partition`), no ``S`` formed."""
+    ``max|c/s| <= tol`` needs. A new Jacobian costs one ``S`` by the chain rule (:func:`_schur_step`),
+    else one assembly and the matrix-free Schur operator (:mod:`lagrangeprop.blocks.partition`)."""
 
     __slots__ = ("prev", "last")
 
@@ -169,6 +171,33 @@ class _Forcing:
         self.prev = norm2
         self.last = self._floor(self.last, cn, tol)
         return self.last
+
+
+# S δ_T = -c_T (c_I = 0: the intermediates are evaluated from the states), S = dg_T/dz_T formed
+def _schur_step(block: Block, vals: list, ans: dict, memo: dict, c: np.ndarray, eta: float):
+    """The inexact Newton step of an AMG block on its states, ``||S δ_T + c_T|| <= η ||c_T||``, with
+    ``S`` formed by the chain rule (:func:`~lagrangeprop.blocks.eliminate.chain_schur`): one ``S``
+    per Jacobian serves the hierarchy (built at the first, kept) and every cg product, and ``A_SS``
+    is not assembled; ``None`` (the caller assembles ``A_SS``) when ``S`` cannot be formed that way."""
+    t, i = _indices(block)
+    if np.any(c[i]):
+        return None
+    lin = Linearization(block, vals, ans, memo)
+    lin.jacobians()        # the constant ones go to memo
+    S = chain_schur(block, lin)
+    if S is None:
+        return None
+    del lin
+    # a loose step takes the symmetry judged at the hierarchy's matrix (a wrong guess only costs
+    # the step's check: the hierarchy is then rebuilt and judged again); the adjoint judges its own
+    cache = cache_of(block)
+    h = cache.amg
+    symmetric = h.symmetric if h is not None and h.shape == S.shape and h.key == S.nnz else None
+    inv = AMGInverse(S, cache, names=block.names, loose=True, symmetric=symmetric)
+    inv.rtol = eta
+    delta = np.zeros(block.size)
+    delta[t] = inv.solve(-c[t])
+    return delta
 
 
 # A_SS δ = -c_S(z) on the states (the intermediates by forward substitution), z ← z + α δ with α
@@ -200,7 +229,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
     lu = lu_A = None
     memo: dict = {}
     rate, polished = 1.0, False
-    inexact = None
+    inexact, chain = None, False
     if cache_of(block).use_amg and block.size > DENSE_MAX_UNKNOWNS:
         inexact = _Forcing()
     for it in range(maxiter + 1):
@@ -221,6 +250,11 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         # the multipliers then do not carry the forward tolerance
         if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
             polished = True
+        elif done and chain:      # no A_SS: the adjoint works from the partials (eliminate.ChainPartition)
+            state.lin = Linearization(block, vals, ans, memo)
+            remember(block, state.lin)
+            state.ans = ans
+            return state
         elif done:
             state.lin, A = _jacobian(block, vals, ans, memo, lu_A)
             state.ans, state.A = ans, A
@@ -243,6 +277,13 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
                 continue
             scatter(block, vals, z)
         lu = None            # free the old factors before making new ones (peak memory)
+        if inexact is not None and not cache_of(block).use_petsc:
+            delta = _schur_step(block, vals, ans, memo, c, inexact.newton(norm2, cn, opts.tol))
+            if delta is not None:
+                chain = True
+                z, c, ans = _line_search(block, vals, z, delta, norm2, scale, elim=True)
+                rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
+                continue
         _, lu_A = _jacobian(block, vals, ans, memo, lu_A)
         lu, fill = reduced_factor(block, lu_A, f"at Newton iteration {it}")
         cache = cache_of(block)

@@ -75,6 +75,9 @@ class BlockCache:
         the dense fill straight from the partial rules; assembly.py.
     ``partition_maps``
         Index maps of the (states, intermediates) partition of ``A_SS``; eliminate.py.
+    ``schur_diag``
+        ``(indices, indptr, slots)``: where the diagonal sits in the data of a CSR sensitivity with those
+        (identical) index arrays, for ``chain_schur``'s diagonal updates; eliminate.py.
     ``const_jac``
         Jacobians of edges with a constant sparse operand, ``{(k, pos): [W, J, Jᵀ]}`` (``Jᵀ`` ``None`` until a
         product needs it); linearization.py.
@@ -119,6 +122,7 @@ class BlockCache:
     pattern: Any = None
     ew_plan: Any = False
     partition_maps: Any = None
+    schur_diag: tuple | None = None
     const_jac: dict = field(default_factory=dict)
     lin: weakref.ref | None = None
     rate: float | None = None

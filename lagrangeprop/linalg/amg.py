@@ -156,19 +156,22 @@ class AMGInverse:
 
     Matrix-free: ``A`` a ``LinearOperator`` (with ``rmatvec``) and ``matrix()`` the matrix it applies,
     formed only when a hierarchy is built (none kept for ``key``, or the kept one got worse); the
-    symmetry (cg or gmres) is judged on that matrix and kept with the hierarchy.
+    symmetry (cg or gmres) is judged on that matrix and kept with the hierarchy. ``symmetric``: the
+    caller's judgement of a matrix ``A`` (default: judged here).
     """
 
     __slots__ = ("A", "symmetric", "cache", "names", "loose", "rtol", "iterations", "key", "_matrix")
 
-    def __init__(self, A, cache=None, *, names=(), loose: bool = False, matrix=None, key=None):
+    def __init__(self, A, cache=None, *, names=(), loose: bool = False, matrix=None, key=None,
+                 symmetric: bool | None = None):
         require()
         self.cache = HierarchySlot() if cache is None else cache
         self.names, self.loose, self.rtol = list(names), loose, FORWARD_RTOL
         self.iterations: list[int] = []
         if matrix is None:
             self.A = sp.csr_matrix(A, dtype=np.float64)
-            self.symmetric, self.key, self._matrix = _symmetric(self.A), self.A.nnz, None
+            self.key, self._matrix = self.A.nnz, None
+            self.symmetric = _symmetric(self.A) if symmetric is None else symmetric
         else:
             self.A, self.key, self._matrix = A, key, matrix
             self.symmetric = self._hierarchy()[0].symmetric
@@ -219,6 +222,8 @@ class AMGInverse:
                     f"(block [{', '.join(self.names[:8])}]); use linear_solver='direct'", nodes=self.names,
                     iterations=tick.n)
             self.cache.amg = None               # a hierarchy from another matrix failed: build one for this
+            if self._matrix is None:            # ... and judge this matrix's symmetry (a kept one may be stale)
+                self.symmetric = _symmetric(self.A)
 
     def _krylov(self, b, trans: bool, M, tick, x0=None, residual=None):
         A = self.A.T if trans else self.A
