@@ -51,7 +51,7 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
     seed = parse_seed(sched, seed)
     if seed.__class__ is _ND:
         seed = seed.copy()
-    guess = {} if guess is None else {i: np.array(g) for i, g in parse_guess(sched, guess).items()}
+    guess = {} if guess is None else parse_guess(sched, guess, own=True)
     states = run_forward(sched, vals, opts, guess)
     lam = run_adjoint(sched, vals, seed, states, opts)
     return Solution(prog, sched, vals, lam, states, seed, opts)
