@@ -136,7 +136,11 @@ def generated(sched: Schedule) -> Compiled:
     """The compiled functions of ``sched`` (cached as ``sched.generated``)."""
     g = sched.generated
     if g is None:
-        g = sched.generated = build(generate(sched), sched, NAMESPACE)
+        g = build(generate(sched), sched, NAMESPACE)
+        # a constant has no multiplier in either pass (Step.diff leaves constants out): L stays None
+        roles = sched.roles
+        g.lam_ids = [i for i in g.lam_ids if roles[i] != "constant"]
+        sched.generated = g
     return g
 
 
