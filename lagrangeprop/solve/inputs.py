@@ -33,11 +33,12 @@ from ..graph.coerce import real_array
 from ..graph.pytree import expand_tree_inputs
 from .finite import finite_array
 
-__all__ = ["parse_inputs", "input_spec", "parse_guess", "parse_seed", "default_seed", "shaped_input",
+__all__ = ["SCALAR_SEED", "parse_inputs", "input_spec", "parse_guess", "parse_seed", "default_seed", "shaped_input",
            "check_names", "point_value", "finite_array", "scalar", "scalarize", "suggest"]
 
 _ND, _F64DT = np.ndarray, np.dtype(np.float64)
 _ONE = np.float64(1.0)   # the seed of a scalar output (a numpy scalar: immutable, so shared)
+SCALAR_SEED = _ONE
 _OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver", "verbose", "callback")
 
 
