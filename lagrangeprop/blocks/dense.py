@@ -57,7 +57,7 @@ ENABLED = True      # False: every block takes the generic path (tests compare t
 MAX_UNKNOWNS = 32   # blocks up to this many scalar unknowns
 
 _FLOAT_ERRORS = (ArithmeticError, ValueError)   # Python floats raise where numpy gives NaN/inf
-_F64_TYPE = np.float64
+_F64_TYPE, _F64_DTYPE = np.float64, np.dtype(np.float64)
 
 
 def code_of(block: Block, vals: list) -> BlockCode | None:
@@ -101,15 +101,17 @@ def _real_scalar(r) -> bool:
     return np.shape(r) == () and np.isrealobj(r)
 
 
-def _solve_floats(block: Block, state: BlockState, rhs: list, trans: bool, vals: list | None) -> list | None:
-    """:func:`linear_solve`'s solution as Python floats (``None``: not one real scalar per member)."""
+def _solve_floats(block: Block, state: BlockState, rhs: list, trans: bool, vals: list | None,
+                  za: tuple | None = None) -> list | None:
+    """:func:`linear_solve`'s solution as Python floats (``None``: not one real scalar per member);
+    ``za``: the members' values and op outputs at the solution as floats, when the caller has them."""
     for r in rhs:
         if r is not None and not _real_scalar(r):
             return None
     if trans and vals is not None:
         code = cache_of(block).dense
         if code:
-            x = _tsolve(block, code, state, vals, [0.0 if r is None else float(r) for r in rhs])
+            x = _tsolve(block, code, state, vals, [0.0 if r is None else float(r) for r in rhs], za)
             if x is not None:
                 return x
     if state.lu is None:
@@ -132,24 +134,27 @@ def adjoint(block: Block, vals: list, lam: list, state: BlockState, linear_solve
     if not code or code.pullback is None or not ENABLED:
         return False
     rhs = [lam[n] for n in block.nodes]
-    x = _solve_floats(block, state, rhs, True, vals)
+    ans = state.ans
+    za = ([float(vals[n]) for n in block.nodes], [float(ans[n]) for n in block.nodes])
+    x = _solve_floats(block, state, rhs, True, vals, za)
     if x is None:
         return False
     state.used = state.linear = "direct"
     for n, t in zip(block.nodes, x):
         lam[n] = np.array(t)
-    ans = state.ans
-    code.pullback(lam, vals, [float(vals[n]) for n in block.nodes], [float(ans[n]) for n in block.nodes], x)
+    code.pullback(lam, vals, za[0], za[1], x)
     return True
 
 
 # A_SSᵀ λ = b by elimination of the intermediates (blockgen's tsweep): F(λ_T) = Sᵀ λ_T + F(0), so
 # Sᵀ λ_T = -F(0) from m + 1 sweeps, then one more for every λ
-def _tsolve(block: Block, code: BlockCode, state: BlockState, vals: list, b: list) -> list | None:
+def _tsolve(block: Block, code: BlockCode, state: BlockState, vals: list, b: list,
+            za: tuple | None = None) -> list | None:
     """``A_SSᵀ λ = b`` on floats through the states' reduced system ``Sᵀ`` at the solution; ``None``
     where ``Sᵀ`` looks singular or the arithmetic overflowed (the LU of ``A_SS`` then decides)."""
-    z = [float(vals[n]) for n in block.nodes]
-    a = [float(state.ans[n]) for n in block.nodes]
+    if za is None:
+        za = ([float(vals[n]) for n in block.nodes], [float(state.ans[n]) for n in block.nodes])
+    z, a = za
     m = len(code.states)
     sweep = code.tsweep
     try:
@@ -192,7 +197,9 @@ def _start(block: Block, code: BlockCode, vals: list, guess: dict) -> list | Non
     z, free = [], []
     for n, s in zip(block.nodes, block.steps):
         if n in guess:
-            g = np.asarray(guess[n], dtype=np.float64)
+            g = guess[n]
+            if g.__class__ is not np.ndarray or g.dtype is not _F64_DTYPE:
+                g = np.asarray(g, dtype=np.float64)
             if g.shape != ():
                 return None
             z.append(float(g))

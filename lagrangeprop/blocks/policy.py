@@ -126,6 +126,12 @@ def solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) -> 
     Raises ConvergenceError (no convergence, non-finite residual) or SingularSystemError.
     """
     cache = cache_of(block)
+    if cache.dense and opts.method in ("auto", "newton") and dense.ENABLED:
+        # a small block of scalar math ops whose generated code exists (dense.code_of: at most
+        # dense.MAX_UNKNOWNS unknowns, every op with a Jacobian rule): what the general choice
+        # below makes of it (Newton; no AMG or PETSc under DENSE_MAX_UNKNOWNS), without asking
+        cache.use_amg = cache.use_petsc = False
+        return dense.dense_newton(block, vals, opts, guess)
     cache.use_amg = use_amg(block, opts)
     cache.use_petsc = opts.linear_solver == "petsc" and block.size > DENSE_MAX_UNKNOWNS and has_jac(block)
     try:

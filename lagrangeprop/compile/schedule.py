@@ -267,7 +267,9 @@ def compile_program(prog) -> Schedule:
         else:
             diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids])
         d = nodes[n]
-        d["shape"] = shapes[n]
+        shape = shapes[n]
+        if d.get("shape") != shape:   # (a tracked dict counts every write as an edit)
+            d["shape"] = shape
         params = d.get("params")
         return Step(index[n], prim, a, dict(params) if params else {},
                     d.get("constraint") == "residual", diff)

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from ..errors import GraphError
 from .arrays import DTYPES, check_dense, check_shape, check_sparse, is_int, short
+from .tracked import Attrs
 
 __all__ = ["ROLES", "CONSTRAINTS", "MAX_DEPTH", "REQUIRED", "validate_graph", "check_static",
            "check_arg", "check_params"]
@@ -238,7 +239,7 @@ def _check_node(n: Any, d: dict, canonical: bool) -> None:
         elif c.__class__ is not str or c not in CONSTRAINTS:
             raise GraphError(f"node {n!r} has constraint {short(c)}; expected 'explicit' or 'residual'")
         p = d.get("params")
-        if p is None or p.__class__ is not dict:
+        if p is None or (p.__class__ is not dict and p.__class__ is not Attrs):
             d["params"] = _check_params_dict(n, p)
         elif p:
             _check_params_dict(n, p)
@@ -319,7 +320,9 @@ def validate_graph(G: Any, *, copy: bool = True) -> nx.DiGraph:
                 pass
             elif role == "defined":
                 p, s, c = d.get("params"), d.get("shape"), d.get("constraint")
-                if (p.__class__ is dict and not p and (s is None or (s.__class__ is tuple and not s))
+                # params: a plain dict, or the graph's tracked one (compile.cache.compiled's own_params)
+                if ((p.__class__ is dict or p.__class__ is Attrs) and not p
+                        and (s is None or (s.__class__ is tuple and not s))
                         and d.get("op").__class__ is str and c.__class__ is str and c in CONSTRAINTS
                         and "value" not in d):
                     continue

@@ -137,7 +137,11 @@ def generated(sched: Schedule) -> Compiled:
     """The compiled functions of ``sched`` (cached as ``sched.generated``)."""
     g = sched.generated
     if g is None:
-        g = sched.generated = build(generate(sched), sched, NAMESPACE)
+        g = build(generate(sched), sched, NAMESPACE)
+        # a constant has no multiplier in either pass (Step.diff leaves constants out): L stays None
+        roles = sched.roles
+        g.lam_ids = [i for i in g.lam_ids if roles[i] != "constant"]
+        sched.generated = g
     return g
 
 
@@ -146,7 +150,7 @@ def forward(sched: Schedule, vals: list, opts: SolveOptions, guess: dict | None 
     """Fill ``vals`` by the generated forward pass; the block states, or ``None`` when Python's
     float arithmetic raised (the caller then runs the interpreter). A non-finite value raises
     :class:`~lagrangeprop.errors.NonFiniteError` as :func:`~lagrangeprop.solve.forward.run_forward`."""
-    g = generated(sched)
+    g = sched.generated or generated(sched)
     B = g.bufs
     states: dict = {}
     finite = True   # each chunk tests its own Python floats (source.render_chunk), the scan the rest
@@ -189,7 +193,7 @@ def adjoint(sched: Schedule, vals: list, seed, states: dict, opts: SolveOptions)
     arithmetic raised. A non-finite multiplier raises :class:`~lagrangeprop.errors.NonFiniteError`
     as :func:`~lagrangeprop.solve.adjoint.run_adjoint` (the chunks test their own scalars, one
     scan the rest: ``Compiled.lam_ids``; on any doubt the full check names the node)."""
-    g = generated(sched)
+    g = sched.generated or generated(sched)
     B = g.bufs
     L: list = [None] * len(sched.names)
     L[sched.output] = seed.copy() if seed.__class__ is _ND else seed

@@ -33,11 +33,12 @@ from ..graph.coerce import real_array
 from ..graph.pytree import expand_tree_inputs
 from .finite import finite_array
 
-__all__ = ["parse_inputs", "input_spec", "parse_guess", "parse_seed", "default_seed", "shaped_input",
+__all__ = ["SCALAR_SEED", "parse_inputs", "input_spec", "parse_guess", "parse_seed", "default_seed", "shaped_input",
            "check_names", "point_value", "finite_array", "scalar", "scalarize", "suggest"]
 
 _ND, _F64DT = np.ndarray, np.dtype(np.float64)
 _ONE = np.float64(1.0)   # the seed of a scalar output (a numpy scalar: immutable, so shared)
+SCALAR_SEED = _ONE
 _OPTION_NAMES = ("guess", "seed", "tol", "maxiter", "method", "linear_solver", "verbose", "callback")
 
 
@@ -99,7 +100,7 @@ def parse_inputs(sched: Schedule, inputs: dict, *, what: str = "input",
             if cls is float or cls is np.float64:
                 if shape != () or not math.isfinite(v):
                     break
-                out[i] = np.asarray(v, dtype=np.float64)   # a new 0-d array
+                out[i] = np.array(v)   # a new 0-d float64 array (np.array: faster than asarray(dtype=))
             elif cls is _ND and v.dtype is _F64DT and v.shape == shape and finite_array(v):
                 out[i] = v.copy() if own else v
             else:
@@ -163,9 +164,10 @@ def _block_nodes(sched: Schedule) -> frozenset[int]:
     return nodes
 
 
-def parse_guess(sched: Schedule, guess: dict | None) -> dict[int, np.ndarray]:
+def parse_guess(sched: Schedule, guess: dict | None, own: bool = False) -> dict[int, np.ndarray]:
     """``{node id: starting value}``: a dict keyed by defined variables, each value a finite
-    real scalar (filling the variable) or an array of the variable's shape.
+    real scalar (filling the variable) or an array of the variable's shape. ``own``: every
+    array is a new one, sharing no memory with the caller's (a Solution keeps them).
 
     A guess for a defined variable outside every cyclic block is validated, then unused
     (its value is computed directly, not iterated): a warning says so, since the caller
@@ -198,6 +200,8 @@ def parse_guess(sched: Schedule, guess: dict | None) -> dict[int, np.ndarray]:
                              f"shape {sched.shapes[i]}; pass a scalar (filling it) or an array of "
                              "that shape")
         out[i] = np.broadcast_to(arr, sched.shapes[i])
+        if own:
+            out[i] = np.array(out[i])
         if i not in _block_nodes(sched):
             unused.append(k)
     if unused:

@@ -26,13 +26,14 @@ from ..options import SolveOptions
 from . import lagrangian
 from .adjoint import run_adjoint
 from .forward import initial_values, run_forward
-from .inputs import default_seed, input_spec, parse_guess, parse_inputs, parse_seed, scalarize
+from .inputs import SCALAR_SEED, default_seed, input_spec, parse_guess, parse_inputs, parse_seed, scalarize
 from .solution import Solution
 
 __all__ = ["solve_program", "gradient_program", "evaluate_program", "forward_program", "lagrangian_value",
            "lagrangian_gradient", "constraint_jacobian", "kkt_residuals"]
 
 _ND = np.ndarray
+_DEFAULTS = SolveOptions.make()   # the options of a call that sets none (immutable: shared)
 
 
 # build -> compile -> forward (∂L/∂λ = 0) -> adjoint (Aᵀλ = e_o·seed) -> Solution
@@ -46,12 +47,16 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
     A Solution owns its numbers (SPEC §2): the inputs, seed and guesses are copies, so the
     caller's ``x -= lr * g`` after the solve changes nothing in it."""
     sched = compiled(prog)
-    opts = SolveOptions.make(tol, maxiter, method, linear_solver)
+    opts = _DEFAULTS if tol is None and maxiter is None and method is None and linear_solver is None \
+        else SolveOptions.make(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs, own=True))
-    seed = parse_seed(sched, seed)
-    if seed.__class__ is _ND:
-        seed = seed.copy()
-    guess = {} if guess is None else {i: np.array(g) for i, g in parse_guess(sched, guess).items()}
+    if seed is None and sched.shapes[sched.output] == ():
+        seed = SCALAR_SEED      # parse_seed's seed of a scalar output (immutable: shared)
+    else:
+        seed = parse_seed(sched, seed)
+        if seed.__class__ is _ND:
+            seed = seed.copy()
+    guess = {} if guess is None else parse_guess(sched, guess, own=True)
     states = run_forward(sched, vals, opts, guess)
     lam = run_adjoint(sched, vals, seed, states, opts)
     return Solution(prog, sched, vals, lam, states, seed, opts)
@@ -72,7 +77,7 @@ def gradient_program(prog, inputs: dict, wrt: list[str]) -> tuple:
     (6.0, 3.0, 2.0)
     """
     sched = compiled(prog)
-    opts = SolveOptions.make()
+    opts = _DEFAULTS
     vals = initial_values(sched, parse_inputs(sched, inputs, own=True))
     seed = parse_seed(sched, None)
     states = run_forward(sched, vals, opts, {})
