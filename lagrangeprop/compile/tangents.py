@@ -45,9 +45,11 @@ JVP: dict[str, tuple[str, ...]] = {
 
 # ż_d = Σ_u (∂f_d/∂z_u) ż_u in topological order; A_SS ż_S = Σ_{u ∉ S} sign·(∂op_S/∂z_u) ż_u on a block
 def tangent_statements(sched: Schedule, seeded, names: list[str] | None = None,
-                       comments: bool = False) -> list:
+                       comments: bool = False, use_math: bool = True) -> list:
     """The tangent pass of ``sched`` as chunks of statements (and blocks between them), for
-    tangents on the inputs ``seeded`` (ids) only; ``names``/``comments`` as :func:`generate`'s."""
+    tangents on the inputs ``seeded`` (ids) only; ``names``, ``comments`` and ``use_math``
+    (``False``: every step through its jvp rules, bitwise the interpreter) as
+    :func:`~lagrangeprop.compile.codegen.generate`'s."""
     names = sched.names if names is None else names
     with paused_gc():
         floats = _float_nodes(sched)
@@ -68,7 +70,7 @@ def tangent_statements(sched: Schedule, seeded, names: list[str] | None = None,
             live = [(pos, u) for pos, u in s.diff if state[u] != _ZERO]
             if not live:
                 continue
-            if _is_math(sched, s, floats):
+            if use_math and _is_math(sched, s, floats):
                 _math(b, sched, s, live, state, names, consts, comments)
             else:
                 _push(b, s, state, names, comments)
@@ -109,7 +111,8 @@ def _math(b: _Builder, sched: Schedule, s: Step, live: list, state: list, names:
         return
     # a tangent that may be None: each term joins when its ż_u is not None (interpreter order)
     (u0, t0), rest = terms[0], terms[1:]
-    first = "{0} = " + (t0 if state[u0] == _SET else f"{t0} if {_slot(toks, u0)} is not None else None")
+    bare = t0 == _slot(toks, u0)     # ż_d = ż_u: None stays None
+    first = "{0} = " + (t0 if state[u0] == _SET or bare else f"{t0} if {_slot(toks, u0)} is not None else None")
     b.add(first, tuple(toks), comment)
     sure = state[u0] == _SET
     again = (("l", d, "rw"), *toks[1:])    # ż_d read and written: loaded in a new chunk
