@@ -171,6 +171,22 @@ BLOCKS = {"sellar": lambda: (sellar_program(), SELLAR_INPUTS, SELLAR_GUESS),
           "fixed_point": _fixed_point, "residual": _cubic}
 
 
+def test_a_large_program_generates_its_tangent_on_the_second_pass(monkeypatch):
+    monkeypatch.setattr(compiled_tangent, "EAGER", 10)
+    prog, inputs, _ = CASES["chain"]()
+    sol = prog.solve(**inputs)
+    sched = sol.schedule
+    key = (sched.index["x"],)
+    first = solution_jvp(sol, {"x": 1.0})["out"]
+    assert not isinstance(sched.generated.tangents[key], compiled_tangent.CompiledTangent)
+    second = solution_jvp(sol, {"x": 1.0})["out"]
+    assert isinstance(sched.generated.tangents[key], compiled_tangent.CompiledTangent)
+    x, dx = 0.3, 1.0
+    for k in range(50):
+        x, dx = math.sin(x) * 1.01 + 0.1 * k, dx * math.cos(x) * 1.01
+    assert float(first) == pytest.approx(dx, rel=1e-13) and float(second) == pytest.approx(dx, rel=1e-13)
+
+
 @pytest.mark.parametrize("name", BLOCKS)
 def test_blocks_through_the_generated_tangent(monkeypatch, name):
     """A cyclic block between chunks: the generated pass agrees with the interpreter and
@@ -262,8 +278,11 @@ def test_sellar_source_names_the_block_solve():
     assert "_block_tangent(block_y1_y2" in text and "A_SS ż_S = b_S for S = {y1, y2, " in text
 
 
-def test_a_long_chain_tangent_compiles_to_a_few_functions():
+def test_a_long_chain_tangent_compiles_to_a_few_functions(monkeypatch):
+    """10⁵ nodes: a few distinct compiled functions, generated on the first call here (a large
+    program's first pass is otherwise the interpreter's, the second generated: EAGER)."""
     n = 100_000
+    monkeypatch.setattr(compiled_tangent, "EAGER", n + 10)
     prog = lp.Program(name="chain")
     z = prog.input("x")
     for _ in range(n):

@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..graph.trace import paused_gc
@@ -79,55 +80,55 @@ def tangent_statements(sched: Schedule, seeded, names: list[str] | None = None,
 
 def _math(b: _Builder, sched: Schedule, s: Step, live: list, state: list, names: list[str],
           consts: dict, comments: bool) -> None:
-    """``ż_d`` as Python floats: the terms in argument order, summed as the interpreter sums
-    them (``total + t``), with a ``None`` test for a tangent that may be zero."""
-    d = s.node
-    toks: list = [("l", d, True)]
-    label = {"A": names[d]}
-    where = {"A": d, "X": s.args[0], "Y": s.args[-1]}
-    if comments:
-        label.update(X=_label(sched, consts, names, s.args[0]), Y=_label(sched, consts, names, s.args[-1]))
-
-    def ref(tok) -> str:
-        toks.append(tok)
-        return _ref(len(toks) - 1)
-
-    terms, pretty = [], []
-    for pos, u in live:
-        p = JVP[s.prim.name][pos]
-        slots = {"T": ref(("l", u, False))}
-        for key in "AXY":
-            if "{" + key + "}" in p:
-                slots[key] = ref(("v", where[key], "f", False))
-        terms.append((u, _fmt(p, **slots)))
-        if comments:
-            pretty.append(_fmt(p, T=f"ż_{names[u]}", **label).replace(" * ", "·"))
+    """``ż_d`` as Python floats (:func:`_math_form`), commented with its terms."""
+    d, args = s.node, s.args
+    lines, roles, result = _math_form(s.prim.name, tuple(p for p, _ in live), tuple(state[u] for _, u in live))
+    where = {"A": d, "X": args[0], "Y": args[-1]}
+    toks = tuple(("l", d, True) if r[1] == "d" else ("l", live[r[1]][1], False) if r[0] == "l"
+                 else ("v", where[r[1]], "f", False) for r in roles)
+    again = (("l", d, "rw"), *toks[1:])    # ż_d read and written: loaded in a new chunk
     comment = ""
     if comments:
+        label = {"A": names[d], "X": _label(sched, consts, names, args[0]), "Y": _label(sched, consts, names, args[-1])}
+        pretty = [_fmt(JVP[s.prim.name][p], T=f"ż_{names[u]}", **label).replace(" * ", "·") for p, u in live]
         comment = _HELPER.sub(r"\1(", f"ż_{names[d]} = " + " + ".join(pretty) + f"   ({s.prim.name})")
-    if all(state[u] == _SET for u, _ in terms):
-        b.add("{0} = " + " + ".join(t for _, t in terms), tuple(toks), comment)
-        state[d] = _SET
-        return
-    # a tangent that may be None: each term joins when its ż_u is not None (interpreter order)
-    (u0, t0), rest = terms[0], terms[1:]
-    bare = t0 == _slot(toks, u0)     # ż_d = ż_u: None stays None
-    first = "{0} = " + (t0 if state[u0] == _SET or bare else f"{t0} if {_slot(toks, u0)} is not None else None")
-    b.add(first, tuple(toks), comment)
-    sure = state[u0] == _SET
-    again = (("l", d, "rw"), *toks[1:])    # ż_d read and written: loaded in a new chunk
-    for u, t in rest:
+    for fmt, rw in lines:
+        b.add(fmt, again if rw else toks, comment)
+    state[d] = result
+
+
+@functools.cache
+def _math_form(op: str, positions: tuple, states: tuple) -> tuple[tuple, tuple, int]:
+    """The lines ``(format, reads ż_d)`` of ``ż_d = Σ_k (∂f/∂z_{u_k}) ż_{u_k}`` over the live
+    arguments (positions, tangent states), the roles of their slots (``("l", "d")``: ż_d,
+    ``("l", k)``: ż of live argument k, ``("v", "A" | "X" | "Y")``: a value) and ż_d's state.
+    The terms are summed in argument order as the interpreter sums them (``total + t``); a
+    tangent that may be None joins only when it is not."""
+    roles: list = [("l", "d")]
+
+    def ref(role) -> str:
+        roles.append(role)
+        return _ref(len(roles) - 1)
+
+    terms = []
+    for k, pos in enumerate(positions):
+        p = JVP[op][pos]
+        slots = {"T": ref(("l", k))}
+        for key in "AXY":
+            if "{" + key + "}" in p:
+                slots[key] = ref(("v", key))
+        terms.append((states[k], slots["T"], _fmt(p, **slots)))
+    if all(st == _SET for st, _, _ in terms):
+        return (("{0} = " + " + ".join(t for _, _, t in terms), False),), tuple(roles), _SET
+    (st0, slot0, t0), rest = terms[0], terms[1:]
+    bare = t0 == slot0     # ż_d = ż_u: None stays None
+    lines = [("{0} = " + (t0 if st0 == _SET or bare else f"{t0} if {slot0} is not None else None"), False)]
+    sure = st0 == _SET
+    for st, slot, t in rest:
         line = "{0} = " + ("{0} + " + t if sure else t + " if {0} is None else {0} + " + t)
-        if state[u] != _SET:
-            line = f"if {_slot(toks, u)} is not None: " + line
-        b.add(line, again, comment)
-        sure = sure or state[u] == _SET
-    state[d] = _SET if sure else _MAYBE
-
-
-def _slot(toks: list, u: int) -> str:
-    """The slot of ``ż_u`` among the tokens."""
-    return _ref(next(k for k, t in enumerate(toks) if t[0] == "l" and t[1] == u and t[2] is False))
+        lines.append(((line if st == _SET else f"if {slot} is not None: " + line), True))
+        sure = sure or st == _SET
+    return tuple(lines), tuple(roles), _SET if sure else _MAYBE
 
 
 def _push(b: _Builder, s: Step, state: list, names: list[str], comments: bool) -> None:

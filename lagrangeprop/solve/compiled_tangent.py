@@ -42,7 +42,7 @@ from .compiled import generated
 from .finite import all_finite
 from .walk import ForwardLinear
 
-__all__ = ["NAMESPACE", "CompiledTangent", "build_tangent", "tangent"]
+__all__ = ["NAMESPACE", "EAGER", "CompiledTangent", "build_tangent", "tangent"]
 
 
 # Σ_u (∂op_d/∂z_u) ż_u over the differentiable arguments, in their order: the interpreter's
@@ -115,15 +115,24 @@ def build_tangent(runs: list, sched: Schedule, seeded) -> CompiledTangent:
 
 _KEEP = 8   # compiled tangent passes per schedule (one per set of seeded inputs)
 _FLOAT_ERRORS = (ArithmeticError, ValueError)   # what Python floats raise where numpy returns inf/NaN
+# Up to EAGER schedule items the pass is generated on its first call. A larger program's first
+# pass runs the interpreter: writing and compiling its code costs about one interpreted pass
+# (chain 10⁴: ~0.2 s each), so a one-shot lp.jvp (which traces afresh) would pay it for
+# nothing; a second pass over the same schedule (Solution.jvp, hvp in an optimizer) generates it.
+EAGER = 2000
+_SEEN = object()
 
 
-def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent:
+def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent | None:
     g = generated(sched)
     cache = g.tangents
     t = cache.get(seeded)
-    if t is None:
+    if t is None or t is _SEEN:
         if len(cache) >= _KEEP:
             cache.clear()
+        if t is None and len(sched.steps) > EAGER:
+            cache[seeded] = _SEEN
+            return None
         t = cache[seeded] = build_tangent(tangent_statements(sched, seeded), sched, seeded)
     return t
 
@@ -132,13 +141,16 @@ def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent:
 def tangent(sched: Schedule, vals: list, states: dict, opts: SolveOptions, xdot: dict) -> list | None:
     """Tangents ``ż`` of every node (``None`` = zero) for input tangents ``xdot`` (id -> array),
     as :func:`~lagrangeprop.solve.tangent.tangent_pass`'s interpreter computes them; ``None``
-    when the interpreter must run (Python float error, a non-finite tangent, a seeded non-input)."""
+    when the interpreter must run (Python float error, a non-finite tangent, a seeded non-input,
+    the first pass over a large program: :data:`EAGER`)."""
     roles = sched.roles
     if any(roles[i] != "input" for i in xdot):
         return None
     seeds = {i: np.asarray(t, dtype=np.float64) for i, t in xdot.items()}
     seeded = tuple(sorted(seeds))
     t = _compiled(sched, seeded)
+    if t is None:
+        return None
     L: list = [None] * len(sched.names)
     for i, a in seeds.items():
         L[i] = float(a) if a.shape == () else a     # Python floats for the generated scalar code
