@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import blocks
+from ..compile.codegen import _is_math
+from ..compile.plan import _float_nodes
 from ..compile.schedule import Block, Schedule, Step
 from ..compile.source import _CACHE, _compile, render_chunk
 from ..compile.source import tested as _tested
@@ -115,12 +117,20 @@ def build_tangent(runs: list, sched: Schedule, seeded) -> CompiledTangent:
 
 _KEEP = 8   # compiled tangent passes per schedule (one per set of seeded inputs)
 _FLOAT_ERRORS = (ArithmeticError, ValueError)   # what Python floats raise where numpy returns inf/NaN
-# Up to EAGER schedule items the pass is generated on its first call. A larger program's first
-# pass runs the interpreter: writing and compiling its code costs about one interpreted pass
-# (chain 10⁴: ~0.2 s each), so a one-shot lp.jvp (which traces afresh) would pay it for
-# nothing; a second pass over the same schedule (Solution.jvp, hvp in an optimizer) generates it.
+# A small program with scalar math steps generates its pass on the first call (up to EAGER
+# schedule items). Otherwise the first pass runs the interpreter: writing and compiling a large
+# program's code costs about one interpreted pass (chain 10⁴: ~0.2 s each), and a pass of array
+# ops only calls the same jvp rules either way, so a one-shot lp.jvp (which traces afresh) would
+# pay for nothing; a second pass over the schedule (Solution.jvp, hvp in an optimizer) generates it.
 EAGER = 2000
 _SEEN = object()
+
+
+def _eager(sched: Schedule) -> bool:
+    if len(sched.steps) > EAGER:
+        return False
+    floats = _float_nodes(sched)
+    return any(s.__class__ is Step and _is_math(sched, s, floats) for s in sched.steps)
 
 
 def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent | None:
@@ -130,7 +140,7 @@ def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent | None:
     if t is None or t is _SEEN:
         if len(cache) >= _KEEP:
             cache.clear()
-        if t is None and len(sched.steps) > EAGER:
+        if t is None and not _eager(sched):
             cache[seeded] = _SEEN
             return None
         t = cache[seeded] = build_tangent(tangent_statements(sched, seeded), sched, seeded)
