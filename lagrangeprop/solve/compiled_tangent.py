@@ -117,8 +117,8 @@ def build_tangent(runs: list, sched: Schedule, seeded) -> CompiledTangent:
 
 _KEEP = 8   # compiled tangent passes per schedule (one per set of seeded inputs)
 _FLOAT_ERRORS = (ArithmeticError, ValueError)   # what Python floats raise where numpy returns inf/NaN
-# A small program with scalar math steps generates its pass on the first call (up to EAGER
-# schedule items). Otherwise the first pass runs the interpreter: writing and compiling a large
+# A small program whose steps are mostly scalar math generates its pass on the first call (up
+# to EAGER schedule items). Otherwise the first pass runs the interpreter: writing and compiling a large
 # program's code costs about one interpreted pass (chain 10⁴: ~0.2 s each), and a pass of array
 # ops only calls the same jvp rules either way, so a one-shot lp.jvp (which traces afresh) would
 # pay for nothing; a second pass over the schedule (Solution.jvp, hvp in an optimizer) generates it.
@@ -130,7 +130,8 @@ def _eager(sched: Schedule) -> bool:
     if len(sched.steps) > EAGER:
         return False
     floats = _float_nodes(sched)
-    return any(s.__class__ is Step and _is_math(sched, s, floats) for s in sched.steps)
+    steps = [s for s in sched.steps if s.__class__ is Step]
+    return 2 * sum(_is_math(sched, s, floats) for s in steps) >= len(steps) > 0
 
 
 def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent | None:
