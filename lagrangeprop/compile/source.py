@@ -24,6 +24,7 @@ from typing import Any
 from .cache import compiled
 from .codegen import BlockRun, Chunk, Code, generate
 from .schedule import Schedule
+from .tangents import tangent_statements
 
 __all__ = ["HEADER", "Compiled", "source", "build", "render_chunk", "tested"]
 
@@ -37,6 +38,8 @@ forward:  ∂L/∂λ_d = 0 for every d, i.e. every constraint holds: z_d = f_d(.
 adjoint:  ∂L/∂z_u = 0 for every u, i.e. λ_u = [u = out] + Σ_d (∂f_d/∂z_u)ᵀ λ_d: the
           multipliers by back-substitution in reverse topological order. For an input x,
           λ_x = ∂L/∂x = ∇_x z_out: the multipliers are the gradient.
+tangent:  A ż = -(∂c/∂x) ẋ, i.e. ż_d = Σ_u (∂f_d/∂z_u) ż_u in topological order: forward
+          mode, the tangents of every node for the inputs' tangents ẋ (L[i] holds ż_i).
 V[i] / L[i] hold the value / multiplier of node i (None: identically zero); B is the
 buffer pool of large results. Python floats and math serve scalar nodes, numpy arrays.
 """
@@ -56,13 +59,16 @@ class Compiled:
     array_ids: list = field(default_factory=list)
     lam_ids: list = field(default_factory=list)     # multipliers no adjoint chunk tests itself
     plain: bool = False          # Python floats only: no numpy call, so no np.errstate needed
+    tangents: dict = field(default_factory=dict)   # seeded inputs -> a compiled tangent pass
 
 
 class _Renderer:
     """Locals, loads and stores of one function (``named``: node names and literals)."""
 
-    def __init__(self, code: Code, sched: Schedule, named: bool) -> None:
+    def __init__(self, code: Code, sched: Schedule, named: bool, prefix: str = "lam_") -> None:
         self.code, self.sched, self.named = code, sched, named
+        taken = set(code.names)
+        self.lnames = [_free(prefix + n, taken) for n in code.names] if named else []
         self.consts = dict(sched.constants) if named else {}
         self.I: list[int] = []
         self.K: list = []
@@ -104,7 +110,7 @@ class _Renderer:
 
     def lam(self, n: int, written: bool) -> str:
         if n not in self.lloc:
-            self.lloc[n] = ("lam_" + self.code.names[n]) if self.named else f"l{len(self.lloc)}"
+            self.lloc[n] = self.lnames[n] if self.named else f"l{len(self.lloc)}"
             if written is not True:   # read, or read and written ("rw")
                 self.loads.append(f"{self.lloc[n]} = L[{self.index(n)}]")
         if written:
@@ -166,7 +172,7 @@ def _finite_test(names: list[str], lams: bool) -> list[str]:
     return lines + ["return _z" if lams else "return bool(_z == 0.0)"]
 
 
-def render_chunk(chunk: Chunk, code: Code, sched: Schedule, test: str = "") -> tuple[str, list, list]:
+def render_chunk(chunk: Chunk, code: Code | None, sched: Schedule, test: str = "") -> tuple[str, list, list]:
     """The positional text of one chunk's function body, its node ids ``I`` and objects ``K``
     (:class:`_Renderer`'s template mode, written out: it runs once per chunk of a large program).
     ``test="values"`` / ``"lams"``: the function returns whether the Python-float values (the
@@ -250,6 +256,19 @@ _CACHE: dict[tuple[int, str], Any] = {}
 _CACHE_MAX = 4096
 
 
+def _compile(todo: dict, key: int, namespace: dict) -> None:
+    """Compile the function bodies ``todo`` (not yet cached) in one ``compile`` call."""
+    if todo:
+        if len(_CACHE) + len(todo) > _CACHE_MAX:
+            _CACHE.clear()
+        texts = list(todo)
+        module = "".join(f"def _c{k}(V, L, I, K, B):\n{t}" for k, t in enumerate(texts))
+        ns = dict(namespace)
+        exec(compile(module, "<lagrangeprop generated>", "exec"), ns)   # noqa: S102 - our own text
+        for k, t in enumerate(texts):
+            _CACHE[key, t] = ns[f"_c{k}"]
+
+
 def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
     """Compile ``code``'s chunks (the distinct ones not yet cached: one ``compile`` call)."""
     runs: dict[str, list] = {"forward": [], "adjoint": []}
@@ -266,15 +285,7 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
             runs[what].append((body, tuple(ids), tuple(objs)))
             if (key, body) not in _CACHE:
                 todo[body] = None
-    if todo:
-        if len(_CACHE) + len(todo) > _CACHE_MAX:
-            _CACHE.clear()
-        texts = list(todo)
-        module = "".join(f"def _c{k}(V, L, I, K, B):\n{t}" for k, t in enumerate(texts))
-        ns = dict(namespace)
-        exec(compile(module, "<lagrangeprop generated>", "exec"), ns)   # noqa: S102 - our own text
-        for k, t in enumerate(texts):
-            _CACHE[key, t] = ns[f"_c{k}"]
+    _compile(todo, key, namespace)
     done = covered["values"]
     for run in code.adjoint:
         if run.__class__ is BlockRun:
@@ -299,9 +310,26 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
     return out
 
 
-def _named(code: Code, sched: Schedule, what: str) -> tuple[list[str], dict]:
-    """The named lines of the forward or adjoint function, blocks in between."""
-    r = _Renderer(code, sched, named=True)
+def _free(name: str, taken: set) -> str:
+    """``name``, or ``name_`` ... when a node's own name is already ``name``."""
+    while name in taken:
+        name += "_"
+    return name
+
+
+_BLOCK_LINES = {
+    "forward": "_block_forward({label}, V, opts, guess, states)"
+               "   # c_S(z_S; z_outside) = 0 for S = {{{members}}}: solved together",
+    "adjoint": "_block_adjoint({label}, V, L, states, opts)"
+               "   # A_SSᵀ λ_S = b_S for S = {{{members}}}, then λ_S to the arguments",
+    "tangent": "_block_tangent({label}, V, L, states, opts)"
+               "   # A_SS ż_S = b_S for S = {{{members}}}: b_S from the tangents outside",
+}
+
+
+def _named(code: Code, sched: Schedule, what: str, runs: list | None = None) -> tuple[list[str], dict]:
+    """The named lines of the forward, adjoint or tangent function, blocks in between."""
+    r = _Renderer(code, sched, named=True, prefix="dot_" if what == "tangent" else "lam_")
     lines: list[str] = []
     body: list[str] = []
 
@@ -310,18 +338,13 @@ def _named(code: Code, sched: Schedule, what: str) -> tuple[list[str], dict]:
         body.clear()
         r.reset()
 
-    for run in getattr(code, what):
+    for run in getattr(code, what) if runs is None else runs:
         if run.__class__ is BlockRun:
             flush()
             members = ", ".join(run.block.names)
             label = "block_" + "_".join(code.names[n] for n in run.block.nodes)
             r.objects[label] = run.block
-            if what == "forward":
-                lines.append(f"_block_forward({label}, V, opts, guess, states)"
-                             f"   # c_S(z_S; z_outside) = 0 for S = {{{members}}}: solved together")
-            else:
-                lines.append(f"_block_adjoint({label}, V, L, states, opts)"
-                             f"   # A_SSᵀ λ_S = b_S for S = {{{members}}}, then λ_S to the arguments")
+            lines.append(_BLOCK_LINES[what].format(label=label, members=members))
             continue
         for fmt, toks, comment in run.statements:
             body.append(f"{r.statement(fmt, toks)}   # {comment}")
@@ -353,5 +376,10 @@ def source(prog_or_schedule, objects: dict | None = None) -> str:
         doc = ("the constraints, in topological order: ∂L/∂λ = 0" if what == "forward" else
                "the multipliers, in reverse topological order: ∂L/∂z = 0")
         out.append(f"\ndef {what}({sig}):\n    \"\"\"{doc}\"\"\"\n    " + "\n    ".join(lines) + "\n")
+    lines, objs = _named(code, sched, "tangent", tangent_statements(sched, sched.inputs, code.names, True))
+    if objects is not None:
+        objects.update(objs)
+    doc = "the tangents, in topological order: A ż = -(∂c/∂x) ẋ"
+    out.append(f"\ndef tangent(V, L, B, opts, states):\n    \"\"\"{doc}\"\"\"\n    " + "\n    ".join(lines) + "\n")
     return "".join(out)
 

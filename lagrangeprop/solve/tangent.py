@@ -1,7 +1,9 @@
 """The tangent pass: forward mode on the compiled schedule (SPEC §1, "Forward (tangent) mode").
 
 Linearizing ``c(z(x), x) = 0`` gives ``A ż = -(∂c/∂x) ẋ``, solved on the same structure
-as the multipliers but in forward order (:class:`~lagrangeprop.solve.walk.ForwardLinear`):
+as the multipliers but in forward order. The interpreter (:func:`tangent_reference`, a
+:class:`~lagrangeprop.solve.walk.ForwardLinear` walk) is the reference of the generated pass
+(:mod:`~lagrangeprop.solve.compiled_tangent`), which :func:`tangent_pass` runs by default:
 on the DAG ``ż_d = Σ_u (∂f_d/∂z_u) ż_u``, on a block ``A_SS ż_S = b_S`` with the forward
 solve's factorization.
 
@@ -20,11 +22,12 @@ import numpy as np
 from .. import blocks
 from ..compile.schedule import Block, Schedule, Step
 from ..options import SolveOptions
+from . import compiled, compiled_tangent
 from .finite import check_finite_pass
 from .inputs import scalar, shaped_input
 from .walk import ForwardLinear, walk
 
-__all__ = ["tangent_pass", "solution_jvp"]
+__all__ = ["tangent_pass", "tangent_reference", "solution_jvp"]
 
 
 def step_tangent(step: Step, ans, vals: list, zdot: list, skip: dict | None = None):
@@ -52,10 +55,25 @@ class _Tangent(ForwardLinear):
         return blocks.solve_tangent(block, self.vals, rhs, state, self.opts)
 
 
-# A ż = -(∂c/∂x) ẋ: forward substitution on the DAG, A_SS ż_S = b_S on a block.
 def tangent_pass(sched: Schedule, vals: list, states: dict, opts: SolveOptions,
                  xdot: dict[int, np.ndarray]) -> list:
-    """Tangents ``ż`` of every node (``None`` = zero) for input tangents ``xdot`` (id -> array)."""
+    """Tangents ``ż`` of every node (``None`` = zero) for input tangents ``xdot`` (id -> array).
+
+    Runs the generated pass (:mod:`~lagrangeprop.solve.compiled_tangent`) while
+    ``compiled.ENABLED``; otherwise, and wherever that pass hands over (a Python float error,
+    a non-finite tangent), the interpreter :func:`tangent_reference`, which raises the error.
+    """
+    if compiled.ENABLED:
+        zdot = compiled_tangent.tangent(sched, vals, states, opts, xdot)
+        if zdot is not None:
+            return zdot
+    return tangent_reference(sched, vals, states, opts, xdot)
+
+
+# A ż = -(∂c/∂x) ẋ: forward substitution on the DAG, A_SS ż_S = b_S on a block.
+def tangent_reference(sched: Schedule, vals: list, states: dict, opts: SolveOptions,
+                      xdot: dict[int, np.ndarray]) -> list:
+    """The interpreter of :func:`tangent_pass`: one walk, each step's jvp rules (the reference)."""
     zdot: list = [None] * len(sched.names)
     for i, t in xdot.items():
         zdot[i] = np.asarray(t, dtype=np.float64)
