@@ -127,6 +127,7 @@ def all_finite(seq: list) -> bool:
     """
     isfinite = math.isfinite
     small: dict = {}   # by id: a ±1 partial passes the same multiplier array on unchanged
+    large: set = set()   # the same for large ones (λ of an add's result is λ of its operands)
     for v in seq:
         if v is None:
             continue
@@ -140,8 +141,10 @@ def all_finite(seq: list) -> bool:
         elif cls is _ND and v.size <= FINITE_BATCH_MAX:
             small[id(v)] = v
         elif cls is _ND:
-            if not finite_array(v):
-                return False
+            if id(v) not in large:
+                if not finite_array(v):
+                    return False
+                large.add(id(v))
         elif not np.all(np.isfinite(v)):
             return False
     if len(small) == 1:      # one small array: tested as it is, no copy
