@@ -90,9 +90,10 @@ def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, 
                      linear_solver=None):
     """``prog.evaluate(**inputs)``: the forward pass only, the output value ``z_o``."""
     sched = compiled(prog)
-    opts = SolveOptions.make(tol, maxiter, method, linear_solver)
+    opts = _DEFAULTS if tol is None and maxiter is None and method is None and linear_solver is None \
+        else SolveOptions.make(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
-    run_forward(sched, vals, opts, parse_guess(sched, guess))
+    run_forward(sched, vals, opts, {} if guess is None else parse_guess(sched, guess))
     out = vals[sched.output]
     if out.__class__ is _ND and out.base is not None:
         out = out.copy()   # a view (reshape, slice) of an input or constant: the caller owns a copy
