@@ -48,10 +48,14 @@ def direct(block: Block, vals: list, state: BlockState, b: np.ndarray, trans: bo
     """``A_SS⁻ᵀ b`` (``trans``) or ``A_SS⁻¹ b`` with the factorization at the solution (made on first use)."""
     cache = cache_of(block)
     if state.lu is None and state.A is None and state.lin is not None and cache.use_amg and not cache.use_petsc:
-        # an AMG block whose Newton formed S by the chain rule: S at the solution, A_SS never assembled
+        # an AMG block whose Newton formed S by the chain rule: S at the solution, A_SS never assembled;
+        # its symmetry the kept hierarchy's (cg falls back to gmres when its answer fails the check)
         S = chain_schur(block, state.lin)
         if S is not None:
-            state.lu = ReducedLU(ChainPartition(block, state.lin), amg.AMGInverse(S, cache, names=block.names), 1.0)
+            h = cache.amg
+            sym = h.symmetric if h is not None and h.shape == S.shape and h.key == S.nnz else None
+            inv = amg.AMGInverse(S, cache, names=block.names, symmetric=sym)
+            state.lu = ReducedLU(ChainPartition(block, state.lin), inv, 1.0)
     if state.lu is None:
         A = matrix(block, vals, state)
         schur = None

@@ -29,6 +29,11 @@ from ..rules.arrays import unbroadcast
 from .kernels import as_float64, spmv_into
 from .state import cache_of
 
+try:     # scipy's CSC product kernel (y += A x), applied to J's CSR arrays it gives y += Jᵀ x
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+except ImportError:  # pragma: no cover - a scipy without the private module
+    _csc_matvec = None
+
 __all__ = ["Edge", "Linearization", "static_edges", "linearize", "remember"]
 
 
@@ -131,12 +136,50 @@ class Edge:
             return
         if self.J is False:
             return
-        if self.J is not None:
+        J = self.J
+        if J is not None:
+            if self.JT is None and _rmatvec_into(J, g, out):    # Jᵀ g on J's own arrays: no copy of Jᵀ
+                return
             spmv_into(self._jt(), g, out)
             return
         ct = self.vjp(g)
         if ct is not None:
             out += ct
+
+    def abs_into(self, t, out, trans: bool) -> None:
+        """``out += |∂op_k/∂z_m| t`` (``|·|ᵀ t`` with ``trans``): the magnitudes of a backward error."""
+        if self.p is not None:
+            out += np.abs(self.p) * t
+            return
+        J = self.jac()
+        if J is not None:
+            A = type(J)((np.abs(J.data), J.indices, J.indptr), shape=J.shape)
+            out += ((A.T @ np.ravel(t)) if trans else (A @ np.ravel(t))).reshape(out.shape)
+
+    def terms(self, trans: bool) -> float:
+        """How many terms this edge adds to one entry of ``J t`` (``Jᵀ g``): 1 for an elementwise partial
+        (a broadcast one sums ``out/arg`` of them transposed), a CSR row's (column's) most, else ``inf``."""
+        if self.p is not None:
+            return max(1, int(np.prod(self.out_shape)) // max(1, int(np.prod(self.arg_shape)))) \
+                if trans and self.bcast else 1
+        J = self.jac()
+        if J is None or not isinstance(J, sp.csr_matrix):
+            return 0 if J is None else float("inf")
+        return int(np.bincount(J.indices).max() if trans else np.diff(J.indptr).max()) if J.nnz else 0
+
+
+def _rmatvec_into(J, g, out) -> bool:
+    """``out += Jᵀ g`` by scipy's CSC kernel on a float64 CSR ``J`` (``Jᵀ``'s CSC form is ``J``'s CSR
+    arrays); ``False`` when it does not apply."""
+    if (_csc_matvec is None or type(J) not in (sp.csr_matrix, sp.csr_array) or J.dtype != np.float64
+            or g.dtype != np.float64 or not (g.flags.c_contiguous and out.flags.c_contiguous)
+            or out.dtype != np.float64 or J.shape != (g.size, out.size)):
+        return False
+    try:
+        _csc_matvec(J.shape[1], J.shape[0], J.indptr, J.indices, J.data, g.reshape(-1), out.reshape(-1))
+    except (TypeError, ValueError):  # pragma: no cover - unusual index dtypes
+        return False
+    return True
 
 
 class Linearization:

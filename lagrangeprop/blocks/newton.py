@@ -189,7 +189,7 @@ def _schur_step(block: Block, vals: list, ans: dict, memo: dict, c: np.ndarray, 
         return None
     del lin
     # a loose step takes the symmetry judged at the hierarchy's matrix (a wrong guess only costs
-    # the step's check: the hierarchy is then rebuilt and judged again); the adjoint judges its own
+    # the step's check: the hierarchy is then rebuilt and judged again); the adjoint takes it too
     cache = cache_of(block)
     h = cache.amg
     symmetric = h.symmetric if h is not None and h.shape == S.shape and h.key == S.nnz else None
