@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from scipy.optimize import fsolve
 
+from programs import sellar_program
+
 import lagrangeprop as lp
 from lagrangeprop.blocks import dense
 from lagrangeprop.solve.finite import SMALL_MAX, all_finite, finite_array
@@ -44,17 +46,6 @@ def test_parse_guess_own_shares_no_memory():
     np.testing.assert_allclose(sol.values["w"], [1.0, 1.0], rtol=1e-12)   # w³ + w = 2
 
 
-def _sellar():
-    prog = lp.Program(name="sellar")
-    x = prog.input("x")
-    z = prog.input("z", shape=(2,))
-    y1, y2 = prog.variable("y1"), prog.variable("y2")
-    prog.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    prog.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    prog.output(x**2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return prog
-
-
 def _sellar_ref(x, z):
     """Sellar's objective by scipy's fsolve on the coupled equations (independent of lp)."""
     def eqs(y):
@@ -65,7 +56,7 @@ def _sellar_ref(x, z):
 
 @pytest.mark.parametrize("method", [None, "newton"])
 def test_small_block_goes_to_the_dense_newton_with_the_generic_answer(method):
-    prog = _sellar()
+    prog = sellar_program()
     z = np.array([5.0, 2.0])
     sol = prog.solve(x=1.0, z=z, guess={"y1": 1.0, "y2": 1.0}, method=method)
     (state,) = sol._states.values()
@@ -78,7 +69,7 @@ def test_small_block_goes_to_the_dense_newton_with_the_generic_answer(method):
     np.testing.assert_allclose(sol.grad["z"], fd_z, rtol=1e-7)
     dense.ENABLED = False
     try:
-        generic = _sellar().solve(x=1.0, z=z, guess={"y1": 1.0, "y2": 1.0}, method=method)
+        generic = sellar_program().solve(x=1.0, z=z, guess={"y1": 1.0, "y2": 1.0}, method=method)
     finally:
         dense.ENABLED = True
     np.testing.assert_allclose(sol.grad["z"], generic.grad["z"], rtol=1e-12)
