@@ -85,18 +85,29 @@ def _entries(sched: Schedule, items: list, k: int, state: list) -> list[Step]:
     scatters into ``λ_x`` fold into one (:func:`_gather`). Steps whose multiplier is zero
     extend the run (they write nothing)."""
     first = items[k].step
-    x, run, seen = first.args[0], [first], {first.params["index"]}
+    x, run = first.args[0], [first]
+    shape = sched.shapes[x]
+    seen = {_entry(first.params["index"], shape)}
     for item in items[k + 1:]:
         if item.__class__ is BlockItem or item.kernel is not None:
             break
         s = item.step
-        if not s.diff or s.args[0] != x or _int_index(s, sched.shapes) is None or s.params["index"] in seen:
+        if not s.diff or s.args[0] != x or _int_index(s, sched.shapes) is None:
             break
-        seen.add(s.params["index"])
+        entry = _entry(s.params["index"], shape)
+        if entry in seen:     # the same entry (x[2] and x[-1] of a length-3 x): not distinct
+            break
+        seen.add(entry)
         run.append(s)
     while len(run) > 1 and state[run[-1].node] == _ZERO:
         run.pop()
     return run
+
+
+def _entry(index, shape: tuple) -> tuple[int, ...]:
+    """The entry an int index selects, as non-negative ints (``-1`` and ``n - 1`` are one entry)."""
+    ints = index if index.__class__ is tuple else (index,)
+    return tuple(i % n for i, n in zip(ints, shape))
 
 
 # λ_x += Σ_k (∂x[i_k]/∂x)ᵀ λ_{d_k} for a run of entries x[i_k] with distinct indices: one scatter
