@@ -46,3 +46,248 @@ def test_an_entry_spelled_two_ways_is_not_folded_as_distinct(monkeypatch, rng):
         _, new, ref = _grads(monkeypatch, f, x)
         assert np.array_equal(new, ref), (x, new - ref)
         np.testing.assert_allclose(new, autograd.grad(_same_entry_twice(anp))(x), rtol=1e-14, atol=1e-15)
+
+
+_FOLD_CASES = {
+    "2-D entries, negative ints": (lambda m: lambda x: m.sum(m.sin(x * (x[1, -1] * x[-1, 2] + x[0, 0]))), (2, 3)),
+    "an np.int64 index among ints": (lambda m: lambda x: m.sum(m.sin(x * (x[np.int64(1)] * x[2] + x[0]))), (3,)),
+    "an entry used twice": (lambda m: lambda x: (lambda e: m.sum(m.sin(x * e)) + e * e)(x[1]) + x[0] * x[2], (3,)),
+    "entries of a matmul's result": (
+        lambda m: lambda x: (lambda y: y[0] * y[1] + y[2] + m.sum(m.sin(y * y[0])))(np.arange(9.0).reshape(3, 3) @ x),
+        (3,)),
+    "x * x": (lambda m: lambda x: m.sum(x * x) + m.sum(m.sin(x) * m.sin(x)), (4,)),
+    "x * x broadcast": (lambda m: lambda x: m.sum((x * x) * np.ones((2, 1))), (4,)),
+    "a polynomial in entries": (lambda m: lambda x: x[0] + x[1] * 0.5 + x[2] * 0.25 + x[1] * x[3] + x[-4], (4,)),
+}
+
+
+@pytest.mark.parametrize("name", _FOLD_CASES)
+def test_folded_pullbacks_are_bitwise_the_interpreters_and_match_autograd(monkeypatch, rng, name):
+    make, shape = _FOLD_CASES[name]
+    for _ in range(5):
+        x = rng.standard_normal(shape)
+        _, new, ref = _grads(monkeypatch, make(lp), x)
+        assert np.array_equal(new, ref), new - ref
+        np.testing.assert_allclose(new, autograd.grad(make(anp))(x), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_entries_of_int_and_float32_inputs(monkeypatch, dtype):
+    x = np.array([1, 2, 3], dtype=dtype)
+    _, new, ref = _grads(monkeypatch, lambda x: x[0] * x[1] + x[2] * x[-1], x)
+    assert new.dtype == np.float64 and np.array_equal(new, ref)
+    assert np.array_equal(new, [2.0, 1.0, 6.0])          # d/dx (x0 x1 + x2²) at (1, 2, 3)
+
+
+def test_entries_that_feed_a_cyclic_block(monkeypatch):
+    # λ of block members are 0-d arrays, not floats: the gather takes the rules' path
+    def build():
+        p = lp.Program()
+        z = p.input("z", shape=(3,))
+        a, b, c = z[0], z[1], z[-1]
+        y1, y2 = p.variable("y1"), p.variable("y2")
+        p.define(y1, a * a + b - 0.2 * y2)
+        p.define(y2, lp.sqrt(y1) + a + c)
+        p.output(lp.sum(z * z) * 0.1 + y1 + lp.exp(-y2), name="o")
+        return p
+
+    z0 = np.array([5.0, 2.0, 1.5])
+    grads = []
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        grads.append(build().solve(z=z0, guess={"y1": 1.0, "y2": 1.0}).grad["z"])
+    assert np.array_equal(grads[0], grads[1])
+
+    def obj(z):   # y1, y2 by Newton on the 2x2 system, dense
+        y = np.array([1.0, 1.0])
+        for _ in range(50):
+            r = np.array([y[0] - (z[0] ** 2 + z[1] - 0.2 * y[1]), y[1] - (np.sqrt(y[0]) + z[0] + z[2])])
+            J = np.array([[1.0, 0.2], [-0.5 / np.sqrt(y[0]), 1.0]])
+            y = y - np.linalg.solve(J, r)
+        return np.sum(z * z) * 0.1 + y[0] + np.exp(-y[1])
+
+    h = 1e-6
+    fd = np.array([(obj(z0 + h * e) - obj(z0 - h * e)) / (2 * h) for e in np.eye(3)])
+    np.testing.assert_allclose(grads[0], fd, rtol=1e-7)
+
+
+# ---------------------------------------------------------------- 1. the generated tangent pass
+def _jvps(monkeypatch, f, x, t, calls: int = 3):
+    """``lp.jvp`` ``calls`` times (the generated pass from the first or second call on) and by the
+    interpreter: (generated tangents, interpreted tangent)."""
+    monkeypatch.setattr(compiled, "ENABLED", True)
+    new = [lp.jvp(f, (x,), (t,))[1] for _ in range(calls)]
+    monkeypatch.setattr(compiled, "ENABLED", False)
+    ref = lp.jvp(f, (x,), (t,))[1]
+    monkeypatch.setattr(compiled, "ENABLED", True)
+    return new, ref
+
+
+_TANGENT_CASES = {
+    "x * x": (lambda m: lambda x: x * x, 3.0),
+    "a scalar broadcast into array ops": (lambda m: lambda x: m.sum(m.exp(x) * np.arange(3.0) + np.ones(3)), 2.0),
+    "getitem by slices, ints, negative ints": (lambda m: lambda x: x[1] * x[-1] + m.sum(x[0:2]) * x[::-2][0],
+                                               np.arange(1.0, 4.0)),
+    "powers": (lambda m: lambda x: x ** 3 + x ** 0.5 + 2.0 ** x + x ** x, 1.5),
+    "divide": (lambda m: lambda x: 1.0 / x + x / 3.0 - x / x, 2.0),
+    "abs at 0": (lambda m: lambda x: m.abs(x) * 3.0, 0.0),
+    "maximum at a tie": (lambda m: lambda x: m.maximum(x, 1.0) + m.minimum(x, x * 2.0), 1.0),
+    "where": (lambda m: lambda x: m.where(x > 0, x * x, -x), 2.0),
+    "log1p, logaddexp, tan, cos, log": (
+        lambda m: lambda x: m.log1p(x) + m.logaddexp(x, 2.0) + m.tan(x) + m.cos(x) + m.log(x), 0.5),
+    "subtract and negative of a repeated input": (lambda m: lambda x: 2.0 - x - x - (x * x), 0.5),
+    "times an exact zero": (lambda m: lambda x: m.sin(x) * 0.0 + x, 1.0),
+}
+
+
+@pytest.mark.parametrize("name", _TANGENT_CASES)
+def test_generated_tangents_match_autograd_and_the_interpreter(monkeypatch, name):
+    make, x = _TANGENT_CASES[name]
+    t = np.linspace(1.0, 2.0, np.size(x)).reshape(np.shape(x))
+    new, ref = _jvps(monkeypatch, make(lp), x, t)
+    expect = autograd.make_jvp(make(anp))(x)(t)[1]
+    for tan in new:
+        np.testing.assert_allclose(tan, ref, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(tan, expect, rtol=1e-13, atol=1e-15)
+
+
+def test_a_negative_zero_tangent_keeps_its_sign(monkeypatch):
+    new, ref = _jvps(monkeypatch, lambda x: x * 2.0, 1.0, -0.0)
+    assert all(float(t) == 0.0 and np.signbit(t) for t in [*new, ref])   # autograd: 2 · -0.0 = -0.0
+
+
+def test_tangents_seeded_on_a_subset_of_inputs(monkeypatch):
+    prog = lp.trace(lambda x, y: x * y + lp.sin(y) * x[0], x=np.array([1.5, -0.5]), y=2.0)
+    sol = prog.solve(x=np.array([1.5, -0.5]), y=2.0, seed=np.ones(2))
+    from lagrangeprop.solve.tangent import solution_jvp
+    for _ in range(3):         # the interpreter, then the generated pass (second pass over the schedule)
+        tx = solution_jvp(sol, {"x": np.array([1.0, 0.0])})["out"]
+        ty = solution_jvp(sol, {"y": 1.0})["out"]
+        np.testing.assert_allclose(tx, [2.0 + np.sin(2.0), np.sin(2.0)], rtol=1e-15)
+        np.testing.assert_allclose(ty, [1.5 + np.cos(2.0) * 1.5, -0.5 + np.cos(2.0) * 1.5], rtol=1e-15)
+
+
+def test_user_primitives_in_the_generated_tangent():
+    from lagrangeprop.solve.tangent import solution_jvp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cube = lp.primitive("adv_cube", lambda x: x ** 3, jvp=lambda t, ans, x: 3 * x ** 2 * t[0])
+        square = lp.primitive("adv_square_fd", lambda x: x ** 2)           # no rule: central differences
+        for f, x0, t, expect in [
+            (lambda x: cube(lp.sin(x)), 0.7, 1.0, 3 * np.sin(0.7) ** 2 * np.cos(0.7)),
+            (lambda x: lp.sum(cube(x)), np.array([1.0, 2.0]), np.array([1.0, 2.0]), 3 * 1 + 12 * 2),
+            (lambda x: square(x) * 2.0, 0.7, 1.0, 4 * 0.7),
+        ]:
+            sol = lp.trace(f, x=x0).solve(x=x0)
+            for _ in range(3):
+                np.testing.assert_allclose(solution_jvp(sol, {"x": t})["out"], expect, rtol=1e-8)
+
+
+def test_the_tangent_is_not_stale_after_a_re_registration_or_a_graph_edit():
+    from lagrangeprop.solve.tangent import solution_jvp
+
+    def jvps(sol) -> list[float]:      # the interpreter's pass, then the generated one
+        return [float(solution_jvp(sol, {"x": 1.0})["out"]) for _ in range(3)]
+
+    prog = lp.trace(lambda x: lp.sin(x) * x, x=0.5)
+    assert jvps(prog.solve(x=0.5)) == [np.cos(0.5) * 0.5 + np.sin(0.5)] * 3
+    sin_node = next(n for n, d in prog.graph.nodes(data=True) if d.get("op") == "sin")
+    prog.graph.nodes[sin_node]["op"] = "cos"
+    for t in jvps(prog.solve(x=0.5)):
+        assert t == pytest.approx(-np.sin(0.5) * 0.5 + np.cos(0.5), rel=1e-15)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # "replacing the existing op"
+        scale = lp.primitive("adv_scale", lambda x: 2 * x, jvp=lambda t, ans, x: 2 * t[0],
+                             vjp=lambda g, ans, x: (2 * g,))
+        prog = lp.trace(lambda x: scale(x) * x, x=1.5)
+        assert jvps(prog.solve(x=1.5)) == [6.0] * 3                    # d(2x²) = 4x
+        lp.primitive("adv_scale", lambda x: 3 * x, jvp=lambda t, ans, x: 3 * t[0], vjp=lambda g, ans, x: (3 * g,))
+    sol = prog.solve(x=1.5)
+    assert float(sol.output) == 6.75 and float(sol.grad["x"]) == 9.0   # 3x², 6x
+    assert jvps(sol) == [9.0] * 3
+
+
+@pytest.mark.parametrize("f, x, t", [
+    (lambda x: x * lp.sqrt(x), 0.0, 1.0),                            # 0·inf in the chain rule
+    (lambda x: lp.sum(x * lp.sqrt(x)), np.array([0.0, 1.0]), np.array([1.0, 1.0])),
+    (lambda x: lp.sum(lp.sqrt(x)), np.array([0.0, 1.0]), np.array([0.0, 1.0])),   # 0·inf = NaN
+    (lambda x: x ** 0.5 + x, 0.0, 1.0),
+    (lambda x: lp.abs(x) ** 0.5, 0.0, 1.0),
+    (lambda x: lp.sqrt(x * x), 0.0, 1.0),
+])
+def test_a_non_finite_tangent_raises_the_interpreters_error(monkeypatch, f, x, t):
+    errors = []
+    for enabled in (True, True, True, False):     # the generated pass from the first or second call on
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        with pytest.raises(lp.NonFiniteError) as info:
+            lp.jvp(f, (x,), (t,))
+        errors.append(str(info.value))
+    assert len(set(errors)) == 1 and "tangent of node" in errors[0]
+
+
+def _central(prog, inputs: dict, direction: dict, guess=None, h: float = 1e-6, **opts) -> float:
+    def at(s):
+        shifted = {k: np.asarray(v) + s * np.asarray(direction.get(k, 0.0)) for k, v in inputs.items()}
+        return float(prog.solve(**shifted, guess=guess, **opts).output)
+    return (at(h) - at(-h)) / (2 * h)
+
+
+@pytest.mark.parametrize("method", ["auto", "newton", "fixed-point", "anderson", "newton-krylov"])
+def test_sellar_tangents_match_central_differences_for_every_method(monkeypatch, method):
+    from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+    from lagrangeprop.solve.tangent import solution_jvp
+    prog = sellar_program()
+    direction = {"x": 0.3, "z": np.array([1.0, -2.0])}
+    fd = _central(prog, SELLAR_INPUTS, direction, SELLAR_GUESS)
+    out = []
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        sol = prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS, method=method)
+        out += [float(solution_jvp(sol, direction)["obj"]) for _ in range(3)]
+        grad_dot = sol.grad["x"] * 0.3 + sol.grad["z"] @ direction["z"]
+    assert max(out) - min(out) <= 1e-14 * abs(out[0])
+    assert out[0] == pytest.approx(fd, rel=1e-8) and out[0] == pytest.approx(grad_dot, rel=1e-12)
+
+
+def test_fixed_point_and_residual_block_tangents(monkeypatch):
+    from lagrangeprop.solve.tangent import solution_jvp
+    p = lp.Program()
+    x = p.input("x", shape=(3,))
+    y = p.variable("y", shape=(3,))
+    p.define(y, 0.5 * lp.cos(y) + x)
+    p.output(lp.sum(y * y), name="o")
+    q = lp.Program()
+    xq = q.input("x")
+    w = q.variable("w")
+    q.residual(w, w ** 3 + w - xq)
+    q.output(w * xq, name="o")
+    for prog, inputs, t in [(p, {"x": np.array([0.1, 0.2, 0.3])}, {"x": np.array([1.0, 0.0, -1.0])}),
+                            (q, {"x": 2.0}, {"x": 1.0})]:
+        fd = _central(prog, inputs, t)
+        for enabled in (True, False):
+            monkeypatch.setattr(compiled, "ENABLED", enabled)
+            sol = prog.solve(**inputs)
+            for _ in range(3):
+                assert float(solution_jvp(sol, t)["o"]) == pytest.approx(fd, rel=1e-8)
+    # w³ + w = 2 at w = 1: d(w x)/dx = x / (3w² + 1) + w = 1.5
+    assert float(solution_jvp(q.solve(x=2.0), {"x": 1.0})["o"]) == pytest.approx(1.5, rel=1e-14)
+
+
+def test_hvp_jacobian_and_nested_grad_match_autograd(monkeypatch):
+    def make(m):
+        def f(x):
+            y = m.tanh(x[0:3]) * x[-1] + x[1] ** 2
+            return (m.sum(y * y) + m.exp(x[2]) * x[0]) / (1.0 + x[3] * x[3])
+        return f
+    x, v = np.array([0.3, -0.5, 0.8, 1.2]), np.array([1.0, -2.0, 0.5, 0.25])
+    hv_ref = autograd.hessian(make(anp))(x) @ v
+    jac_ref = autograd.jacobian(lambda x: anp.sin(x) * x[0] + x[-1])(x)
+    gg_ref = autograd.grad(lambda a: autograd.grad(lambda b, c: anp.sin(b) * c * b)(a * 2.0, a))(0.7)
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        for _ in range(3):
+            np.testing.assert_allclose(lp.hvp(make(lp), x, v), hv_ref, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(lp.jacobian(lambda x: lp.sin(x) * x[0] + x[-1])(x), jac_ref, rtol=1e-15)
+            gg = lp.grad(lambda a: lp.grad(lambda b, c: lp.sin(b) * c * b)(a * 2.0, a))(0.7)
+            assert float(gg) == pytest.approx(gg_ref, rel=1e-14)
