@@ -14,6 +14,8 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+import scipy.optimize as so
+import scipy.sparse as sp
 
 import lagrangeprop as lp
 from lagrangeprop.solve import compiled
@@ -291,3 +293,150 @@ def test_hvp_jacobian_and_nested_grad_match_autograd(monkeypatch):
             np.testing.assert_allclose(lp.jacobian(lambda x: lp.sin(x) * x[0] + x[-1])(x), jac_ref, rtol=1e-15)
             gg = lp.grad(lambda a: lp.grad(lambda b, c: lp.sin(b) * c * b)(a * 2.0, a))(0.7)
             assert float(gg) == pytest.approx(gg_ref, rel=1e-14)
+
+
+# ---------------------------------------------------------------- 3. large blocks (the chain Schur path)
+def _laplacian(N: int) -> sp.csr_matrix:
+    h = 1.0 / (N + 1)
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(N, N))
+    return ((sp.kron(T, sp.eye(N)) + sp.kron(sp.eye(N), T)) / h ** 2).tocsr()
+
+
+def _upwind(N: int) -> sp.csr_matrix:
+    """An upwind x-derivative (non-symmetric)."""
+    h = 1.0 / (N + 1)
+    return (sp.kron(sp.eye(N), sp.diags([-1.0, 1.0], [-1, 0], shape=(N, N))) / h).tocsr()
+
+
+_N = 14
+_n = _N * _N
+_L, _B = _laplacian(_N), _upwind(_N)
+_P = sp.random(_n // 2, _n, density=0.05, random_state=1, format="csr")
+_H = _n // 2
+
+
+def _residuals():
+    """name -> (the residual in lp, the same in autograd.numpy): r(u, lam, f)."""
+    Ld, Bd, Pd = _L.toarray(), _B.toarray(), _P.toarray()
+    C, Cd = (_L + 20.0 * _B).tocsr(), (_L + 20.0 * _B).toarray()
+    PT = _P.T.tocsr()
+    return {
+        # symmetric at the start u = 0, not at the answer: the kept hierarchy's symmetry is wrong there
+        "convection symmetric at the start": (
+            lambda u, lam, f: lp.matmul(_L, u) + lam * u * lp.matmul(_B, u) * 5.0 - f,
+            lambda u, lam, f: anp.dot(Ld, u) + lam * u * anp.dot(Bd, u) * 5.0 - f),
+        "a mean inside the block": (
+            lambda u, lam, f: lp.matmul(_L, u) + 0.5 * lp.sin(u) + lam * lp.mean(u) * 50 - f,
+            lambda u, lam, f: anp.dot(Ld, u) + 0.5 * anp.sin(u) + lam * anp.mean(u) * 50 - f),
+        "a broadcast scalar intermediate": (
+            lambda u, lam, f: lp.matmul(_L, u) + lp.sin(u) * (lam * lp.sum(u * u) / _n) - f,
+            lambda u, lam, f: anp.dot(Ld, u) + anp.sin(u) * (lam * anp.sum(u * u) / _n) - f),
+        "Bratu with convection": (
+            lambda u, lam, f: lp.matmul(C, u) - lam * lp.exp(u) - f,
+            lambda u, lam, f: anp.dot(Cd, u) - lam * anp.exp(u) - f),
+        "rectangular matmuls": (
+            lambda u, lam, f: lp.matmul(_L, u) + lam * lp.matmul(PT, lp.tanh(lp.matmul(_P, u))) * 50 - f,
+            lambda u, lam, f: anp.dot(Ld, u) + lam * anp.dot(Pd.T, anp.tanh(anp.dot(Pd, u))) * 50 - f),
+        "a permutation by slices": (
+            lambda u, lam, f: lp.matmul(_L, u) + lam * 30 * lp.sin(lp.concatenate([u[_H:], u[:_H]])) - f,
+            lambda u, lam, f: anp.dot(Ld, u) + lam * 30 * anp.sin(anp.concatenate([u[_H:], u[:_H]])) - f),
+        "a strided sum": (
+            lambda u, lam, f: lp.matmul(_L, u) + lam * 20 * lp.sum(u[::3]) * u / _n - f,
+            lambda u, lam, f: anp.dot(Ld, u) + lam * 20 * anp.sum(u[::3]) * u / _n - f),
+    }
+
+
+def _ift(r, lam: float, f: np.ndarray, explicit: bool = False):
+    """``u`` by ``scipy.optimize.root``, then by the implicit function theorem with dense solves:
+    ``μ = A⁻ᵀ ∂J/∂u``, ``∇_f = -(∂r/∂f)ᵀ μ``, ``∇_λ = -μᵀ ∂r/∂λ`` (J = Σu/n)."""
+    res = (lambda u, lam, f: u - r(u, lam, f)) if explicit else r
+    jac = autograd.jacobian(res, 0)
+    u = so.root(lambda u: res(u, lam, f), np.zeros(f.size), jac=lambda u: jac(u, lam, f), tol=1e-13).x
+    for _ in range(2):       # polished by two dense Newton steps (hybr may stop a hair short)
+        u = u - np.linalg.solve(jac(u, lam, f), res(u, lam, f))
+    assert np.abs(res(u, lam, f)).max() <= 1e-12 * max(1.0, np.abs(f).max())
+    mu = np.linalg.solve(jac(u, lam, f).T, np.full(f.size, 1.0 / f.size))
+    return u, -autograd.jacobian(res, 2)(u, lam, f).T @ mu, float(-mu @ autograd.jacobian(res, 1)(u, lam, f))
+
+
+def _large_program(r, explicit: bool = False) -> lp.Program:
+    prog = lp.Program(name="large")
+    lam, f = prog.input("lam"), prog.input("f", shape=(_n,))
+    u = prog.variable("u", shape=(_n,))
+    if explicit:
+        prog.define(u, r(u, lam, f))
+    else:
+        prog.residual(u, r(u, lam, f))
+    prog.output(lp.sum(u) / _n, name="J")
+    return prog
+
+
+@pytest.mark.parametrize("name", list(_residuals()))
+@pytest.mark.parametrize("solver", ["amg", "direct"])
+def test_large_blocks_match_the_implicit_function_theorem(name, solver):
+    pytest.importorskip("pyamg")
+    from lagrangeprop.solve.tangent import solution_jvp
+    r_lp, r_np = _residuals()[name]
+    f = np.random.default_rng(0).random(_n) * 4
+    u, gf, glam = _ift(r_np, 0.5, f)
+    sol = _large_program(r_lp).solve(lam=0.5, f=f, linear_solver=solver)
+    tol = 1e-9 if solver == "amg" else 1e-10    # the forward stops at tol=1e-10 per constraint
+    np.testing.assert_allclose(sol.values["u"], u, rtol=0, atol=tol * np.abs(u).max())
+    np.testing.assert_allclose(sol.grad["f"], gf, rtol=0, atol=tol * np.abs(gf).max())
+    assert float(sol.grad["lam"]) == pytest.approx(glam, rel=tol)
+    t = np.random.default_rng(1).standard_normal(_n)
+    for _ in range(2):       # the interpreter's tangent, then the generated one
+        assert float(solution_jvp(sol, {"f": t})["J"]) == pytest.approx(gf @ t, rel=tol)
+    kkt = sol.kkt()
+    assert kkt["primal"] <= 1e-9 and kkt["adjoint"] <= 1e-9
+
+
+def test_a_large_block_whose_state_is_explicit():
+    pytest.importorskip("pyamg")
+    h2 = (1.0 / (_N + 1)) ** 2
+    M = (sp.eye(_n) - (h2 / 8) * (_L + 20.0 * _B)).tocsr()
+    Md = M.toarray()
+
+    def r_np(u, lam, f):
+        return anp.dot(Md, u) + (h2 / 8) * (f + lam * anp.sin(u) * 0.5 + lam * anp.tanh(u) ** 2)
+
+    def r_lp(u, lam, f):
+        return lp.matmul(M, u) + (h2 / 8) * (f + lam * lp.sin(u) * 0.5 + lam * lp.tanh(u) ** 2)
+
+    f = np.random.default_rng(2).random(_n)
+    u, gf, glam = _ift(r_np, 0.5, f, explicit=True)
+    for method in ("auto", "newton"):
+        sol = _large_program(r_lp, explicit=True).solve(lam=0.5, f=f, linear_solver="amg", method=method, tol=1e-12)
+        np.testing.assert_allclose(sol.values["u"], u, rtol=0, atol=1e-8 * np.abs(u).max())
+        np.testing.assert_allclose(sol.grad["f"], gf, rtol=0, atol=1e-9 * np.abs(gf).max())
+        assert float(sol.grad["lam"]) == pytest.approx(glam, rel=1e-8)
+
+
+def test_the_chain_partition_check_rejects_a_perturbed_answer():
+    pytest.importorskip("pyamg")
+    from lagrangeprop.blocks.eliminate import ChainPartition
+    r_lp, r_np = _residuals()["Bratu with convection"]
+    f = np.random.default_rng(0).random(_n) * 4
+    u, _, _ = _ift(r_np, 0.5, f)
+    sol = _large_program(r_lp).solve(lam=0.5, f=f, linear_solver="amg")
+    blk = sol.schedule.blocks[0]
+    part = sol._states[id(blk)].lu.part
+    assert isinstance(part, ChainPartition) and blk.names[0] == "u"
+    rng = np.random.default_rng(3)
+    # A_SSᵀ λ = b with b = ∂J/∂u on the state's rows: μ of the dense reference passes, a perturbed one fails
+    A = autograd.jacobian(r_np, 0)(u, 0.5, f)
+    mu = np.linalg.solve(A.T, np.full(_n, 1.0 / _n))
+    b = np.zeros(blk.size)
+    b[:_n] = 1.0 / _n
+    check = part.check(b, True)
+    assert check(mu) <= 1e-13
+    for eps in (1e-4, 1e-6, 1e-8):
+        assert check(mu * (1 + eps * rng.standard_normal(_n))) >= 0.1 * eps
+    # A_SS x = b (the tangent's system) likewise
+    bt = np.zeros(blk.size)
+    bt[:_n] = rng.standard_normal(_n)
+    x = np.linalg.solve(A, bt[:_n])
+    check = part.check(bt, False)
+    assert check(x) <= 1e-12
+    for eps in (1e-4, 1e-6, 1e-8):
+        assert check(x * (1 + eps * rng.standard_normal(_n))) >= 0.1 * eps
