@@ -440,3 +440,108 @@ def test_the_chain_partition_check_rejects_a_perturbed_answer():
     assert check(x) <= 1e-12
     for eps in (1e-4, 1e-6, 1e-8):
         assert check(x * (1 + eps * rng.standard_normal(_n))) >= 0.1 * eps
+
+
+# ---------------------------------------------------------------- 4. the fixed-cost cuts
+def _sellar_reference(x: float, z: np.ndarray):
+    """Sellar's objective by a dense Newton on its two coupled equations (independent of lp)."""
+    y = np.array([1.0, 1.0])
+    for _ in range(60):
+        r = np.array([y[0] - (z[0] ** 2 + z[1] + x - 0.2 * y[1]), y[1] - (np.sqrt(y[0]) + z[0] + z[1])])
+        J = np.array([[1.0, 0.2], [-0.5 / np.sqrt(y[0]), 1.0]])
+        y = y - np.linalg.solve(J, r)
+    return x ** 2 + z[1] + y[0] + np.exp(-y[1]), y
+
+
+def test_a_solution_owns_its_guess_and_inputs():
+    from programs import sellar_program
+    prog = sellar_program()
+    guess = {"y1": np.array(1.0), "y2": np.array(1.0)}
+    z = np.array([5.0, 2.0])
+    sol = prog.solve(x=1.0, z=z, guess=guess)
+    obj, y = _sellar_reference(1.0, np.array([5.0, 2.0]))
+    assert float(guess["y1"]) == 1.0 and float(guess["y2"]) == 1.0       # the caller's guess untouched
+    values = (float(sol.values["y1"]), float(sol.values["y2"]), float(sol.output), sol.grad["z"].copy())
+    guess["y1"][...] = 99.0
+    z[0] = 7.0
+    assert values[:3] == (float(sol.values["y1"]), float(sol.values["y2"]), float(sol.output))
+    assert np.array_equal(values[3], sol.grad["z"])
+    np.testing.assert_allclose(values[:2], y, rtol=1e-10)
+    assert values[2] == pytest.approx(obj, rel=1e-12)
+
+
+def test_evaluate_with_a_guess_is_the_solves_output():
+    from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+    prog = sellar_program()
+    obj, _ = _sellar_reference(1.0, np.array([5.0, 2.0]))
+    guess = {"y1": np.array(1.0), "y2": 1.0}
+    for g in (guess, SELLAR_GUESS, {"y1": np.array([1.0])[0:1].reshape(()), "y2": 1.0}):
+        assert float(prog.evaluate(**SELLAR_INPUTS, guess=g)) == pytest.approx(obj, rel=1e-12)
+    assert float(guess["y1"]) == 1.0
+    assert float(prog.evaluate(**SELLAR_INPUTS, guess=SELLAR_GUESS)) == float(prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS).output)
+
+
+def test_a_small_block_honours_the_method_after_the_dense_newton_ran():
+    from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+    prog = sellar_program()
+    obj, _ = _sellar_reference(1.0, np.array([5.0, 2.0]))
+    for method in ("auto", "fixed-point", "anderson", "newton-krylov", "newton", "fixed-point", "auto"):
+        sol = prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS, method=method)
+        used = sol._states[id(sol.schedule.blocks[0])].method
+        assert used == ("newton" if method == "auto" else method)
+        assert float(sol.output) == pytest.approx(obj, rel=1e-9)
+
+
+def test_options_passed_explicitly_are_the_defaults():
+    from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+    prog = sellar_program()
+    a = prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS)
+    b = prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS, tol=1e-10, maxiter=None, method="auto", linear_solver="auto")
+    c = prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS, tol=1e-3)
+    assert float(a.output) == float(b.output) and np.array_equal(a.grad["z"], b.grad["z"])
+    assert c.options.tol == 1e-3 and a.options.tol == 1e-10
+    e1 = prog.evaluate(**SELLAR_INPUTS, guess=SELLAR_GUESS)
+    e2 = prog.evaluate(**SELLAR_INPUTS, guess=SELLAR_GUESS, tol=1e-10, method="newton")
+    assert float(e1) == float(e2) == float(a.output)
+    with pytest.raises(lp.InputError, match="fixed_point"):
+        prog.solve(**SELLAR_INPUTS, method="fixed_point")
+
+
+@pytest.mark.parametrize("n", range(1, 12))
+def test_small_arrays_with_a_non_finite_entry_anywhere(n):
+    from lagrangeprop.solve.finite import all_finite, finite_array
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in range(n):
+            arrays = [np.ones(n), np.ones((n, 2)), np.asfortranarray(np.ones((2, n))), np.ones(2 * n)[::2]]
+            arrays[0][pos] = arrays[1][pos, 1] = arrays[2][1, pos] = arrays[3][pos] = bad
+            for a in arrays:
+                assert bool(np.isfinite(a).all()) is False
+                assert finite_array(a) is False and all_finite([a]) is False
+                assert all_finite([np.ones(3), a]) is False and all_finite([a, 1.0, a]) is False
+    assert finite_array(np.full(n, 1e308)) and all_finite([np.full(n, -1e308), np.array(1e308)])
+
+
+def test_non_finite_inputs_guesses_and_seeds_at_every_position():
+    from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+    prog = lp.trace(lambda x: lp.sum(x * x), x=np.ones(5))
+    sellar = sellar_program()
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in range(5):
+            a = np.ones(5)
+            a[pos] = bad
+            with pytest.raises(lp.InputError, match="'x'"):
+                prog.solve(x=a)
+            with pytest.raises(lp.InputError, match="'x'"):
+                prog.evaluate(x=a)
+        for pos in range(2):
+            z = np.array([5.0, 2.0])
+            z[pos] = bad
+            with pytest.raises(lp.InputError, match="'z'"):
+                sellar.solve(x=1.0, z=z, guess=SELLAR_GUESS)
+        for g in (bad, np.array(bad)):
+            with pytest.raises(lp.InputError, match="y1"):
+                sellar.solve(**SELLAR_INPUTS, guess={"y1": g, "y2": 1.0})
+            with pytest.raises(lp.InputError, match="y1"):
+                sellar.evaluate(**SELLAR_INPUTS, guess={"y1": g, "y2": 1.0})
+        with pytest.raises(lp.LagrangePropError):
+            prog.solve(x=np.ones(5), seed=bad)
