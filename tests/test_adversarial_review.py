@@ -478,7 +478,8 @@ def test_evaluate_with_a_guess_is_the_solves_output():
     for g in (guess, SELLAR_GUESS, {"y1": np.array([1.0])[0:1].reshape(()), "y2": 1.0}):
         assert float(prog.evaluate(**SELLAR_INPUTS, guess=g)) == pytest.approx(obj, rel=1e-12)
     assert float(guess["y1"]) == 1.0
-    assert float(prog.evaluate(**SELLAR_INPUTS, guess=SELLAR_GUESS)) == float(prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS).output)
+    solved = prog.solve(**SELLAR_INPUTS, guess=SELLAR_GUESS)
+    assert float(prog.evaluate(**SELLAR_INPUTS, guess=SELLAR_GUESS)) == float(solved.output)
 
 
 def test_a_small_block_honours_the_method_after_the_dense_newton_ran():
@@ -545,3 +546,27 @@ def test_non_finite_inputs_guesses_and_seeds_at_every_position():
                 sellar.evaluate(**SELLAR_INPUTS, guess={"y1": g, "y2": 1.0})
         with pytest.raises(lp.LagrangePropError):
             prog.solve(x=np.ones(5), seed=bad)
+
+
+@pytest.mark.parametrize("rule", ["jac", "vjp", "jvp"])
+def test_a_user_primitive_inside_a_large_block(rule):
+    pytest.importorskip("pyamg")
+    from lagrangeprop.solve.tangent import solution_jvp
+    rules = {"jac": lambda ans, x: (sp.diags(1 / (1 + np.exp(-x))),),
+             "vjp": lambda g, ans, x: (g / (1 + np.exp(-x)),),
+             "jvp": lambda t, ans, x: t[0] / (1 + np.exp(-x))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # a re-run replaces the op
+        softplus = lp.primitive(f"adv_softplus_{rule}", lambda x: np.logaddexp(0.0, x), **{rule: rules[rule]})
+    Ld = _L.toarray()
+    f = np.random.default_rng(0).random(_n) * 4
+    u, gf, glam = _ift(lambda u, lam, f: anp.dot(Ld, u) + lam * 40 * anp.logaddexp(0.0, u) - f, 0.5, f)
+    prog = _large_program(lambda u, lam, f: lp.matmul(_L, u) + lam * 40 * softplus(u) - f)
+    t = np.random.default_rng(1).standard_normal(_n)
+    for solver in ("amg", "direct"):
+        sol = prog.solve(lam=0.5, f=f, linear_solver=solver)
+        np.testing.assert_allclose(sol.values["u"], u, rtol=0, atol=1e-10 * np.abs(u).max())
+        np.testing.assert_allclose(sol.grad["f"], gf, rtol=0, atol=1e-10 * np.abs(gf).max())
+        assert float(sol.grad["lam"]) == pytest.approx(glam, rel=1e-10)
+        for _ in range(2):
+            assert float(solution_jvp(sol, {"f": t})["J"]) == pytest.approx(gf @ t, rel=1e-10)
