@@ -153,6 +153,29 @@ def test_generated_tangents_match_autograd_and_the_interpreter(monkeypatch, name
         np.testing.assert_allclose(tan, expect, rtol=1e-13, atol=1e-15)
 
 
+
+_INTEGER_VALUED = {
+    "a sum of a comparison": lambda m: lambda x: m.sum(x > 0) * x[0] + m.sum(x),
+    "sign": lambda m: lambda x: m.sum(m.sign(x) * x * x),
+    "floor": lambda m: lambda x: m.sum(m.floor(x) * x),
+    "round": lambda m: lambda x: m.sum(m.round(x) * x + x),
+    "mod": lambda m: lambda x: m.sum((x % 1.0) * x),
+    "equal": lambda m: lambda x: m.sum((x == x[0]) * x),
+    "integer constants": lambda m: lambda x: m.sum(x * np.array([1, 2, 3])) + x[0] ** 2,
+    "integer exponents": lambda m: lambda x: m.sum(x ** np.array([1, 2, 3])),
+}
+
+
+@pytest.mark.parametrize("name", _INTEGER_VALUED)
+def test_integer_valued_ops_in_the_tangent_and_the_adjoint(monkeypatch, name):
+    make = _INTEGER_VALUED[name]
+    x, t = np.array([0.5, -1.5, 2.25]), np.array([1.0, 0.5, -2.0])
+    expect = autograd.make_jvp(make(anp))(x)(t)[1]
+    for enabled in (True, True, True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        assert float(lp.jvp(make(lp), (x,), (t,))[1]) == pytest.approx(expect, rel=1e-14, abs=1e-15)
+        assert float(lp.grad(make(lp))(x) @ t) == pytest.approx(expect, rel=1e-14, abs=1e-15)
+
 def test_a_negative_zero_tangent_keeps_its_sign(monkeypatch):
     new, ref = _jvps(monkeypatch, lambda x: x * 2.0, 1.0, -0.0)
     assert all(float(t) == 0.0 and np.signbit(t) for t in [*new, ref])   # autograd: 2 · -0.0 = -0.0
@@ -570,3 +593,20 @@ def test_a_user_primitive_inside_a_large_block(rule):
         assert float(sol.grad["lam"]) == pytest.approx(glam, rel=1e-10)
         for _ in range(2):
             assert float(solution_jvp(sol, {"f": t})["J"]) == pytest.approx(gf @ t, rel=1e-10)
+
+
+def test_large_arrays_under_two_names_and_views_are_all_scanned():
+    from lagrangeprop.solve.finite import all_finite
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal(5000)
+    other = rng.standard_normal(5000)
+    assert all_finite([big, big, other, other])
+    for pos in (0, 2500, 4999):
+        bad = other.copy()
+        bad[pos] = np.nan
+        assert all_finite([big, big, bad]) is bool(np.isfinite(bad).all()) is False
+        assert all_finite([bad, big, bad]) is False
+        base = np.ones(10000)
+        base[2 * pos + 1] = np.inf
+        assert all_finite([base[::2], base[1::2]]) is False      # two views of one buffer, the second bad
+        assert all_finite([base[::2], base[::2].copy(), big]) is True
