@@ -256,25 +256,20 @@ def _signature(chunk: Chunk, shapes: list) -> tuple[tuple, list[int], list]:
     """What :func:`render_chunk`'s text depends on, with the chunk's nodes numbered locally in
     order of appearance: chunks of equal signatures render to the same text, their ``I`` the
     same local positions of their own nodes. Also those nodes and the chunk's objects ``K``."""
-    local: dict[int, int] = {}
-    nodes: list[int] = []
+    local: dict[int, int] = {}   # node -> its local number (insertion order: the nodes)
     objs: list = []
     sig: list = []
     for fmt, toks, _ in chunk.statements:
         sig.append(fmt)
         for t in toks:
-            if t[0] == "k":
+            if t[0] == "v":    # a value: (j, kind, written)
+                sig.append((local.setdefault(t[1], len(local)), t[2], t[3]))
+            elif t[0] == "l":  # a multiplier: (j, written, scalar) (render's L store)
+                sig.append((local.setdefault(t[1], len(local)), t[2], shapes[t[1]] == ()))
+            else:
                 objs.append(t[1])
                 sig.append(None)
-                continue
-            n = t[1]
-            j = local.get(n)
-            if j is None:
-                j = local[n] = len(nodes)
-                nodes.append(n)
-            # a value: (j, kind, written); a multiplier: (j, written, scalar) (render's L store)
-            sig.append((j, t[2], t[3]) if t[0] == "v" else (j, t[2], shapes[n] == ()))
-    return tuple(sig), nodes, objs
+    return tuple(sig), list(local), objs
 
 
 _CACHE: dict[tuple[int, str], Any] = {}
