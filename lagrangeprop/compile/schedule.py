@@ -222,33 +222,32 @@ def compile_program(prog, traced: bool = False) -> Schedule:
     # Fast path (traced programs): when every argument precedes its node in graph order the
     # graph is acyclic and graph order is a topological order; otherwise networkx's SCCs.
     acyclic = True
-    for n, d in nodes.items():
-        if d["role"] == "defined":
-            a = args_of[n] = _arguments(pred[n], n)
-            if acyclic:
-                i = index[n]
-                for u in a:
-                    if index[u] >= i:
-                        acyclic = False
-                        break
-    components = None if acyclic else _components(G, index)
-    defined = list(args_of)   # the defined nodes, in graph order
     prims: dict[str, registry.Primitive] = {}
     by_op: dict[str, registry.Primitive] = {}
-    for n in defined:
-        op = nodes[n]["op"]
-        prim = by_op.get(op) if isinstance(op, str) else None
+    for i, (n, d) in enumerate(nodes.items()):
+        if d["role"] != "defined":
+            continue
+        a = args_of[n] = _arguments(pred[n], n)
+        if acyclic:
+            for u in a:
+                if index[u] >= i:
+                    acyclic = False
+                    break
+        op = d["op"]
+        prim = by_op.get(op) if op.__class__ is str else None
         if prim is None:
             prim = _prim(G, n)
             if isinstance(op, str):
                 by_op[op] = prim
         prims[n] = prim
-        if prim.nargs is not None and prim.nargs != len(args_of[n]):
+        if prim.nargs is not None and prim.nargs != len(a):
             raise GraphError(f"node {n!r}: op {prim.name!r} takes {prim.nargs} "
-                             f"arguments, the graph gives {len(args_of[n])} ({args_of[n]})")
-        params = nodes[n]["params"]
+                             f"arguments, the graph gives {len(a)} ({a})")
+        params = d["params"]
         if params or op in REQUIRED:
             check_params(n, prim, params)
+    components = None if acyclic else _components(G, index)
+    defined = list(args_of)   # the defined nodes, in graph order
 
     if components is None:
         order = defined
