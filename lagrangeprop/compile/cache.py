@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ..graph.builder import ProgramBuilder
 from ..graph.trace import paused_gc
-from ..graph.tracked import STAMP, TrackedDiGraph, fingerprint, own_params
+from ..graph.tracked import STAMP, TrackedDiGraph, fingerprint, own_params, unedited_since
 from ..rules import registry
 from .schedule import Schedule, compile_program
 
@@ -42,7 +42,7 @@ def compiled(prog: ProgramBuilder) -> Schedule:
         with paused_gc():
             if type(G) is TrackedDiGraph:
                 own_params(G)
-            s = prog._schedule = compile_program(prog)
+            s = prog._schedule = compile_program(prog, traced=_as_traced(prog))
             token = object()
             cache = G.__dict__.get("__networkx_cache__")
             if cache is None:
@@ -74,3 +74,9 @@ def _unedited(prog: ProgramBuilder) -> bool:
             return False
         prog._ops_version = registry.VERSION[0]
     return True
+
+
+def _as_traced(prog: ProgramBuilder) -> bool:
+    """``prog.graph`` is as ``lp.trace`` left it: no edit since and no op registered since."""
+    t = getattr(prog, "_traced", None)
+    return t is not None and t[1] == registry.VERSION[0] and unedited_since(prog.graph, t[0])

@@ -128,3 +128,25 @@ def infer_shapes(G, order, args_of, prims) -> dict[str, tuple]:
                              f"(op {prims[n].name!r}) has shape {got}; make them agree")
     return shapes
 
+
+
+def known_shapes(G) -> dict[str, tuple] | None:
+    """The shapes a traced graph already holds, when they can stand for :func:`infer_shapes`
+    (the tracer computed and checked each one as it recorded the node, by the same shape rules),
+    else ``None``: a node without a tuple shape, a constant whose value no longer has its
+    recorded shape (an array reshaped in place), or a result over the size bound (for
+    :func:`infer_shapes` to report)."""
+    shapes = {}
+    for n, d in G._node.items():
+        s = d.get("shape")
+        if s.__class__ is not tuple:
+            return None
+        if s:
+            if d["role"] == "constant" and getattr(d["value"], "shape", None) != s:
+                return None
+            if math.prod(s) > MAX_ELEMENTS:
+                return None
+        elif d["role"] == "constant" and getattr(d["value"], "shape", None) != ():
+            return None
+        shapes[n] = s
+    return shapes

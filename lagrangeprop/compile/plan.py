@@ -182,9 +182,12 @@ def _pool(sched: Schedule, plan: Plan) -> Plan:
             continue
         kernel = item.kernel
         slot = -1
-        if isinstance(kernel.fn, np.ufunc) and kernel.fn.nout == 1:   # np.matmul is a ufunc too
-            if math.prod(sched.shapes[item.step.node]) >= POOL_MIN:
+        shape = sched.shapes[item.step.node]
+        if shape and isinstance(kernel.fn, np.ufunc) and kernel.fn.nout == 1:   # np.matmul is a ufunc too
+            if math.prod(shape) >= POOL_MIN:
                 slot, n = n, n + 1
+        if slot == kernel.buffer and kernel.__class__ is RawKernel:
+            continue   # a scalar or small result: the item stays as it is (no copies)
         kernel = kernel._replace(buffer=slot)
         if kernel.__class__ is MatmulKernel:
             new = []

@@ -26,12 +26,12 @@ import numpy as np
 from ..rules import registry
 from ..errors import GraphError
 from ..graph.validate import REQUIRED, check_params, validate_graph
-from .infer import infer_shapes
+from .infer import infer_shapes, known_shapes
 
 __all__ = ["Step", "Block", "Schedule", "compile_program", "is_block", "cyclic_blocks"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Step:
     """One constraint ``c_d``: explicit ``z_d = prim(args)`` or residual ``prim(args) = 0``."""
 
@@ -197,15 +197,20 @@ def _prim(G, n):
     except GraphError as exc:
         raise GraphError(f"node {n!r}: {exc}") from None
 
-def compile_program(prog) -> Schedule:
+def compile_program(prog, traced: bool = False) -> Schedule:
     """Validate ``prog`` and build its :class:`Schedule` (SCCs in topological order).
 
     One pass over plain dicts (``G._node``, ``G._pred``) checks the arguments and finds
     whether graph order is already topological; cyclic graphs are ordered by networkx's
     strongly connected components. Shapes come from the shape rules of
-    :mod:`lagrangeprop.rules.shapes` (numpy evaluation for everything else)."""
+    :mod:`lagrangeprop.rules.shapes` (numpy evaluation for everything else).
+
+    ``traced``: the graph is as ``lp.trace`` recorded it (no edit since, the same ops
+    registered): its schema holds by construction and its shapes were checked as each node was
+    recorded, so neither is checked again (:func:`~lagrangeprop.compile.infer.known_shapes`)."""
     G: nx.DiGraph = prog.graph
-    validate_graph(G, copy=False)   # the schema, again: the graph may have been edited by hand
+    if not traced:
+        validate_graph(G, copy=False)   # the schema, again: the graph may have been edited by hand
     out = _validate_nodes(G)
     nodes, pred = G._node, G._pred
     names = list(nodes)
@@ -217,33 +222,32 @@ def compile_program(prog) -> Schedule:
     # Fast path (traced programs): when every argument precedes its node in graph order the
     # graph is acyclic and graph order is a topological order; otherwise networkx's SCCs.
     acyclic = True
-    for n, d in nodes.items():
-        if d["role"] == "defined":
-            a = args_of[n] = _arguments(pred[n], n)
-            if acyclic:
-                i = index[n]
-                for u in a:
-                    if index[u] >= i:
-                        acyclic = False
-                        break
-    components = None if acyclic else _components(G, index)
-    defined = list(args_of)   # the defined nodes, in graph order
     prims: dict[str, registry.Primitive] = {}
     by_op: dict[str, registry.Primitive] = {}
-    for n in defined:
-        op = nodes[n]["op"]
-        prim = by_op.get(op) if isinstance(op, str) else None
+    for i, (n, d) in enumerate(nodes.items()):
+        if d["role"] != "defined":
+            continue
+        a = args_of[n] = _arguments(pred[n], n)
+        if acyclic:
+            for u in a:
+                if index[u] >= i:
+                    acyclic = False
+                    break
+        op = d["op"]
+        prim = by_op.get(op) if op.__class__ is str else None
         if prim is None:
             prim = _prim(G, n)
             if isinstance(op, str):
                 by_op[op] = prim
         prims[n] = prim
-        if prim.nargs is not None and prim.nargs != len(args_of[n]):
+        if prim.nargs is not None and prim.nargs != len(a):
             raise GraphError(f"node {n!r}: op {prim.name!r} takes {prim.nargs} "
-                             f"arguments, the graph gives {len(args_of[n])} ({args_of[n]})")
-        params = nodes[n]["params"]
+                             f"arguments, the graph gives {len(a)} ({a})")
+        params = d["params"]
         if params or op in REQUIRED:
             check_params(n, prim, params)
+    components = None if acyclic else _components(G, index)
+    defined = list(args_of)   # the defined nodes, in graph order
 
     if components is None:
         order = defined
@@ -252,18 +256,23 @@ def compile_program(prog) -> Schedule:
             if len(comp) > 1:
                 components[k] = sorted(comp, key=index.__getitem__)
         order = [n for comp in components for n in comp if nodes[n]["role"] == "defined"]
-    shapes = infer_shapes(G, order, args_of, prims)
+    shapes = (known_shapes(G) if traced else None) or infer_shapes(G, order, args_of, prims)
 
     roles = [d["role"] for d in nodes.values()]
     const_ids = {i for i, r in enumerate(roles) if r == "constant"}
+    # the per-op part of a step, once per op: (differentiable, non-differentiable positions)
+    kinds = {id(p): (p.differentiable, p.nondiff) for p in {id(p): p for p in prims.values()}.values()}
 
     def make_step(n: str) -> Step:
         prim = prims[n]
         a = tuple([index[u] for u in args_of[n]])
-        if not prim.differentiable:
+        differentiable, nondiff = kinds[id(prim)]
+        if not differentiable:
             diff = ()
-        elif prim.nondiff:
-            diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids and p not in prim.nondiff])
+        elif nondiff:
+            diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids and p not in nondiff])
+        elif len(a) == 1:
+            diff = () if a[0] in const_ids else ((0, a[0]),)
         else:
             diff = tuple([(p, u) for p, u in enumerate(a) if u not in const_ids])
         d = nodes[n]

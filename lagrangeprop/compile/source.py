@@ -252,6 +252,26 @@ def tested(chunk: Chunk, sched: Schedule, test: str) -> list[int]:
     return list(out)
 
 
+def _signature(chunk: Chunk, shapes: list) -> tuple[tuple, list[int], list]:
+    """What :func:`render_chunk`'s text depends on, with the chunk's nodes numbered locally in
+    order of appearance: chunks of equal signatures render to the same text, their ``I`` the
+    same local positions of their own nodes. Also those nodes and the chunk's objects ``K``."""
+    local: dict[int, int] = {}   # node -> its local number (insertion order: the nodes)
+    objs: list = []
+    sig: list = []
+    for fmt, toks, _ in chunk.statements:
+        sig.append(fmt)
+        for t in toks:
+            if t[0] == "v":    # a value: (j, kind, written)
+                sig.append((local.setdefault(t[1], len(local)), t[2], t[3]))
+            elif t[0] == "l":  # a multiplier: (j, written, scalar) (render's L store)
+                sig.append((local.setdefault(t[1], len(local)), t[2], shapes[t[1]] == ()))
+            else:
+                objs.append(t[1])
+                sig.append(None)
+    return tuple(sig), list(local), objs
+
+
 _CACHE: dict[tuple[int, str], Any] = {}
 _CACHE_MAX = 4096
 
@@ -275,16 +295,26 @@ def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
     todo: dict[str, None] = {}
     key = id(namespace)
     covered: dict[str, set] = {"values": set(), "lams": set()}
+    shapes = sched.shapes
+    rendered: dict[tuple, tuple] = {}   # (test, chunk signature) -> (body, ids, tested), as local ids
     for what, test in (("forward", "values"), ("adjoint", "lams")):
         for run in getattr(code, what):
             if run.__class__ is BlockRun:
                 runs[what].append(run.block)
                 continue
-            covered[test].update(tested(run, sched, test))
-            body, ids, objs = render_chunk(run, code, sched, test)
-            runs[what].append((body, tuple(ids), tuple(objs)))
-            if (key, body) not in _CACHE:
-                todo[body] = None
+            # chunks of one shape (a long chain's are all alike) are rendered once
+            sig, nodes, objs = _signature(run, shapes)
+            hit = rendered.get((test, sig))
+            if hit is None:
+                body, ids, _ = render_chunk(run, code, sched, test)
+                local = {n: j for j, n in enumerate(nodes)}
+                hit = rendered[test, sig] = (body, [local[n] for n in ids],
+                                             [local[n] for n in tested(run, sched, test)])
+                if (key, body) not in _CACHE:
+                    todo[body] = None
+            body, ids, checks = hit
+            covered[test].update([nodes[j] for j in checks])
+            runs[what].append((body, tuple([nodes[j] for j in ids]), tuple(objs)))
     _compile(todo, key, namespace)
     done = covered["values"]
     for run in code.adjoint:

@@ -30,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphError, InputError, ShapeError
+from ..rules import registry
 from .builder import ProgramBuilder
 from .coerce import real_array
 from .ops import concatenate, reshape
 from .pack import as_traced
 from .pytree import OutputTree, flatten, flatten_arguments
 from .naming import HelperFrames
+from .tracked import mark
 from .var import Var
 
 __all__ = ["record", "paused_gc", "argument_names"]
@@ -170,6 +172,9 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
     prog.output(result, name=None if named and prog.graph.nodes[result.name]["role"] == "defined"
                 else out_name)
     prog._eager_shapes = False
+    # every node's shape was computed (and checked) as it was recorded: compile may take them
+    # as they are while the graph stays unedited (compile.cache.compiled; registry: ops too)
+    prog._traced = (mark(prog.graph), registry.VERSION[0])
     return prog
 
 

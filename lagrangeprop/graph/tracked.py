@@ -33,9 +33,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-__all__ = ["Attrs", "TrackedDiGraph", "tracked_copy", "fingerprint", "clear_nx_cache", "STAMP"]
+__all__ = ["Attrs", "TrackedDiGraph", "tracked_copy", "fingerprint", "clear_nx_cache", "STAMP", "TRACED",
+           "mark", "unedited_since"]
 
 STAMP = "lagrangeprop.compiled"   # key of the compile stamp in G.__networkx_cache__
+TRACED = "lagrangeprop.traced"    # key of the stamp lp.trace leaves on the graph it recorded
 
 
 def _bump(d: Attrs) -> None:
@@ -172,3 +174,35 @@ def clear_nx_cache(G: nx.DiGraph) -> None:
     cache = G.__dict__.get("__networkx_cache__")
     if cache:
         cache.clear()
+
+
+def mark(G: nx.DiGraph, key: str = TRACED) -> tuple | None:
+    """A stamp of ``G`` as it is now (``None`` for a plain DiGraph: it has no edit counter);
+    :func:`unedited_since` tells whether ``G`` has changed since. The same two signals as the
+    compile stamp: a token in ``G.__networkx_cache__`` (every networkx mutator empties it) and
+    the attribute edit counter.
+
+    Examples
+    --------
+    >>> G = TrackedDiGraph()
+    >>> G.add_node("x", role="input", shape=())
+    >>> m = mark(G)
+    >>> unedited_since(G, m), G.nodes["x"].update(shape=(2,)), unedited_since(G, m)
+    (True, None, False)
+    """
+    if type(G) is not TrackedDiGraph:
+        return None
+    token = object()
+    cache = G.__dict__.get("__networkx_cache__")
+    if cache is None:
+        cache = G.__networkx_cache__ = {}
+    cache[key] = token
+    return G, token, G._edits[0]
+
+
+def unedited_since(G: nx.DiGraph, stamp: tuple | None, key: str = TRACED) -> bool:
+    """Whether ``G`` is the graph ``stamp`` (:func:`mark`) was taken of, with no edit since."""
+    if stamp is None or stamp[0] is not G or type(G) is not TrackedDiGraph:
+        return False
+    cache = G.__dict__.get("__networkx_cache__")
+    return bool(cache) and cache.get(key) is stamp[1] and G._edits[0] == stamp[2]
