@@ -56,6 +56,16 @@ class ScaledCase:
         return f"ScaledCase({self.name})"
 
 
+def sin_chain(n: int) -> lp.Program:
+    """``out = sin(sin(...sin(x)...)) · 1``, ``n`` sines: the long-program size tests' chain."""
+    prog = lp.Program(name="chain")
+    z = prog.input("x")
+    for _ in range(n):
+        z = lp.sin(z)
+    prog.output(z * 1.0, name="out")
+    return prog
+
+
 def _cs_jac(f, z: np.ndarray, h: float = 1e-200) -> np.ndarray:
     """``∂f/∂z`` by complex steps: ``Im f(z + i h e_j) / h`` (no subtraction, exact to rounding)."""
     cols = []

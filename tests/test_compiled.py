@@ -24,7 +24,7 @@ from lagrangeprop.solve import compiled
 from lagrangeprop.solve.adjoint import adjoint_reference, run_adjoint
 from lagrangeprop.solve.forward import forward_reference, initial_values, run_forward
 
-from programs import SCALED_CASES, SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+from programs import SCALED_CASES, SELLAR_GUESS, SELLAR_INPUTS, sellar_program, sin_chain
 from test_kernels import PROGRAMS
 from test_kernels import _run as _kernels_run
 from test_properties import contractive_systems, dag_programs
@@ -307,11 +307,7 @@ def test_source_executes_to_the_same_numbers(name):
 # ------------------------------------------------------------------- size
 def test_a_long_chain_compiles_to_a_few_functions():
     n = 100_000
-    prog = lp.Program(name="chain")
-    z = prog.input("x")
-    for _ in range(n):
-        z = lp.sin(z)
-    prog.output(z * 1.0, name="out")
+    prog = sin_chain(n)
     sol = prog.solve(x=0.5)
     code = prog.compile().generated
     assert len(code.forward) == len(code.adjoint) == math.ceil((n + 1) / CHUNK)

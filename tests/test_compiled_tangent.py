@@ -25,7 +25,7 @@ from lagrangeprop.solve import compiled, compiled_tangent
 from lagrangeprop.solve.compiled_tangent import build_tangent
 from lagrangeprop.solve.tangent import solution_jvp, tangent_reference
 
-from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program
+from programs import SELLAR_GUESS, SELLAR_INPUTS, sellar_program, sin_chain
 from test_compiled import CASES
 from test_properties import contractive_systems, dag_programs
 
@@ -298,11 +298,7 @@ def test_a_long_chain_tangent_compiles_to_a_few_functions(monkeypatch):
     program's first pass is otherwise the interpreter's, the second generated: EAGER)."""
     n = 100_000
     monkeypatch.setattr(compiled_tangent, "EAGER", n + 10)
-    prog = lp.Program(name="chain")
-    z = prog.input("x")
-    for _ in range(n):
-        z = lp.sin(z)
-    prog.output(z * 1.0, name="out")
+    prog = sin_chain(n)
     sol = prog.solve(x=0.5)
     t = solution_jvp(sol, {"x": 1.0})["out"]
     sched = sol.schedule
