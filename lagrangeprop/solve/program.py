@@ -36,6 +36,13 @@ _ND = np.ndarray
 _DEFAULTS = SolveOptions.make()   # the options of a call that sets none (immutable: shared)
 
 
+def _options(tol, maxiter, method, linear_solver) -> SolveOptions:
+    """The call's :class:`SolveOptions`: the shared defaults when it sets none."""
+    if tol is None and maxiter is None and method is None and linear_solver is None:
+        return _DEFAULTS
+    return SolveOptions.make(tol, maxiter, method, linear_solver)
+
+
 # build -> compile -> forward (∂L/∂λ = 0) -> adjoint (Aᵀλ = e_o·seed) -> Solution
 def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxiter=None,
                   method=None, linear_solver=None) -> Solution:
@@ -47,8 +54,7 @@ def solve_program(prog, inputs: dict, *, guess=None, seed=None, tol=None, maxite
     A Solution owns its numbers (SPEC §2): the inputs, seed and guesses are copies, so the
     caller's ``x -= lr * g`` after the solve changes nothing in it."""
     sched = compiled(prog)
-    opts = _DEFAULTS if tol is None and maxiter is None and method is None and linear_solver is None \
-        else SolveOptions.make(tol, maxiter, method, linear_solver)
+    opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs, own=True))
     if seed is None and sched.shapes[sched.output] == ():
         seed = SCALAR_SEED      # parse_seed's seed of a scalar output (immutable: shared)
@@ -90,8 +96,7 @@ def evaluate_program(prog, inputs: dict, *, guess=None, tol=None, maxiter=None, 
                      linear_solver=None):
     """``prog.evaluate(**inputs)``: the forward pass only, the output value ``z_o``."""
     sched = compiled(prog)
-    opts = _DEFAULTS if tol is None and maxiter is None and method is None and linear_solver is None \
-        else SolveOptions.make(tol, maxiter, method, linear_solver)
+    opts = _options(tol, maxiter, method, linear_solver)
     vals = initial_values(sched, parse_inputs(sched, inputs))
     run_forward(sched, vals, opts, {} if guess is None else parse_guess(sched, guess))
     out = vals[sched.output]
