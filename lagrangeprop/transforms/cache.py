@@ -15,15 +15,26 @@ Examples
 >>> by_tree = traced(lambda p: sum(p.values()) * 2.0)
 >>> by_tree({"a": 0.5})[0] is by_tree({"b": 0.5})[0]   # another structure: another Program
 False
+>>> program_for.cache_info()
+CacheInfo(hits=1, traces=1, size=1, maxsize=32)
+
+``lp.jvp``, ``lp.vjp`` and ``lp.hvp`` take ``f`` on every call: :func:`shared` keeps one such
+cache per function (by identity) for the :data:`SHARED_SIZE` most recently used functions.
+
+>>> f = lambda x: x ** 3
+>>> shared(f) is shared(f), cache_info(f).traces
+(True, 0)
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +44,8 @@ from ..graph.trace import argument_names, record
 from ..guards import Guard, RetraceWarning
 from .trees import bind
 
-__all__ = ["traced", "program_for", "CACHE_SIZE", "RETRACE_WARN"]
+__all__ = ["traced", "program_for", "shared", "cache_info", "clear", "CacheInfo", "CACHE_SIZE",
+           "SHARED_SIZE", "RETRACE_WARN"]
 
 _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
 
@@ -41,6 +53,18 @@ _ND, _F64, _F64DT = np.ndarray, np.float64, np.dtype(np.float64)
 CACHE_SIZE = 32
 #: consecutive invalidated calls after which a RetraceWarning says what keeps changing
 RETRACE_WARN = 3
+#: functions whose trace caches ``lp.jvp``, ``lp.vjp`` and ``lp.hvp`` keep (LRU, :func:`shared`)
+SHARED_SIZE = 32
+
+
+class CacheInfo(NamedTuple):
+    """A trace cache's counters: calls that reused a cached Program (``hits``), traces of
+    ``f`` (``traces``: first calls, new signatures and invalidated guards), Programs held."""
+
+    hits: int
+    traces: int
+    size: int
+    maxsize: int
 
 
 def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
@@ -55,6 +79,7 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
     """
     cache: OrderedDict = OrderedDict()
     streak = [0, False]   # consecutive invalidated calls, warned yet
+    count = [0, 0]        # hits, traces
     positional: dict[int, list[str]] = {}   # f's names for n positional arguments
 
     def lookup(*args, **kwargs):
@@ -69,6 +94,7 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
             if what is None:
                 cache.move_to_end(key)
                 streak[0] = 0
+                count[0] += 1
                 return entry[0], call
             streak[0] += 1
             if streak[0] >= RETRACE_WARN and not streak[1]:
@@ -80,6 +106,7 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
                     "of the function instead of reading them from outside it", RetraceWarning,
                     stacklevel=_user_stacklevel())
         before = Guard(f, snapshot=False)
+        count[1] += 1
         prog = record(f, args, kwargs)
         drew = before.random_draws()
         if drew:
@@ -126,25 +153,59 @@ def traced(f: Callable, *, cache_size: int = CACHE_SIZE) -> Callable:
             return None   # the general path traces (and counts the invalidation)
         cache.move_to_end(key)
         streak[0] = 0
+        count[0] += 1
         return entry[0], names
     lookup.cache = cache
     lookup.fast = fast
+    lookup.cache_info = lambda: CacheInfo(count[0], count[1], len(cache), cache_size)
     return lookup
 
 
-def program_for(f, cached: bool = True, what: str = "grad") -> Callable:
-    """``program_for(*args, **kw) -> (Program, Call)``: a Program as it is, else traced,
-    through the guarded cache (:func:`traced`) when ``cached``."""
+def program_for(f, what: str = "grad", *, per_function: bool = False) -> Callable:
+    """``program_for(*args, **kw) -> (Program, Call)``: a Program as it is, else traced
+    through the guarded cache (:func:`traced`): the wrapper's own, or with ``per_function``
+    (``lp.jvp``, ``lp.vjp``, ``lp.hvp``, which take ``f`` on every call) ``f``'s :func:`shared` one."""
     if isinstance(f, ProgramBuilder):
         return lambda *args, **kw: (f, bind(f, args, kw, what))
-    if not cached:   # one call (jvp, vjp, hvp): trace afresh, nothing to guard
-        def once(*args, **kw):
-            call = bind(f, args, kw, what)
-            prog = record(f, args, kw)
-            compiled(prog)
-            return prog, call
-        return once
-    return traced(f)
+    return shared(f) if per_function else traced(f)
+
+
+_SHARED: OrderedDict = OrderedDict()   # identity of f -> its traced(f)
+
+
+def _identity(f: Callable) -> tuple:
+    """``f`` by identity (a bound method, made anew on each attribute read, by its function
+    and object); the cache entry holds ``f``, so no id is reused while it is kept."""
+    if isinstance(f, types.MethodType):
+        return "method", id(f.__func__), id(f.__self__)
+    return "function", id(f)
+
+
+def shared(f: Callable) -> Callable:
+    """``f``'s trace cache (:func:`traced`) for the transforms that take ``f`` on every call,
+    kept for the :data:`SHARED_SIZE` most recently used functions (an evicted function is
+    simply traced again). Guarded as every cache is: never stale (SPEC §2)."""
+    key = _identity(f)
+    lookup = _SHARED.get(key)
+    if lookup is not None:
+        _SHARED.move_to_end(key)
+        return lookup
+    lookup = _SHARED[key] = traced(f)
+    while len(_SHARED) > SHARED_SIZE:
+        _SHARED.popitem(last=False)
+    return lookup
+
+
+def cache_info(f: Callable) -> CacheInfo:
+    """The :class:`CacheInfo` of ``f``'s :func:`shared` cache (that of ``lp.jvp(f, ...)``,
+    ``lp.vjp(f, ...)`` and ``lp.hvp(f, ...)``); a wrapper of ``lp.grad``, ``lp.jacobian``, ...
+    has its own, ``wrapper.cache_info()``."""
+    return shared(f).cache_info()
+
+
+def clear() -> None:
+    """Drop every :func:`shared` cache (the functions and Programs they hold)."""
+    _SHARED.clear()
 
 
 def _user_stacklevel() -> int:

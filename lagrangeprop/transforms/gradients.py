@@ -102,6 +102,7 @@ def _reverse(f: Callable, argnum, with_value: bool) -> Callable:
         sol = solve_program(prog, call.inputs())
         g = call.like_arguments(sel, sol.grad.__getitem__)
         return (sol.output, g) if with_value else g
+    wrapped.cache_info = getattr(program, "cache_info", None)
     return wrapped
 
 
@@ -149,7 +150,7 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     ([6.0, 9.0], {'a': 8.0})
     """
     reject_traced("lp.vjp", args)
-    prog, call = program_for(f, cached=False, what="vjp")(*args)
+    prog, call = program_for(f, what="vjp", per_function=True)(*args)
     sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
     out_shape, tree = sched.shapes[sched.output], output_tree(prog)
 

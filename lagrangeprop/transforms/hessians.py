@@ -58,7 +58,7 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     {'a': 6.0, 'b': 2.0}
     """
     reject_traced("lp.hvp", x, v)
-    sol, call = _solve_scalar(program_for(f, cached=False, what="hvp"), (x,), guess)
+    sol, call = _solve_scalar(program_for(f, what="hvp", per_function=True), (x,), guess)
     arg = call.arguments[0]
     hv = solution_hvp(sol, dict(zip(arg.paths, arg.tree.flatten_up_to(v, "the direction v"))))
     return call.like_arguments(arg.name, hv.__getitem__)
@@ -114,4 +114,5 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
                 H = np.stack(cols[pi], axis=1) if n else np.zeros((m, 0))
                 blocks[i].append(H.reshape(si + sj))
         return structure.unflatten([structure.unflatten(row) for row in blocks])
+    hess.cache_info = getattr(program, "cache_info", None)
     return hess

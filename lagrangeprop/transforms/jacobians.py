@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InputError
+from ..solve.adjoint import run_adjoint
 from ..solve.inputs import scalar, scalarize, shaped_input
 from ..solve.matrix import forward_matrix, reverse_matrix
 from ..solve.program import forward_program
@@ -28,7 +29,7 @@ from .cache import program_for
 from .nested import has_traced, nested_jvp, reject_traced
 from .trees import output_tree
 
-__all__ = ["jvp", "jacobian"]
+__all__ = ["jvp", "jacobian", "PASSES_MAX"]
 
 
 def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = None):
@@ -60,7 +61,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
     primals, tangents = tuple(primals), tuple(tangents)
     if has_traced(primals, tangents):   # inside a traced function: one nested op
         return nested_jvp(f, primals, tangents)
-    prog, call = program_for(f, cached=False, what="jvp primals")(*primals)
+    prog, call = program_for(f, what="jvp primals", per_function=True)(*primals)
     check_count("jvp tangents", call.names, len(tangents))
     sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
     xdot = {}
@@ -123,6 +124,7 @@ def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "aut
             rows.append(_columns(J[r0:r0 + size], tuple(shape), structure, in_shapes))
             r0 += size
         return tree.tree.unflatten(rows)
+    jac.cache_info = getattr(program, "cache_info", None)
     return jac
 
 
@@ -136,15 +138,25 @@ def _columns(J: np.ndarray, out_shape: tuple, structure, in_shapes: list):
     return structure.unflatten(parts)
 
 
+#: up to this many columns (rows), one generated tangent (adjoint) pass each; more: one matrix pass
+PASSES_MAX = 16
+
+
 # A Ż = -(∂c/∂x) E (forward, one column per input entry) or AᵀΛ = E_o (reverse, one per output entry)
 def _jacobian_matrix(sched, vals, states, opts, ids: list[int], mode: str) -> np.ndarray:
     """``dz_o/dx`` for the inputs ``ids`` side by side: ``(output size, their total size)``;
-    ``mode="auto"``: forward when the inputs are no larger than the output, else reverse."""
+    ``mode="auto"``: forward when the inputs are no larger than the output, else reverse.
+
+    Up to :data:`PASSES_MAX` columns (rows) run the generated tangent pass (adjoint) once
+    each, as ``lp.jvp`` (``lp.vjp``) does; more run the interpreted matrix pass once, all
+    columns together through the ops' sparse ``jac`` rules (:mod:`lagrangeprop.solve.matrix`)."""
     sizes = [int(np.prod(sched.shapes[i], dtype=int)) for i in ids]
     n_in, n_out = sum(sizes), int(np.prod(sched.shapes[sched.output], dtype=int))
     if mode == "auto":
         mode = "forward" if n_in <= n_out else "reverse"
     if mode == "forward":
+        if n_in <= PASSES_MAX:
+            return _columns_by_tangents(sched, vals, states, opts, ids, sizes, n_out)
         seeds, c0 = {}, 0
         for i, n in zip(ids, sizes):
             E = np.zeros((n, n_in))
@@ -153,8 +165,38 @@ def _jacobian_matrix(sched, vals, states, opts, ids: list[int], mode: str) -> np
         Z = forward_matrix(sched, vals, states, opts, seeds)[sched.output]
         return np.zeros((n_out, n_in)) if Z is None else np.asarray(Z).reshape(n_out, n_in)
     if mode == "reverse":
+        if n_out <= PASSES_MAX:
+            return _rows_by_adjoints(sched, vals, states, opts, ids, sizes, n_out)
         Lam = reverse_matrix(sched, vals, states, opts, np.eye(n_out))
         cols = [np.zeros((n_out, n)) if Lam[i] is None else np.asarray(Lam[i]).reshape(n, n_out).T
                 for i, n in zip(ids, sizes)]
         return np.concatenate(cols, axis=1) if cols else np.zeros((n_out, 0))
     raise InputError(f"mode={mode!r}: choose 'auto', 'forward' or 'reverse'")
+
+
+# column k: A ż = -(∂c/∂x) e_k, the tangent pass along one input entry
+def _columns_by_tangents(sched, vals, states, opts, ids, sizes, n_out) -> np.ndarray:
+    J, out, c = np.zeros((n_out, sum(sizes))), sched.shapes[sched.output], 0
+    for i, n in zip(ids, sizes):
+        for k in range(n):
+            e = np.zeros(n)
+            e[k] = 1.0
+            z = tangent_pass(sched, vals, states, opts, {i: e.reshape(sched.shapes[i])})[sched.output]
+            if z is not None:
+                J[:, c] = np.broadcast_to(z, out).ravel()
+            c += 1
+    return J
+
+
+# row k: Aᵀλ = e_o e_k, the multiplier pass seeded with one output entry
+def _rows_by_adjoints(sched, vals, states, opts, ids, sizes, n_out) -> np.ndarray:
+    J, out = np.zeros((n_out, sum(sizes))), sched.shapes[sched.output]
+    for k in range(n_out):
+        e = np.zeros(n_out)
+        e[k] = 1.0
+        lam, c = run_adjoint(sched, vals, e.reshape(out), states, opts), 0
+        for i, n in zip(ids, sizes):
+            if lam[i] is not None:
+                J[k, c:c + n] = np.broadcast_to(lam[i], sched.shapes[i]).ravel()
+            c += n
+    return J
