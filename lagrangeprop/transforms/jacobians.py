@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import isfinite
 
 import numpy as np
 
@@ -61,13 +62,25 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
     primals, tangents = tuple(primals), tuple(tangents)
     if has_traced(primals, tangents):   # inside a traced function: one nested op
         return nested_jvp(f, primals, tangents)
-    prog, call = program_for(f, what="jvp primals", per_function=True)(*primals)
-    check_count("jvp tangents", call.names, len(tangents))
-    sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+    program = program_for(f, what="jvp primals", per_function=True)
+    fast = getattr(program, "fast", None)   # None for a Program (no trace cache)
+    hit = None if fast is None else fast(primals)
     xdot = {}
-    for a, t in zip(call.arguments, tangents):
-        for p, leaf in zip(a.paths, a.tree.flatten_up_to(t, f"the tangent for {a.name}")):
-            xdot[sched.index[p]] = shaped_input(sched, sched.index[p], leaf, "tangent")
+    if hit is not None:   # plain leaves, a cached signature, its guard unchanged (cache.traced)
+        prog, names = hit
+        check_count("jvp tangents", names, len(tangents))
+        sched, vals, states, opts = forward_program(prog, dict(zip(names, primals)), guess)
+        for n, t in zip(names, tangents):
+            i = sched.index[n]
+            xdot[i] = np.asarray(t) if t.__class__ is float and isfinite(t) and sched.shapes[i] == () \
+                else shaped_input(sched, i, t, "tangent")
+    else:
+        prog, call = program(*primals)
+        check_count("jvp tangents", call.names, len(tangents))
+        sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+        for a, t in zip(call.arguments, tangents):
+            for p, leaf in zip(a.paths, a.tree.flatten_up_to(t, f"the tangent for {a.name}")):
+                xdot[sched.index[p]] = shaped_input(sched, sched.index[p], leaf, "tangent")
     zdot = tangent_pass(sched, vals, states, opts, xdot)
     out = zdot[sched.output]
     out = np.zeros(sched.shapes[sched.output]) if out is None else np.asarray(out)
