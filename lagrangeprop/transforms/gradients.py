@@ -150,8 +150,24 @@ def vjp(f: Callable, *args, guess: dict | None = None):
     ([6.0, 9.0], {'a': 8.0})
     """
     reject_traced("lp.vjp", args)
-    prog, call = program_for(f, what="vjp", per_function=True)(*args)
-    sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+    program = program_for(f, what="vjp", per_function=True)
+    fast = getattr(program, "fast", None)   # None for a Program (no trace cache)
+    hit = None if fast is None else fast(args)
+    if hit is not None:   # plain leaves, a cached signature, its guard unchanged (cache.traced)
+        prog, names = hit
+        sched, vals, states, opts = forward_program(prog, dict(zip(names, args)), guess)
+
+        def cotangents(lam) -> tuple:
+            return tuple(like(a, _cotangent(lam[sched.index[n]], sched.index[n], sched))
+                         for n, a in zip(names, args))
+    else:
+        prog, call = program(*args)
+        sched, vals, states, opts = forward_program(prog, call.inputs(), guess)
+
+        def cotangents(lam) -> tuple:
+            return tuple(call.like_arguments(a.name, lambda p: _cotangent(lam[sched.index[p]],
+                                                                          sched.index[p], sched))
+                         for a in call.arguments)
     out_shape, tree = sched.shapes[sched.output], output_tree(prog)
 
     def vjp_fn(g) -> tuple:
@@ -162,9 +178,6 @@ def vjp(f: Callable, *args, guess: dict | None = None):
             if g.shape != out_shape:
                 raise ShapeError(f"cotangent has shape {g.shape}, the output "
                                  f"{sched.names[sched.output]!r} has shape {out_shape}")
-        lam = run_adjoint(sched, vals, g, states, opts)
-        return tuple(call.like_arguments(a.name, lambda p: _cotangent(lam[sched.index[p]],
-                                                                      sched.index[p], sched))
-                     for a in call.arguments)
+        return cotangents(run_adjoint(sched, vals, g, states, opts))
     out = vals[sched.output]
     return (scalarize(out) if tree is None else tree.split(out)), vjp_fn

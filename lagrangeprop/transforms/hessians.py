@@ -19,10 +19,13 @@ import numpy as np
 
 from ..compile.cache import compiled
 from ..errors import InputError, ShapeError
-from ..solve.second_order import solution_hvp
+from ..solve.matrix import forward_matrix
+from ..solve.second_order import hvp_pass, solution_hvp
+from ..solve.tangent import tangent_pass
 from ..solve.program import solve_program
 from .argnum import argnum_names
 from .cache import program_for
+from .jacobians import PASSES_MAX
 from .nested import reject_traced
 from .trees import output_tree
 
@@ -97,22 +100,38 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
         reject_traced("lp.hessian", args, kwargs)
         sol, call = _solve_scalar(program, args, guess, kwargs)
         structure, paths = call.selected(select(len(args), call.names))
-        shapes = [sol.schedule.shapes[sol.schedule.index[p]] for p in paths]
-        # column k of leaf j: the derivative of every gradient leaf along e_k
+        sched = sol.schedule
+        ids = [sched.index[p] for p in paths]
+        shapes = [sched.shapes[i] for i in ids]
         blocks: list[list] = [[] for _ in paths]
-        for pj, sj in zip(paths, shapes):
-            n = int(np.prod(sj, dtype=int))
-            cols = {p: [] for p in paths}
-            for k in range(n):
-                e = np.zeros(n)
-                e[k] = 1.0
-                hv = solution_hvp(sol, {pj: e.reshape(sj)})
-                for p in paths:
-                    cols[p].append(np.ravel(hv[p]))
-            for i, (pi, si) in enumerate(zip(paths, shapes)):
-                m = int(np.prod(si, dtype=int))
-                H = np.stack(cols[pi], axis=1) if n else np.zeros((m, 0))
-                blocks[i].append(H.reshape(si + sj))
+        for j, sj in zip(ids, shapes):
+            cols = _hessian_columns(sol, j, ids)
+            for i, (cs, si) in enumerate(zip(cols, shapes)):
+                blocks[i].append(cs.reshape(si + sj))
         return structure.unflatten([structure.unflatten(row) for row in blocks])
     hess.cache_info = getattr(program, "cache_info", None)
     return hess
+
+
+# column k of input j: λ̇ along e_k (Aᵀλ̇ = -(Ȧ)ᵀλ), the tangent ż along e_k first: one generated
+# tangent pass per column up to PASSES_MAX columns, else one matrix pass for all of them
+def _hessian_columns(sol, j: int, ids: list[int]) -> list[np.ndarray]:
+    """``∂λ_i/∂x_j`` for every input ``i`` of ``ids``, each ``(size_i, size_j)``."""
+    sched, vals, lam, states, opts = sol.schedule, sol._vals, sol._lam, sol._states, sol.options
+    shapes = sched.shapes
+    n = int(np.prod(shapes[j], dtype=int))
+    H = [np.zeros((int(np.prod(shapes[i], dtype=int)), n)) for i in ids]
+    Z = forward_matrix(sched, vals, states, opts, {j: np.eye(n)}) if n > PASSES_MAX else None
+    for k in range(n):
+        if Z is None:
+            e = np.zeros(n)
+            e[k] = 1.0
+            zdot = tangent_pass(sched, vals, states, opts, {j: e.reshape(shapes[j])})
+        else:
+            zdot = [None if z is None else np.asarray(z).reshape(-1, n)[:, k].reshape(shapes[v])
+                    for v, z in enumerate(Z)]
+        ldot = hvp_pass(sched, vals, lam, states, opts, zdot)
+        for Hi, i in zip(H, ids):
+            if ldot[i] is not None:
+                Hi[:, k] = np.broadcast_to(ldot[i], shapes[i]).ravel()
+    return H
