@@ -134,10 +134,11 @@ def grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
 def vjp(f: Callable, *args, guess: dict | None = None):
     """``(f(*args), vjp_fn)`` with ``vjp_fn(g)`` a tuple of cotangents, one per argument.
 
-    One forward solve; each ``vjp_fn`` call solves the multiplier equations
-    ``Aᵀλ = e_o·g`` (reusing the block factorizations). Arguments may be parameter trees
-    (each cotangent has its argument's structure); a result that is a tuple or dict of
-    arrays is returned as such, and ``g`` then has that structure.
+    ``f`` is traced once per argument signature (its guarded cache,
+    :func:`~lagrangeprop.transforms.cache.shared`). One forward solve; each ``vjp_fn``
+    call solves the multiplier equations ``Aᵀλ = e_o·g`` (reusing the block factorizations).
+    Arguments may be parameter trees (each cotangent has its argument's structure); a result
+    that is a tuple or dict of arrays is returned as such, and ``g`` then has that structure.
 
     Examples
     --------

@@ -47,8 +47,9 @@ def _solve_scalar(program: Callable, args, guess, kwargs=None):
 def hvp(f: Callable, x, v, *, guess: dict | None = None):
     """Hessian-vector product ``∇²f(x) · v`` of scalar ``f``, exact (forward-over-reverse).
 
-    ``f`` takes ``x`` as its single argument (or is a one-input Program). ``x`` may be a
-    parameter tree; ``v`` and the result then have its structure.
+    ``f`` takes ``x`` as its single argument (or is a one-input Program), and is traced
+    once per argument signature (its guarded cache, :func:`~lagrangeprop.transforms.cache.shared`).
+    ``x`` may be a parameter tree; ``v`` and the result then have its structure.
 
     Examples
     --------
@@ -71,7 +72,8 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     """The Hessian of scalar ``f`` for argument ``argnum``: shape ``x.shape + x.shape``.
 
     One solve, then one tangent pass and one differentiated multiplier pass per
-    column (block factorizations reused). Cached and guarded as
+    column (block factorizations reused; the tangents of more than
+    :data:`~lagrangeprop.transforms.jacobians.PASSES_MAX` columns from one matrix pass). Cached and guarded as
     :func:`~lagrangeprop.transforms.jacobian`. For a parameter tree the Hessian is
     nested as ``jax.hessian``'s: ``H[i][j]`` of shape ``x_i.shape + x_j.shape`` for
     leaves ``i`` and ``j`` of the argument (the tree's structure, holding the tree's

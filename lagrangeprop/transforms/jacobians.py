@@ -2,7 +2,9 @@
 
 ``jvp`` pushes one tangent through the program (``A ż = -(∂c/∂x) ẋ``,
 :mod:`lagrangeprop.solve.tangent`); ``jacobian`` pushes identity columns forward or
-pulls identity rows back, whichever is smaller (:mod:`lagrangeprop.solve.matrix`).
+pulls identity rows back, whichever are fewer: one generated pass each up to
+:data:`PASSES_MAX`, else one matrix pass for all (:mod:`lagrangeprop.solve.matrix`).
+Both reuse their traces behind guards (:mod:`lagrangeprop.transforms.cache`).
 
 Examples
 --------
@@ -36,7 +38,9 @@ __all__ = ["jvp", "jacobian", "PASSES_MAX"]
 def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = None):
     """``(f(*primals), J·tangents)`` by forward mode, like ``jax.jvp``.
 
-    ``f`` is a numpy-style function (traced once per argument shapes) or a
+    ``f`` is a numpy-style function (traced once per argument signature and kept in its
+    guarded cache, :func:`~lagrangeprop.transforms.cache.shared`, as ``lp.vjp`` and
+    ``lp.hvp`` keep it) or a
     :class:`~lagrangeprop.Program` (primals in the order of its inputs); ``guess``
     starts the program's cyclic blocks. A primal may be a parameter tree (its tangent
     then has the same structure); a result that is a tuple or dict of arrays comes back
