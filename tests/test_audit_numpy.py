@@ -66,6 +66,8 @@ def _both_paths(monkeypatch, f, *args):
 
 
 def _against_numpy(monkeypatch, f, *args, rtol=1e-6):
+    """Value vs numpy, VJP vs central differences, JVP vs a central difference along a random
+    direction: each through the generated code and the interpreters."""
     want = f(*[np.copy(a) for a in args])
     for value, grads, seed in _both_paths(monkeypatch, f, *args):
         assert np.shape(value) == np.shape(want)
@@ -74,6 +76,15 @@ def _against_numpy(monkeypatch, f, *args, rtol=1e-6):
             ref = _central(f, args, i, seed)
             assert got.shape == np.shape(args[i])
             np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(ref))))
+    u = [np.random.default_rng(2).standard_normal(np.shape(a)) for a in args]
+    h = 1e-6
+    fd = (np.asarray(f(*[a + h * d for a, d in zip(args, u)]))
+          - np.asarray(f(*[a - h * d for a, d in zip(args, u)]))) / (2 * h)
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        _, t = lp.jvp(lambda *a: f(*a), tuple(args), tuple(u))
+        assert np.shape(t) == np.shape(want)
+        np.testing.assert_allclose(t, fd, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(fd), initial=0)))
 
 
 # ---------------------------------------------------------------- the surface, against numpy
@@ -317,3 +328,17 @@ def test_traced_scalar_stored_into_a_constant_array_raises_graph_error():
         return a * x
     with pytest.raises(lp.GraphError):
         lp.trace(f, x=np.ones(3))
+
+
+@pytest.mark.xfail(strict=True, reason="solve/ (the tangent pass): tangents are computed and "
+                   "checked for nodes that never reach the output, so a dead sqrt(0), or the unused "
+                   "eigenvectors of eigh(A)[0] at a repeated eigenvalue, raise NonFiniteError in "
+                   "jvp/hvp while grad is fine; fix: prune the tangent schedule to the output's ancestors")
+@pytest.mark.parametrize("f, x, t", [
+    (lambda x: (np.sqrt(x), 2.0 * x)[1], np.array([0.0, 1.0]), np.ones(2)),
+    (lambda x: np.linalg.eigh(x)[0], np.diag([1.0, 1.0, 2.0]), np.eye(3)),
+])
+def test_a_node_that_does_not_reach_the_output_has_no_tangent_to_check(f, x, t):
+    h = 1e-6
+    _, got = lp.jvp(f, (x,), (t,))
+    np.testing.assert_allclose(got, (f(x + h * t) - f(x - h * t)) / (2 * h), rtol=1e-6)
