@@ -13,6 +13,9 @@ The bugs this audit found have a test here that failed before the fix:
   was numpy's truncated pseudo-inverse, the gradient the constant-rank formula of the full one
   (6% off on a 3x4 matrix; torch's tape agreed, so ``lp.check`` passed it on the tape and only
   finite differences disagreed);
+- ``np.linalg.cholesky`` of a matrix input: the gradient was autograd's symmetrized one, not
+  the derivative of numpy's function, which reads one triangle (``lp.check`` failed on finite
+  differences by 50% while both tapes agreed); now the read triangle, as ``eigh`` already did;
 - ``np.max(x, initial=c)`` over an empty axis: numpy's answer is ``c``; the trace recorded a
   ``max`` that failed at evaluate with numpy's foreign ``ValueError``;
 - and, in a layer this audit does not own (``graph/var.py``), strict xfails: in-place operators
@@ -33,6 +36,7 @@ R = np.random.default_rng(20261201)
 X = R.standard_normal((3, 4))
 T = R.standard_normal((2, 3, 4))
 V = R.standard_normal(4)
+SPD = X[:, :3] @ X[:, :3].T + 3.0 * np.eye(3)
 
 
 def _central(f, args, i, g, h=1e-6):
@@ -124,6 +128,12 @@ SURFACE = {
     "sort axis=0": (lambda x: np.sort(x, axis=0), X),
     "prod at one zero": (lambda x: np.prod(x), np.array([1.5, 0.0, 3.0])),
     "prod at two zeros": (lambda x: np.prod(x), np.array([1.5, 0.0, 0.0])),
+    # LAPACK reads one triangle: the derivative is numpy's function's (fixed; autograd's and
+    # torch's symmetric rule agree with it wherever the matrix is built symmetric)
+    "cholesky of an input matrix": (lambda x: np.linalg.cholesky(x), SPD),
+    "cholesky upper of an input matrix": (lambda x: np.linalg.cholesky(x, upper=True), SPD),
+    "cholesky batched": (lambda x: np.linalg.cholesky(x), np.stack([SPD, SPD + np.eye(3)])),
+    "cholesky of a symmetrized matrix": (lambda x: np.linalg.cholesky(x @ x.T + 3.0 * np.eye(3)), X[:, :3]),
     # indexing
     "x[::-1, [0, 0, 2]]": (lambda x: x[::-1, [0, 0, 2]], X),
     "repeated and negative indices": (lambda x: x[[-1, 2, -1], [0, -4, 0]], X),
@@ -238,6 +248,17 @@ def test_pinv_cutoff_that_truncates_has_no_silent_second_derivative():
     ref = autograd.grad(lambda x: anp.sum(autograd.grad(lambda y: anp.sum(anp.linalg.pinv(y) ** 2))(x)
                                            * np.ones((3, 4))))(a)
     np.testing.assert_allclose(hv, ref, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_cholesky_of_an_input_matrix_passes_the_check(upper):
+    # before: the symmetric convention, which both tapes share, and finite differences of
+    # numpy's function (it reads one triangle) failed the check by 50%
+    w = np.random.default_rng(1).standard_normal((3, 3))
+    report = lp.check(lp.trace(lambda x: np.sum(np.linalg.cholesky(x, upper=upper) * w), x=SPD), {"x": SPD})
+    assert report.ok, str(report)
+    g = lp.grad(lambda x: np.sum(np.linalg.cholesky(x, upper=upper) * w))(SPD)
+    assert np.all((np.triu(g, 1) if not upper else np.tril(g, -1)) == 0)   # the unread triangle
 
 
 # ---------------------------------------------------------------- empty max/min (fixed)

@@ -1,4 +1,5 @@
-"""np.linalg: solve, inv, det, slogdet, cholesky, pinv, each one entry with all its rules.
+"""np.linalg: solve, inv, det, slogdet, cholesky, each one entry with all its rules (pinv is in
+:mod:`~lagrangeprop.rules.decompositions`).
 
 Every op is batched over leading axes ``(..., n, n)`` as numpy. The value is numpy's own
 (LAPACK); a ``LinAlgError`` (a singular matrix, one that is not positive definite) becomes
@@ -33,13 +34,14 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from ..errors import GraphError, SingularSystemError
+from ..errors import SingularSystemError
 from .arrays import as_f64 as _f
 from .dual import Dual, linear, mT, solve
 from .registry import Primitive, Tape, register
 from .shapes import broadcast
 
-__all__ = ["dense_jac", "lapack", "matrix_op", "square_shape", "inverse", "trace"]
+__all__ = ["dense_jac", "lapack", "matrix_op", "square_shape", "inverse", "trace", "read_triangle",
+           "to_triangle"]
 
 Args = tuple[Any, ...]
 Params = dict[str, Any]
@@ -167,8 +169,27 @@ register(Primitive(
 
 
 # ---------------------------------------------------------------- cholesky
-# A = L Lᵀ (autograd's symmetric convention, Murray 2016): dL = L Φ(L⁻¹ sym(dA) L⁻ᵀ) and
-# Ā = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = the lower triangle with its diagonal halved. upper=True: U = Lᵀ.
+# LAPACK reads one triangle: A_eff = tril(A) + tril(A, -1)ᵀ (triu for upper=True). A_eff = L Lᵀ
+# (Murray 2016): dL = L Φ(L⁻¹ dA_eff L⁻ᵀ), the symmetric cotangent of A_eff is
+# X = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = the lower triangle with its diagonal halved, and X pulls back
+# to the read triangle, diag(X) + tril(X + Xᵀ, -1): the derivative of numpy's function, equal
+# to autograd's symmetric convention wherever A is built symmetric. upper=True: U = Lᵀ.
+def read_triangle(t: np.ndarray, lower: bool = True) -> np.ndarray:
+    """The symmetric matrix LAPACK sees when it reads the lower (or upper) triangle of ``t``."""
+    if lower:
+        return np.tril(t) + np.swapaxes(np.tril(t, -1), -1, -2)
+    return np.triu(t) + np.swapaxes(np.triu(t, 1), -1, -2)
+
+
+def to_triangle(x: Any, lower: bool = True) -> Any:
+    """The cotangent ``x`` of :func:`read_triangle`'s result pulled back to the read triangle."""
+    tri, off = (np.tril, -1) if lower else (np.triu, 1)
+
+    def pull(m: np.ndarray) -> np.ndarray:
+        return m * np.eye(m.shape[-1]) + tri(m + np.swapaxes(m, -1, -2), off)
+    return linear(pull, x)
+
+
 def _phi(x: Any) -> Any:
     n = np.shape(x)[-1]
     return linear(lambda a: np.tril(a) * (1.0 - 0.5 * np.eye(n)), x)
@@ -177,8 +198,7 @@ def _phi(x: Any) -> Any:
 def _chol_push(t: np.ndarray, y: np.ndarray, a: np.ndarray, params: Params) -> np.ndarray:
     upper = params.get("upper", False)
     L = np.swapaxes(y, -1, -2) if upper else y
-    sym = 0.5 * (t + np.swapaxes(t, -1, -2))
-    inner = solve(L, np.swapaxes(solve(L, sym), -1, -2))   # L⁻¹ sym L⁻ᵀ (symmetric)
+    inner = solve(L, np.swapaxes(solve(L, read_triangle(t, not upper)), -1, -2))   # L⁻¹ dA_eff L⁻ᵀ
     dL = L @ _phi(inner)
     return np.swapaxes(dL, -1, -2) if upper else dL
 
@@ -188,7 +208,7 @@ def _chol_pull(g: Any, y: Any, a: Any, params: Params) -> Any:
     L, G = (mT(y), mT(g)) if upper else (y, g)
     P = _phi(mT(L) @ G)
     S = mT(_lower_t_solve(L, mT(_lower_t_solve(L, P))))   # L⁻ᵀ P L⁻¹
-    return 0.5 * (S + mT(S))
+    return to_triangle(0.5 * (S + mT(S)), not upper)
 
 
 def _lower_t_solve(L: Any, B: Any) -> Any:
@@ -204,130 +224,23 @@ def _cholesky(a: Any, upper: bool = False) -> np.ndarray:
 
 
 def _autograd_cholesky(anp: Any) -> Callable[..., Any]:
+    # autograd's rule is symmetric: feed it the matrix LAPACK reads (one triangle)
     def cholesky(a, upper=False):
-        L = anp.linalg.cholesky(a)
+        tri, off = (anp.triu, 1) if upper else (anp.tril, -1)
+        L = anp.linalg.cholesky(tri(a) + anp.swapaxes(tri(a, off), -1, -2))
         return anp.swapaxes(L, -1, -2) if upper else L
     return cholesky
 
 
+def _torch_cholesky(torch: Any) -> Callable[..., Any]:
+    def cholesky(a, upper=False):
+        tri = torch.triu if upper else torch.tril
+        return torch.linalg.cholesky(tri(a) + tri(a, 1 if upper else -1).transpose(-1, -2), upper=upper)
+    return cholesky
+
+
 matrix_op("cholesky", _cholesky, _chol_push, _chol_pull, shape_rule=square_shape,
-          tape=Tape(autograd=_autograd_cholesky,
-                    torch=lambda torch: lambda a, upper=False: torch.linalg.cholesky(a, upper=upper)))
-
-
-# ---------------------------------------------------------------- pinv
-# P = A⁺ (constant rank): dP = -P dA P + P Pᵀ dAᵀ (I - A P) + (I - P A) dAᵀ Pᵀ P, and
-# Ā = (-P Ḡᵀ P + P Pᵀ Ḡ (I - A P) + (I - P A) Ḡ Pᵀ P)ᵀ (autograd's grad_pinv).
-# A cutoff (rcond/rtol) that drops a singular value the default cutoff keeps makes P the
-# pseudo-inverse of the truncated A_k, not of A: P = g(M) Aᵀ with M = AᵀA = V Λ Vᵀ and
-# g(λ) = 1/λ above the cutoff², 0 below (Daleckii-Krein: Dg[E] = V (Γ ∘ VᵀEV) Vᵀ,
-# Γ_ij = (g_i - g_j)/(λ_i - λ_j)), so dP = Dg[dAᵀA + AᵀdA] Aᵀ + g(M) dAᵀ and
-# Ā = A (K + Kᵀ) + Ḡᵀ g(M), K = Dg[Ḡ A].
-def _kept(s: np.ndarray, a: np.ndarray, params: Params) -> tuple[np.ndarray, bool]:
-    """numpy's kept singular values (s > cutoff·max s) and whether the cutoff truncates
-    one that numpy's default cutoff keeps (then A⁺'s constant-rank formula is wrong)."""
-    m, n = a.shape[-2:]
-    top = np.max(s, axis=-1, keepdims=True) if s.shape[-1] else s
-    default = max(m, n) * np.finfo(np.float64).eps
-    cut = params.get("rtol", params.get("rcond", default))
-    kept = s > cut * top
-    return kept, bool(np.any(~kept & (s > default * top)))
-
-
-def _spectral(a: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(V, g(λ), Γ) of M = AᵀA for a truncating cutoff, else None (see above)."""
-    _, s, vh = np.linalg.svd(a, full_matrices=True)
-    kept, truncates = _kept(s, a, params)
-    if not truncates:
-        return None
-    n = a.shape[-1]
-    lam = np.zeros(a.shape[:-2] + (n,))
-    lam[..., :s.shape[-1]] = s * s
-    keep = np.zeros(lam.shape, dtype=bool)
-    keep[..., :s.shape[-1]] = kept
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0)
-        li, lj = lam[..., :, None], lam[..., None, :]
-        ki, kj = keep[..., :, None], keep[..., None, :]
-        gamma = np.where(ki & kj, -g[..., :, None] * g[..., None, :],
-                         np.where(ki | kj, (g[..., :, None] - g[..., None, :]) / (li - lj), 0.0))
-    return np.swapaxes(vh, -1, -2), g, gamma
-
-
-def _dk(v: np.ndarray, gamma: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """Dg[E] = V (Γ ∘ Vᵀ E V) Vᵀ."""
-    vT = np.swapaxes(v, -1, -2)
-    return v @ (gamma * (vT @ e @ v)) @ vT
-
-
-def _pinv_push(t: np.ndarray, p: np.ndarray, a: np.ndarray, params: Params) -> np.ndarray:
-    spec = _spectral(a, params) if params else None
-    tT = np.swapaxes(t, -1, -2)
-    if spec is not None:
-        v, g, gamma = spec
-        aT = np.swapaxes(a, -1, -2)
-        return _dk(v, gamma, tT @ a + aT @ t) @ aT + (v * g[..., None, :]) @ np.swapaxes(v, -1, -2) @ tT
-    pT = np.swapaxes(p, -1, -2)
-    return (-p @ t @ p + p @ pT @ tT @ (np.eye(a.shape[-2]) - a @ p)
-            + (eye_like(a) - p @ a) @ tT @ pT @ p)
-
-
-def _pinv_pull(g: Any, p: Any, a: Any, params: Params) -> Any:
-    if params:
-        plain = a.x if isinstance(a, Dual) else a
-        spec = _spectral(plain, params)
-        if spec is not None:
-            if isinstance(a, Dual):
-                raise GraphError(
-                    "np.linalg.pinv: its cutoff (rcond/rtol) drops a singular value above "
-                    "rounding level, and second derivatives (hvp, hessian) of that truncated "
-                    "pseudo-inverse are not implemented; write the truncation with "
-                    "np.linalg.svd, or use a cutoff that keeps every singular value")
-            v, gv, gamma = spec
-            k = _dk(v, gamma, g @ a)
-            return a @ (k + mT(k)) + mT(g) @ ((v * gv[..., None, :]) @ mT(v))
-    m, n = np.shape(a)[-2:]
-    return mT(-(p @ mT(g) @ p) + p @ mT(p) @ g @ (np.eye(m) - a @ p)
-              + (np.eye(n) - p @ a) @ g @ mT(p) @ p)
-
-
-def _pinv(a: Any, **cutoff: Any) -> np.ndarray:
-    return lapack("pinv", np.linalg.pinv, _f(a), **cutoff)
-
-
-def _pinv_shape(shapes: Sequence[Shape], params: dict) -> Shape | None:
-    s = shapes[0]
-    return s[:-2] + (s[-1], s[-2]) if len(s) >= 2 else None
-
-
-def _autograd_pinv(anp: Any) -> Callable[..., Any]:
-    # autograd's pinv rule takes no cutoff: with one, the truncated SVD (autograd's svd rule)
-    def pinv(a, rcond=None, rtol=None):
-        if rcond is None and rtol is None:
-            return anp.linalg.pinv(a)
-        u, s, vh = anp.linalg.svd(a, full_matrices=False)
-        kept = s > (rtol if rtol is not None else rcond) * np.max(getattr(s, "_value", s), axis=-1,
-                                                                    keepdims=True)
-        inv_s = anp.where(kept, 1.0 / anp.where(kept, s, 1.0), 0.0)
-        return anp.swapaxes(vh, -1, -2) @ (inv_s[..., :, None] * anp.swapaxes(u, -1, -2))
-    return pinv
-
-
-def _torch_pinv(torch: Any) -> Callable[..., Any]:
-    # torch's pinv rule is the constant-rank formula: with a cutoff, the truncated SVD
-    def pinv(a, rcond=None, rtol=None):
-        cut = rtol if rtol is not None else rcond
-        if cut is None:
-            return torch.linalg.pinv(a)
-        u, s, vh = torch.linalg.svd(a, full_matrices=False)
-        kept = s > cut * s.detach().amax(dim=-1, keepdim=True)
-        inv_s = torch.where(kept, 1.0 / torch.where(kept, s, torch.ones_like(s)), torch.zeros_like(s))
-        return vh.transpose(-1, -2) @ (inv_s[..., :, None] * u.transpose(-1, -2))
-    return pinv
-
-
-matrix_op("pinv", _pinv, _pinv_push, _pinv_pull, shape_rule=_pinv_shape,
-          tape=Tape(autograd=_autograd_pinv, torch=_torch_pinv))
+          tape=Tape(autograd=_autograd_cholesky, torch=_torch_cholesky))
 
 
 # ---------------------------------------------------------------- solve
