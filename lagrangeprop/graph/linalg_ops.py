@@ -170,8 +170,10 @@ def _check_norm(x: Any, ndim: int, ord: Any, axis: Any) -> None:
 
 
 def pinv(a, rcond=None, hermitian=False, *, rtol=NO_VALUE):
-    """``numpy.linalg.pinv`` (the SVD cutoffs ``rcond``/``rtol`` as numpy; the derivative
-    assumes the rank does not change). ``hermitian=True`` is not supported."""
+    """``numpy.linalg.pinv`` (the SVD cutoffs ``rcond``/``rtol`` as numpy). The derivative
+    is that of the function numpy computes: of the truncated pseudo-inverse when the cutoff
+    drops a singular value (whose second derivatives raise GraphError), else the constant-rank
+    formula. ``hermitian=True`` is not supported."""
     if hermitian:
         raise unsupported("linalg.pinv", "hermitian", hermitian, a, "Use hermitian=False.")
     params = {}

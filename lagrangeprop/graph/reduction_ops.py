@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError
-from .arguments import NO_VALUE, check_dtype, check_out, check_where, normalize_axis, unsupported
+from ..errors import GraphError, ShapeError
+from .arguments import (NO_VALUE, check_dtype, check_out, check_where, normalize_axis, traced_name,
+                        unsupported)
 from .ops import reshape, sqrt, stack, transpose, where
 from .ops import sum as _sum
 from .pack import as_traced, holds_traced
@@ -95,10 +96,17 @@ def _count(shape: tuple, axis: Any) -> int:
 # ---------------------------------------------------------------- max, min, ptp
 def _extreme(name: str, a, axis, out, keepdims, initial, where_):
     a, axis = _reduce_common(name, a, axis, out, where_)
+    c = None if initial is NO_VALUE else _static_number(name, "initial", initial, a)
+    if _count(_shape(a), axis) == 0:
+        # an empty group: numpy's answer is `initial` (no identity without one)
+        if c is None:
+            raise ShapeError(f"{name}{traced_name(a)}: zero-size array to reduction operation "
+                             f"{'maximum' if name == 'max' else 'minimum'} which has no identity "
+                             "(numpy raises ValueError); pass initial= or reduce a non-empty axis")
+        return apply("sum", (a,), {"axis": axis, "keepdims": _keep(keepdims)}) + c
     m = apply(name, (a,), {"axis": axis, "keepdims": _keep(keepdims)})
-    if initial is NO_VALUE:
+    if c is None:
         return m
-    c = _static_number(name, "initial", initial, a)
     # max(m, c) with the whole cotangent on m at a tie (autograd: x == ans); NaN stays NaN
     return where(m < c, c, m) if name == "max" else where(m > c, c, m)
 

@@ -13,9 +13,9 @@ argsort), :mod:`~lagrangeprop.rules.scans` (cumsum),
 :mod:`~lagrangeprop.rules.structure` (reshape, transpose, getitem, concatenate, stack),
 :mod:`~lagrangeprop.rules.contractions` (matmul, dot), :mod:`~lagrangeprop.rules.einsum`,
 np.linalg in
-:mod:`~lagrangeprop.rules.linalg` (solve, inv, det, slogdet, cholesky, pinv; over the dual
+:mod:`~lagrangeprop.rules.linalg` (solve, inv, det, slogdet, cholesky; over the dual
 numbers of :mod:`~lagrangeprop.rules.dual`), :mod:`~lagrangeprop.rules.decompositions`
-(eigh, svd) and :mod:`~lagrangeprop.rules.norms` (norm), and the user ops of
+(eigh, svd, pinv) and :mod:`~lagrangeprop.rules.norms` (norm), and the user ops of
 :func:`lagrangeprop.primitive` (:mod:`~lagrangeprop.rules.user`). Importing this package
 registers the built-ins: whatever needs them imports ``lagrangeprop.rules``.
 

@@ -1,4 +1,5 @@
-"""np.linalg decompositions: eigh and svd, one primitive per output, each with all its rules.
+"""np.linalg decompositions: eigh and svd, one primitive per output, each with all its rules;
+and pinv, whose cutoff is a spectral function of the SVD.
 
 ``eigh(a)`` is two nodes, ``eigvalsh`` (w) and ``eigh_vectors`` (v); ``svd(a)`` three,
 ``svd_u``, ``svdvals`` (s) and ``svd_vh``. Each recomputes the decomposition (LAPACK is
@@ -28,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GraphError
 from .arrays import as_f64 as _f
-from .dual import Dual, linear, mT
-from .linalg import dense_jac, square_shape
+from .dual import Dual, mT
+from .linalg import dense_jac, eye_like, lapack, matrix_op, read_triangle, square_shape, to_triangle
 from .registry import Primitive, Tape, register
 
 __all__ = ["decomposition", "svd_parts", "svd_push"]
@@ -90,18 +92,11 @@ def _gaps(w: Any) -> Any:
 # dw = diag(E), dV = V (F ∘ E); the cotangent X of A_eff pulls back to the read triangle,
 # diag(X) + tril(X + Xᵀ, -1) (autograd's grad_eigh).
 def _read(t: np.ndarray, uplo: str) -> np.ndarray:
-    if uplo == "L":
-        return np.tril(t) + np.swapaxes(np.tril(t, -1), -1, -2)
-    return np.triu(t) + np.swapaxes(np.triu(t, 1), -1, -2)
+    return read_triangle(t, uplo == "L")
 
 
 def _to_triangle(x: Any, uplo: str) -> Any:
-    tri = np.tril if uplo == "L" else np.triu
-    off = -1 if uplo == "L" else 1
-
-    def pull(m: np.ndarray) -> np.ndarray:
-        return m * np.eye(m.shape[-1]) + tri(m + np.swapaxes(m, -1, -2), off)
-    return linear(pull, x)
+    return to_triangle(x, uplo == "L")
 
 
 def _uplo(params: Params) -> str:
@@ -262,3 +257,118 @@ decomposition("svdvals", lambda a: np.linalg.svd(_f(a), compute_uv=False), 1, sv
                         torch=lambda torch: torch.linalg.svdvals))
 decomposition("svd_vh", _svd_value(2), lambda dP: np.swapaxes(dP[2], -1, -2), svd_parts, svd_push, _svd_vh_pull,
               shape_rule=_svd_shapes(2), tape=Tape(autograd=_autograd_svd(2), torch=_torch_svd(2)))
+
+
+# ---------------------------------------------------------------- pinv
+# P = A⁺ (constant rank): dP = -P dA P + P Pᵀ dAᵀ (I - A P) + (I - P A) dAᵀ Pᵀ P, and
+# Ā = (-P Ḡᵀ P + P Pᵀ Ḡ (I - A P) + (I - P A) Ḡ Pᵀ P)ᵀ (autograd's grad_pinv).
+# A cutoff (rcond/rtol) that drops a singular value the default cutoff keeps makes P the
+# pseudo-inverse of the truncated A_k, not of A: P = g(M) Aᵀ with M = AᵀA = V Λ Vᵀ and
+# g(λ) = 1/λ above the cutoff², 0 below (Daleckii-Krein: Dg[E] = V (Γ ∘ VᵀEV) Vᵀ,
+# Γ_ij = (g_i - g_j)/(λ_i - λ_j)), so dP = Dg[dAᵀA + AᵀdA] Aᵀ + g(M) dAᵀ and
+# Ā = A (K + Kᵀ) + Ḡᵀ g(M), K = Dg[Ḡ A].
+def _kept(s: np.ndarray, a: np.ndarray, params: Params) -> tuple[np.ndarray, bool]:
+    """numpy's kept singular values (s > cutoff·max s) and whether the cutoff truncates
+    one that numpy's default cutoff keeps (then A⁺'s constant-rank formula is wrong)."""
+    m, n = a.shape[-2:]
+    top = np.max(s, axis=-1, keepdims=True) if s.shape[-1] else s
+    default = max(m, n) * np.finfo(np.float64).eps
+    cut = params.get("rtol", params.get("rcond", default))
+    kept = s > cut * top
+    return kept, bool(np.any(~kept & (s > default * top)))
+
+
+def _spectral(a: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(V, g(λ), Γ) of M = AᵀA for a truncating cutoff, else None (see above)."""
+    _, s, vh = np.linalg.svd(a, full_matrices=True)
+    kept, truncates = _kept(s, a, params)
+    if not truncates:
+        return None
+    n = a.shape[-1]
+    lam = np.zeros(a.shape[:-2] + (n,))
+    lam[..., :s.shape[-1]] = s * s
+    keep = np.zeros(lam.shape, dtype=bool)
+    keep[..., :s.shape[-1]] = kept
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0)
+        li, lj = lam[..., :, None], lam[..., None, :]
+        ki, kj = keep[..., :, None], keep[..., None, :]
+        gamma = np.where(ki & kj, -g[..., :, None] * g[..., None, :],
+                         np.where(ki | kj, (g[..., :, None] - g[..., None, :]) / (li - lj), 0.0))
+    return np.swapaxes(vh, -1, -2), g, gamma
+
+
+def _dk(v: np.ndarray, gamma: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Dg[E] = V (Γ ∘ Vᵀ E V) Vᵀ."""
+    vT = np.swapaxes(v, -1, -2)
+    return v @ (gamma * (vT @ e @ v)) @ vT
+
+
+def _pinv_push(t: np.ndarray, p: np.ndarray, a: np.ndarray, params: Params) -> np.ndarray:
+    spec = _spectral(a, params) if params else None
+    tT = np.swapaxes(t, -1, -2)
+    if spec is not None:
+        v, g, gamma = spec
+        aT = np.swapaxes(a, -1, -2)
+        return _dk(v, gamma, tT @ a + aT @ t) @ aT + (v * g[..., None, :]) @ np.swapaxes(v, -1, -2) @ tT
+    pT = np.swapaxes(p, -1, -2)
+    return (-p @ t @ p + p @ pT @ tT @ (np.eye(a.shape[-2]) - a @ p)
+            + (eye_like(a) - p @ a) @ tT @ pT @ p)
+
+
+def _pinv_pull(g: Any, p: Any, a: Any, params: Params) -> Any:
+    if params:
+        plain = a.x if isinstance(a, Dual) else a
+        spec = _spectral(plain, params)
+        if spec is not None:
+            if isinstance(a, Dual):
+                raise GraphError(
+                    "np.linalg.pinv: its cutoff (rcond/rtol) drops a singular value above "
+                    "rounding level, and second derivatives (hvp, hessian) of that truncated "
+                    "pseudo-inverse are not implemented; write the truncation with "
+                    "np.linalg.svd, or use a cutoff that keeps every singular value")
+            v, gv, gamma = spec
+            k = _dk(v, gamma, g @ a)
+            return a @ (k + mT(k)) + mT(g) @ ((v * gv[..., None, :]) @ mT(v))
+    m, n = np.shape(a)[-2:]
+    return mT(-(p @ mT(g) @ p) + p @ mT(p) @ g @ (np.eye(m) - a @ p)
+              + (np.eye(n) - p @ a) @ g @ mT(p) @ p)
+
+
+def _pinv(a: Any, **cutoff: Any) -> np.ndarray:
+    return lapack("pinv", np.linalg.pinv, _f(a), **cutoff)
+
+
+def _pinv_shape(shapes: Sequence[Shape], params: dict) -> Shape | None:
+    s = shapes[0]
+    return s[:-2] + (s[-1], s[-2]) if len(s) >= 2 else None
+
+
+def _autograd_pinv(anp: Any) -> Callable[..., Any]:
+    # autograd's pinv rule takes no cutoff: with one, the truncated SVD (autograd's svd rule)
+    def pinv(a, rcond=None, rtol=None):
+        if rcond is None and rtol is None:
+            return anp.linalg.pinv(a)
+        u, s, vh = anp.linalg.svd(a, full_matrices=False)
+        kept = s > (rtol if rtol is not None else rcond) * np.max(getattr(s, "_value", s), axis=-1,
+                                                                    keepdims=True)
+        inv_s = anp.where(kept, 1.0 / anp.where(kept, s, 1.0), 0.0)
+        return anp.swapaxes(vh, -1, -2) @ (inv_s[..., :, None] * anp.swapaxes(u, -1, -2))
+    return pinv
+
+
+def _torch_pinv(torch: Any) -> Callable[..., Any]:
+    # torch's pinv rule is the constant-rank formula: with a cutoff, the truncated SVD
+    def pinv(a, rcond=None, rtol=None):
+        cut = rtol if rtol is not None else rcond
+        if cut is None:
+            return torch.linalg.pinv(a)
+        u, s, vh = torch.linalg.svd(a, full_matrices=False)
+        kept = s > cut * s.detach().amax(dim=-1, keepdim=True)
+        inv_s = torch.where(kept, 1.0 / torch.where(kept, s, torch.ones_like(s)), torch.zeros_like(s))
+        return vh.transpose(-1, -2) @ (inv_s[..., :, None] * u.transpose(-1, -2))
+    return pinv
+
+
+matrix_op("pinv", _pinv, _pinv_push, _pinv_pull, shape_rule=_pinv_shape,
+          tape=Tape(autograd=_autograd_pinv, torch=_torch_pinv))

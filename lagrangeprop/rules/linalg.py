@@ -1,4 +1,5 @@
-"""np.linalg: solve, inv, det, slogdet, cholesky, pinv, each one entry with all its rules.
+"""np.linalg: solve, inv, det, slogdet, cholesky, each one entry with all its rules (pinv is in
+:mod:`~lagrangeprop.rules.decompositions`).
 
 Every op is batched over leading axes ``(..., n, n)`` as numpy. The value is numpy's own
 (LAPACK); a ``LinAlgError`` (a singular matrix, one that is not positive definite) becomes
@@ -39,7 +40,8 @@ from .dual import Dual, linear, mT, solve
 from .registry import Primitive, Tape, register
 from .shapes import broadcast
 
-__all__ = ["dense_jac", "lapack", "matrix_op", "square_shape", "inverse", "trace"]
+__all__ = ["dense_jac", "lapack", "matrix_op", "square_shape", "inverse", "trace", "read_triangle",
+           "to_triangle"]
 
 Args = tuple[Any, ...]
 Params = dict[str, Any]
@@ -167,8 +169,27 @@ register(Primitive(
 
 
 # ---------------------------------------------------------------- cholesky
-# A = L Lᵀ (autograd's symmetric convention, Murray 2016): dL = L Φ(L⁻¹ sym(dA) L⁻ᵀ) and
-# Ā = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = the lower triangle with its diagonal halved. upper=True: U = Lᵀ.
+# LAPACK reads one triangle: A_eff = tril(A) + tril(A, -1)ᵀ (triu for upper=True). A_eff = L Lᵀ
+# (Murray 2016): dL = L Φ(L⁻¹ dA_eff L⁻ᵀ), the symmetric cotangent of A_eff is
+# X = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = the lower triangle with its diagonal halved, and X pulls back
+# to the read triangle, diag(X) + tril(X + Xᵀ, -1): the derivative of numpy's function, equal
+# to autograd's symmetric convention wherever A is built symmetric. upper=True: U = Lᵀ.
+def read_triangle(t: np.ndarray, lower: bool = True) -> np.ndarray:
+    """The symmetric matrix LAPACK sees when it reads the lower (or upper) triangle of ``t``."""
+    if lower:
+        return np.tril(t) + np.swapaxes(np.tril(t, -1), -1, -2)
+    return np.triu(t) + np.swapaxes(np.triu(t, 1), -1, -2)
+
+
+def to_triangle(x: Any, lower: bool = True) -> Any:
+    """The cotangent ``x`` of :func:`read_triangle`'s result pulled back to the read triangle."""
+    tri, off = (np.tril, -1) if lower else (np.triu, 1)
+
+    def pull(m: np.ndarray) -> np.ndarray:
+        return m * np.eye(m.shape[-1]) + tri(m + np.swapaxes(m, -1, -2), off)
+    return linear(pull, x)
+
+
 def _phi(x: Any) -> Any:
     n = np.shape(x)[-1]
     return linear(lambda a: np.tril(a) * (1.0 - 0.5 * np.eye(n)), x)
@@ -177,8 +198,7 @@ def _phi(x: Any) -> Any:
 def _chol_push(t: np.ndarray, y: np.ndarray, a: np.ndarray, params: Params) -> np.ndarray:
     upper = params.get("upper", False)
     L = np.swapaxes(y, -1, -2) if upper else y
-    sym = 0.5 * (t + np.swapaxes(t, -1, -2))
-    inner = solve(L, np.swapaxes(solve(L, sym), -1, -2))   # L⁻¹ sym L⁻ᵀ (symmetric)
+    inner = solve(L, np.swapaxes(solve(L, read_triangle(t, not upper)), -1, -2))   # L⁻¹ dA_eff L⁻ᵀ
     dL = L @ _phi(inner)
     return np.swapaxes(dL, -1, -2) if upper else dL
 
@@ -188,7 +208,7 @@ def _chol_pull(g: Any, y: Any, a: Any, params: Params) -> Any:
     L, G = (mT(y), mT(g)) if upper else (y, g)
     P = _phi(mT(L) @ G)
     S = mT(_lower_t_solve(L, mT(_lower_t_solve(L, P))))   # L⁻ᵀ P L⁻¹
-    return 0.5 * (S + mT(S))
+    return to_triangle(0.5 * (S + mT(S)), not upper)
 
 
 def _lower_t_solve(L: Any, B: Any) -> Any:
@@ -204,51 +224,23 @@ def _cholesky(a: Any, upper: bool = False) -> np.ndarray:
 
 
 def _autograd_cholesky(anp: Any) -> Callable[..., Any]:
+    # autograd's rule is symmetric: feed it the matrix LAPACK reads (one triangle)
     def cholesky(a, upper=False):
-        L = anp.linalg.cholesky(a)
+        tri, off = (anp.triu, 1) if upper else (anp.tril, -1)
+        L = anp.linalg.cholesky(tri(a) + anp.swapaxes(tri(a, off), -1, -2))
         return anp.swapaxes(L, -1, -2) if upper else L
     return cholesky
 
 
+def _torch_cholesky(torch: Any) -> Callable[..., Any]:
+    def cholesky(a, upper=False):
+        tri = torch.triu if upper else torch.tril
+        return torch.linalg.cholesky(tri(a) + tri(a, 1 if upper else -1).transpose(-1, -2), upper=upper)
+    return cholesky
+
+
 matrix_op("cholesky", _cholesky, _chol_push, _chol_pull, shape_rule=square_shape,
-          tape=Tape(autograd=_autograd_cholesky,
-                    torch=lambda torch: lambda a, upper=False: torch.linalg.cholesky(a, upper=upper)))
-
-
-# ---------------------------------------------------------------- pinv
-# P = A⁺ (constant rank): dP = -P dA P + P Pᵀ dAᵀ (I - A P) + (I - P A) dAᵀ Pᵀ P, and
-# Ā = (-P Ḡᵀ P + P Pᵀ Ḡ (I - A P) + (I - P A) Ḡ Pᵀ P)ᵀ (autograd's grad_pinv).
-def _pinv_push(t: np.ndarray, p: np.ndarray, a: np.ndarray, params: Params) -> np.ndarray:
-    tT = np.swapaxes(t, -1, -2)
-    pT = np.swapaxes(p, -1, -2)
-    return (-p @ t @ p + p @ pT @ tT @ (np.eye(a.shape[-2]) - a @ p)
-            + (eye_like(a) - p @ a) @ tT @ pT @ p)
-
-
-def _pinv_pull(g: Any, p: Any, a: Any, params: Params) -> Any:
-    m, n = np.shape(a)[-2:]
-    return mT(-(p @ mT(g) @ p) + p @ mT(p) @ g @ (np.eye(m) - a @ p)
-              + (np.eye(n) - p @ a) @ g @ mT(p) @ p)
-
-
-def _pinv(a: Any, **cutoff: Any) -> np.ndarray:
-    return lapack("pinv", np.linalg.pinv, _f(a), **cutoff)
-
-
-def _pinv_shape(shapes: Sequence[Shape], params: dict) -> Shape | None:
-    s = shapes[0]
-    return s[:-2] + (s[-1], s[-2]) if len(s) >= 2 else None
-
-
-def _torch_pinv(torch: Any) -> Callable[..., Any]:
-    def pinv(a, rcond=None, rtol=None):
-        cut = rtol if rtol is not None else rcond
-        return torch.linalg.pinv(a) if cut is None else torch.linalg.pinv(a, rtol=cut)
-    return pinv
-
-
-matrix_op("pinv", _pinv, _pinv_push, _pinv_pull, shape_rule=_pinv_shape,
-          tape=Tape(autograd=lambda anp: anp.linalg.pinv, torch=_torch_pinv))
+          tape=Tape(autograd=_autograd_cholesky, torch=_torch_cholesky))
 
 
 # ---------------------------------------------------------------- solve
