@@ -8,7 +8,6 @@ docstring says what the library did).
 """
 
 import itertools
-import json
 import warnings
 
 import numpy as np
@@ -241,3 +240,41 @@ def test_forward_passes_raise_non_finite_error_silently(transform):
         warnings.simplefilter("error")
         with pytest.raises(lp.NonFiniteError, match="sqrt"):
             call()
+
+
+# ------------------------------------------- a residual whose scale is a cancelling term
+def _offset(term, off):
+    """``(term(w) + off) - (x + off) = 0``: a large term that cancels (a reference enthalpy, a bias)
+    makes the residual's scale ``off`` (blocks.scale), so ``|r| <= tol·off`` holds far from the root."""
+    p = lp.Program(name="offset")
+    x, w = p.input("x"), p.variable("w")
+    p.residual(w, (term(w) + off) - (x + off))
+    p.output(w * 1.0, name="o")
+    return p
+
+
+@pytest.mark.parametrize("off", [1e8, 1e10, 1e12])
+@pytest.mark.parametrize("method", ["auto", "newton", "newton-krylov"])
+def test_a_cancelling_large_term_does_not_certify_a_point_far_from_the_root(method, off):
+    """Was: Newton stopped one step from the guess (w = 1.0 for ln 2 = 0.693 at off = 1e10, dw/dx =
+    0.368 for 1/x = 0.5) and Newton–Krylov returned the guess itself (w = 0, dw/dx = 1), with kkt()
+    primal 3e-11. Now the root to the accuracy the offset leaves (|Δw| ~ off·eps/x), or a
+    ConvergenceError; never a silent wrong root."""
+    prog, x = _offset(lp.exp, off), 2.0
+    limit = 50 * off * np.finfo(float).eps / x        # what the rounding of exp(w) + off resolves
+    try:
+        sol = prog.solve(x=x, method=method)
+    except lp.ConvergenceError:
+        assert method == "newton-krylov"      # loud, not wrong: its row-scaled gmres stalls here
+        return
+    assert abs(float(sol.values["w"]) - np.log(x)) <= limit
+    assert abs(sol.grad["x"] - 1 / x) <= limit
+
+
+@pytest.mark.parametrize("method", ["auto", "newton", "newton-krylov"])
+@pytest.mark.parametrize("guess", [0.0, 0.6])
+def test_a_linear_residual_with_a_cancelling_term_is_solved_exactly(method, guess):
+    """Was: Newton–Krylov returned the guess (w = 0 or 0.6 for the root 0.5) with kkt() ok."""
+    sol = _offset(lambda w: w * 1.0, 1e10).solve(x=0.5, method=method, guess={"w": guess})
+    assert abs(float(sol.values["w"]) - 0.5) <= 1e-5
+    np.testing.assert_allclose(sol.grad["x"], 1.0, rtol=1e-9)
