@@ -278,3 +278,34 @@ def test_a_linear_residual_with_a_cancelling_term_is_solved_exactly(method, gues
     sol = _offset(lambda w: w * 1.0, 1e10).solve(x=0.5, method=method, guess={"w": guess})
     assert abs(float(sol.values["w"]) - 0.5) <= 1e-5
     np.testing.assert_allclose(sol.grad["x"], 1.0, rtol=1e-9)
+
+
+# --------------------------------------- an equation whose terms all vanish at the start
+def _zero_terms():
+    """``u0 + u1³/2 = a0``, ``u1 + u1³ + u0/10 = a1`` at a0 = 0 from the zero start: the first
+    equation's terms are all zero there, so its scale is the TINY floor."""
+    p = lp.Program(name="zero_terms")
+    a = p.input("a", shape=(2,))
+    u0, u1 = p.variable("u0"), p.variable("u1")
+    p.residual(u0, u0 + 0.5 * u1 ** 3 - a[0])
+    p.residual(u1, u1 + u1 ** 3 - a[1] + 0.1 * u0)
+    p.output(u0 + u1, name="o")
+    return p
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("method", ["auto", "newton", "newton-krylov"])
+def test_an_equation_with_no_terms_at_the_start_does_not_stall_newton(method, dense, monkeypatch):
+    """Was: ConvergenceError after 50 iterations (the line search judged every step against the
+    1e-300 floor, or against the trial's own terms, so no step ever decreased the merit and Newton
+    crawled at α = 2⁻¹⁰), with a0 = 0 but not with a0 = 0.3."""
+    import lagrangeprop.blocks.dense as dense_mod
+    monkeypatch.setattr(dense_mod, "ENABLED", dense)
+
+    def F(z, x):
+        return np.array([z[0] + 0.5 * z[1] ** 3 - x[0], z[1] + z[1] ** 3 - x[1] + 0.1 * z[0]])
+    x = np.array([0.0, 2.0])
+    z, g, o = _ift(F, lambda z, x: z[0] + z[1], x, np.array([-0.5, 1.0]))
+    sol = _zero_terms().solve(a=x, method=method)
+    np.testing.assert_allclose([float(sol.values["u0"]), float(sol.values["u1"])], z, rtol=1e-10)
+    np.testing.assert_allclose(sol.grad["a"], g, rtol=1e-6)

@@ -360,7 +360,7 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
             lu = _factor(block, code, vals, z, a, f"at Newton iteration {it}")
         except SingularSystemError:
             return None
-        at = _line_search(code, vals, z, lu.solve(neg_c), norm2, scale)
+        at = _line_search(block, code, vals, z, lu.solve(neg_c), norm2, scale)
         if at is None:
             return None
         moved = _step_size(at[0], z)
@@ -368,14 +368,19 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
     return None
 
 
-def _line_search(code: BlockCode, vals: list, z, delta: list, cnorm2: float, scale: list):
+def _line_search(block: Block, code: BlockCode, vals: list, z, delta: list, cnorm2: float, scale: list):
     """Backtracking on the scaled ``||c / s||₂`` (Armijo, halving down to 2⁻¹⁰) like the generic
-    Newton's; ``None`` when even the shortest step is a non-finite point."""
+    Newton's (an equation whose terms are all zero at ``z`` takes its scale at the full step);
+    ``None`` when even the shortest step is a non-finite point."""
     alpha = 1.0
+    zero = [si <= 1e-290 for si in scale]
+    s = scale
     while True:
         at = _evaluate(code, vals, _moved(z, code.states, delta, alpha))
         if at is not None:
-            if _scaled(at[1], scale)[1] <= (1 - 1e-4 * alpha) * cnorm2:     # False for NaN
+            if alpha == 1.0 and any(zero):
+                s = [max(t, si) if k else si for k, t, si in zip(zero, _scale(block, code, vals, at[0]), scale)]
+            if _scaled(at[1], s)[1] <= (1 - 1e-4 * alpha) * cnorm2:     # False for NaN
                 return at
         if alpha < 1e-3:
             return at

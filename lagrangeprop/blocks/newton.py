@@ -53,6 +53,7 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
+_ZERO_TERMS = 1e-290   # a scale at the TINY floor: every term of the equation is zero
 NOISE_NEAR = 1e3     # the rounding allowance is looked at from max|c/s| <= NOISE_NEAR·tol on (or on a stall)
 
 
@@ -113,11 +114,18 @@ def _move(block, vals, z, elim: bool):
 
 def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False):
     """Backtracking on the scaled ``||c / s||₂`` (``s``: the scale at ``z``, fixed during the search;
-    Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
+    Armijo, halving down to 2⁻¹⁰); returns z, c, ans. An equation whose terms are all zero at ``z``
+    (``c_d = 0`` there, ``s_d`` the ``TINY`` floor: a zero input at the zero start) takes its scale at
+    the full step instead, fixed for the search too (at the floor, or on the scale of each trial, every
+    shorter step would look as bad as the full one)."""
     alpha = 1.0
+    zero = scale <= _ZERO_TERMS
+    s = scale
     while True:
         z_new, c_new, ans_new = _move(block, vals, z + alpha * delta, elim)
-        new = float(np.linalg.norm(c_new / scale))
+        if alpha == 1.0 and zero.any():
+            s = np.where(zero, np.maximum(constraint_scale(block, vals, z_new), scale), scale)
+        new = float(np.linalg.norm(c_new / s))
         if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
             return z_new, c_new, ans_new
         alpha *= 0.5
