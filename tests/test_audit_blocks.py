@@ -309,3 +309,42 @@ def test_an_equation_with_no_terms_at_the_start_does_not_stall_newton(method, de
     sol = _zero_terms().solve(a=x, method=method)
     np.testing.assert_allclose([float(sol.values["u0"]), float(sol.values["u1"])], z, rtol=1e-10)
     np.testing.assert_allclose(sol.grad["a"], g, rtol=1e-6)
+
+
+# --------------------------------------------- sparse constants with duplicate entries
+def _duplicated_csr():
+    """The tridiagonal [[4,1,0,0],[1,4,1,0],...] as a CSR matrix whose diagonal is split into
+    duplicate entries (3 + 1) in unsorted order: legal scipy, not canonical."""
+    data = np.array([3.0, 1, 1, 1, 3, 1, 1, 1, 3, 1, 1, 1, 3, 1])
+    indices = np.array([0, 1, 0, 0, 1, 2, 1, 1, 2, 3, 2, 3, 3, 3])
+    import scipy.sparse as sp
+    return sp.csr_matrix((data, indices, np.array([0, 3, 6, 10, 14])), shape=(4, 4))
+
+
+def test_a_non_canonical_sparse_constant_in_a_block_keeps_newton_quadratic():
+    """Was: after one solve, every solve from another start (a guess 1e-9 from the root, or the
+    default start again) raised ConvergenceError: the block's sparse Jacobian pattern was laid out
+    over the duplicated entries (converging linearly at 1e-9), and lp.check's finite differences
+    failed. Compiling now sums the duplicates (on a copy: the caller's matrix is not touched)."""
+    M = _duplicated_csr()
+    dense = M.toarray()
+
+    def build():
+        p = lp.Program(name="dup")
+        a, u = p.input("a", shape=(4,)), p.variable("u", shape=(4,))
+        p.residual(u, M @ u + 0.1 * u ** 3 - a)
+        p.output(lp.sum(u * lp.sin(u)), name="o")
+        return p
+
+    def F(z, x):
+        return dense @ z + 0.1 * z ** 3 - x
+    x = np.array([1.0, 2.0, -1.0, 0.5])
+    z, g, _ = _ift(F, lambda z, x: np.sum(z * np.sin(z)), x, np.zeros(4))
+    prog = build()
+    first = prog.solve(a=x)
+    for guess in ({"u": first.values["u"] + 1e-9}, None, {"u": np.full(4, 0.3)}):
+        sol = prog.solve(a=x, guess=guess)
+        np.testing.assert_allclose(sol.values["u"], z, rtol=1e-10)
+        np.testing.assert_allclose(sol.grad["a"], g, rtol=1e-6)
+    assert lp.check(build(), a=x).ok
+    assert M.nnz == 14 and not M.has_canonical_format      # the caller's matrix as it was
