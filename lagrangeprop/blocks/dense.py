@@ -44,7 +44,7 @@ from ..options import SolveOptions
 from ..progress import report
 from .eliminate import factor, reduced_factor, split_members
 from .layout import labels_of
-from .iteration import MAXITER
+from .iteration import MAXITER, settled
 from .newton import newton
 from .residual import has_jac
 from .scale import constraint_scale
@@ -296,6 +296,11 @@ class _Dense:
         return self.lu.solve(np.array(b)).tolist()
 
 
+def _step_size(z_new: list, z_old: list) -> float:
+    """:func:`lagrangeprop.blocks.iteration.step_size` on Python floats."""
+    return max((abs(a - b) / max(1.0, abs(a)) for a, b in zip(z_new, z_old)), default=0.0)
+
+
 def _moved(z, states: tuple, delta: list, alpha: float) -> list:
     """The states of ``z`` moved by ``α δ_T`` (the intermediates follow in ``residual``)."""
     out = list(z)
@@ -319,7 +324,7 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
     maxiter = opts.maxiter or MAXITER["newton"]
     state = BlockState(method="newton")
     lu = None
-    polished = False
+    polished, moved = False, math.inf
     for it in range(maxiter + 1):
         state.iterations = it
         if not _finite(z):
@@ -331,8 +336,8 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
         if cn != cn:
             return None
         done = cn <= tol                              # max_d |c_d| / s_d <= tol
-        if done and not polished and it < maxiter and cn > 1e-14:
-            polished = True                           # one more (quadratically convergent) step
+        if done and it < maxiter and cn > 1e-14 and (not polished or not settled(moved, tol)):
+            polished = True     # one more (quadratically convergent) step, more while the last was large
         elif done:
             try:
                 A = code.jacobian(vals, z, a)       # A_SS at the solution: the adjoint factors it
@@ -348,27 +353,34 @@ def _newton(block: Block, code: BlockCode, vals: list, opts: SolveOptions, guess
         if lu is not None and polished and done:       # the polishing step: a chord step with the old LU
             at = _evaluate(code, vals, _moved(z, T, lu.solve(neg_c), 1.0))
             if at is not None and _scaled(at[1], scale)[1] <= 0.25 * norm2:
+                moved = _step_size(at[0], z)
                 z, c, a = at
                 continue
         try:
             lu = _factor(block, code, vals, z, a, f"at Newton iteration {it}")
         except SingularSystemError:
             return None
-        at = _line_search(code, vals, z, lu.solve(neg_c), norm2, scale)
+        at = _line_search(block, code, vals, z, lu.solve(neg_c), norm2, scale)
         if at is None:
             return None
+        moved = _step_size(at[0], z)
         z, c, a = at
     return None
 
 
-def _line_search(code: BlockCode, vals: list, z, delta: list, cnorm2: float, scale: list):
+def _line_search(block: Block, code: BlockCode, vals: list, z, delta: list, cnorm2: float, scale: list):
     """Backtracking on the scaled ``||c / s||₂`` (Armijo, halving down to 2⁻¹⁰) like the generic
-    Newton's; ``None`` when even the shortest step is a non-finite point."""
+    Newton's (an equation whose terms are all zero at ``z`` takes its scale at the full step);
+    ``None`` when even the shortest step is a non-finite point."""
     alpha = 1.0
+    zero = [si <= 1e-290 for si in scale]
+    s = scale
     while True:
         at = _evaluate(code, vals, _moved(z, code.states, delta, alpha))
         if at is not None:
-            if _scaled(at[1], scale)[1] <= (1 - 1e-4 * alpha) * cnorm2:     # False for NaN
+            if alpha == 1.0 and any(zero):
+                s = [max(t, si) if k else si for k, t, si in zip(zero, _scale(block, code, vals, at[0]), scale)]
+            if _scaled(at[1], s)[1] <= (1 - 1e-4 * alpha) * cnorm2:     # False for NaN
                 return at
         if alpha < 1e-3:
             return at

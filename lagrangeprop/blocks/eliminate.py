@@ -36,6 +36,7 @@ from ..linalg.amg import AMGInverse
 from ..linalg.direct import fill_ratio
 from ..linalg.krylov import krylov
 from ..linalg.petsc import PETScInverse
+from .diagnosis import non_finite_jacobian
 from .layout import labels_of, views
 from .partition import Partition, _indices, split_members, state_size
 from .residual import evaluate, evaluators
@@ -342,6 +343,9 @@ def reduced_factor(block: Block, A, where: str, schur: sp.csr_matrix | None = No
     (solves with it "at Newton iteration ..." are loose: the next step corrects them); ``schur``:
     that Schur complement already formed (:func:`chain_schur`), its products then formed ones.
     """
+    bad = non_finite_jacobian(block, A) if where == "at the solution" else None
+    if bad is not None:     # an infinite derivative, not a singular matrix (SPEC §2 NonFiniteError)
+        raise bad
     _, i = _indices(block)
     cache = cache_of(block)
     if cache.use_petsc and not isinstance(A, np.ndarray) and A.shape[0]:    # PETSc KSP + AMG (petsc.py)

@@ -30,10 +30,29 @@ from .layout import describe
 from .residual import evaluate, evaluators
 from .state import BlockState
 
-__all__ = ["MAXITER", "initial", "fail", "finite_or_fail"]
+__all__ = ["MAXITER", "initial", "fail", "finite_or_fail", "step_size", "settled"]
 
 
 MAXITER = {"newton": 50, "newton-krylov": 100, "fixed-point": 2000, "anderson": 1000}
+
+
+# A residual's scale is the size of its terms (blocks.scale): a large term that cancels, such as the
+# reference enthalpy in (h0 + cp·T) - (h0 + cp·T_in) - Q or the 1e10 in exp(w) + 1e10 - (x + 1e10), makes
+# |r| <= tol·s hold far from the root (w = 1 for ln 2). Newton's iterates then still move by more than the
+# root's accuracy: a point counts as converged only once the last step was small too, ``step_size <=
+# sqrt(tol)`` (a quadratically convergent step of that size leaves an error of order tol).
+def step_size(z_new, z_old) -> float:
+    """``max_j |Δz_j| / max(1, |z_j|)``: how far the last step moved the block, per entry."""
+    new, old = np.asarray(z_new, dtype=np.float64), np.asarray(z_old, dtype=np.float64)
+    if not new.size:
+        return 0.0
+    with np.errstate(all="ignore"):
+        return float(np.max(np.abs(new - old) / np.maximum(1.0, np.abs(new))))
+
+
+def settled(moved: float, tol: float) -> bool:
+    """Whether a step of :func:`step_size` ``moved`` ends the iteration (``moved <= sqrt(tol)``)."""
+    return moved <= tol ** 0.5
 
 
 def initial(block: Block, vals: list, guess: dict, presweep: bool = True) -> None:

@@ -39,7 +39,7 @@ from ..options import SolveOptions
 from ..progress import report
 from .assembly import assemble, block_jacobian, dense_jacobian
 from .eliminate import chain_schur, inner_solver, reduced_factor, split_members
-from .iteration import MAXITER, fail, finite_or_fail, initial
+from .iteration import MAXITER, fail, finite_or_fail, initial, settled, step_size
 from .partition import _indices
 from .layout import gather, residual_norm, scatter
 from .linearization import Linearization, linearize, remember
@@ -53,6 +53,7 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
+_ZERO_TERMS = 1e-290   # a scale at the TINY floor: every term of the equation is zero
 NOISE_NEAR = 1e3     # the rounding allowance is looked at from max|c/s| <= NOISE_NEAR·tol on (or on a stall)
 
 
@@ -113,11 +114,18 @@ def _move(block, vals, z, elim: bool):
 
 def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False):
     """Backtracking on the scaled ``||c / s||₂`` (``s``: the scale at ``z``, fixed during the search;
-    Armijo, halving down to 2⁻¹⁰); returns z, c, ans."""
+    Armijo, halving down to 2⁻¹⁰); returns z, c, ans. An equation whose terms are all zero at ``z``
+    (``c_d = 0`` there, ``s_d`` the ``TINY`` floor: a zero input at the zero start) takes its scale at
+    the full step instead, fixed for the search too (at the floor, or on the scale of each trial, every
+    shorter step would look as bad as the full one)."""
     alpha = 1.0
+    zero = scale <= _ZERO_TERMS
+    s = scale
     while True:
         z_new, c_new, ans_new = _move(block, vals, z + alpha * delta, elim)
-        new = float(np.linalg.norm(c_new / scale))
+        if alpha == 1.0 and zero.any():
+            s = np.where(zero, np.maximum(constraint_scale(block, vals, z_new), scale), scale)
+        new = float(np.linalg.norm(c_new / s))
         if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
             return z_new, c_new, ans_new
         alpha *= 0.5
@@ -228,7 +236,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         z, c, ans = _move(block, vals, z, False)
     lu = lu_A = None
     memo: dict = {}
-    rate, polished = 1.0, False
+    rate, polished, moved = 1.0, False, np.inf
     inexact, chain = None, False
     if cache_of(block).use_amg and block.size > DENSE_MAX_UNKNOWNS:
         inexact = _Forcing()
@@ -248,7 +256,9 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
             done = _within_rounding(block, vals, c, scale, opts.tol, state)
         # small blocks take one more (cheap, quadratically convergent) step once within tol:
         # the multipliers then do not carry the forward tolerance
-        if done and not polished and block.size <= CHORD_MIN and it < maxiter and cn > 1e-14:
+        # and any block takes another while its last step was large (iteration.settled: a loose scale)
+        if done and it < maxiter and cn > 1e-14 and (not polished and block.size <= CHORD_MIN
+                                                     or not settled(moved, opts.tol)):
             polished = True
         elif done and chain:      # no A_SS: the adjoint works from the partials (eliminate.ChainPartition)
             state.lin = Linearization(block, vals, ans, memo)
@@ -273,6 +283,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
             z_try, c_try, ans_try = _move(block, vals, z + lu.solve(-c), True)
             new = float(np.linalg.norm(c_try / scale))
             if np.isfinite(new) and new <= 0.25 * norm2:
+                moved = step_size(z_try, z)
                 rate, z, c, ans = new / norm2, z_try, c_try, ans_try
                 continue
             scatter(block, vals, z)
@@ -280,8 +291,9 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         if inexact is not None and not cache_of(block).use_petsc:
             delta = _schur_step(block, vals, ans, memo, c, inexact.newton(norm2, cn, opts.tol))
             if delta is not None:
-                chain = True
+                chain, z_old = True, z
                 z, c, ans = _line_search(block, vals, z, delta, norm2, scale, elim=True)
+                moved = step_size(z, z_old)
                 rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
                 continue
         _, lu_A = _jacobian(block, vals, ans, memo, lu_A)
@@ -290,7 +302,9 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         cache.fill = max(fill, cache.fill)
         if inexact is not None and isinstance(inner_solver(lu), AMGInverse):
             inner_solver(lu).rtol = inexact.newton(norm2, cn, opts.tol)
+        z_old = z
         z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, scale, elim=True)
+        moved = step_size(z, z_old)
         rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
     raise fail(block, "newton", state, opts.tol, maxiter)
 
@@ -309,14 +323,16 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
     z = gather(block, vals)
     with np.errstate(all="ignore"):
         c, ans = block_residual(block, vals)
-    n = block.size
+    n, moved = block.size, np.inf
     for it in range(maxiter + 1):
         state.iterations = it
         scale = constraint_scale(block, vals, z)      # SPEC §1 "Scale"
         state.history.append(scaled_max(c, scale))
         report(block.names, "newton-krylov", it, state.history[-1], opts.tol)
         finite_or_fail(block, "newton-krylov", state, opts.tol, maxiter, c, z)
-        if state.history[-1] <= opts.tol or _within_rounding(block, vals, c, scale, opts.tol, state):
+        done = state.history[-1] <= opts.tol or _within_rounding(block, vals, c, scale, opts.tol, state)
+        # within tol and the last step small (iteration.settled; an exact zero needs no step)
+        if done and (settled(moved, opts.tol) or state.history[-1] <= 1e-14 or it == maxiter):
             state.ans = ans
             return state
         if it == maxiter:
@@ -344,5 +360,7 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
         delta, _ = spla.gmres(A, -c / scale, rtol=eta, atol=0.0, restart=min(n, 60), maxiter=20, M=M)
         if not np.all(np.isfinite(delta)):
             raise fail(block, "newton-krylov", state, opts.tol, maxiter, "gmres broke down")
+        z_old = z
         z, c, ans = _line_search(block, vals, z, delta, float(np.linalg.norm(c / scale)), scale)
+        moved = step_size(z, z_old)
     raise fail(block, "newton-krylov", state, opts.tol, maxiter)

@@ -43,10 +43,11 @@ from ..linalg.petsc import PETScInverse
 from ..linalg.direct import DENSE_MAX_UNKNOWNS
 from ..options import SolveOptions
 from . import dense, fixed_point, newton
-from .eliminate import inner_solver, state_size
+from .diagnosis import DIAGNOSE_MAX_UNKNOWNS
+from .eliminate import inner_solver, reduced_factor, state_size
 from .iteration import initial
 from .layout import split, stack
-from .linear import direct, iterative
+from .linear import direct, iterative, matrix
 from .linearization import linearize
 from .residual import block_residual, has_jac
 from .state import BlockState, cache_of
@@ -197,6 +198,10 @@ def _solve(block: Block, vals: list, rhs: list, state: BlockState, opts: SolveOp
             state.used = state.linear = "direct"
             return out
     b = stack(block, rhs)
+    if not np.isfinite(b).all():
+        # a NaN or inf multiplier (tangent) from outside: the answer is not finite either, and the pass's
+        # finiteness check names the node it came from (a Krylov solver would report "no convergence")
+        return split(block, np.full(block.size, np.nan))
     choice = state.used = choose_linear_solver(block, vals, state, opts)
     with np.errstate(all="ignore"):
         if choice in ("amg", "petsc") or (choice == "direct" and cache_of(block).use_amg):
@@ -216,6 +221,7 @@ def _solve(block: Block, vals: list, rhs: list, state: BlockState, opts: SolveOp
             return split(block, iterative(block, vals, state, b, choice, trans))
         except ConvergenceError:
             if opts.linear_solver != "auto":
+                _explain(block, vals, state)
                 raise
             # auto: the sweep or Krylov stalled -> gmres, then a factorization after all
             if choice == "sweep":
@@ -227,6 +233,13 @@ def _solve(block: Block, vals: list, rhs: list, state: BlockState, opts: SolveOp
                         raise
             state.linear = "direct"
             return split(block, direct(block, vals, state, b, trans))
+
+
+def _explain(block: Block, vals: list, state: BlockState) -> None:
+    """A Krylov solve at the solution stalled: raise the true cause when it is one (an infinite
+    entry of ``A_SS``: NonFiniteError; a singular ``A_SS``: SingularSystemError), else return."""
+    if has_jac(block) and block.size <= DIAGNOSE_MAX_UNKNOWNS:
+        reduced_factor(block, matrix(block, vals, state), "at the solution")
 
 
 # A_SSᵀ λ_S = b_S - Σ_{d ∉ S} (∂c_d/∂z_S)ᵀ λ_d: the outside terms are already in rhs.

@@ -331,7 +331,7 @@ def validate_graph(G: Any, *, copy: bool = True) -> nx.DiGraph:
                 if v.__class__ is np.ndarray and v.dtype is _F64 and s.__class__ is tuple and s == v.shape \
                         and "op" not in d:
                     continue
-        _check_node(n, d, copy)
+        _check_node(n, d, True)   # sparse constants canonical when compiled too (duplicates summed, sorted)
     for v, into in G._pred.items():
         if not into:
             continue

@@ -105,7 +105,8 @@ def forward_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOptions
     Z: list = [None] * len(sched.names)
     for i, E in seeds.items():
         Z[i] = E
-    walk(sched, _Forward(vals, states, opts, Z))
+    with np.errstate(all="ignore"):     # non-finite entries are reported below, not warned about
+        walk(sched, _Forward(vals, states, opts, Z))
     check_finite_pass(sched, vals, Z, "tangent")
     return Z
 
@@ -116,7 +117,8 @@ def reverse_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOptions
     """``Λ_v = (dz_o/dz_v)ᵀ``-style multipliers with one column per output entry."""
     Lam: list = [None] * len(sched.names)
     Lam[sched.output] = seed
-    walk(sched, _Reverse(vals, states, opts, Lam), reverse=True)
+    with np.errstate(all="ignore"):     # non-finite entries are reported below, not warned about
+        walk(sched, _Reverse(vals, states, opts, Lam), reverse=True)
     check_finite_pass(sched, vals, Lam, "multiplier")
     return Lam
 

@@ -87,7 +87,8 @@ def hvp_pass(sched: Schedule, vals: list, lam: list, states: dict, opts: SolveOp
     For inputs ``λ̇_x = ∇²<seed, z_o>(x) · ẋ``, the Hessian-vector product.
     """
     ldot: list = [None] * len(sched.names)
-    walk(sched, _SecondOrder(vals, states, opts, ldot, lam, zdot), reverse=True)
+    with np.errstate(all="ignore"):     # a non-finite multiplier is reported below, not warned about
+        walk(sched, _SecondOrder(vals, states, opts, ldot, lam, zdot), reverse=True)
     check_finite_pass(sched, vals, ldot, "second-order multiplier")
     return ldot
 

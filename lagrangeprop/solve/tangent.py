@@ -77,7 +77,8 @@ def tangent_reference(sched: Schedule, vals: list, states: dict, opts: SolveOpti
     zdot: list = [None] * len(sched.names)
     for i, t in xdot.items():
         zdot[i] = np.asarray(t, dtype=np.float64)
-    walk(sched, _Tangent(vals, states, opts, zdot))
+    with np.errstate(all="ignore"):     # a non-finite tangent is reported below, not warned about
+        walk(sched, _Tangent(vals, states, opts, zdot))
     check_finite_pass(sched, vals, zdot, "tangent")
     return zdot
 
