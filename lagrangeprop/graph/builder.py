@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from typing import Any
 
@@ -47,11 +48,6 @@ __all__ = ["ProgramBuilder", "RESERVED"]
 
 # solve() option names; they cannot name inputs.
 RESERVED = frozenset({"guess", "seed", "tol", "maxiter", "method", "linear_solver", "options"})
-ROLES = ("input", "constant", "defined")
-
-
-def _is_constant_like(x: Any) -> bool:
-    return not isinstance(x, Var)
 
 
 class ProgramBuilder:
@@ -74,6 +70,7 @@ class ProgramBuilder:
         self._eager_shapes = False
         self._probe = None   # set by trace: finds the traced function's frame (local names)
         self._sources: dict[int, Any] = {}   # id(captured ndarray) -> its constant's copy
+        self._interned: dict | None = None   # while tracing: a Python scalar -> its constant's handle
 
     # ------------------------------------------------------------------ naming
     def _var(self, name: str) -> Var:
@@ -113,12 +110,8 @@ class ProgramBuilder:
             if self.graph.graph.get("output") == old:
                 self.graph.graph["output"] = new
 
-    def _rename_auto(self, old: str, new: str) -> bool:
-        """Give an auto-named defined node a user-facing name (used by trace)."""
-        return bool(self._rename_auto_many({old: new}, keep_order=False))
-
     def _rename_auto_many(self, wanted: dict[str, str], keep_order: bool = True) -> dict[str, str]:
-        """:meth:`_rename_auto` for many nodes at once (one pass); the renames made."""
+        """Give auto-named defined nodes user-facing names in one pass (trace); the renames made."""
         done: dict[str, str] = {}
         for old, new in wanted.items():
             if old in self._auto and new not in self.graph and new not in RESERVED and new not in done.values():
@@ -163,6 +156,15 @@ class ProgramBuilder:
         if isinstance(value, Var):
             raise GraphError(f"constant() got the traced variable {value.name!r}")
         kind = type(value)
+        key = None
+        if self._interned is not None and name is None and (kind is int or kind is float and math.isfinite(value)):
+            # tracing: one node per distinct Python scalar (``v * 1.01`` in a loop); the counter still
+            # advances, so every other node keeps its name
+            key = value.hex() if kind is float else value
+            handle = self._interned.get(key)
+            if handle is not None:
+                next(self._counter)
+                return Var(self, handle)
         if kind is float:   # the common case while tracing: skip asarray + astype
             value = np.array(value)
         elif kind is int:
@@ -179,7 +181,10 @@ class ProgramBuilder:
             value = np.array(constant_array(value, "a constant" if name is None else f"constant {name!r}"))
             if kind is np.ndarray:
                 self._sources[id(source)] = value
-        return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
+        var = self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
+        if key is not None:
+            self._interned[key] = var._handle
+        return var
 
     def variable(self, name: str, shape: tuple | None = None) -> Var:
         """Declare a defined variable, to be given a constraint later with
@@ -203,8 +208,7 @@ class ProgramBuilder:
                                                               and names[0] != names[1])):
             # what add_node and add_edge would store (one tracked data dict per edge)
             E = G._edits
-            p = Attrs(params)
-            p._edits = E
+            p = _attrs(E, params)
             d = Attrs(role="defined", op=prim.name, constraint="explicit", params=p, shape=shape)
             d._edits = E
             G._succ[name] = {}
@@ -251,14 +255,11 @@ class ProgramBuilder:
             if plain and d["role"] == "constant":
                 plain = plain_constant(d["value"])
             shapes.append(s)
-        if plain:
-            out = rule_shape(prim, shapes, params)
-            if out is not None:
-                return out
-        dummies = []
-        for a, s in zip(arg_names, shapes):
-            d = nodes[a]
-            dummies.append(d["value"] if d["role"] == "constant" else placeholder(s))
+        out = rule_shape(prim, shapes, params) if plain else None
+        if out is not None:
+            return out
+        dummies = [nodes[a]["value"] if nodes[a]["role"] == "constant" else placeholder(s)
+                   for a, s in zip(arg_names, shapes)]
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -391,8 +392,7 @@ class ProgramBuilder:
         prog = cls(name=name or G.graph.get("name") or "program")
         prog.graph = tracked_copy(G)
         prog.graph.graph.setdefault("output", None)
-        for node in prog.graph:
-            prog._handles[node] = _Node(node)
+        prog._handles = {node: _Node(node) for node in prog.graph}
         return prog
 
     def to_json(self) -> str:
