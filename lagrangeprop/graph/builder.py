@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from ..errors import GraphError, ShapeError
 from ..rules import registry
-from ..rules.shapes import placeholder, rule_shape
+from ..rules.shapes import broadcast_rule, placeholder, rule_shape
 from .coerce import constant_array, plain_constant, shape_tuple
 from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
@@ -70,7 +70,7 @@ class ProgramBuilder:
         self._eager_shapes = False
         self._probe = None   # set by trace: finds the traced function's frame (local names)
         self._sources: dict[int, Any] = {}   # id(captured ndarray) -> its constant's copy
-        self._interned: dict | None = None   # while tracing: a Python scalar -> its constant's handle
+        self._interned: dict | None = None   # tracing: a Python scalar -> its constant's handle
 
     # ------------------------------------------------------------------ naming
     def _var(self, name: str) -> Var:
@@ -101,9 +101,8 @@ class ProgramBuilder:
         """Rename nodes in place, keeping their place in graph order or not (naming.relabel_many)."""
         relabel_many(self.graph, mapping, keep_order)
         for old, new in mapping.items():
-            handle = self._handles.pop(old)
+            handle = self._handles[new] = self._handles.pop(old)
             handle.name = new
-            self._handles[new] = handle
             if old in self._auto:
                 self._auto.discard(old)
                 self._auto.add(new)
@@ -204,8 +203,7 @@ class ProgramBuilder:
         name = self._fresh(prim.name)
         self._auto.add(name)
         G = self.graph
-        if type(G) is TrackedDiGraph and (len(names) == 1 or (len(names) == 2
-                                                              and names[0] != names[1])):
+        if type(G) is TrackedDiGraph and (len(names) == 1 or len(names) == 2 and names[0] != names[1]):
             # what add_node and add_edge would store (one tracked data dict per edge)
             E = G._edits
             p = _attrs(E, params)
@@ -215,9 +213,8 @@ class ProgramBuilder:
             into = G._pred[name] = {}
             G._node[name] = d
             clear_nx_cache(G)
-            succ = G._succ
             for i, a in enumerate(names):
-                e = succ[a][name] = into[a] = Attrs(arg=i)
+                e = G._succ[a][name] = into[a] = Attrs(arg=i)
                 e._edits = E
             handle = self._handles[name] = _Node(name)
         else:
@@ -255,6 +252,9 @@ class ProgramBuilder:
             if plain and d["role"] == "constant":
                 plain = plain_constant(d["value"])
             shapes.append(s)
+        if plain and shapes and prim.shape_rule is broadcast_rule and not (params or prim.user or any(shapes)) \
+                and prim.nargs in (None, len(shapes)):
+            return ()   # scalars through an elementwise op: what rule_shape gives, without the calls
         out = rule_shape(prim, shapes, params) if plain else None
         if out is not None:
             return out
@@ -296,8 +296,8 @@ class ProgramBuilder:
         old.name = target.name
 
     def _can_absorb(self, target: Var, e: Any) -> bool:
-        return (isinstance(e, Var) and e.program is self and e.name in self._auto
-                and e.name != target.name and self.graph.nodes[e.name].get("op") is not None)
+        return isinstance(e, Var) and e.program is self and e.name in self._auto and e.name != target.name \
+            and self.graph.nodes[e.name].get("op") is not None
 
     # explicit constraint (SPEC §1): c_d = z_d - f_d(z_pa(d)); the root op of e becomes f_d
     # (an unnamed root is renamed d), else d = identity(e)

@@ -36,7 +36,7 @@ from .coerce import real_array
 from .ops import concatenate, reshape
 from .pack import as_traced
 from .pytree import OutputTree, flatten, flatten_arguments
-from .naming import HelperFrames
+from .naming import HelperFrames, is_internal
 from .tracked import mark
 from .var import Var
 
@@ -107,6 +107,13 @@ class _LocalNames:
 
     def probe(self) -> None:
         """Called by every recorded op: the first finds the innermost frame running ``f``."""
+        if self.frame is not None:
+            # the common case first: f itself called the entry point (Var.__mul__, lp.sin, a
+            # primitive) that called graph.var.apply, the one caller of ProgramBuilder._apply; no
+            # helper frame between, so there is nothing to visit (one frame object made, not three)
+            entry = sys._getframe(3)
+            if entry.f_back is self.frame and is_internal(entry):
+                return
         caller = sys._getframe(2)      # the caller of ProgramBuilder._apply
         if self.frame is None:
             frame = caller
