@@ -1,10 +1,9 @@
 """The cold path of a long traced program (issue 14, session 22): trace, compile, first solve.
 
-What changed must leave every number and every name as it was: one constant node per distinct
-Python scalar while tracing (the other nodes keep their names), the paused collector handing the
-built objects to the oldest generation, chunks rendered as they are generated, and no plan kernel
-for the Python-float steps. Each is held here against an independent reference (closed forms,
-autograd, the interpreters, the unstreamed build).
+What changed must leave every number and every name as it was: the tracer's probe skipping the
+helper walk, the paused collector handing a large build to the oldest generation, chunks rendered
+as they are generated, and no plan kernel for the Python-float steps. Each is held here against
+an independent reference (closed forms, autograd, the interpreters, the unstreamed build).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import weakref
 
 import autograd
 import autograd.numpy as anp
-import numpy as np
 import pytest
 
 import lagrangeprop as lp
@@ -43,48 +41,14 @@ def _constants(prog):
     return sorted(n for n in G if G.nodes[n]["role"] == "constant")
 
 
-def test_one_constant_node_per_distinct_scalar_and_the_other_names_unchanged():
-    prog = lp.trace(lambda x: (x * 2.0) * 2.0 + 2.0, x=1.5)
-    G = prog.graph
-    # the counter still advances for each use, so the defined nodes keep the names they had
-    # with one constant node per use (const_0, multiply_1, const_2, multiply_3, const_4, add_5)
-    assert _constants(prog) == ["const_0"]
-    assert sorted(n for n in G if G.nodes[n]["role"] == "defined") == ["multiply_1", "multiply_3", "out"]
-    assert sorted(G.predecessors("multiply_3")) == ["const_0", "multiply_1"]
-    sol = prog.solve(x=1.5)
-    assert sol.output == (1.5 * 2.0) * 2.0 + 2.0 and sol.grad["x"] == 4.0
-
-
-def test_a_long_chain_has_two_constants_and_autograds_gradient():
+def test_a_long_chain_keeps_a_constant_per_use_and_autograds_gradient():
     n = 1001
     prog = lp.trace(_chain(lp, n), x=0.3)
-    assert [float(prog.graph.nodes[c]["value"]) for c in _constants(prog)] == [1.01, 0.1]
-    assert sum(1 for n_ in prog.graph if prog.graph.nodes[n_]["role"] == "defined") == n
+    assert len(_constants(prog)) == 500 and sum(1 for v in prog.graph if prog.graph.nodes[v]["role"] == "defined") == n
     x = 0.7
     value, grad = lp.value_and_grad(_chain(lp, n))(x)
     assert value == pytest.approx(_chain(anp, n)(x), rel=1e-13)
     assert grad == pytest.approx(autograd.grad(_chain(anp, n))(x), rel=1e-12)
-
-
-def test_signed_zeros_non_finite_and_ints_are_not_merged_wrongly():
-    def f(x):
-        return x * 0.0 + x * -0.0 + x * 2 + x * 2.0 + x * math.inf * 0.0 + x * math.inf * 0.0
-    prog = lp.trace(f, x=1.0)
-    values = [prog.graph.nodes[c]["value"] for c in _constants(prog)]
-    zeros = [v for v in values if v == 0.0]
-    assert sorted(bool(np.signbit(v)) for v in zeros) == [False, True]   # 0.0 and -0.0 apart
-    assert sum(1 for v in values if np.isinf(v)) == 2                    # inf: one node per use
-    assert sum(1 for v in values if v == 2.0) == 2                       # the int 2 and 2.0
-    with pytest.raises(lp.NonFiniteError, match="multiply"):   # inf * 0.0, named as before
-        prog.evaluate(x=1.0)
-
-
-def test_explicit_building_keeps_a_node_per_constant():
-    prog = lp.Program()
-    x = prog.input("x")
-    prog.output(x * 2.0 + x * 2.0, name="o")
-    assert len(_constants(prog)) == 2
-    assert prog.solve(x=3.0).grad["x"] == 4.0
 
 
 def test_a_helper_calling_apply_directly_still_names_its_locals():

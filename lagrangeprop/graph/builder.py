@@ -25,7 +25,6 @@ Examples
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from typing import Any
 
@@ -70,7 +69,6 @@ class ProgramBuilder:
         self._eager_shapes = False
         self._probe = None   # set by trace: finds the traced function's frame (local names)
         self._sources: dict[int, Any] = {}   # id(captured ndarray) -> its constant's copy
-        self._interned: dict | None = None   # tracing: a Python scalar -> its constant's handle
 
     # ------------------------------------------------------------------ naming
     def _var(self, name: str) -> Var:
@@ -155,15 +153,6 @@ class ProgramBuilder:
         if isinstance(value, Var):
             raise GraphError(f"constant() got the traced variable {value.name!r}")
         kind = type(value)
-        key = None
-        if self._interned is not None and name is None and (kind is int or kind is float and math.isfinite(value)):
-            # tracing: one node per distinct Python scalar (``v * 1.01`` in a loop); the counter still
-            # advances, so every other node keeps its name
-            key = value.hex() if kind is float else value
-            handle = self._interned.get(key)
-            if handle is not None:
-                next(self._counter)
-                return Var(self, handle)
         if kind is float:   # the common case while tracing: skip asarray + astype
             value = np.array(value)
         elif kind is int:
@@ -180,10 +169,7 @@ class ProgramBuilder:
             value = np.array(constant_array(value, "a constant" if name is None else f"constant {name!r}"))
             if kind is np.ndarray:
                 self._sources[id(source)] = value
-        var = self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
-        if key is not None:
-            self._interned[key] = var._handle
-        return var
+        return self._add(name, "const", role="constant", shape=tuple(value.shape), value=value)
 
     def variable(self, name: str, shape: tuple | None = None) -> Var:
         """Declare a defined variable, to be given a constraint later with

@@ -43,6 +43,9 @@ from .var import Var
 __all__ = ["record", "paused_gc", "argument_names"]
 
 
+PROMOTE = 20_000   # objects a pause must leave for paused_gc to hand them to the oldest generation
+
+
 @contextlib.contextmanager
 def paused_gc():
     """Pause the cyclic garbage collector while a program is built or compiled.
@@ -50,11 +53,12 @@ def paused_gc():
     Building allocates several container objects per node and frees almost none, so the
     collector's full passes would rescan the whole growing graph again and again (the
     cost per node then grows with the program); reference counting still frees
-    everything as usual, and the previous state is restored on exit. What was built is
-    long-lived (the program), so it goes straight to the oldest generation on exit
-    (``gc.freeze`` + ``gc.unfreeze`` move every tracked object there without a scan), where
-    the young collections that follow would otherwise rescan all of it (~0.8 s at 10⁵ nodes);
-    not when the caller froze objects of its own (``gc.get_freeze_count()``).
+    everything as usual, and the previous state is restored on exit. When the pause built a
+    large program (:data:`PROMOTE` tracked objects or more), what it built is long-lived, so it
+    goes straight to the oldest generation on exit (``gc.freeze`` + ``gc.unfreeze`` move every
+    tracked object there without a scan), where the young collections that follow would
+    otherwise rescan all of it (~0.8 s at 10⁵ nodes); not when the caller froze objects of its
+    own (``gc.get_freeze_count()``). A smaller pause leaves the collector as it was.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -62,7 +66,7 @@ def paused_gc():
         yield
     finally:
         if enabled:
-            if not gc.get_freeze_count():
+            if gc.get_count()[0] >= PROMOTE and not gc.get_freeze_count():
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()
@@ -177,10 +181,8 @@ def record(f: Callable, example_args: tuple = (), example_inputs: dict | None = 
     traced = [a.tree.unflatten([prog.input(p, shape=real_array(v, f"input {p!r}", finite=False).shape)
                                 for p, v in zip(a.paths, a.leaves)]) for a in arguments]
     pos, kw = traced[:len(names)], dict(zip(example_inputs, traced[len(names):]))
-    prog._interned = {}   # one constant node per distinct Python scalar while f runs (builder.constant)
     with paused_gc(), _LocalNames(prog, f) as local_names:
         result = f(*pos, **kw)
-    prog._interned = None
     local_names.rename()
     result = _one_output(prog, result)
     named = isinstance(result, Var) and result.name not in prog._auto
