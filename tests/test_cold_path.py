@@ -20,7 +20,7 @@ import lagrangeprop as lp
 from lagrangeprop.compile.codegen import generate
 from lagrangeprop.compile.plan import RawKernel, StepItem, plan_of
 from lagrangeprop.compile.source import Linker, build
-from lagrangeprop.graph.trace import paused_gc
+from lagrangeprop.graph.trace import PROMOTE, paused_gc
 from lagrangeprop.graph.var import apply
 from lagrangeprop.solve import compiled
 from lagrangeprop.solve.compiled import NAMESPACE
@@ -74,13 +74,15 @@ def test_paused_gc_restores_the_collector_and_respects_a_callers_freeze():
 
     class Cycle:
         pass
-    with paused_gc():
-        c = Cycle()
-        c.me = c
-        ref = weakref.ref(c)
-        del c
-    gc.collect()
-    assert ref() is None          # garbage made during the pause is still collected
+    for size in (10, 3 * PROMOTE):   # a small pause, and a large one (handed to the oldest generation)
+        with paused_gc():
+            kept = [{"k": k} for k in range(size)]
+            c = Cycle()
+            c.me = c
+            ref = weakref.ref(c)
+            del c
+        gc.collect()
+        assert ref() is None and len(kept) == size   # garbage made during the pause is still collected
 
     gc.freeze()
     try:
