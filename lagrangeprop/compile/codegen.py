@@ -120,8 +120,9 @@ def _math_value(op: str) -> str:
 
 
 # ∂L/∂λ_d = -c_d = 0: z_d = f_d(z_pa(d)) in topological order, one statement per constraint
-def _forward(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], comments: bool) -> list:
-    b = _Builder()
+def _forward(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], comments: bool,
+             sink=None) -> list:
+    b = _Builder(sink)
     consts = dict(sched.constants)
     for item in plan.items:
         if item.__class__ is BlockItem:
@@ -157,28 +158,30 @@ def _forward(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], co
             toks.append(("k", s, f"step_{names[d]}"))
             fmt = "{0} = _apply({1}, " + _tuple([_ref(k + 2) for k in range(len(args))]) + ")"
         b.add(fmt, tuple(toks) + tuple(("v", a, "n", False) for a in args), comment)
-    return b.runs
+    return b.finish()
 
 
-def generate(sched: Schedule, use_math: bool = True, comments: bool = False) -> Code:
+def generate(sched: Schedule, use_math: bool = True, comments: bool = False, sinks: tuple | None = None) -> Code:
     """The generated forward and adjoint of ``sched`` (statements, not yet compiled);
     ``use_math=False`` keeps numpy's calls for scalars too (bitwise the interpreters');
-    ``comments`` names the locals after the nodes and writes each line's equation."""
+    ``comments`` names the locals after the nodes and writes each line's equation; ``sinks``
+    (forward's, adjoint's) take each chunk as it is closed, their results standing in the runs
+    for the chunks (``_Builder``; the compiled path renders them there, :class:`~.source.Linker`)."""
     with paused_gc():   # ~10 tuples per step: no gen-2 sweeps of a large graph
         # the plan's kernels and its buffer pool, shared with anything else that runs the
         # plan (a large result reuses the same memory whichever path runs)
-        plan = plan_of(sched)
         ismath = set()
         if use_math:
             floats = _float_nodes(sched)
-            ismath = {it.step.node for it in plan.items
-                      if it.__class__ is StepItem and _is_math(sched, it.step, floats)}
+            ismath = {s.node for s in sched.steps if s.__class__ is Step and _is_math(sched, s, floats)}
+        plan = plan_of(sched, ismath)   # the Python-float statements call no kernel
         steps = [it.step for it in plan.items if it.__class__ is StepItem]
         names = node_names(sched.names) if comments else sched.names
         shapes = sched.shapes
         size = {s.node: math.prod(shapes[s.node]) for s in steps if shapes[s.node] != ()}
-        return Code(forward=_forward(sched, plan, ismath, names, comments),
-                    adjoint=adjoint_statements(sched, plan, ismath, names, comments),
+        fsink, asink = sinks or (None, None)
+        return Code(forward=_forward(sched, plan, ismath, names, comments, fsink),
+                    adjoint=adjoint_statements(sched, plan, ismath, names, comments, asink),
                     names=names, plan=plan, scalar_ids=[s.node for s in steps if shapes[s.node] == ()],
                     small_ids=[i for i, n in size.items() if n <= FINITE_BATCH_MAX],
                     array_ids=[i for i, n in size.items() if n > FINITE_BATCH_MAX], math_steps=len(ismath))

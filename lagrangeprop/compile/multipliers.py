@@ -40,8 +40,9 @@ _BUILTIN = {name: registry.REGISTRY.get(name) for name in _NEVER_ZERO}
 
 # Aᵀλ = e_o·seed by back-substitution in reverse topological order (autograd's backward_pass):
 # λ_u += (∂f_d/∂z_u)ᵀ λ_d, one statement per edge u -> d
-def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], comments: bool) -> list:
-    b = _Builder()
+def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: list[str], comments: bool,
+                       sink=None) -> list:
+    b = _Builder(sink)
     state = [_ZERO] * len(sched.names)
     state[sched.output] = _SET
     items = plan.items[::-1]
@@ -76,7 +77,7 @@ def adjoint_statements(sched: Schedule, plan: Plan, ismath: set[int], names: lis
                 skip = k + len(run) - 1
             else:
                 _pull(b, s, kernel, state, names, cond, sched.names[d], comments, index)
-    return b.runs
+    return b.finish()
 
 
 def _entries(sched: Schedule, items: list, k: int, state: list) -> list[Step]:

@@ -101,9 +101,11 @@ class Plan:
     bufs: list = field(default_factory=list)                 # 2 per entry, None = empty
 
 
-def plan_of(sched: Schedule) -> Plan:
+def plan_of(sched: Schedule, bare: set[int] | None = None) -> Plan:
     """The execution plan of ``sched`` (cached as ``sched.plan``): one item per schedule
     entry, in its order, each step with its kernel, large results with a buffer pool entry.
+    ``bare``: nodes whose steps need no kernel (the generated code writes them as Python
+    floats): they get none, and that plan is not cached (the cached one has every kernel).
 
     Examples
     --------
@@ -116,11 +118,14 @@ def plan_of(sched: Schedule) -> Plan:
     """
     plan = sched.plan
     if plan is None:
+        bare = bare or ()
         with paused_gc():   # building allocates ~10 tuples per step: no gen-2 sweeps of the graph
             floats = _float_nodes(sched)
-            plan = sched.plan = _pool(sched, Plan([
-                StepItem(s, _kernel(sched, s, floats)) if s.__class__ is Step else BlockItem(s)
-                for s in sched.steps]))
+            plan = _pool(sched, Plan([
+                (StepItem(s, None) if s.node in bare else StepItem(s, _kernel(sched, s, floats)))
+                if s.__class__ is Step else BlockItem(s) for s in sched.steps]))
+        if not bare:
+            sched.plan = plan
     return plan
 
 

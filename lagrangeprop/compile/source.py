@@ -24,9 +24,10 @@ from typing import Any
 from .cache import compiled
 from .codegen import BlockRun, Chunk, Code, generate
 from .schedule import Schedule
+from .statements import _finite_test
 from .tangents import tangent_statements
 
-__all__ = ["HEADER", "Compiled", "source", "build", "render_chunk", "tested"]
+__all__ = ["HEADER", "Compiled", "Linker", "source", "build", "render_chunk", "tested"]
 
 HEADER = '''"""{name}: the method of Lagrange multipliers as straight-line code (lagrangeprop).
 
@@ -148,30 +149,6 @@ class _Renderer:
         return out
 
 
-# the finiteness test of a chunk's own scalars, one expression for them all. Values: Python
-# floats, and for a float v, v * 0.0 is 0.0 when v is finite and NaN when it is inf or NaN, so
-# a sum of such terms is 0.0 exactly when every one is (no overflow: every term is 0 or NaN).
-# Multipliers: None (zero) or a float or float64 scalar (the seed's type, which would warn on
-# inf * 0.0 outside np.errstate), so math.isfinite per multiplier, in one `and` chain
-_TERMS = 64   # terms per line (one long expression would nest too deep for the compiler)
-
-
-def _finite_test(names: list[str], lams: bool) -> list[str]:
-    """``return <all of names finite>`` as lines (a Python bool)."""
-    if not names:
-        return []
-    lines = []
-    for k in range(0, len(names), _TERMS):
-        part = names[k:k + _TERMS]
-        if lams:
-            expr = " and ".join(f"({n} is None or _isfinite({n}))" for n in part)
-            lines.append(f"_z = {expr}" if k == 0 else f"_z = _z and {expr}")
-        else:
-            expr = " + ".join(f"{n} * 0.0" for n in part)
-            lines.append(f"_z = {expr}" if k == 0 else f"_z = _z + {expr}")
-    return lines + ["return _z" if lams else "return bool(_z == 0.0)"]
-
-
 def render_chunk(chunk: Chunk, code: Code | None, sched: Schedule, test: str = "") -> tuple[str, list, list]:
     """The positional text of one chunk's function body, its node ids ``I`` and objects ``K``
     (:class:`_Renderer`'s template mode, written out: it runs once per chunk of a large program).
@@ -289,32 +266,51 @@ def _compile(todo: dict, key: int, namespace: dict) -> None:
             _CACHE[key, t] = ns[f"_c{k}"]
 
 
-def build(code: Code, sched: Schedule, namespace: dict) -> Compiled:
-    """Compile ``code``'s chunks (the distinct ones not yet cached: one ``compile`` call)."""
+class Linker:
+    """Renders chunks into ``(body, node ids I, objects K)`` as they come (``generate``'s sinks:
+    each chunk's statements are dropped once rendered), chunks of one shape once (a long chain's
+    are all alike); :func:`build` compiles the bodies. It notes the nodes each chunk tests itself."""
+
+    def __init__(self, sched: Schedule) -> None:
+        self.sched = sched
+        self.covered: dict[str, set] = {"values": set(), "lams": set()}
+        self.rendered: dict[tuple, tuple] = {}   # (test, chunk signature) -> (body, ids, tested), as local ids
+
+    def sinks(self) -> tuple:
+        """The forward's and the adjoint's sink for :func:`~.codegen.generate`."""
+        return (lambda chunk: self.link(chunk, "values")), (lambda chunk: self.link(chunk, "lams"))
+
+    def link(self, chunk: Chunk, test: str) -> tuple:
+        sig, nodes, objs = _signature(chunk, self.sched.shapes)
+        hit = self.rendered.get((test, sig))
+        if hit is None:
+            body, ids, _ = render_chunk(chunk, None, self.sched, test)
+            local = {n: j for j, n in enumerate(nodes)}
+            hit = self.rendered[test, sig] = (body, [local[n] for n in ids],
+                                              [local[n] for n in tested(chunk, self.sched, test)])
+        body, ids, checks = hit
+        self.covered[test].update([nodes[j] for j in checks])
+        return body, tuple([nodes[j] for j in ids]), tuple(objs)
+
+
+def build(code: Code, sched: Schedule, namespace: dict, linker: Linker | None = None) -> Compiled:
+    """Compile ``code``'s chunks (the distinct ones not yet cached: one ``compile`` call); ``linker``:
+    the one ``code`` was generated with (its chunks already rendered), else a new one."""
+    linker = linker or Linker(sched)
     runs: dict[str, list] = {"forward": [], "adjoint": []}
     todo: dict[str, None] = {}
     key = id(namespace)
-    covered: dict[str, set] = {"values": set(), "lams": set()}
-    shapes = sched.shapes
-    rendered: dict[tuple, tuple] = {}   # (test, chunk signature) -> (body, ids, tested), as local ids
+    covered = linker.covered
     for what, test in (("forward", "values"), ("adjoint", "lams")):
         for run in getattr(code, what):
             if run.__class__ is BlockRun:
                 runs[what].append(run.block)
                 continue
-            # chunks of one shape (a long chain's are all alike) are rendered once
-            sig, nodes, objs = _signature(run, shapes)
-            hit = rendered.get((test, sig))
-            if hit is None:
-                body, ids, _ = render_chunk(run, code, sched, test)
-                local = {n: j for j, n in enumerate(nodes)}
-                hit = rendered[test, sig] = (body, [local[n] for n in ids],
-                                             [local[n] for n in tested(run, sched, test)])
-                if (key, body) not in _CACHE:
-                    todo[body] = None
-            body, ids, checks = hit
-            covered[test].update([nodes[j] for j in checks])
-            runs[what].append((body, tuple([nodes[j] for j in ids]), tuple(objs)))
+            if run.__class__ is Chunk:
+                run = linker.link(run, test)
+            if (key, run[0]) not in _CACHE:
+                todo[run[0]] = None
+            runs[what].append(run)
     _compile(todo, key, namespace)
     done = covered["values"]
     for run in code.adjoint:

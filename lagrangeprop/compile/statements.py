@@ -5,7 +5,8 @@ token names a value (``("v", node, kind, written)``, kind ``"f"`` for a Python f
 for the numpy value), a multiplier (``("l", node, written)``, written ``"rw"`` when the
 statement reads it too) or an object the code calls (``("k", object, label)``).
 :mod:`~lagrangeprop.compile.codegen` (forward) and :mod:`~lagrangeprop.compile.multipliers`
-(adjoint) write them, :mod:`~lagrangeprop.compile.source` renders them.
+(adjoint) write them, :mod:`~lagrangeprop.compile.source` renders them (a chunk's finiteness
+test: :func:`_finite_test`).
 
 Examples
 --------
@@ -17,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,19 +109,57 @@ def _fmt(text: str, **slots: str) -> str:
 
 
 class _Builder:
-    """Appends statements to chunks of at most :data:`CHUNK`, blocks between them."""
+    """Appends statements to chunks of at most :data:`CHUNK`, blocks between them. ``sink``, when
+    given, takes each chunk as it is closed and its result stands in the runs for it (the
+    compiled path renders a chunk there, so no chunk's statements outlive it: a 10⁵-node
+    program never holds all of its statements at once); :meth:`finish` closes the last one."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Callable[[Chunk], Any] | None = None) -> None:
         self.runs: list = []
         self.current: Chunk | None = None
+        self.sink = sink
+
+    def _close(self) -> None:
+        if self.sink is not None and self.current is not None:
+            self.runs[-1] = self.sink(self.current)
+        self.current = None
 
     def add(self, fmt: str, toks: tuple, comment: str) -> None:
         if self.current is None or len(self.current.statements) >= CHUNK:
+            self._close()
             self.current = Chunk()
             self.runs.append(self.current)
         self.current.statements.append((fmt, toks, comment))
 
     def block(self, block: Block) -> None:
+        self._close()
         self.runs.append(BlockRun(block))
-        self.current = None
 
+    def finish(self) -> list:
+        """The runs, the last chunk closed."""
+        self._close()
+        return self.runs
+
+
+# the finiteness test of a chunk's own scalars, one expression for them all. Values: Python
+# floats, and for a float v, v * 0.0 is 0.0 when v is finite and NaN when it is inf or NaN, so
+# a sum of such terms is 0.0 exactly when every one is (no overflow: every term is 0 or NaN).
+# Multipliers: None (zero) or a float or float64 scalar (the seed's type, which would warn on
+# inf * 0.0 outside np.errstate), so math.isfinite per multiplier, in one `and` chain
+_TERMS = 64   # terms per line (one long expression would nest too deep for the compiler)
+
+
+def _finite_test(names: list[str], lams: bool) -> list[str]:
+    """``return <all of names finite>`` as lines (a Python bool)."""
+    if not names:
+        return []
+    lines = []
+    for k in range(0, len(names), _TERMS):
+        part = names[k:k + _TERMS]
+        if lams:
+            expr = " and ".join(f"({n} is None or _isfinite({n}))" for n in part)
+            lines.append(f"_z = {expr}" if k == 0 else f"_z = _z and {expr}")
+        else:
+            expr = " + ".join(f"{n} * 0.0" for n in part)
+            lines.append(f"_z = {expr}" if k == 0 else f"_z = _z + {expr}")
+    return lines + ["return _z" if lams else "return bool(_z == 0.0)"]

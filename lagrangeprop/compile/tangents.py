@@ -75,7 +75,7 @@ def tangent_statements(sched: Schedule, seeded, names: list[str] | None = None,
                 _math(b, sched, s, live, state, names, consts, comments)
             else:
                 _push(b, s, state, names, comments)
-    return b.runs
+    return b.finish()
 
 
 def _math(b: _Builder, sched: Schedule, s: Step, live: list, state: list, names: list[str],

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from ..errors import GraphError, ShapeError
 from ..rules import registry
-from ..rules.shapes import placeholder, rule_shape
+from ..rules.shapes import broadcast_rule, placeholder, rule_shape
 from .coerce import constant_array, plain_constant, shape_tuple
 from .serialize import program_from_json, program_to_json
 from .tracked import Attrs, TrackedDiGraph, attrs as _attrs, clear_nx_cache, tracked_copy
@@ -47,11 +47,6 @@ __all__ = ["ProgramBuilder", "RESERVED"]
 
 # solve() option names; they cannot name inputs.
 RESERVED = frozenset({"guess", "seed", "tol", "maxiter", "method", "linear_solver", "options"})
-ROLES = ("input", "constant", "defined")
-
-
-def _is_constant_like(x: Any) -> bool:
-    return not isinstance(x, Var)
 
 
 class ProgramBuilder:
@@ -104,21 +99,16 @@ class ProgramBuilder:
         """Rename nodes in place, keeping their place in graph order or not (naming.relabel_many)."""
         relabel_many(self.graph, mapping, keep_order)
         for old, new in mapping.items():
-            handle = self._handles.pop(old)
+            handle = self._handles[new] = self._handles.pop(old)
             handle.name = new
-            self._handles[new] = handle
             if old in self._auto:
                 self._auto.discard(old)
                 self._auto.add(new)
             if self.graph.graph.get("output") == old:
                 self.graph.graph["output"] = new
 
-    def _rename_auto(self, old: str, new: str) -> bool:
-        """Give an auto-named defined node a user-facing name (used by trace)."""
-        return bool(self._rename_auto_many({old: new}, keep_order=False))
-
     def _rename_auto_many(self, wanted: dict[str, str], keep_order: bool = True) -> dict[str, str]:
-        """:meth:`_rename_auto` for many nodes at once (one pass); the renames made."""
+        """Give auto-named defined nodes user-facing names in one pass (trace); the renames made."""
         done: dict[str, str] = {}
         for old, new in wanted.items():
             if old in self._auto and new not in self.graph and new not in RESERVED and new not in done.values():
@@ -199,21 +189,18 @@ class ProgramBuilder:
         name = self._fresh(prim.name)
         self._auto.add(name)
         G = self.graph
-        if type(G) is TrackedDiGraph and (len(names) == 1 or (len(names) == 2
-                                                              and names[0] != names[1])):
+        if type(G) is TrackedDiGraph and (len(names) == 1 or len(names) == 2 and names[0] != names[1]):
             # what add_node and add_edge would store (one tracked data dict per edge)
             E = G._edits
-            p = Attrs(params)
-            p._edits = E
+            p = _attrs(E, params)
             d = Attrs(role="defined", op=prim.name, constraint="explicit", params=p, shape=shape)
             d._edits = E
             G._succ[name] = {}
             into = G._pred[name] = {}
             G._node[name] = d
             clear_nx_cache(G)
-            succ = G._succ
             for i, a in enumerate(names):
-                e = succ[a][name] = into[a] = Attrs(arg=i)
+                e = G._succ[a][name] = into[a] = Attrs(arg=i)
                 e._edits = E
             handle = self._handles[name] = _Node(name)
         else:
@@ -251,14 +238,14 @@ class ProgramBuilder:
             if plain and d["role"] == "constant":
                 plain = plain_constant(d["value"])
             shapes.append(s)
-        if plain:
-            out = rule_shape(prim, shapes, params)
-            if out is not None:
-                return out
-        dummies = []
-        for a, s in zip(arg_names, shapes):
-            d = nodes[a]
-            dummies.append(d["value"] if d["role"] == "constant" else placeholder(s))
+        if plain and shapes and prim.shape_rule is broadcast_rule and not (params or prim.user or any(shapes)) \
+                and prim.nargs in (None, len(shapes)):
+            return ()   # scalars through an elementwise op: what rule_shape gives, without the calls
+        out = rule_shape(prim, shapes, params) if plain else None
+        if out is not None:
+            return out
+        dummies = [nodes[a]["value"] if nodes[a]["role"] == "constant" else placeholder(s)
+                   for a, s in zip(arg_names, shapes)]
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -295,8 +282,8 @@ class ProgramBuilder:
         old.name = target.name
 
     def _can_absorb(self, target: Var, e: Any) -> bool:
-        return (isinstance(e, Var) and e.program is self and e.name in self._auto
-                and e.name != target.name and self.graph.nodes[e.name].get("op") is not None)
+        return isinstance(e, Var) and e.program is self and e.name in self._auto and e.name != target.name \
+            and self.graph.nodes[e.name].get("op") is not None
 
     # explicit constraint (SPEC §1): c_d = z_d - f_d(z_pa(d)); the root op of e becomes f_d
     # (an unnamed root is renamed d), else d = identity(e)
@@ -391,8 +378,7 @@ class ProgramBuilder:
         prog = cls(name=name or G.graph.get("name") or "program")
         prog.graph = tracked_copy(G)
         prog.graph.graph.setdefault("output", None)
-        for node in prog.graph:
-            prog._handles[node] = _Node(node)
+        prog._handles = {node: _Node(node) for node in prog.graph}
         return prog
 
     def to_json(self) -> str:

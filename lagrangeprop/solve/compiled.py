@@ -38,7 +38,7 @@ from ..compile.codegen import Pull, generate
 from ..compile.floats import pow_dbase, pow_dexp, sech2
 from ..compile.plan import RawKernel
 from ..compile.schedule import Schedule
-from ..compile.source import Compiled, build
+from ..compile.source import Compiled, Linker, build
 from ..errors import LagrangePropError, ShapeError
 from ..options import SolveOptions
 from .finite import all_finite, check_finite_pass, check_values, values_finite
@@ -137,7 +137,8 @@ def generated(sched: Schedule) -> Compiled:
     """The compiled functions of ``sched`` (cached as ``sched.generated``)."""
     g = sched.generated
     if g is None:
-        g = build(generate(sched), sched, NAMESPACE)
+        link = Linker(sched)   # each chunk rendered as it is generated, its statements then dropped
+        g = build(generate(sched, sinks=link.sinks()), sched, NAMESPACE, link)
         # a constant has no multiplier in either pass (Step.diff leaves constants out): L stays None
         roles = sched.roles
         g.lam_ids = [i for i in g.lam_ids if roles[i] != "constant"]
