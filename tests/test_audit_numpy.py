@@ -18,8 +18,11 @@ The bugs this audit found have a test here that failed before the fix:
   differences by 50% while both tapes agreed); now the read triangle, as ``eigh`` already did;
 - ``np.max(x, initial=c)`` over an empty axis: numpy's answer is ``c``; the trace recorded a
   ``max`` that failed at evaluate with numpy's foreign ``ValueError``;
-- and, in a layer this audit does not own (``graph/var.py``), strict xfails: in-place operators
-  on an aliased traced array, and a traced scalar stored into a constant array.
+- the tangent pass checked nodes the output never depends on: jvp of ``(sqrt(x), 2x)[1]`` at 0
+  or of ``eigh(A)[0]`` at a repeated eigenvalue raised NonFiniteError while grad was fine; now
+  only the output's ancestors are kept and checked (``compile.schedule.live_nodes``);
+- and, in ``graph/var.py``, strict xfails: in-place operators on an aliased traced array, and a
+  traced scalar stored into a constant array.
 """
 
 from __future__ import annotations
@@ -351,10 +354,6 @@ def test_traced_scalar_stored_into_a_constant_array_raises_graph_error():
         lp.trace(f, x=np.ones(3))
 
 
-@pytest.mark.xfail(strict=True, reason="solve/ (the tangent pass): tangents are computed and "
-                   "checked for nodes that never reach the output, so a dead sqrt(0), or the unused "
-                   "eigenvectors of eigh(A)[0] at a repeated eigenvalue, raise NonFiniteError in "
-                   "jvp/hvp while grad is fine; fix: prune the tangent schedule to the output's ancestors")
 @pytest.mark.parametrize("f, x, t", [
     (lambda x: (np.sqrt(x), 2.0 * x)[1], np.array([0.0, 1.0]), np.ones(2)),
     (lambda x: np.linalg.eigh(x)[0], np.diag([1.0, 1.0, 2.0]), np.eye(3)),
@@ -363,3 +362,26 @@ def test_a_node_that_does_not_reach_the_output_has_no_tangent_to_check(f, x, t):
     h = 1e-6
     _, got = lp.jvp(f, (x,), (t,))
     np.testing.assert_allclose(got, (f(x + h * t) - f(x - h * t)) / (2 * h), rtol=1e-6)
+    J = lp.jacobian(f)(x)                 # forward passes (x no larger than the output)
+    np.testing.assert_allclose(np.tensordot(J, t, axes=t.ndim), got, rtol=1e-12, atol=1e-12)
+
+
+def test_a_dead_node_gets_no_tangent_on_either_path_but_every_node_tangents_still_check_it():
+    """Only the output's tangent is returned by jvp/jacobian/hvp/hessian, so only the nodes it
+    depends on are checked; ``sol.jacobian_z()`` returns every node's, so a dead ``sqrt(0)``
+    is still an error there (naming it)."""
+    from lagrangeprop.solve import compiled
+    f = lambda x: (np.sqrt(x), 2.0 * x)[1]      # noqa: E731
+    s = lambda x: np.sum((np.sqrt(x), x ** 3)[1])   # noqa: E731
+    x = np.array([0.0, 1.0])
+    for enabled in (True, False):
+        old, compiled.ENABLED = compiled.ENABLED, enabled
+        try:
+            np.testing.assert_array_equal(lp.jvp(f, (x,), (np.array([1.0, -3.0]),))[1], [2.0, -6.0])
+            np.testing.assert_array_equal(lp.hvp(s, x, np.ones(2)), 6.0 * x)    # ∇²Σx³ = diag(6x)
+            np.testing.assert_array_equal(lp.hessian(s)(x), np.diag(6.0 * x))
+        finally:
+            compiled.ENABLED = old
+    sol = lp.trace(f, x=x).solve(x=x, seed=np.ones(2))
+    with pytest.raises(lp.NonFiniteError, match="sqrt"):
+        sol.jacobian_z()

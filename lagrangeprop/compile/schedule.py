@@ -28,7 +28,7 @@ from ..errors import GraphError
 from ..graph.validate import REQUIRED, check_params, validate_graph
 from .infer import infer_shapes, known_shapes
 
-__all__ = ["Step", "Block", "Schedule", "compile_program", "is_block", "cyclic_blocks"]
+__all__ = ["Step", "Block", "Schedule", "compile_program", "is_block", "cyclic_blocks", "live_nodes"]
 
 
 @dataclass(eq=False, slots=True)
@@ -94,10 +94,33 @@ class Schedule:
     block_nodes: frozenset | None = field(default=None, repr=False)
     whole: Block | None = field(default=None, repr=False)
     generated: Any = field(default=None, repr=False)         # compile.source.Compiled | None
+    live: frozenset | None = field(default=None, repr=False)  # see live_nodes
 
     @property
     def input_names(self) -> list[str]:
         return [self.names[i] for i in self.inputs]
+
+
+def live_nodes(sched: Schedule) -> frozenset:
+    """The nodes the output depends on: the output and its ancestors (cached on ``sched``).
+
+    A node outside this set has ``λ_d = 0`` and its tangent never reaches ``ż_o``, so a pass
+    that returns only the output's derivatives need not compute or check it (a dead
+    ``sqrt(0)`` has an infinite tangent that no derivative of the output sees).
+    """
+    if sched.live is None:
+        args: dict[int, tuple] = {}
+        for item in sched.steps:
+            for s in (item,) if type(item) is Step else item.steps:
+                args[s.node] = s.args
+        seen, stack = {sched.output}, [sched.output]
+        while stack:
+            for u in args.get(stack.pop(), ()):
+                if u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+        sched.live = frozenset(seen)
+    return sched.live
 
 
 def _arguments(pred: dict, node: str) -> list[str]:

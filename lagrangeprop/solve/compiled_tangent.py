@@ -42,7 +42,7 @@ from ..options import SolveOptions
 from .compiled import NAMESPACE as _BASE
 from .compiled import generated
 from .finite import all_finite
-from .walk import ForwardLinear
+from .walk import ForwardLinear, drop_dead
 
 __all__ = ["NAMESPACE", "EAGER", "CompiledTangent", "build_tangent", "tangent"]
 
@@ -149,11 +149,13 @@ def _compiled(sched: Schedule, seeded: tuple) -> CompiledTangent | None:
 
 
 # A ż = -(∂c/∂x) ẋ: the generated forward substitution, A_SS ż_S = b_S on a block between chunks
-def tangent(sched: Schedule, vals: list, states: dict, opts: SolveOptions, xdot: dict) -> list | None:
+def tangent(sched: Schedule, vals: list, states: dict, opts: SolveOptions, xdot: dict,
+            live: frozenset | None = None) -> list | None:
     """Tangents ``ż`` of every node (``None`` = zero) for input tangents ``xdot`` (id -> array),
     as :func:`~lagrangeprop.solve.tangent.tangent_pass`'s interpreter computes them; ``None``
     when the interpreter must run (Python float error, a non-finite tangent, a seeded non-input,
-    the first pass over a large program: :data:`EAGER`)."""
+    the first pass over a large program: :data:`EAGER`); ``live``: only these nodes' tangents
+    are kept and must be finite (None: every node)."""
     roles = sched.roles
     if any(roles[i] != "input" for i in xdot):
         return None
@@ -184,7 +186,11 @@ def tangent(sched: Schedule, vals: list, states: dict, opts: SolveOptions, xdot:
         raise
     except _FLOAT_ERRORS:
         return None
-    if not (finite and all_finite([L[i] for i in t.scan])):
+    ok = finite and all_finite([L[i] for i in t.scan])
+    if live is not None and len(live) < len(L):    # nodes the output does not depend on
+        drop_dead(L, live)
+        ok = ok or all_finite([v for v in L if v is not None])
+    if not ok:
         return None
     for i, a in seeds.items():
         L[i] = a

@@ -21,12 +21,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import blocks
-from ..compile.schedule import Block, Schedule, Step
+from ..compile.schedule import Block, Schedule, Step, live_nodes
 from ..errors import InputError
 from ..options import SolveOptions
 from .finite import check_finite_pass
 from .inputs import scalar
-from .walk import ForwardLinear, ReverseLinear, add_to, sign, walk
+from .walk import ForwardLinear, ReverseLinear, add_to, drop_dead, sign, walk
 
 __all__ = ["forward_matrix", "reverse_matrix", "output_jacobian", "input_jacobian", "jacobian_z"]
 
@@ -100,13 +100,17 @@ class _Reverse(ReverseLinear):
 
 # A Ż = -(∂c/∂x) E: the tangent pass with one column per seed direction.
 def forward_matrix(sched: Schedule, vals: list, states: dict, opts: SolveOptions,
-                   seeds: dict[int, np.ndarray]) -> list:
-    """``Ż_v = dz_v/dx · E`` (rows: v's entries, columns: seed directions) for every node."""
+                   seeds: dict[int, np.ndarray], every: bool = False) -> list:
+    """``Ż_v = dz_v/dx · E`` (rows: v's entries, columns: seed directions) for the nodes the
+    output depends on, or for every node with ``every=True`` (only those are checked, as in
+    :func:`~lagrangeprop.solve.tangent.tangent_pass`)."""
     Z: list = [None] * len(sched.names)
     for i, E in seeds.items():
         Z[i] = E
     with np.errstate(all="ignore"):     # non-finite entries are reported below, not warned about
         walk(sched, _Forward(vals, states, opts, Z))
+    if not every:
+        drop_dead(Z, live_nodes(sched))
     check_finite_pass(sched, vals, Z, "tangent")
     return Z
 
@@ -197,7 +201,7 @@ def jacobian_z(sol) -> dict:
         E[:, off:off + sizes[i]] = np.eye(sizes[i])
         seeds[i], col0[i] = E, off
         off += sizes[i]
-    Z = forward_matrix(sched, sol._vals, sol._states, sol.options, seeds)
+    Z = forward_matrix(sched, sol._vals, sol._states, sol.options, seeds, every=True)
     out = {}
     for v in [*sched.inputs, *sched.defined]:
         Zv = np.zeros((int(np.prod(sched.shapes[v], dtype=int)), total)) if Z[v] is None else Z[v]

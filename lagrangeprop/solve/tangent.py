@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import blocks
-from ..compile.schedule import Block, Schedule, Step
+from ..compile.schedule import Block, Schedule, Step, live_nodes
 from ..options import SolveOptions
 from . import compiled, compiled_tangent
 from .finite import check_finite_pass
 from .inputs import scalar, shaped_input
-from .walk import ForwardLinear, walk
+from .walk import ForwardLinear, drop_dead, walk
 
 __all__ = ["tangent_pass", "tangent_reference", "solution_jvp"]
 
@@ -56,31 +56,40 @@ class _Tangent(ForwardLinear):
 
 
 def tangent_pass(sched: Schedule, vals: list, states: dict, opts: SolveOptions,
-                 xdot: dict[int, np.ndarray]) -> list:
-    """Tangents ``ż`` of every node (``None`` = zero) for input tangents ``xdot`` (id -> array).
+                 xdot: dict[int, np.ndarray], every: bool = False) -> list:
+    """Tangents ``ż`` (``None`` = zero) for input tangents ``xdot`` (id -> array): of the
+    nodes the output depends on (:func:`~lagrangeprop.compile.schedule.live_nodes`), or of
+    every node with ``every=True``.
 
+    Only the returned tangents are checked: an infinite tangent of a node that never reaches
+    the output (a dead ``sqrt(0)``) is not an error of ``ż_o``, and is returned as ``None``.
     Runs the generated pass (:mod:`~lagrangeprop.solve.compiled_tangent`) while
     ``compiled.ENABLED``; otherwise, and wherever that pass hands over (a Python float error,
     a non-finite tangent), the interpreter :func:`tangent_reference`, which raises the error.
     """
+    live = None if every else live_nodes(sched)
     if compiled.ENABLED:
-        zdot = compiled_tangent.tangent(sched, vals, states, opts, xdot)
+        zdot = compiled_tangent.tangent(sched, vals, states, opts, xdot, live)
         if zdot is not None:
             return zdot
-    return tangent_reference(sched, vals, states, opts, xdot)
+    return tangent_reference(sched, vals, states, opts, xdot, live)
 
 
 # A ż = -(∂c/∂x) ẋ: forward substitution on the DAG, A_SS ż_S = b_S on a block.
 def tangent_reference(sched: Schedule, vals: list, states: dict, opts: SolveOptions,
-                      xdot: dict[int, np.ndarray]) -> list:
-    """The interpreter of :func:`tangent_pass`: one walk, each step's jvp rules (the reference)."""
+                      xdot: dict[int, np.ndarray], live: frozenset | None = None) -> list:
+    """The interpreter of :func:`tangent_pass`: one walk, each step's jvp rules (the reference);
+    ``live``: the nodes whose tangents are kept and checked (None: every node)."""
     zdot: list = [None] * len(sched.names)
     for i, t in xdot.items():
         zdot[i] = np.asarray(t, dtype=np.float64)
     with np.errstate(all="ignore"):     # a non-finite tangent is reported below, not warned about
         walk(sched, _Tangent(vals, states, opts, zdot))
+    if live is not None and len(live) < len(zdot):
+        drop_dead(zdot, live)
     check_finite_pass(sched, vals, zdot, "tangent")
     return zdot
+
 
 
 def solution_jvp(sol, tangents: dict) -> dict:
@@ -88,6 +97,6 @@ def solution_jvp(sol, tangents: dict) -> dict:
     ``{input: ẋ}`` (missing inputs: zero)."""
     sched = sol.schedule
     xdot = {sched.index[k]: shaped_input(sched, sched.index[k], v, "tangent") for k, v in tangents.items()}
-    zdot = tangent_pass(sched, sol._vals, sol._states, sol.options, xdot)
+    zdot = tangent_pass(sched, sol._vals, sol._states, sol.options, xdot, every=True)
     return {sched.names[i]: scalar(np.zeros(sched.shapes[i]) if zdot[i] is None else np.asarray(zdot[i]))
             for i in [*sched.inputs, *sched.defined]}

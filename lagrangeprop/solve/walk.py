@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from ..compile.schedule import Block, Schedule, Step
 
-__all__ = ["Pass", "walk", "ForwardLinear", "ReverseLinear", "sign", "add_to"]
+__all__ = ["Pass", "walk", "ForwardLinear", "ReverseLinear", "sign", "add_to", "drop_dead"]
 
 
 class Pass(Protocol):
@@ -60,6 +60,14 @@ def add_to(seq: list, i: int, v) -> None:
     """``seq[i] += v`` with ``None`` as zero on both sides."""
     if v is not None:
         seq[i] = v if seq[i] is None else seq[i] + v
+
+
+def drop_dead(seq: list, live: frozenset) -> None:
+    """``seq[i] = None`` (zero) for every node outside ``live``, in place: a node the output
+    does not depend on carries no derivative of it."""
+    for i, v in enumerate(seq):
+        if v is not None and i not in live:
+            seq[i] = None
 
 
 # A ż = b in forward order: ż_d = Σ_u (∂op_d/∂z_u) ż_u on the DAG (A = I - J),
