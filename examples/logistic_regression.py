@@ -29,12 +29,15 @@ Y = (RNG.random(N) < 1 / (1 + np.exp(-(X @ W_TRUE - 0.3)))).astype(float)
 
 
 def model(w, b):
-    logits = X @ w + b
+    Xw = X @ w                      # one local name per step: the graph's nodes carry these names
+    logits = Xw + b
     p = lp.sigmoid(logits)
     log_p = lp.log(p)
     one_minus_p = 1 - p
     log_q = lp.log(one_minus_p)
-    ll = Y * log_p + (1 - Y) * log_q
+    y_log_p = Y * log_p
+    ny_log_q = (1 - Y) * log_q
+    ll = y_log_p + ny_log_q
     terms = -ll
     loss = lp.mean(terms)
     return loss
@@ -46,11 +49,13 @@ def hand_multipliers(w, b):
     lam = {"loss": 1.0}
     lam["terms"] = np.full(N, 1.0 / N)                       # loss = mean(terms)
     lam["ll"] = -lam["terms"]                                # terms = −ll
-    lam["log_p"] = Y * lam["ll"]                             # ll = y log_p + (1 − y) log_q
-    lam["log_q"] = (1 - Y) * lam["ll"]
+    lam["y_log_p"] = lam["ny_log_q"] = lam["ll"]              # ll = y_log_p + ny_log_q
+    lam["log_p"] = Y * lam["y_log_p"]                        # y_log_p = y log_p
+    lam["log_q"] = (1 - Y) * lam["ny_log_q"]                 # ny_log_q = (1 − y) log_q
     lam["one_minus_p"] = lam["log_q"] / (1 - p)              # log_q = log(1 − p)
     lam["p"] = lam["log_p"] / p - lam["one_minus_p"]         # = (p − y) / (N p (1 − p))
     lam["logits"] = p * (1 - p) * lam["p"]                   # σ' = p(1 − p): = (p − y)/N
+    lam["Xw"] = lam["logits"]                                # logits = Xw + b
     lam["w"] = X.T @ (p - Y) / N                             # the closed form
     lam["b"] = np.sum(p - Y) / N
     return lam
@@ -60,11 +65,14 @@ FORMULA = {
     "loss": "1 (the seed)",
     "terms": "1/N",
     "ll": "−1/N",
+    "y_log_p": "−1/N",
+    "ny_log_q": "−1/N",
     "log_p": "−y/N",
     "log_q": "−(1 − y)/N",
     "one_minus_p": "−(1 − y)/(N(1 − p))",
     "p": "(p − y)/(N p(1 − p))",
     "logits": "(p − y)/N",
+    "Xw": "(p − y)/N",
     "w": "Xᵀ(p − y)/N   (closed form)",
     "b": "Σ(p − y)/N    (closed form)",
 }
@@ -93,7 +101,8 @@ def main() -> int:
     sol = prog.solve(w=w, b=b)
     hand = hand_multipliers(w, b)
     print(f"   {'node':12} {'op':9} {'hand-derived λ':28} {'|λ| (2-norm)':>13} {'rel. error':>11}")
-    for node in ["loss", "terms", "ll", "log_q", "log_p", "one_minus_p", "p", "logits", "w", "b"]:
+    for node in ["loss", "terms", "ll", "ny_log_q", "y_log_p", "log_q", "log_p", "one_minus_p", "p", "logits",
+                 "Xw", "w", "b"]:
         op = prog.graph.nodes[node].get("op", "input")
         err = rel_err(sol.multipliers[node], hand[node])
         print(f"   {node:12} {op:9} {FORMULA[node]:28} {np.linalg.norm(sol.multipliers[node]):13.6g} "

@@ -7,12 +7,14 @@ tagged ```python petsc run only when petsc4py imports. Each file runs in a fresh
 directory, so the pictures the docs draw do not litter the checkout.
 """
 
+import ast
 import contextlib
 import doctest
 import importlib.util
 import io
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,74 @@ def test_page_runs_as_written(page, tmp_path, monkeypatch):
     failures = run_page(page)
     assert not failures, "\n\n".join(failures)
     assert not list(ROOT.glob("*.png")), "a docs block wrote a picture into the checkout"
+
+
+# Third-party modules the docs' blocks and the examples import, by distribution (an import that is not
+# listed here fails the test below until someone says which package brings it).
+DISTRIBUTION = {"numpy": "numpy", "scipy": "scipy", "networkx": "networkx", "matplotlib": "matplotlib",
+                "autograd": "autograd", "pyamg": "pyamg", "hypothesis": "hypothesis", "pytest": "pytest",
+                "sklearn": "scikit-learn", "torch": "torch", "petsc4py": "petsc4py", "mpi4py": "mpi4py",
+                "tqdm": "tqdm"}
+
+
+def imported(code):
+    """``{module: optional}`` for the top-level modules ``code`` imports; optional when every import of
+    it sits in the body of a ``try`` (the ``except ImportError`` idiom)."""
+    found = {}
+
+    def visit(node, guarded):
+        for child in ast.iter_child_nodes(node):
+            names = []
+            if isinstance(child, ast.Import):
+                names = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                names = [child.module]
+            for name in names:
+                top = name.split(".")[0]
+                found[top] = found.get(top, True) and guarded
+            if isinstance(child, ast.Try):
+                for stmt in child.body:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), True)
+                for part in (*child.handlers, *child.orelse, *child.finalbody):
+                    visit(part if not isinstance(part, ast.stmt) else ast.Module(body=[part], type_ignores=[]),
+                          guarded)
+            else:
+                visit(child, guarded)
+
+    visit(ast.parse(code), False)
+    return found
+
+
+def test_imported_finds_required_and_optional():
+    code = "import numpy as np\nfrom scipy.sparse import csr_matrix\ntry:\n    import sklearn\nexcept ImportError:\n" \
+           "    pass\ndef f():\n    import matplotlib.pyplot\n"
+    assert imported(code) == {"numpy": False, "scipy": False, "sklearn": True, "matplotlib": False}
+
+
+def test_readme_install_covers_every_import_of_the_docs_and_examples():
+    """The README's first command, ``pip install -e ".[test]"``, installs every package that a docs block
+    or an example imports unguarded (``python petsc`` blocks and ``try: import ...`` excepted)."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = re.compile(r"[A-Za-z0-9_.-]+")
+    installed = {name.match(r).group(0).lower() for r in
+                 [*project["dependencies"], *project["optional-dependencies"]["test"]]}
+    assert 'pip install -e ".[test]"' in (ROOT / "README.md").read_text()
+    sources = [(p.name, p.read_text()) for p in sorted((ROOT / "examples").glob("*.py"))]
+    parser = doctest.DocTestParser()
+    for page in PAGES:
+        for info, code, _, line in blocks(page.read_text()):
+            words = info.split()
+            if words[:1] == ["python"] and "petsc" not in words[1:]:
+                if ">>>" in code:
+                    code = "".join(ex.source for ex in parser.get_examples(code))
+                sources.append((f"{page.name} line {line}", code))
+    needed = {}
+    for where, code in sources:
+        for module, optional in imported(code).items():
+            if module in sys.stdlib_module_names or module == "lagrangeprop" or optional:
+                continue
+            assert module in DISTRIBUTION, f"{where} imports {module!r}: add its distribution to DISTRIBUTION"
+            needed.setdefault(DISTRIBUTION[module], where)
+    missing = {dist: where for dist, where in needed.items() if dist not in installed}
+    assert not missing, f"imported without a guard but not in the core or [test] dependencies: {missing}"
