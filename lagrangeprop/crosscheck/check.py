@@ -136,6 +136,10 @@ def _check(progress: Progress, prog: Any, inputs: dict, against: tuple, rtol: fl
     prog = _program(prog, inputs)
     rng = np.random.default_rng(rng)
     sched = compiled(prog)
+    if "fd" in against:     # the differences counted up front (shapes only), so the total holds
+        shaped = {k: np.broadcast_to(0.0, sched.shapes[sched.index[k]]) for k in sched.input_names}
+        plan = fd_plan(shaped, fd_max_elements, fd_budget)
+        progress.expect(1 + sum(shaped[k].size if m == "elementwise" else m is not None for k, m in plan.items()))
     progress.step("compile", f"{prog.name}: {len(sched.names)} nodes, {len(sched.blocks)} cyclic blocks")
     seed, seed_note = _seed(sched, seed, rng)
     sol = solve_program(prog, inputs, guess=guess, seed=seed, **opts)
@@ -147,13 +151,12 @@ def _check(progress: Progress, prog: Any, inputs: dict, against: tuple, rtol: fl
     floor, dir_floor, roundoff = _floors(sched, sol.values, lam, seed, extra)
 
     # the references: the tapes, then central differences of the forward pass
-    tapes, references, notes = run_tapes(sched, against, xin, seed, guess, progress.step)
     plan = fd_plan(xin, fd_max_elements, fd_budget)
+    tapes, references, notes = run_tapes(sched, against, xin, seed, guess, progress.step)
     F = None
     if "fd" in against:
         F = Objective(prog, sched, seed, {n: sol.values[n] for b in sched.blocks for n in b.names}, opts)
         F.roundoff = roundoff
-        progress.expect(1 + sum(xin[k].size if m == "elementwise" else m is not None for k, m in plan.items()))
         F.on_difference = lambda v: progress.step("finite differences", _along(v, len(xin)))
         _describe_fd(references, notes, plan, fd_max_elements, fd_budget)
 
