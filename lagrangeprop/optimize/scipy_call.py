@@ -23,6 +23,7 @@ scipy.optimize.minimize(method='BFGS'): Method BFGS cannot handle boun
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,14 @@ def run_minimize(fun: Callable, x0: np.ndarray, *, method: Any, **kwargs: Any) -
             raise InputError(f"options={kwargs.get('options')!r}: {exc} for method {name!r}, which "
                              "would ignore them; see scipy.optimize.show_options('minimize', "
                              f"{name!r}) for the options it takes") from None
+        except TypeError as exc:   # methods without **unknown_options (trust-constr)
+            bad = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if bad is None or bad.group(1) not in (kwargs.get("options") or {}):
+                raise
+            raise InputError(f"options={kwargs.get('options')!r}: Unknown solver options: "
+                             f"{bad.group(1)} for method {name!r}; see "
+                             f"scipy.optimize.show_options('minimize', {name!r}) for the options "
+                             "it takes") from None
         except RuntimeWarning as exc:
             if not any(word in str(exc) for word in ("cannot handle", "does not use", "does not support")):
                 raise
