@@ -359,6 +359,16 @@ def test_minimize_takes_a_parameter_tree_and_returns_it():
     assert set(res.x_dict) == {"p"} and set(res.x_dict["p"]) == {"a", "b"}
     assert res.x_dict["p"]["a"] == pytest.approx(0.5, abs=1e-6)
     assert res.x_dict["p"]["b"] == pytest.approx(1.0, abs=1e-6)
+    # a tree in fixed=, a bound on one leaf by its input name; x_dict in x0's order
+    prog = lp.trace(lambda p, q, s: (p["a"] - q[0]) ** 2 + (p["b"][0] - q[1]) ** 2 + s ** 2
+                    + lp.sum(p["b"] ** 2), p={"a": 1.0, "b": np.zeros(2)}, q=(0.0, 0.0), s=1.0)
+    res = lp.minimize(prog, {"p": {"a": 1.0, "b": np.zeros(2)}, "s": 1.0}, fixed={"q": (2.0, 3.0)},
+                      bounds={"p.a": (None, 1.5)}, tol=1e-12)
+    assert list(res.x_dict) == ["p", "s"]
+    # closed form: a = min(2, 1.5); b0 minimizes (b0 - 3)² + b0²; b1 = 0; s = 0
+    assert close(res.x_dict["p"]["a"], 1.5, 1e-8) and close(res.x_dict["p"]["b"], [1.5, 0.0], 1e-5)
+    with pytest.raises(lp.InputError, match="missing"):
+        lp.minimize(prog, {"p": {"a": 1.0}, "s": 1.0}, fixed={"q": (2.0, 3.0)})
 
 
 def test_new_style_callback_gets_scipy_intermediate_result_and_may_stop():

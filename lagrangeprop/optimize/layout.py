@@ -81,6 +81,7 @@ class Layout:
         # a parameter tree for a tree-named input (x0={"p": {"a": 1.0}} for the input "p.a")
         # stands for its leaves; x_dict gives it back in that structure (:meth:`trees`)
         self.tree_of: dict = {}
+        self.given = list(x0)   # x0's keys, in its order (x_dict keeps it)
         for k, v in x0.items():
             if k not in inputs and any(n.startswith(f"{k}.") for n in inputs):
                 _, tree = flatten(v, what=k)
@@ -114,11 +115,8 @@ class Layout:
     def trees(self, d: dict) -> dict:
         """``d`` (by input name) with the leaves of each tree given in ``x0`` put back in its
         structure (``{"p.a": 1.0, "p.b": 2.0}`` -> ``{"p": {"a": 1.0, "b": 2.0}}``)."""
-        out = {k: v for k, v in d.items()
-               if not any(k in paths for _, paths in self.tree_of.values())}
-        for k, (tree, paths) in self.tree_of.items():
-            out[k] = tree.unflatten([d[p] for p in paths])
-        return out
+        return {k: self.tree_of[k][0].unflatten([d[p] for p in self.tree_of[k][1]])
+                if k in self.tree_of else d[k] for k in self.given}
 
     def flatten(self, d: dict) -> np.ndarray:
         """The optimized inputs ``d`` (by name) as one float64 vector."""
