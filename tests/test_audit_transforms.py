@@ -509,3 +509,25 @@ def test_draw_of_a_block_program_with_escaped_names_writes_a_picture(tmp_path):
     out = lp.draw(p, p.solve(**{"x é": 0.3}), path=tmp_path / "b.svg")
     text = open(out, encoding="utf-8").read()
     assert "cyclic block 0" in text
+
+
+def test_matrix_passes_through_cyclic_blocks_vs_finite_differences():
+    """Past PASSES_MAX columns the Hessian and Jacobian take the matrix passes, which solve all
+    columns against a block's one factorization."""
+    n, eps = 20, 1e-6
+    xv = np.random.default_rng(0).uniform(0.1, 0.5, n)
+    p = lp.Program(name="cyc")
+    x, y = p.input("x", shape=(n,)), p.variable("y", shape=(n,))
+    p.define(y, 0.3 * lp.sin(y[::-1]) + x ** 2)
+    p.output(lp.sum(y ** 3) + lp.sum(x * y), name="o")
+    H = lp.hessian(p)(xv)
+    Hfd = np.stack([fd_grad(lambda t: p.solve(x=t).grad["x"], xv, e, eps) for e in np.eye(n)], axis=1)
+    assert np.abs(H - Hfd).max() < 1e-7 * np.abs(H).max() and close(H, H.T, 1e-12)
+    q = lp.Program(name="blk")
+    x, w = q.input("x", shape=(n,)), q.variable("w", shape=(n,))
+    q.residual(w, w ** 3 + w - x + 0.1 * w[::-1])
+    q.output(w * 2.0 + lp.sum(w), name="o")
+    Jfd = np.stack([(q.evaluate(x=xv + eps * e) - q.evaluate(x=xv - eps * e)) / (2 * eps)
+                    for e in np.eye(n)], axis=1)
+    for mode in ("forward", "reverse"):
+        assert np.abs(lp.jacobian(q, mode=mode)(xv) - Jfd).max() < 1e-7
