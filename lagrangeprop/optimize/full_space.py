@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..rules.curvature import curvature
 from ..solve.matrix import input_jacobian
 from .layout import Layout, check_arguments
+from .scipy_call import history_callback, run_minimize
 
 __all__ = ["minimize_full_space", "FullSpace"]
 
@@ -143,7 +144,9 @@ def minimize_full_space(prog: Any, x0: dict, *, fixed: dict | None = None, guess
         ``{input: (lo, hi)}`` for optimized inputs.
     callback, options
         Passed to ``scipy.optimize.minimize(method="trust-constr")`` (e.g.
-        ``options={"maxiter": 500, "gtol": 1e-10}``).
+        ``options={"maxiter": 500, "gtol": 1e-10}``; an option trust-constr does not take
+        raises InputError). The callback sees the full-space point ``y = [x, z]``:
+        ``callback(yk, state)`` or ``callback(intermediate_result)``.
 
     Returns
     -------
@@ -186,16 +189,11 @@ def minimize_full_space(prog: Any, x0: dict, *, fixed: dict | None = None, guess
         kw["bounds"] = so.Bounds(np.concatenate([b.lb, np.full(pad, -np.inf)]),
                                  np.concatenate([b.ub, np.full(pad, np.inf)]))
     history = [fs.fun(fs.y0)]
-
-    def cb(yk, *rest):
-        history.append(fs.fun(yk))
-        if callback is not None:
-            return callback(yk, *rest)
-    res = so.minimize(fs.fun, fs.y0, method="trust-constr", jac=fs.grad,
-                      hessp=lambda y, p: np.zeros_like(p), constraints=[constraint],
-                      callback=cb, options=options, **kw)
+    res = run_minimize(fs.fun, fs.y0, method="trust-constr", jac=fs.grad,
+                       hessp=lambda y, p: np.zeros_like(p), constraints=[constraint],
+                       callback=history_callback(callback, fs.fun, history), options=options, **kw)
     inputs, values = fs.split(res.x)
-    res.x_dict = {k: inputs[k] for k in layout.names}
+    res.x_dict = layout.trees({k: inputs[k] for k in layout.names})
     res.z_dict = {k: (v[()] if np.ndim(v) == 0 else v) for k, v in values.items()}
     v = np.asarray(res.v[0]) if res.get("v") else np.zeros(fs.size - layout.size)
     res.multipliers = {sched.names[n]: -v[fs.slot[n].start - layout.size:fs.slot[n].stop - layout.size]

@@ -25,6 +25,7 @@ import scipy.optimize as so
 from ..errors import InputError, ShapeError
 from ..graph.builder import ProgramBuilder
 from ..graph.coerce import real_array
+from ..graph.pytree import expand_tree_inputs, flatten
 from ..options import SolveOptions, real_option
 
 __all__ = ["Layout", "check_arguments", "input_value", "SOLVE_OPTION_NAMES"]
@@ -77,6 +78,15 @@ class Layout:
         if not x0:
             raise InputError("x0 is empty: give the inputs to optimize, e.g. x0={'x': 0.0}")
         inputs = sched.input_names
+        # a parameter tree for a tree-named input (x0={"p": {"a": 1.0}} for the input "p.a")
+        # stands for its leaves; x_dict gives it back in that structure (:meth:`trees`)
+        self.tree_of: dict = {}
+        self.given = list(x0)   # x0's keys, in its order (x_dict keeps it)
+        for k, v in x0.items():
+            if k not in inputs and any(n.startswith(f"{k}.") for n in inputs):
+                _, tree = flatten(v, what=k)
+                self.tree_of[k] = (tree, tree.paths(k))
+        x0, fixed = expand_tree_inputs(dict(x0), inputs), expand_tree_inputs(fixed, inputs)
         unknown = [k for k in [*x0, *fixed] if k not in inputs]
         if unknown:
             raise InputError(f"{unknown} are not inputs of program {prog.name!r}; its inputs are {inputs}")
@@ -101,6 +111,12 @@ class Layout:
         # a scalar x0 fills its input; any other value has the input's shape
         self.x0 = self.flatten({k: np.broadcast_to(input_value(v, f"x0[{k!r}]", self.shapes[j]), self.shapes[j])
                                 for j, (k, v) in enumerate(x0.items())})
+
+    def trees(self, d: dict) -> dict:
+        """``d`` (by input name) with the leaves of each tree given in ``x0`` put back in its
+        structure (``{"p.a": 1.0, "p.b": 2.0}`` -> ``{"p": {"a": 1.0, "b": 2.0}}``)."""
+        return {k: self.tree_of[k][0].unflatten([d[p] for p in self.tree_of[k][1]])
+                if k in self.tree_of else d[k] for k in self.given}
 
     def flatten(self, d: dict) -> np.ndarray:
         """The optimized inputs ``d`` (by name) as one float64 vector."""

@@ -26,6 +26,7 @@ import scipy.optimize as so
 from ..errors import InputError, LagrangePropError
 from ..solve.second_order import solution_hvp
 from .layout import Layout, check_arguments
+from .scipy_call import check_scipy_kwargs, history_callback, run_minimize
 
 __all__ = ["minimize", "Evaluator", "METHODS"]
 
@@ -106,7 +107,9 @@ def minimize(prog: Any, x0: dict, method: str = "L-BFGS-B", *, fixed: dict | Non
     prog : Program
         A program with a scalar output (the objective).
     x0 : dict
-        Inputs to optimize, name -> initial value (its shape is the input's shape).
+        Inputs to optimize, name -> initial value (its shape is the input's shape); a
+        parameter tree stands for the inputs named by its paths (``{"p": {"a": 1.0}}`` for
+        ``p.a``), and ``x_dict`` gives it back in that structure.
     method : str
         Any ``scipy.optimize.minimize`` method.
     fixed : dict, optional
@@ -116,7 +119,11 @@ def minimize(prog: Any, x0: dict, method: str = "L-BFGS-B", *, fixed: dict | Non
     bounds : dict or scipy bounds, optional
         ``{name: (lo, hi)}`` (scalars or arrays, ``None`` = unbounded) or anything scipy takes.
     tol, callback, options, **scipy_kwargs
-        Passed to ``scipy.optimize.minimize``; ``callback(xk)`` sees the flat vector.
+        Passed to ``scipy.optimize.minimize``: ``callback(xk)`` sees the flat vector,
+        ``callback(intermediate_result)`` scipy's OptimizeResult (raise ``StopIteration`` in
+        it to stop); ``scipy_kwargs`` are ``jac``, ``hess``, ``hessp`` or ``constraints``.
+        Whatever the method would ignore (bounds for BFGS, constraints for L-BFGS-B, an
+        option it does not know) raises InputError instead of a scipy warning.
     solve_options : dict, optional
         Passed to every ``prog.solve`` (``tol``, ``maxiter``, ``method``, ``linear_solver``).
 
@@ -136,6 +143,7 @@ def minimize(prog: Any, x0: dict, method: str = "L-BFGS-B", *, fixed: dict | Non
     (0.84084, 2.31832)
     """
     solve_options = check_arguments(guess, solve_options, options, callback, tol)
+    check_scipy_kwargs(scipy_kwargs)
     if not callable(method) and (not isinstance(method, str) or method.lower() not in METHODS):
         raise InputError(f"method={method!r} is not a scipy.optimize.minimize method; choose one of "
                          f"{list(METHODS)} (any case) or pass a callable")
@@ -152,14 +160,9 @@ def minimize(prog: Any, x0: dict, method: str = "L-BFGS-B", *, fixed: dict | Non
     if bounds is not None:
         kwargs["bounds"] = layout.bounds(bounds)
     history = [ev.fun(layout.x0)]
-
-    def cb(xk, *rest):
-        history.append(ev.fun(xk))
-        if callback is not None:
-            return callback(xk, *rest)
-    res = so.minimize(ev.fun, layout.x0, method=method, tol=tol, callback=cb, options=options,
-                      **kwargs)
-    res.x_dict = layout.unflatten(res.x)
+    res = run_minimize(ev.fun, layout.x0, method=method, tol=tol, options=options,
+                       callback=history_callback(callback, ev.fun, history), **kwargs)
+    res.x_dict = layout.trees(layout.unflatten(res.x))
     res.solution = ev.solution(res.x)
     res.history = history
     res.nsolves, res.nhessp = ev.nsolves, ev.nhessp

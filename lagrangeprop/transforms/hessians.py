@@ -105,14 +105,25 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
         sched = sol.schedule
         ids = [sched.index[p] for p in paths]
         shapes = [sched.shapes[i] for i in ids]
+        given = call.inputs()
+        dtypes = [_float_dtype(given[p]) for p in paths]
         blocks: list[list] = [[] for _ in paths]
-        for j, sj in zip(ids, shapes):
-            cols = _hessian_columns(sol, j, ids)
+        for j, sj in enumerate(shapes):
+            cols = _hessian_columns(sol, ids[j], ids)
             for i, (cs, si) in enumerate(zip(cols, shapes)):
-                blocks[i].append(cs.reshape(si + sj))
+                # a float32 (float16) pair of leaves gets its block in that dtype, as lp.grad
+                # returns a gradient and jax.hessian a Hessian (the solve runs in float64)
+                blocks[i].append(cs.reshape(si + sj).astype(np.promote_types(dtypes[i], dtypes[j]),
+                                                            copy=False))
         return structure.unflatten([structure.unflatten(row) for row in blocks])
     hess.cache_info = getattr(program, "cache_info", None)
     return hess
+
+
+def _float_dtype(leaf) -> np.dtype:
+    """A leaf's floating dtype (float64 for Python numbers, ints and bools)."""
+    dtype = getattr(leaf, "dtype", None)
+    return dtype if dtype is not None and dtype.kind == "f" else np.dtype(np.float64)
 
 
 # column k of input j: λ̇ along e_k (Aᵀλ̇ = -(Ȧ)ᵀλ), the tangent ż along e_k first: one generated

@@ -30,7 +30,7 @@ from ..solve.tangent import tangent_pass
 from .argnum import argnum_names, check_count
 from .cache import program_for
 from .nested import has_traced, nested_jvp, reject_traced
-from .trees import output_tree
+from .trees import like, output_tree
 
 __all__ = ["jvp", "jacobian", "PASSES_MAX"]
 
@@ -132,25 +132,29 @@ def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "aut
         structure, paths = call.selected(select(len(args), call.names))
         ids = [sched.index[p] for p in paths]
         J = _jacobian_matrix(sched, vals, states, opts, ids, mode)
-        in_shapes = [sched.shapes[i] for i in ids]
+        given = call.inputs()
+        in_leaves = [(sched.shapes[i], given[p]) for i, p in zip(ids, paths)]
         tree = output_tree(prog)
         if tree is None:
-            return _columns(J, sched.shapes[sched.output], structure, in_shapes)
+            return _columns(J, sched.shapes[sched.output], structure, in_leaves)
         rows, r0 = [], 0
         for shape, size in zip(tree.shapes, tree.sizes):
-            rows.append(_columns(J[r0:r0 + size], tuple(shape), structure, in_shapes))
+            rows.append(_columns(J[r0:r0 + size], tuple(shape), structure, in_leaves))
             r0 += size
         return tree.tree.unflatten(rows)
     jac.cache_info = getattr(program, "cache_info", None)
     return jac
 
 
-def _columns(J: np.ndarray, out_shape: tuple, structure, in_shapes: list):
-    """Rows ``J`` of one result leaf split by input leaf: ``out_shape + in_shape`` each."""
+def _columns(J: np.ndarray, out_shape: tuple, structure, in_leaves: list):
+    """Rows ``J`` of one result leaf split by input leaf ``(shape, value)``: ``out_shape +
+    shape`` each, in the input leaf's dtype when it is float32 (float16), as ``lp.grad`` returns
+    a gradient and ``jax.jacobian`` a Jacobian (the solve itself runs in float64)."""
     parts, c0 = [], 0
-    for shape in in_shapes:
+    for shape, leaf in in_leaves:
         n = int(np.prod(shape, dtype=int))
-        parts.append(np.ascontiguousarray(J[:, c0:c0 + n]).reshape(out_shape + shape))
+        block = np.ascontiguousarray(J[:, c0:c0 + n]).reshape(out_shape + shape)
+        parts.append(np.asarray(like(leaf, block)))
         c0 += n
     return structure.unflatten(parts)
 

@@ -90,7 +90,8 @@ def like(x, g):
         return g
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind == "f" and dtype != np.float64:
-        return np.asarray(g, dtype=dtype)
+        g = np.asarray(g, dtype=dtype)
+        return g[()] if isinstance(x, np.generic) else g   # np.float32(2.0) -> a float32 scalar
     return np.asarray(g) if isinstance(x, np.ndarray) and np.ndim(g) == 0 else g
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from .labels import BLOCK_EDGE, BLOCK_FILL, FILL, _fmt, check_arguments, label_lines, node_kind
 from .layout import graph_blocks, layered_layout
 
@@ -57,9 +58,52 @@ def _hull(pts: np.ndarray, pad: tuple[float, float]) -> np.ndarray:
     return corners[ConvexHull(corners).vertices]
 
 
+#: the most nodes :func:`draw` lays out unless told otherwise (``max_nodes=``): past a few
+#: hundred boxes the labels cannot be read and matplotlib takes minutes to render them
+MAX_NODES = 300
+
+
+def _check_options(G, path, ax, constants, title, dpi, fontsize, max_nodes) -> None:
+    """InputError for an option ``draw`` cannot honour, and for a program too large to read."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be a file name (str or path-like) or None, got "
+                         f"{type(path).__name__}; e.g. path='graph.png'")
+    if path is not None and os.path.dirname(os.fspath(path)) and \
+            not os.path.isdir(os.path.dirname(os.fspath(path))):
+        raise InputError(f"path={os.fspath(path)!r}: no such directory "
+                         f"{os.path.dirname(os.fspath(path))!r}; create it first")
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() if path is not None else ""
+    if ext:
+        from matplotlib.backend_bases import FigureCanvasBase
+        known = FigureCanvasBase.get_supported_filetypes()
+        if ext not in known:
+            raise InputError(f"path={os.fspath(path)!r}: matplotlib cannot write .{ext} files; "
+                             f"use one of {sorted(known)} (e.g. graph.png or graph.svg)")
+    if ax is not None and not hasattr(ax, "figure"):
+        raise InputError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+    if not isinstance(constants, (bool, np.bool_)):
+        raise InputError(f"constants must be True or False, got {constants!r}")
+    if title is not None and not isinstance(title, str):
+        raise InputError(f"title must be a str or None, got {type(title).__name__}")
+    for name, v in (("dpi", dpi), ("fontsize", fontsize)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v) or v <= 0:
+            raise InputError(f"{name} must be a positive number, got {v!r}")
+    if max_nodes is not None and (isinstance(max_nodes, bool) or
+                                  not isinstance(max_nodes, (int, np.integer)) or max_nodes < 1):
+        raise InputError(f"max_nodes must be a positive int or None (no limit), got {max_nodes!r}")
+    n = G.number_of_nodes()
+    if max_nodes is not None and n > max_nodes:
+        raise InputError(f"draw: the program has {n} nodes to draw, more than max_nodes={max_nodes}: "
+                         "a drawing that size cannot be read (and takes minutes to render); "
+                         + ("hide the constants (constants=False), " if constants else "")
+                         + "write prog.to_dot() and render it with Graphviz, or pass "
+                         "max_nodes=None to draw it all anyway")
+
+
 def draw(prog: Any, sol: Any = None, path: str | os.PathLike | None = "graph.png", *, ax=None,
          constants: bool = True, title: str | None = None, dpi: int = 150,
-         fontsize: float = 8.0):
+         fontsize: float = 8.0, max_nodes: int | None = MAX_NODES):
     """Draw the constraint graph with matplotlib (inputs left, output right).
 
     Parameters
@@ -78,6 +122,9 @@ def draw(prog: Any, sol: Any = None, path: str | os.PathLike | None = "graph.png
         Defaults to the program name, plus the output value and KKT residuals given ``sol``.
     dpi, fontsize
         Resolution of the saved file and label font size (points).
+    max_nodes : int or None
+        The most nodes drawn (:data:`MAX_NODES`, 300); a larger program raises InputError
+        saying what to do (``constants=False``, ``prog.to_dot()``), ``None`` draws any size.
 
     Returns
     -------
@@ -86,6 +133,9 @@ def draw(prog: Any, sol: Any = None, path: str | os.PathLike | None = "graph.png
 
     Raises
     ------
+    InputError
+        A bad option (``dpi``, ``fontsize``, ``path``, ``title``, ``constants``, ``sol``), a
+        directory that does not exist, or more than ``max_nodes`` nodes to draw.
     ImportError
         When matplotlib is missing (``pip install lagrangeprop[plot]``).
 
@@ -113,6 +163,7 @@ def draw(prog: Any, sol: Any = None, path: str | os.PathLike | None = "graph.png
 
     G0 = prog.graph
     G = G0 if constants else G0.subgraph(n for n in G0 if G0.nodes[n].get("role") != "constant")
+    _check_options(G, path, ax, constants, title, dpi, fontsize, max_nodes)
     blocks = [[n for n in b if n in G] for b in graph_blocks(prog)]
     in_block = {n: k for k, b in enumerate(blocks) for n in b}
     pos, routes = layered_layout(G, in_block if blocks else None)
