@@ -7,6 +7,7 @@ in layers this audit does not own (the reason says where the fix goes).
 """
 
 import collections
+import typing
 import os
 import re
 import warnings
@@ -125,15 +126,33 @@ def test_empty_dict_argument_gets_an_empty_gradient_like_jax():
     assert lp.grad(lambda p, x: x ** 2)({}, 2.0) == {} == jax.grad(lambda p, x: x ** 2)({}, 2.0)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="graph/pytree.py reads a namedtuple as a plain tuple, so f sees a tuple "
-                          "without its fields; fix: a 'namedtuple' TreeDef kind holding the type, "
-                          "rebuilt by unflatten (as JAX's pytree registry does)")
 def test_namedtuple_arguments_keep_their_type_like_jax():
+    """A namedtuple was read as a plain tuple, so f saw no fields (AttributeError)."""
     NT = collections.namedtuple("NT", "a b")
     g = lp.grad(lambda p: p.a ** 2 * p.b)(NT(2.0, 3.0))
     ref = jax.grad(lambda p: p.a ** 2 * p.b)(NT(2.0, 3.0))
     assert isinstance(g, NT) and close(g.a, ref.a) and close(g.b, ref.b)
+
+
+def test_typed_namedtuple_params_through_every_transform_vs_jax():
+    class Params(typing.NamedTuple):
+        W: np.ndarray
+        b: float
+
+    def f(p, x, m=np):
+        return m.sum(m.tanh(p.W @ x + p.b))
+
+    p = Params(np.linspace(-0.5, 0.5, 6).reshape(2, 3), 0.25)
+    x = np.array([0.3, -1.0, 2.0])
+    g = lp.grad(f)(p, x)
+    ref = jax.grad(lambda p, x: f(p, x, jnp))(p, x)
+    assert isinstance(g, Params) and close(g.W, ref.W) and close(g.b, ref.b)
+    assert [n for n, d in lp.trace(f, p=p, x=x).graph.nodes(data=True) if d["role"] == "input"] \
+        == ["p.W", "p.b", "x"]                                   # leaves named by field
+    out = lp.vjp(lambda q: Params(q.W * 2.0, q.b ** 2), p)[1](Params(np.ones((2, 3)), 1.0))[0]
+    assert isinstance(out, Params) and close(out.W, 2.0 * np.ones((2, 3))) and close(out.b, 2 * p.b)
+    J = lp.jacobian(lambda q: q.W.sum() * q.b)(p)
+    assert isinstance(J, Params) and close(J.W, np.full((2, 3), p.b)) and close(J.b, p.W.sum())
 
 
 def test_none_leaves_raise_input_error_naming_the_leaf():

@@ -9,7 +9,8 @@ The conventions, as in JAX and autograd except where numpy reading wins:
 - a **dict** is a node; its keys must be non-empty strings (they name inputs) and its
   children are taken in *sorted key order*, as JAX does, so two dicts with the same keys
   are the same structure whatever their insertion order (results are built in that order);
-- a **tuple** is a node;
+- a **tuple** is a node; a namedtuple keeps its type (the gradient is one of the same type)
+  and names its leaves by field (``p.W``, as JAX's key paths do);
 - a **list** is a node when it holds an ndarray, a dict, a tuple or a node list; a list
   of plain numbers (nested) is one array, as numpy reads it (``x=[1.0, 2.0]`` is an input
   of shape ``(2,)``, and a ragged list of numbers is still an InputError). For results
@@ -50,11 +51,13 @@ __all__ = ["TreeDef", "LEAF", "flatten", "is_leaf", "Argument", "flatten_argumen
 @dataclass(frozen=True)
 class TreeDef:
     """The structure of a tree: ``kind`` in {"leaf", "dict", "list", "tuple"}, the dict's
-    sorted ``keys``, and one child structure per key or position."""
+    sorted ``keys``, one child structure per key or position, and for a namedtuple its
+    ``cls`` (rebuilt by :meth:`unflatten`; its fields label the leaves)."""
 
     kind: str
     keys: tuple = ()
     children: tuple = ()
+    cls: Any = None
 
     @property
     def num_leaves(self) -> int:
@@ -62,7 +65,11 @@ class TreeDef:
         return 1 if self.kind == "leaf" else sum(c.num_leaves for c in self.children)
 
     def _labels(self) -> list[str]:
-        return list(self.keys) if self.kind == "dict" else [str(i) for i in range(len(self.children))]
+        if self.kind == "dict":
+            return list(self.keys)
+        if self.cls is not None:
+            return list(self.cls._fields)
+        return [str(i) for i in range(len(self.children))]
 
     def paths(self, prefix: str) -> list[str]:
         """The leaves' names, dot-joined below ``prefix`` (a leaf alone is ``prefix``)."""
@@ -84,6 +91,8 @@ class TreeDef:
         parts = [c._build(it) for c in self.children]
         if self.kind == "dict":
             return dict(zip(self.keys, parts))
+        if self.cls is not None:
+            return self.cls(*parts)
         return parts if self.kind == "list" else tuple(parts)
 
     def flatten_up_to(self, value: Any, what: str) -> list:
@@ -111,14 +120,17 @@ class TreeDef:
                    else f"a {type(value).__name__}")
             raise InputError(f"{path} must be a {self.kind} of length {len(self.children)} (the "
                              f"structure {self!r}), got {got}")
-        for i, (v, c) in enumerate(zip(value, self.children)):
-            c._collect(v, f"{path}.{i}", out)
+        for label, v, c in zip(self._labels(), value, self.children):
+            c._collect(v, f"{path}.{label}", out)
 
     def __repr__(self) -> str:
         if self.kind == "leaf":
             return "*"
         if self.kind == "dict":
             return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.keys, self.children)) + "}"
+        if self.cls is not None:
+            fields = ", ".join(f"{k}={c!r}" for k, c in zip(self.cls._fields, self.children))
+            return f"{self.cls.__name__}({fields})"
         inner = ", ".join(repr(c) for c in self.children)
         return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
 
@@ -173,8 +185,18 @@ def _flatten(value: Any, outputs: bool, path: str, leaves: list) -> TreeDef:
         return TreeDef("dict", keys, tuple(_flatten(value[k], outputs, f"{path}.{k}", leaves)
                                            for k in keys))
     kind = "list" if isinstance(value, list) else "tuple"
-    return TreeDef(kind, (), tuple(_flatten(v, outputs, f"{path}.{i}", leaves)
-                                   for i, v in enumerate(value)))
+    cls = type(value) if _is_namedtuple(value) else None
+    labels = cls._fields if cls is not None else range(len(value))
+    return TreeDef(kind, (), tuple(_flatten(v, outputs, f"{path}.{k}", leaves)
+                                   for k, v in zip(labels, value)), cls)
+
+
+def _is_namedtuple(value: Any) -> bool:
+    """A namedtuple (``collections.namedtuple`` or ``typing.NamedTuple``): a tuple whose type
+    has ``_fields`` and rebuilds from its fields."""
+    fields = getattr(type(value), "_fields", None)
+    return (isinstance(value, tuple) and type(value) is not tuple and isinstance(fields, tuple)
+            and len(fields) == len(value) and all(isinstance(f, str) for f in fields))
 
 
 def check_unique(paths: Iterable[str], what: str = "input") -> None:
