@@ -550,3 +550,14 @@ def test_matrix_passes_through_cyclic_blocks_vs_finite_differences():
                     for e in np.eye(n)], axis=1)
     for mode in ("forward", "reverse"):
         assert np.abs(lp.jacobian(q, mode=mode)(xv) - Jfd).max() < 1e-7
+
+
+@pytest.mark.parametrize("transform", [lp.grad, lp.value_and_grad, lp.jacobian, lp.hessian])
+def test_jax_spellings_get_lagrangeprops_name_not_a_bare_type_error(transform):
+    """``grad(f, argnums=0)`` (JAX) was a bare TypeError; each foreign keyword names the fix."""
+    with pytest.raises(lp.InputError, match="argnum="):
+        transform(lambda x: x * x, argnums=0)
+    with pytest.raises(lp.InputError, match="has_aux is not supported"):
+        transform(lambda x: x * x, has_aux=True)
+    with pytest.raises(lp.InputError, match="takes no option 'colour'"):
+        transform(lambda x: x * x, colour=1)

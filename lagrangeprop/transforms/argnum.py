@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError, ShapeError
 from ..graph.builder import ProgramBuilder
 
-__all__ = ["argnum_names", "check_count"]
+__all__ = ["argnum_names", "check_count", "reject_foreign_options"]
 
 
 def _positional(f: Callable) -> tuple[list[str], bool] | None:
@@ -112,3 +112,24 @@ def check_count(what: str, names: list[str], got: int) -> None:
     """The call passed one value per input of the Program (else ShapeError)."""
     if got != len(names):
         raise ShapeError(f"{what}: the function takes {len(names)} input(s) {names}, got {got}")
+
+
+#: what JAX's and autograd's transforms take that lagrangeprop's do not, and the fix for each
+_FOREIGN = {
+    "argnums": "lagrangeprop's name is argnum= (an int or a tuple, as JAX's argnums)",
+    "has_aux": "has_aux is not supported: return only the scalar, and read intermediates from "
+               "lp.trace(f, ...).solve(...).values (every node's value) or call f again",
+    "holomorphic": "complex functions are not supported (inputs and values are real)",
+    "allow_int": "integer inputs are promoted to float64 already; drop allow_int",
+    "reduce_axes": "reduce_axes is not supported; sum inside f instead",
+}
+
+
+def reject_foreign_options(what: str, options: dict) -> None:
+    """InputError for keywords a transform does not take, naming lagrangeprop's spelling
+    (``grad(f, argnums=0)`` from JAX raises a TypeError without this hint)."""
+    if not options:
+        return
+    k = next(iter(options))
+    hint = _FOREIGN.get(k, f"{what} takes no option {k!r}")
+    raise InputError(f"{what}(f, {k}=...): {hint}")

@@ -24,7 +24,7 @@ from ..graph.coerce import real_array
 from ..solve.adjoint import run_adjoint
 from ..solve.inputs import scalar, scalarize
 from ..solve.program import forward_program, gradient_program, solve_program
-from .argnum import argnum_names
+from .argnum import argnum_names, reject_foreign_options
 from .cache import program_for
 from .nested import has_traced, nested_value_and_grad, reject_traced, require_scalar
 from .trees import bind, like, output_tree
@@ -38,7 +38,7 @@ def _cotangent(g, i: int, sched) -> object:
     return scalar(np.zeros(shape) if g is None else np.array(np.broadcast_to(g, shape)))
 
 
-def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
+def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0, **options) -> Callable:
     """``(f(*args), ∇_{args[argnum]} f)`` for scalar-output ``f`` by Lagrange multipliers.
 
     Arguments may be parameter trees (nested dicts, lists and tuples of arrays and floats,
@@ -61,6 +61,7 @@ def value_and_grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     >>> {k: float(v) for k, v in g.items()}
     {'b': 9.0, 'w': 12.0}
     """
+    reject_foreign_options("value_and_grad", options)
     return _reverse(f, argnum, with_value=True)
 
 
@@ -106,7 +107,7 @@ def _reverse(f: Callable, argnum, with_value: bool) -> Callable:
     return wrapped
 
 
-def grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
+def grad(f: Callable, argnum: int | tuple[int, ...] = 0, **options) -> Callable:
     """The gradient of scalar-output ``f`` with respect to positional argument(s) ``argnum``.
 
     ``argnum`` names positions of ``f``'s signature, however the call passes them. The
@@ -128,6 +129,7 @@ def grad(f: Callable, argnum: int | tuple[int, ...] = 0) -> Callable:
     >>> [(dW.tolist(), float(db)) for dW, db in g]          # a list of (W, b) like the argument
     [([1.0, 1.0], 2.0), ([2.0, 2.0], 2.0)]
     """
+    reject_foreign_options("grad", options)
     return _reverse(f, argnum, with_value=False)
 
 

@@ -23,7 +23,7 @@ from ..solve.matrix import forward_matrix
 from ..solve.second_order import hvp_pass, solution_hvp
 from ..solve.tangent import tangent_pass
 from ..solve.program import solve_program
-from .argnum import argnum_names
+from .argnum import argnum_names, reject_foreign_options
 from .cache import program_for
 from .jacobians import PASSES_MAX
 from .nested import reject_traced
@@ -68,7 +68,7 @@ def hvp(f: Callable, x, v, *, guess: dict | None = None):
     return call.like_arguments(arg.name, hv.__getitem__)
 
 
-def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Callable:
+def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None, **options) -> Callable:
     """The Hessian of scalar ``f`` for argument ``argnum``: shape ``x.shape + x.shape``.
 
     One solve, then one tangent pass and one differentiated multiplier pass per
@@ -90,6 +90,7 @@ def hessian(f: Callable, argnum: int = 0, *, guess: dict | None = None) -> Calla
     >>> [[float(h) for h in row] for row in H]
     [[6.0, 2.0], [2.0, 0.0]]
     """
+    reject_foreign_options("hessian", options)
     program = program_for(f, what="hessian")
     select = argnum_names(f, argnum, "hessian")
 

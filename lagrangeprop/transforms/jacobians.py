@@ -27,7 +27,7 @@ from ..solve.inputs import scalar, scalarize, shaped_input
 from ..solve.matrix import forward_matrix, reverse_matrix
 from ..solve.program import forward_program
 from ..solve.tangent import tangent_pass
-from .argnum import argnum_names, check_count
+from .argnum import argnum_names, reject_foreign_options, check_count
 from .cache import program_for
 from .nested import has_traced, nested_jvp, reject_traced
 from .trees import like, output_tree
@@ -95,7 +95,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple, *, guess: dict | None = No
 
 
 def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "auto",
-             guess: dict | None = None) -> Callable:
+             guess: dict | None = None, **options) -> Callable:
     """The Jacobian of ``f`` for positional argument ``argnum``: shape ``out.shape + in.shape``.
 
     ``mode="auto"`` pushes identity columns forward (``A Ż = -∂c/∂x``) when the input is
@@ -121,6 +121,7 @@ def jacobian(f: Callable, argnum: int | tuple[int, ...] = 0, *, mode: str = "aut
     >>> J[0]["b"], J[1]["w"].shape
     (array([1., 1.]), (2, 2))
     """
+    reject_foreign_options("jacobian", options)
     program = program_for(f, what="jacobian")
     select = argnum_names(f, argnum, "jacobian")
 
