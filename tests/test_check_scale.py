@@ -273,3 +273,27 @@ def test_small_inputs_are_differenced_on_their_own_scale():
         assert "finite differences" in str(report) and "FAIL" in str(report)
     finally:
         registry.REGISTRY.pop("log_wrong_small", None)
+
+
+def test_an_overflowed_rounding_floor_does_not_approve_a_wrong_rule():
+    """At x = 1e308, ``x·sin(x)`` has values times multipliers past float64's range: the
+    rounding floors overflowed to inf and every comparison passed, so a user VJP 0.1% off was
+    approved (ok True) by finite differences of step 6e302. Now the comparisons drop an
+    infinite floor, the report says why, and the wrong rule fails."""
+    mysin = lp.primitive("mysin_overflow_audit", np.sin,
+                         vjp=lambda g, ans, x: (g * np.cos(x) * 1.001,))
+    rep = lp.check(lambda x: x * mysin(x), x=1e308)
+    assert not rep.ok
+    assert "overflow float64" in str(rep)
+    right = lp.check(lambda x: x * lp.sin(x), x=1e308, against=("autograd",))
+    assert right.ok                      # the tape agrees exactly, with no floor needed
+    assert right.rows[0]["compare"]["autograd (tape)"]["abs"] == 0.0
+
+
+def test_cli_rejects_non_finite_values_by_name(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "m.py").write_text("def f(x):\n    return x * x\n")
+    r = subprocess.run([sys.executable, "-m", "lagrangeprop", "check", "m.py:f", "--x", "nan"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "must be finite" in r.stderr and "Traceback" not in r.stderr

@@ -148,11 +148,20 @@ def _check(progress: Progress, prog: Any, inputs: dict, against: tuple, rtol: fl
     xin = {k: np.asarray(sol.values[k], dtype=np.float64) for k in sched.input_names}
     lam = {k: np.asarray(v, dtype=np.float64) for k, v in sol.multipliers.items()}
     extra = 0.0 if atol is None else float(atol)
-    floor, dir_floor, roundoff = _floors(sched, sol.values, lam, seed, extra)
+    with np.errstate(over="ignore", invalid="ignore"):
+        floor, dir_floor, roundoff = _floors(sched, sol.values, lam, seed, extra)
+    if not (np.isfinite(roundoff) and np.isfinite(dir_floor)):
+        notes_overflow = ["the rounding bounds at this point overflow float64 (values times multipliers "
+                          "beyond 1e308): every comparison is made without a rounding floor, and finite "
+                          "differences cannot resolve the derivative here; check at a point of smaller "
+                          "magnitude"]
+    else:
+        notes_overflow = []
 
     # the references: the tapes, then central differences of the forward pass
     plan = fd_plan(xin, fd_max_elements, fd_budget)
     tapes, references, notes = run_tapes(sched, against, xin, seed, guess, progress.step)
+    notes.extend(notes_overflow)
     F = None
     if "fd" in against:
         F = Objective(prog, sched, seed, {n: sol.values[n] for b in sched.blocks for n in b.names}, opts)

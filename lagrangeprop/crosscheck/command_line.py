@@ -78,6 +78,8 @@ def parse_value(text: str) -> Any:
     Numbers come back as ``float`` (ints included), sequences as float64 arrays; anything
     else raises ``InputError`` (read with :func:`ast.literal_eval`, never ``eval``)."""
     from ..graph.coerce import real_array
+    if any(w in text.lower() for w in ("nan", "inf")):
+        raise InputError(f"value {_short(text)!r}: inputs must be finite numbers (no nan or inf)")
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

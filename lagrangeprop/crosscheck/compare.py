@@ -31,6 +31,8 @@ def compare(a: Any, b: Any, rtol: float, atol: float) -> dict:
     if not np.isfinite(err):
         err = np.inf
     rel = err / scale if scale > 0 else (0.0 if err == 0 else np.inf)
+    if not np.isfinite(atol):   # an overflowed rounding floor (values near 1e308) would approve
+        atol = 0.0              # everything: compare without it
     return {"abs": err, "rel": rel, "ok": bool(err <= atol + rtol * scale)}
 
 
@@ -69,6 +71,7 @@ def node_multipliers(lam: dict, tapes: dict, rtol: float, floor: dict) -> tuple[
         err[~np.isfinite(err)] = np.inf          # nan or inf on either side fails
         scale = np.maximum(seg_max(np.abs(A)), seg_max(np.abs(B)))
         fl = np.array([floor.get(n, 0.0) for n in names])
+        fl[~np.isfinite(fl)] = 0.0           # an overflowed floor would approve everything
         ok = err <= fl + rtol * scale
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), np.where(err == 0, 0.0, np.inf))
