@@ -54,6 +54,7 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
 _ZERO_TERMS = 1e-290   # a scale at the TINY floor: every term of the equation is zero
+ALPHA_FULL = 2.0 ** -3   # a Newton–Krylov step this much shortened also tries the states' merit alone
 NOISE_NEAR = 1e3     # the rounding allowance is looked at from max|c/s| <= NOISE_NEAR·tol on (or on a stall)
 
 
@@ -136,12 +137,12 @@ def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False, floor
 
 def _krylov_search(block, vals, z, delta, cnorm2, scale):
     """Newton–Krylov's line search: on every member's equation (the intermediates' explicit rows weigh
-    how far their linearization is trusted: a saturating tanh), and where that needs a shorter step,
-    also on the states' equations with the intermediates evaluated from the states (a residual on a
+    how far their linearization is trusted: a saturating tanh), and where that needs a step shorter
+    than ``ALPHA_FULL``, also on the states' equations with the intermediates evaluated from the states (a residual on a
     huge scale, ``(exp(w) + 1e10) - (x + 1e10)``, is invisible next to exp's own row: every full step
     looked like an increase and the iteration crept); the longer accepted step wins."""
     out = _line_search(block, vals, z, delta, cnorm2, scale)
-    if out[3] == 1.0:
+    if out[3] >= ALPHA_FULL:
         return out[:3]
     _, c0, _ = _move(block, vals, z, True)
     norm_el = float(np.linalg.norm(c0 / scale))
