@@ -54,6 +54,7 @@ __all__ = ["CHORD_MIN", "newton", "newton_krylov"]
 CHORD_MIN = 256   # smaller blocks always refactor (quadratic convergence, smooth outputs)
 ETA_MAX, ETA_MIN = 0.5, 1e-6   # the range of the inexact (AMG) Newton step's forcing term
 _ZERO_TERMS = 1e-290   # a scale at the TINY floor: every term of the equation is zero
+ALPHA_FULL = 2.0 ** -3   # a Newton–Krylov step this much shortened also tries the states' merit alone
 NOISE_NEAR = 1e3     # the rounding allowance is looked at from max|c/s| <= NOISE_NEAR·tol on (or on a stall)
 
 
@@ -112,9 +113,10 @@ def _move(block, vals, z, elim: bool):
     return z, c, ans
 
 
-def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False):
+def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False, floor: float = 1e-3):
     """Backtracking on the scaled ``||c / s||₂`` (``s``: the scale at ``z``, fixed during the search;
-    Armijo, halving down to 2⁻¹⁰); returns z, c, ans. An equation whose terms are all zero at ``z``
+    Armijo, halving down to 2⁻¹⁰); returns z, c, ans and the step ``α`` taken (0 when no step down
+    to ``floor`` decreased the merit: the last trial is returned). An equation whose terms are all zero at ``z``
     (``c_d = 0`` there, ``s_d`` the ``TINY`` floor: a zero input at the zero start) takes its scale at
     the full step instead, fixed for the search too (at the floor, or on the scale of each trial, every
     shorter step would look as bad as the full one)."""
@@ -126,9 +128,30 @@ def _line_search(block, vals, z, delta, cnorm2, scale, elim: bool = False):
         if alpha == 1.0 and zero.any():
             s = np.where(zero, np.maximum(constraint_scale(block, vals, z_new), scale), scale)
         new = float(np.linalg.norm(c_new / s))
-        if (np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2) or alpha < 1e-3:
-            return z_new, c_new, ans_new
+        if np.isfinite(new) and new <= (1 - 1e-4 * alpha) * cnorm2:
+            return z_new, c_new, ans_new, alpha
+        if alpha < floor:
+            return z_new, c_new, ans_new, 0.0
         alpha *= 0.5
+
+
+def _krylov_search(block, vals, z, delta, cnorm2, scale):
+    """Newton–Krylov's line search: on every member's equation (the intermediates' explicit rows weigh
+    how far their linearization is trusted: a saturating tanh), and where that needs a step shorter
+    than ``ALPHA_FULL``, also on the states' equations with the intermediates evaluated from the states (a residual on a
+    huge scale, ``(exp(w) + 1e10) - (x + 1e10)``, is invisible next to exp's own row: every full step
+    looked like an increase and the iteration crept); the longer accepted step wins."""
+    out = _line_search(block, vals, z, delta, cnorm2, scale)
+    if out[3] >= ALPHA_FULL:
+        return out[:3]
+    _, c0, _ = _move(block, vals, z, True)
+    norm_el = float(np.linalg.norm(c0 / scale))
+    if np.isfinite(norm_el):
+        el = _line_search(block, vals, z, delta, norm_el, scale, elim=True)
+        if el[3] > out[3]:
+            return el[:3]
+    _move(block, vals, out[0], False)       # back to the first search's point
+    return out[:3]
 
 
 # ------------------------------------------------------------------ Newton
@@ -292,7 +315,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
             delta = _schur_step(block, vals, ans, memo, c, inexact.newton(norm2, cn, opts.tol))
             if delta is not None:
                 chain, z_old = True, z
-                z, c, ans = _line_search(block, vals, z, delta, norm2, scale, elim=True)
+                z, c, ans, _ = _line_search(block, vals, z, delta, norm2, scale, elim=True)
                 moved = step_size(z, z_old)
                 rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
                 continue
@@ -303,7 +326,7 @@ def _newton(block: Block, vals: list, opts: SolveOptions, guess: dict) -> BlockS
         if inexact is not None and isinstance(inner_solver(lu), AMGInverse):
             inner_solver(lu).rtol = inexact.newton(norm2, cn, opts.tol)
         z_old = z
-        z, c, ans = _line_search(block, vals, z, lu.solve(-c), norm2, scale, elim=True)
+        z, c, ans, _ = _line_search(block, vals, z, lu.solve(-c), norm2, scale, elim=True)
         moved = step_size(z, z_old)
         rate = float(np.linalg.norm(c / scale)) / max(norm2, 1e-300)
     raise fail(block, "newton", state, opts.tol, maxiter)
@@ -361,6 +384,6 @@ def _newton_krylov(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
         if not np.all(np.isfinite(delta)):
             raise fail(block, "newton-krylov", state, opts.tol, maxiter, "gmres broke down")
         z_old = z
-        z, c, ans = _line_search(block, vals, z, delta, float(np.linalg.norm(c / scale)), scale)
+        z, c, ans = _krylov_search(block, vals, z, delta, float(np.linalg.norm(c / scale)), scale)
         moved = step_size(z, z_old)
     raise fail(block, "newton-krylov", state, opts.tol, maxiter)

@@ -157,9 +157,17 @@ def _solve_forward(block: Block, vals: list, opts: SolveOptions, guess: dict) ->
         return dense.dense_newton(block, vals, opts, guess)
     try:
         return _SOLVERS[method](block, vals, opts, guess)
-    except ConvergenceError:
-        if opts.method != "auto" or method not in ("anderson", "newton-krylov"):
+    except ConvergenceError as exc:
+        if opts.method != "auto" or method not in ("anderson", "newton-krylov", "newton"):
             raise
+        if method == "newton":
+            # auto: exact Newton steps that overshoot into a near-singular direction (a saturating tanh
+            # under a weak coupling) crawl on the line search, where the truncated Krylov steps of
+            # Newton–Krylov do not: it starts again from the same start; its failure raises Newton's error
+            try:
+                return _SOLVERS["newton-krylov"](block, vals, opts, guess)
+            except ConvergenceError:
+                raise exc from None
         # auto: a sweep that does not contract after all -> Newton from the same start
         return _SOLVERS["newton" if has_jac(block) else "newton-krylov"](block, vals, opts, guess)
 
