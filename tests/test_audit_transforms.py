@@ -19,6 +19,7 @@ import pytest
 import scipy.optimize as so
 
 import lagrangeprop as lp
+from programs import sellar_program
 
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)
@@ -341,15 +342,7 @@ def test_minimize_with_bounds_matches_scipy_with_autograd_gradient(method):
     assert np.all(res.x >= lo - 1e-12) and np.all(res.x <= hi + 1e-12)
 
 
-def _sellar():
-    p = lp.Program(name="sellar")
-    x = p.input("x")
-    z = p.input("z", shape=(2,))
-    y1, y2 = p.variable("y1"), p.variable("y2")
-    p.define(y1, z[0] ** 2 + z[1] + x - 0.2 * y2)
-    p.define(y2, lp.sqrt(y1) + z[0] + z[1])
-    p.output(x ** 2 + z[1] + y1 + lp.exp(-y2), name="obj")
-    return p
+_sellar = sellar_program
 
 
 def _sellar_ref(x, z):
