@@ -81,12 +81,19 @@ def test_a_saturating_tanh_chain_is_solved_under_auto(k):
     def J(z):
         with np.errstate(over="ignore"):
             return (L + sp.diags(0.5 / np.cosh(z) ** 2)).toarray()
-    ref = root(F, np.zeros(N), method="lm", jac=J, options={"maxiter": 20000, "xtol": 1e-15, "ftol": 1e-15})
-    assert np.abs(F(ref.x)).max() < 1e-9
-    g = np.linalg.solve(J(ref.x).T, 2 * ref.x / N)
+    if k >= 1e-4:
+        ref = root(F, np.zeros(N), method="lm", jac=J, options={"maxiter": 20000, "xtol": 1e-15, "ftol": 1e-15})
+        assert np.abs(F(ref.x)).max() < 1e-9
+        u_ref = ref.x
+    else:   # lm takes ~70 s here; F is strictly monotone, so its one root is certified by |F| alone
+        u_ref = None
     for linear_solver in ("auto", "direct", "gmres"):
         sol = _tanh_block(L).solve(a=a, linear_solver=linear_solver)
-        np.testing.assert_allclose(sol.values["u"], ref.x, rtol=1e-6, atol=1e-6)
+        u = sol.values["u"]
+        assert np.abs(F(u)).max() < 1e-9            # the residual by hand, at lp's root
+        if u_ref is not None:
+            np.testing.assert_allclose(u, u_ref, rtol=1e-6, atol=1e-6)
+        g = np.linalg.solve(J(u).T, 2 * u / N)     # the IFT by hand at that root
         np.testing.assert_allclose(sol.grad["a"], g, rtol=1e-5, atol=1e-9 * np.abs(g).max())
         assert sol.kkt()["primal"] <= 1e-9
 
