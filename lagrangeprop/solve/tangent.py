@@ -85,7 +85,7 @@ def tangent_reference(sched: Schedule, vals: list, states: dict, opts: SolveOpti
         zdot[i] = np.asarray(t, dtype=np.float64)
     with np.errstate(all="ignore"):     # a non-finite tangent is reported below, not warned about
         walk(sched, _Tangent(vals, states, opts, zdot))
-    if live is not None and len(live) < len(zdot):
+    if live is not None:
         drop_dead(zdot, live)
     check_finite_pass(sched, vals, zdot, "tangent")
     return zdot

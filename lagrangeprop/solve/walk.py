@@ -65,6 +65,8 @@ def add_to(seq: list, i: int, v) -> None:
 def drop_dead(seq: list, live: frozenset) -> None:
     """``seq[i] = None`` (zero) for every node outside ``live``, in place: a node the output
     does not depend on carries no derivative of it."""
+    if len(live) == len(seq):      # every node reaches the output: nothing to drop
+        return
     for i, v in enumerate(seq):
         if v is not None and i not in live:
             seq[i] = None
